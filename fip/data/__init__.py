@@ -1,0 +1,1 @@
+"""Photo sources, the built-in sample set and (input, target) pair generation."""

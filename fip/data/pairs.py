@@ -1,0 +1,314 @@
+"""Generating (input, target) pairs for any registered operator from any photo source.
+
+Layout of a pair set folder::
+
+    manifest.json          operator, parameters, fip version, resolution, source, one entry per pair
+    input/<name>.png       the sRGB network input, 16-bit PNG
+    target/<name>.png      the operator's output, 16-bit PNG
+    records/<name>.json    written last for each pair: its cache key; a pair without it is not done
+
+A pair's cache key hashes the recipe (operator name and version, parameters, fip version, resolution policy) and
+the source file's SHA-256, so a stale target is never reused: change a parameter, upgrade fip, or edit a photo,
+and the affected pairs are regenerated. Every file is written atomically; an interrupted run resumes where it
+stopped. Unreadable photos are skipped, named in the result and the manifest, and nothing else is lost.
+
+Work runs in local processes by default, or on a Dask distributed cluster given its scheduler address; both
+through the :class:`concurrent.futures.Executor` interface, so the code path is the same.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fip.cache import cache_dir
+from fip.data.sources import PhotoRef, PhotoSkipped, PhotoSource, Resolution
+from fip.errors import FipError, UnreadablePhotoError
+from fip.files import atomic_write_bytes, atomic_write_json, sha256_file, sha256_json
+from fip.registry import get_operator
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class PairJob:
+    """One unit of work, sent to a worker process or machine (so it holds only picklable values)."""
+
+    operator: str
+    params: dict[str, Any]
+    photo: PhotoRef
+    resolution: Resolution
+    key: str
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """What a worker sends back: encoded PNGs, or why the photo was skipped or failed."""
+
+    name: str
+    key: str
+    input_png: bytes | None = None
+    target_png: bytes | None = None
+    size: tuple[int, int] | None = None
+    seconds: float = 0.0
+    skipped: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class PairReport:
+    """The outcome of :func:`generate_pairs`."""
+
+    out_dir: Path
+    operator: str
+    params: dict[str, Any]
+    made: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def pairs(self) -> int:
+        return len(self.made) + len(self.reused)
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.operator} {json.dumps(self.params, sort_keys=True)} -> {self.out_dir}",
+            f"  {self.pairs} pairs ({len(self.made)} made, {len(self.reused)} reused"
+            + (f", {len(self.stale)} stale regenerated" if self.stale else "")
+            + f") in {self.seconds:.1f} s",
+        ]
+        for name, why in sorted(self.skipped.items()):
+            lines.append(f"  skipped {name}: {why}")
+        for name, why in sorted(self.failed.items()):
+            lines.append(f"  FAILED {name}: {why}")
+        return "\n".join(lines)
+
+
+def fip_version() -> str:
+    from fip import __version__
+
+    return __version__
+
+
+def default_out_dir(source: PhotoSource, operator: str, resolution: Resolution) -> Path:
+    return cache_dir() / "pairs" / source.name / operator / resolution.label()
+
+
+def make_pair(job: PairJob) -> PairResult:
+    """Load one photo at its working size, run the operator on the right view, encode both images.
+
+    Runs in a worker; a bad photo or a failing operator becomes a result with a message, never an exception.
+    """
+    from fip.imaging import encode_png
+    from fip.raw import load_photo
+
+    start = time.perf_counter()
+    try:
+        spec = get_operator(job.operator)
+        photo = load_photo(job.photo.path, lambda h, w: job.resolution.size_for(job.photo.name, h, w))
+        target = spec.apply(photo.view(spec.input), job.params)
+        return PairResult(
+            name=job.photo.name,
+            key=job.key,
+            input_png=encode_png(photo.srgb),
+            target_png=encode_png(target),
+            size=photo.size,
+            seconds=time.perf_counter() - start,
+        )
+    except PhotoSkipped as exc:
+        return PairResult(job.photo.name, job.key, skipped=str(exc))
+    except UnreadablePhotoError as exc:
+        return PairResult(job.photo.name, job.key, error=str(exc))
+    except Exception as exc:  # an operator bug must not lose the other photos
+        return PairResult(job.photo.name, job.key, error=f"{job.operator} failed: {type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def _executor(workers: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
+    """``None`` means run in this process (one worker, no pool)."""
+    if scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            logger.info("generating on the Dask cluster at %s (%s)", scheduler, client)
+            with client.get_executor() as executor:
+                yield executor
+    elif workers > 1:
+        # spawn, not fork: LibRaw's OpenMP threads deadlock in forked children.
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as executor:
+            yield executor
+    else:
+        yield None
+
+
+class _SourceHashes:
+    """SHA-256 of source files, remembered by (path, size, mtime) so a rerun does not reread 25 MB raw files."""
+
+    def __init__(self, known: Mapping[str, Any]):
+        self._known = dict(known)
+
+    def __call__(self, path: Path) -> str:
+        stat = path.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        entry = self._known.get(str(path))
+        if entry and entry.get("stamp") == stamp:
+            return entry["sha256"]
+        digest = sha256_file(path)
+        self._known[str(path)] = {"stamp": stamp, "sha256": digest}
+        return digest
+
+    def to_json(self) -> dict[str, Any]:
+        return self._known
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def generate_pairs(
+    operator: str,
+    source: PhotoSource,
+    *,
+    params: Mapping[str, Any] | None = None,
+    split: str = "all",
+    resolution: Resolution | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> PairReport:
+    """Generate (input, target) pairs for ``operator`` from the photos of ``source``.
+
+    Args:
+        operator: a registered operator name (``fip operators`` lists them).
+        source: photos, from :func:`fip.data.sources.open_source`.
+        params: operator parameters; missing ones take their defaults; names and ranges are checked.
+        split: ``"train"``, ``"test"`` or ``"all"``.
+        resolution: working size policy; the paper's 480p by default.
+        out_dir: the pair set folder; by default under fip's cache, by source, operator and resolution.
+        workers: local processes (default: all cores); 1 runs in this process.
+        scheduler: address of a Dask distributed scheduler (``tcp://host:8786``); overrides ``workers``.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`PairReport` naming what was made, reused, skipped and failed.
+    """
+    from tqdm.auto import tqdm
+
+    spec = get_operator(operator)
+    resolved = spec.resolve_params(params)
+    resolution = resolution or Resolution()
+    photos = source.select(split)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(source, operator, resolution)
+    out.mkdir(parents=True, exist_ok=True)
+
+    recipe = {
+        "operator": spec.name,
+        "operator_version": spec.version,
+        "operator_source": spec.source,
+        "input": spec.input.value,
+        "params": resolved,
+        "fip_version": fip_version(),
+        "resolution": resolution.to_json(),
+    }
+    recipe_key = sha256_json({k: v for k, v in recipe.items() if k != "operator_source"})
+    old_manifest = _read_json(out / MANIFEST) or {}
+    hashes = _SourceHashes(old_manifest.get("source_hashes", {}))
+    if old_manifest and old_manifest.get("recipe_key") != recipe_key:
+        changed = sorted(k for k in recipe if k != "operator_source" and old_manifest.get(k) != recipe[k])
+        logger.warning(
+            "%s holds pairs made with a different recipe (%s changed); they are stale and will be regenerated",
+            out,
+            ", ".join(changed) or "recipe",
+        )
+
+    report = PairReport(out_dir=out, operator=spec.name, params=resolved)
+    entries: dict[str, dict[str, Any]] = {}
+    if old_manifest.get("recipe_key") == recipe_key:  # pairs of other splits made earlier with this recipe
+        entries = dict(old_manifest.get("pairs", {}))
+    start = time.perf_counter()
+    jobs: list[PairJob] = []
+    pending: dict[str, dict[str, Any]] = {}
+    for photo in photos:
+        source_hash = hashes(photo.path)
+        key = sha256_json({"recipe": recipe_key, "source_sha256": source_hash})
+        entry = {"split": photo.split, "source": str(photo.path), "source_sha256": source_hash, "key": key}
+        record = _read_json(out / "records" / f"{photo.name}.json")
+        done = (out / "input" / f"{photo.name}.png").exists() and (out / "target" / f"{photo.name}.png").exists()
+        if record and record.get("key") == key and done:
+            entries[photo.name] = {**entry, "size": record["size"]}
+            report.reused.append(photo.name)
+            continue
+        if record:
+            report.stale.append(photo.name)
+        entries.pop(photo.name, None)
+        pending[photo.name] = entry
+        jobs.append(PairJob(spec.name, resolved, photo, resolution, key))
+
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(jobs)))
+    bar = tqdm(total=len(photos), initial=len(report.reused), desc=spec.name, unit="photo", disable=not progress)
+    with bar, _executor(workers, scheduler if jobs else None) as executor:
+        if executor is None:
+            results: Iterator[PairResult] = map(make_pair, jobs)
+        else:
+            futures = [executor.submit(make_pair, job) for job in jobs]
+            results = (future.result() for future in cf.as_completed(futures))
+        for result in results:
+            if result.skipped:
+                report.skipped[result.name] = result.skipped
+            elif result.error:
+                report.failed[result.name] = result.error
+            else:
+                assert result.input_png is not None and result.target_png is not None and result.size is not None
+                atomic_write_bytes(out / "input" / f"{result.name}.png", result.input_png)
+                atomic_write_bytes(out / "target" / f"{result.name}.png", result.target_png)
+                record = {"key": result.key, "size": list(result.size), "seconds": round(result.seconds, 3)}
+                atomic_write_json(out / "records" / f"{result.name}.json", record)  # last: marks the pair done
+                entries[result.name] = {**pending[result.name], "size": list(result.size)}
+                report.made.append(result.name)
+            bar.update(1)
+            if result.error:
+                bar.write(f"fip data: skipping {result.name}: {result.error}")
+    report.seconds = time.perf_counter() - start
+
+    atomic_write_json(
+        out / MANIFEST,
+        {
+            **recipe,
+            "recipe_key": recipe_key,
+            "source": source.description,
+            "pairs": dict(sorted(entries.items())),
+            "skipped": report.skipped,
+            "failed": report.failed,
+            "source_hashes": hashes.to_json(),
+        },
+    )
+    if not report.pairs and (report.failed or report.skipped):
+        raise FipError(f"no pairs could be made for {spec.name} from {source.description}:\n{report.summary()}")
+    return report
+
+
+def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of a pair set folder; raises if the folder holds none."""
+    manifest = _read_json(Path(out_dir) / MANIFEST)
+    if manifest is None:
+        raise FipError(f"{out_dir} holds no {MANIFEST}: generate pairs there first with `fip data`")
+    return manifest

@@ -1,0 +1,268 @@
+"""Reading photos: raw files through rawpy (LibRaw) and plain images through OpenCV, as three views.
+
+Every photo is loaded as a :class:`Photo` with three views of the same pixels:
+
+* ``srgb``: the network input, ``(H, W, 3)`` float32 sRGB in [0, 1];
+* ``linear``: the same image before the sRGB transfer curve (scene-linear, white-balanced, sRGB primaries);
+* ``mosaic``: a :class:`Mosaic`, the colour filter array samples with their pattern, white balance and colour matrix.
+
+Raw files are rendered with these explicit LibRaw settings (:func:`postprocess_settings`):
+
+============================  =================================================================================
+white balance                 the camera's as-shot multipliers (``use_camera_wb``), never auto white balance
+colour space                  camera RGB -> linear sRGB primaries through the file's colour matrix
+gamma                         none from LibRaw (``gamma=(1, 1)``); fip applies the exact sRGB curve itself
+bit depth                     16 bits per channel, so the linear view keeps its shadows
+brightness                    ``no_auto_bright``: the white level maps to 1.0, no histogram stretch
+highlights                    clipped (``highlight_mode=Clip``)
+demosaic                      AHD
+orientation                   ``user_flip=0``: pixels stay in sensor order, the file's rotation flag is ignored
+============================  =================================================================================
+
+so ``srgb == srgb_encode(linear)`` and ``linear ≈ clip(camera_to_srgb @ (white_balance * demosaic(mosaic)))``.
+Plain images (PNG, JPEG, TIFF) are sRGB already; their linear view is the decoded sRGB, and their mosaic is the
+linear image sampled in an RGGB pattern with identity white balance and colour matrix (documented, noise-free).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from fip.errors import InputError, UnreadablePhotoError
+from fip.imaging import IMAGE_EXTENSIONS, read_image_file, resize_area, srgb_decode, srgb_encode
+from fip.registry import InputKind
+
+RAW_EXTENSIONS = frozenset(
+    {
+        ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2", ".orf",
+        ".pef", ".srw", ".x3f", ".3fr", ".erf", ".kdc", ".dcr", ".mrw", ".mos", ".iiq", ".rwl", ".raw",
+    }
+)  # fmt: skip
+PHOTO_EXTENSIONS = RAW_EXTENSIONS | IMAGE_EXTENSIONS
+
+CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+_CHANNEL_INDEX = {"R": 0, "G": 1, "B": 2}
+
+
+def postprocess_settings() -> dict:
+    """The keyword arguments fip passes to ``rawpy.RawPy.postprocess`` (see the module docstring)."""
+    import rawpy
+
+    return dict(
+        use_camera_wb=True,
+        use_auto_wb=False,
+        output_color=rawpy.ColorSpace.sRGB,
+        gamma=(1.0, 1.0),
+        output_bps=16,
+        no_auto_bright=True,
+        bright=1.0,
+        highlight_mode=rawpy.HighlightMode.Clip,
+        demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
+        user_flip=0,
+    )
+
+
+
+@dataclass(frozen=True, eq=False)
+class Mosaic:
+    """A Bayer mosaic with what is needed to render it like the sRGB view.
+
+    Attributes:
+        data: ``(H, W)`` float32 in [0, 1]: ``(raw - black) / (white - black)``, clipped; H and W even.
+        cfa: colours of the 2x2 tile read row by row, one of ``RGGB``, ``BGGR``, ``GRBG``, ``GBRG``
+            (OpenCV's ``BayerBG`` and kornia's ``CFA.BG`` both mean ``RGGB``).
+        white_balance: ``(3,)`` R, G, B multipliers applied to camera RGB, smallest = 1 (LibRaw's convention).
+        camera_to_srgb: ``(3, 3)`` matrix from white-balanced camera RGB to linear sRGB primaries.
+        black_level: black level per 2x2 tile position, in raw units (metadata).
+        white_level: white level in raw units (metadata).
+    """
+
+    data: np.ndarray
+    cfa: str = "RGGB"
+    white_balance: np.ndarray = field(default_factory=lambda: np.ones(3, dtype=np.float32))
+    camera_to_srgb: np.ndarray = field(default_factory=lambda: np.eye(3, dtype=np.float32))
+    black_level: tuple[int, ...] = (0, 0, 0, 0)
+    white_level: int = 1
+
+    def __post_init__(self) -> None:
+        if self.cfa not in CFA_PATTERNS:
+            raise InputError(f"CFA pattern {self.cfa!r} is not one of {', '.join(CFA_PATTERNS)}")
+        if self.data.ndim != 2 or self.data.shape[0] % 2 or self.data.shape[1] % 2:
+            raise InputError(f"a mosaic must be (H, W) with even H and W; got shape {self.data.shape}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape  # type: ignore[return-value]
+
+    def channel_index(self) -> np.ndarray:
+        """``(H, W)`` int array: the colour (0 R, 1 G, 2 B) each pixel samples."""
+        tile = np.array([_CHANNEL_INDEX[c] for c in self.cfa]).reshape(2, 2)
+        height, width = self.shape
+        return np.tile(tile, (height // 2, width // 2))
+
+    def resized(self, height: int, width: int) -> Mosaic:
+        """Resample to an even ``(height, width)`` keeping the CFA: each of the four 2x2 tile positions is a
+        half-resolution plane, area-resized on its own and interleaved again. Averaging same-colour samples
+        lowers the noise, as binning on a sensor would."""
+        if (height, width) == self.shape:
+            return self
+        if height % 2 or width % 2:
+            raise InputError(f"a mosaic's size must be even; got ({height}, {width})")
+        out = np.empty((height, width), dtype=np.float32)
+        for dy in (0, 1):
+            for dx in (0, 1):
+                out[dy::2, dx::2] = resize_area(self.data[dy::2, dx::2], height // 2, width // 2)
+        return replace(self, data=out)
+
+    def render_linear(self, camera_rgb: np.ndarray) -> np.ndarray:
+        """Demosaiced camera RGB ``(H, W, 3)`` -> linear sRGB view, with LibRaw's clipping order."""
+        balanced = np.clip(camera_rgb * self.white_balance.astype(np.float32), 0.0, 1.0)
+        return np.clip(balanced @ self.camera_to_srgb.T.astype(np.float32), 0.0, 1.0).astype(np.float32)
+
+
+def mosaic_samples(camera_rgb: np.ndarray, cfa: str = "RGGB") -> np.ndarray:
+    """Sample an ``(H, W, 3)`` image in a Bayer pattern -> ``(H, W)``; H and W must be even."""
+    height, width = camera_rgb.shape[:2]
+    if height % 2 or width % 2:
+        raise InputError(f"a mosaic needs even height and width; got ({height}, {width})")
+    out = np.empty((height, width), dtype=camera_rgb.dtype)
+    for position, colour in enumerate(cfa):
+        dy, dx = divmod(position, 2)
+        out[dy::2, dx::2] = camera_rgb[dy::2, dx::2, _CHANNEL_INDEX[colour]]
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Photo:
+    """One photo as the three views operators consume; see the module docstring."""
+
+    name: str
+    srgb: np.ndarray
+    linear: np.ndarray
+    mosaic: Mosaic
+    is_raw: bool
+    native_size: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.srgb.shape[:2]  # type: ignore[return-value]
+
+    def view(self, kind: InputKind) -> np.ndarray | Mosaic:
+        """The view an operator with input ``kind`` consumes."""
+        return {InputKind.SRGB: self.srgb, InputKind.LINEAR_RGB: self.linear, InputKind.BAYER: self.mosaic}[
+            InputKind(kind)
+        ]
+
+    def resized(self, height: int, width: int) -> Photo:
+        """All three views area-resized to ``(height, width)`` (both even)."""
+        if (height, width) == self.size:
+            return self
+        linear = resize_area(self.linear, height, width)
+        srgb = srgb_encode(linear) if self.is_raw else resize_area(self.srgb, height, width)
+        return replace(self, srgb=srgb, linear=linear, mosaic=self.mosaic.resized(height, width))
+
+
+# Maps a native (height, width) to the wanted (height, width) (even numbers), or raises to skip the photo.
+SizePolicy = Callable[[int, int], tuple[int, int]]
+
+
+def _even_crop(height: int, width: int) -> tuple[int, int]:
+    return height - height % 2, width - width % 2
+
+
+def load_photo(path: str | os.PathLike[str], size_policy: SizePolicy | None = None) -> Photo:
+    """Load a raw file (any format LibRaw reads) or an image file as a :class:`Photo`.
+
+    Args:
+        path: the file.
+        size_policy: maps the native size to the wanted size; ``None`` keeps the native size (cropped to even).
+
+    Raises:
+        UnreadablePhotoError: the file is not a readable image or raw file; the message names it.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in RAW_EXTENSIONS:
+        return _load_raw(path, size_policy)
+    if suffix in IMAGE_EXTENSIONS:
+        return _load_image(path, size_policy)
+    raise UnreadablePhotoError(
+        f"{path}: unsupported file type {suffix or '(no extension)'!r}; fip reads "
+        f"{', '.join(sorted(IMAGE_EXTENSIONS))} and raw files ({', '.join(sorted(RAW_EXTENSIONS))})"
+    )
+
+
+def _load_image(path: Path, size_policy: SizePolicy | None) -> Photo:
+    srgb = read_image_file(path)
+    native = srgb.shape[:2]
+    height, width = size_policy(*native) if size_policy else _even_crop(*native)
+    if size_policy is None:
+        srgb = srgb[:height, :width]
+    srgb = resize_area(srgb, height, width)
+    linear = srgb_decode(srgb)
+    mosaic = Mosaic(mosaic_samples(linear, "RGGB"))
+    return Photo(path.stem, srgb, linear, mosaic, is_raw=False, native_size=native)
+
+
+def _cfa_string(raw) -> str:
+    pattern = np.asarray(raw.raw_pattern)
+    desc = raw.color_desc.decode()
+    if pattern.shape != (2, 2) or desc not in ("RGBG", "RGB"):
+        raise UnreadablePhotoError(
+            f"colour filter {desc!r} with pattern {pattern.tolist()} is not a 2x2 Bayer CFA; "
+            "X-Trans and Foveon sensors are not supported"
+        )
+    return "".join(desc[i] for i in pattern.reshape(-1))
+
+
+def _load_raw(path: Path, size_policy: SizePolicy | None) -> Photo:
+    import rawpy
+
+    try:
+        raw = rawpy.imread(str(path))
+    except (rawpy.LibRawError, OSError, ValueError) as exc:
+        raise UnreadablePhotoError(f"{path}: LibRaw cannot read this raw file ({type(exc).__name__}: {exc})") from exc
+    with raw:
+        try:
+            cfa = _cfa_string(raw)
+            visible = raw.raw_image_visible
+            native = _even_crop(*visible.shape)
+            target = size_policy(*native) if size_policy else native
+            # Read the mosaic before postprocess(): LibRaw reuses its buffers while rendering.
+            black = np.asarray(raw.black_level_per_channel, dtype=np.float32)
+            white = float(raw.white_level)
+            colours = raw.raw_colors_visible[: native[0], : native[1]]
+            data = (visible[: native[0], : native[1]].astype(np.float32) - black[colours]) / (white - black[colours])
+            visible_shape = visible.shape
+            # half_size skips demosaicing; good enough whenever we downscale by two or more anyway.
+            half = target[0] * 2 <= native[0] and target[1] * 2 <= native[1]
+            rendered = raw.postprocess(half_size=half, **postprocess_settings())
+            multipliers = np.asarray(raw.camera_whitebalance[:3], dtype=np.float32)
+            rgb_cam = np.asarray(raw.color_matrix, dtype=np.float32)[:, :3]
+        except rawpy.LibRawError as exc:
+            raise UnreadablePhotoError(f"{path}: LibRaw failed to decode it ({type(exc).__name__}: {exc})") from exc
+    if multipliers.min() <= 0:
+        raise UnreadablePhotoError(f"{path}: the file has no as-shot white balance; fip needs one to render it")
+    mosaic = Mosaic(
+        np.clip(data, 0.0, 1.0),
+        cfa=cfa,
+        white_balance=multipliers / multipliers.min(),
+        camera_to_srgb=rgb_cam,
+        black_level=tuple(int(b) for b in raw.black_level_per_channel),
+        white_level=int(white),
+    )
+    linear = rendered.astype(np.float32) / 65535.0
+    if not half:
+        if linear.shape[:2] != visible_shape:
+            raise UnreadablePhotoError(
+                f"{path}: LibRaw renders {linear.shape[:2]} pixels from a {visible_shape} sensor area "
+                "(non-square pixels or a rotated sensor); fip cannot align its views"
+            )
+        linear = linear[: native[0], : native[1]]
+    linear = resize_area(linear, *target)
+    return Photo(path.stem, srgb_encode(linear), linear, mosaic.resized(*target), is_raw=True, native_size=native)
