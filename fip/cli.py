@@ -1,0 +1,157 @@
+"""The ``fip`` command line.
+
+    fip operators [--json]                 list registered operators and their parameters
+    fip sample [--json]                    build the built-in sample set (DNG files) and list it
+    fip data --operator NAME [...]         generate (input, target) pairs for one or more operators
+    fip quickstart                         the README's main job on the built-in sample set
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fip.errors import FipError, ParameterError
+
+logger = logging.getLogger("fip")
+
+
+def _parse_param(text: str) -> tuple[str, str]:
+    name, eq, value = text.partition("=")
+    if not eq or not name:
+        raise argparse.ArgumentTypeError(f"--param takes NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _cmd_operators(args: argparse.Namespace) -> int:
+    from fip.registry import list_operators
+
+    specs = list_operators(args.family)
+    if args.json:
+        print(json.dumps([spec.to_json() for spec in specs], indent=2))
+        return 0
+    for spec in specs:
+        print(f"{spec.name:<24} [{spec.input.value}] {spec.description}")
+        for p in spec.params:
+            print(f"    {p.name:<14} default {p.default!r:<8} range {p.range_text():<16} {p.description}")
+        print(f"    from {spec.source}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from fip.data.sample import ensure_sample_set
+
+    photos = ensure_sample_set()
+    if args.json:
+        print(json.dumps([{"name": p.name, "path": str(p.path), "split": p.split} for p in photos], indent=2))
+    else:
+        for p in photos:
+            print(f"{p.split:<6} {p.name:<12} {p.path}")
+    return 0
+
+
+def _resolution(args: argparse.Namespace):
+    from fip.data.sources import Resolution
+
+    return Resolution.parse(args.resolution, args.max_megapixels, args.over_budget)
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from fip.data.pairs import generate_pairs
+    from fip.data.sources import open_source
+    from fip.registry import get_operator
+
+    params = dict(args.param or [])
+    specs = [get_operator(name) for name in args.operator]  # unknown names fail before any work
+    if len(specs) > 1 and params:
+        raise ParameterError("--param applies to one operator; run `fip data` once per operator to set parameters")
+    if len(specs) > 1 and args.out is not None:
+        raise ParameterError("--out names one pair set folder; with several operators leave it out")
+    for spec in specs:
+        spec.resolve_params(params)  # wrong names and ranges fail before any work
+    source = open_source(args.source, args.split_file)
+    resolution = _resolution(args)
+    failed = False
+    for spec in specs:
+        report = generate_pairs(
+            spec.name,
+            source,
+            params=params,
+            split=args.split,
+            resolution=resolution,
+            out_dir=args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=not args.no_progress,
+        )
+        print(report.summary())
+        failed |= bool(report.failed)
+    return 1 if failed else 0
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> int:
+    """Until the model lands: build the sample set and pairs for two operators, then say what was made."""
+    from fip.data.pairs import generate_pairs
+    from fip.data.sources import Resolution, sample_source
+
+    source = sample_source()
+    print(f"sample set: {len(source.photos)} DNG files in {source.photos[0].path.parent}")
+    for photo in source.photos:
+        print(f"  {photo.split:<6} {photo.name}")
+    for operator in ("smooth.l0", "style.stylize"):
+        report = generate_pairs(operator, source, resolution=Resolution(480), workers=args.workers)
+        print(report.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fip", description="Fast image processing with context aggregation networks")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("operators", help="list registered operators")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--family", help="only this family (e.g. smooth)")
+    p.set_defaults(run=_cmd_operators)
+
+    p = sub.add_parser("sample", help="build the built-in sample set and list its DNG files")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(run=_cmd_sample)
+
+    p = sub.add_parser("data", help="generate (input, target) pairs")
+    p.add_argument("--operator", "-o", action="append", required=True, help="operator name; repeat for several")
+    p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE", help="operator parameter")
+    p.add_argument("--source", default="sample", help="'sample' (default), a FiveK root, 'fivek:PATH' or a photo folder")
+    p.add_argument("--split", default="all", choices=["train", "test", "all"])
+    p.add_argument("--split-file", type=Path, help='JSON {"train": [...], "test": [...]} overriding the split')
+    p.add_argument("--resolution", default="480p", help="480p (default), 1080p, native or random:320-1440")
+    p.add_argument("--max-megapixels", type=float, help="pixel budget per photo")
+    p.add_argument("--over-budget", default="resize", choices=["resize", "skip"], help="what to do over budget")
+    p.add_argument("--out", type=Path, help="pair set folder (default: under fip's cache)")
+    p.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    p.add_argument("--scheduler", help="Dask distributed scheduler address, e.g. tcp://10.0.0.1:8786")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(run=_cmd_data)
+
+    p = sub.add_parser("quickstart", help="the main job on the built-in sample set")
+    p.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    p.set_defaults(run=_cmd_quickstart)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except FipError as exc:
+        print(f"fip: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fip: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
