@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import threading
+import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,8 +248,11 @@ class OperatorSpec:
         }
 
 
-# Set while an entry point's module is being imported, so that its registrations are attributed to it.
-_loading_source: contextvars.ContextVar[str | None] = contextvars.ContextVar("fip_loading_source", default=None)
+# Set while an entry point's module is being imported: its @register_operator calls go to the registry that
+# is loading it and are attributed to that entry point.
+_loading: contextvars.ContextVar[tuple[OperatorRegistry, str] | None] = contextvars.ContextVar(
+    "fip_loading", default=None
+)
 
 
 class OperatorRegistry:
@@ -263,7 +267,8 @@ class OperatorRegistry:
     # -- registration -------------------------------------------------------------------------------------------
     def add(self, spec: OperatorSpec) -> OperatorSpec:
         """Register ``spec``; raise :class:`DuplicateOperatorError` if another source holds its name."""
-        source = spec.source or _loading_source.get() or getattr(spec.function, "__module__", "?")
+        loading = _loading.get()
+        source = spec.source or (loading[1] if loading else getattr(spec.function, "__module__", "?"))
         if spec.source != source:
             spec = OperatorSpec(**{**spec.__dict__, "source": source})
         with self._lock:
@@ -301,10 +306,9 @@ class OperatorRegistry:
     def _load(self, ep: importlib.metadata.EntryPoint, builtin: bool) -> None:
         source = f"{_distribution_name(ep) or 'unknown distribution'} (entry point {ep.name} = {ep.value})"
         before = set(self._specs)
-        token = _loading_source.set(source)
+        token = _loading.set((self, source))
         try:
-            loaded = ep.load()
-            for spec in _specs_in(loaded):
+            for spec in _specs_in(ep.load()):
                 self.add(spec)
         except DuplicateOperatorError:
             raise
@@ -320,7 +324,7 @@ class OperatorRegistry:
                 stacklevel=4,
             )
         finally:
-            _loading_source.reset(token)
+            _loading.reset(token)
 
     # -- queries ------------------------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -356,15 +360,26 @@ def _entry_point_order(ep: importlib.metadata.EntryPoint) -> tuple[int, str, str
 
 
 def _specs_in(loaded: Any) -> Sequence[OperatorSpec]:
-    """An entry point may name a module (whose import registers operators), one spec or a list of specs."""
+    """An entry point may name a module or package (the operators its import declared with
+    :func:`register_operator`, also when it was imported before), one spec, or a list of specs."""
     if isinstance(loaded, OperatorSpec):
         return [loaded]
     if isinstance(loaded, (list, tuple)) and all(isinstance(s, OperatorSpec) for s in loaded):
         return list(loaded)
-    return []
+    if isinstance(loaded, types.ModuleType):
+        prefix = loaded.__name__ + "."
+        return [spec for module, specs in _declared.items() if module == loaded.__name__ or module.startswith(prefix)
+                for spec in specs]
+    raise TypeError(
+        f"entry point value is a {type(loaded).__name__}; it must name a module, an OperatorSpec or a list of them"
+    )
 
 
 _registry = OperatorRegistry()
+
+# Every spec declared with @register_operator, by the module that defines its function, so that any registry
+# loading an entry point finds the module's operators even if another registry imported it first.
+_declared: dict[str, list[OperatorSpec]] = {}
 
 
 def default_registry() -> OperatorRegistry:
@@ -397,7 +412,9 @@ def register_operator(
             citation=citation,
             version=version,
         )
-        return (registry or _registry).add(spec)
+        _declared.setdefault(getattr(function, "__module__", "?"), []).append(spec)
+        loading = _loading.get()
+        return (registry or (loading[0] if loading else _registry)).add(spec)
 
     return decorate
 

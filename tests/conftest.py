@@ -1,0 +1,68 @@
+"""Shared fixtures: an isolated cache, synthetic photos and DNG files made on the fly, fake plugin distributions."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fip.data.unprocess import CaptureSettings, unprocess
+from fip.dng import write_dng
+from fip.imaging import encode_png
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test session writes its caches under a temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("FIP_CACHE", str(tmp_path_factory.getbasetemp() / "fip-cache"))
+    monkeypatch.delenv("FIP_DISABLE_PLUGINS", raising=False)
+
+
+def smooth_image(height: int = 48, width: int = 64, seed: int = 0, edge: bool = True) -> np.ndarray:
+    """A smooth colourful sRGB test image (sine gradients), with one sharp-edged patch if ``edge``; float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = []
+    for c in range(3):
+        fy, fx, phase = rng.uniform(0.5, 2.0), rng.uniform(0.5, 2.0), rng.uniform(0, 6.28)
+        channels.append(0.5 + 0.35 * np.sin(fy * y / height * 3.14 + fx * x / width * 3.14 + phase))
+    image = np.stack(channels, axis=-1)
+    if edge:
+        image[height // 3 : 2 * height // 3, width // 4 : width // 2] = rng.uniform(0.15, 0.85, size=3)
+    return image.astype(np.float32)
+
+
+def write_synthetic_dng(path: Path, image: np.ndarray, cfa: str = "RGGB", noise: bool = True, seed: int = 0) -> None:
+    """Unprocess ``image`` into a DNG at ``path``, like the sample set does."""
+    rng = np.random.default_rng(seed)
+    settings = CaptureSettings(cfa=cfa)
+    write_dng(path, unprocess(image, settings, rng if noise else None), settings.metadata())
+
+
+@pytest.fixture
+def photo_folder(tmp_path) -> Path:
+    """Three tiny photos: two DNGs and one PNG, in a folder."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_synthetic_dng(folder / "first.dng", smooth_image(seed=1), seed=1)
+    write_synthetic_dng(folder / "second.dng", smooth_image(40, 56, seed=2), cfa="GRBG", seed=2)
+    (folder / "third.png").write_bytes(encode_png(smooth_image(seed=3), bits=8))
+    return folder
+
+
+def make_distribution(root: Path, name: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
+    """Write an installed-looking distribution (``*.dist-info`` with entry points, plus its modules) into ``root``.
+
+    Putting ``root`` on ``sys.path`` makes ``importlib.metadata`` find it exactly like a pip-installed package.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = "\n".join(f"{key} = {value}" for key, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[fip.operators]\n{lines}\n")
+    return root

@@ -1,0 +1,173 @@
+"""Pair generation: outputs, manifest, resume, invalidation, bad input, parallel and distributed execution."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import fip.data.pairs as pairs_module
+from fip import InputKind, get_operator, register_operator
+from fip.cli import main
+from fip.data.pairs import generate_pairs, read_manifest
+from fip.data.sources import Resolution, open_source
+from fip.errors import FipError
+from fip.files import sha256_file
+from fip.imaging import read_image_file
+from fip.raw import Mosaic, load_photo
+
+from conftest import smooth_image, write_synthetic_dng
+
+# In-process test operators (workers=1): they record what they were given and can simulate a Ctrl-C.
+SEEN: dict[str, list] = {"linear": [], "bayer": []}
+INTERRUPT = {"calls": 0, "at": None}
+
+
+@register_operator("testing.invert", description="1 - x; Ctrl-C on the n-th call when asked")
+def _invert(image):
+    INTERRUPT["calls"] += 1
+    if INTERRUPT["at"] is not None and INTERRUPT["calls"] >= INTERRUPT["at"]:
+        raise KeyboardInterrupt
+    return 1.0 - image
+
+
+@register_operator("testing.linear_view", description="records its input", input=InputKind.LINEAR_RGB)
+def _linear_view(linear):
+    SEEN["linear"].append(linear)
+    return linear
+
+
+@register_operator("testing.bayer_view", description="records its input", input=InputKind.BAYER)
+def _bayer_view(mosaic):
+    SEEN["bayer"].append(mosaic)
+    return np.repeat(mosaic.data[..., None], 3, axis=2)
+
+
+def _files(out, kind):
+    return {p.stem: p.read_bytes() for p in sorted((out / kind).glob("*.png"))}
+
+
+def test_pairs_are_written_with_a_manifest(photo_folder, tmp_path):
+    source = open_source(photo_folder)
+    report = generate_pairs("smooth.l0", source, out_dir=tmp_path / "out", workers=1, progress=False)
+    assert sorted(report.made) == ["first", "second", "third"] and not report.failed
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["operator"] == "smooth.l0" and manifest["params"] == {"lambda_": 0.02, "kappa": 2.0}
+    assert manifest["fip_version"] == pairs_module.fip_version()
+    for name, entry in manifest["pairs"].items():
+        assert entry["source_sha256"] == sha256_file(photo_folder / entry["source"].split("/")[-1])
+        photo = load_photo(entry["source"], lambda h, w: Resolution(480).size_for(name, h, w))
+        stored_input = read_image_file(tmp_path / "out" / "input" / f"{name}.png")
+        stored_target = read_image_file(tmp_path / "out" / "target" / f"{name}.png")
+        assert list(stored_input.shape[:2]) == entry["size"]
+        assert np.abs(stored_input - photo.srgb).max() <= 0.5 / 65535 + 1e-7
+        expected = get_operator("smooth.l0").apply(photo.srgb)
+        assert np.abs(stored_target - expected).max() <= 0.5 / 65535 + 1e-7
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_operators_get_the_view_they_ask_for(photo_folder, tmp_path):
+    source = open_source(photo_folder)
+    SEEN["linear"].clear(), SEEN["bayer"].clear()
+    generate_pairs("testing.linear_view", source, out_dir=tmp_path / "lin", workers=1, progress=False)
+    generate_pairs("testing.bayer_view", source, out_dir=tmp_path / "bay", workers=1, progress=False)
+    photo = load_photo(photo_folder / "second.dng")
+    assert any(np.array_equal(seen, photo.linear) for seen in SEEN["linear"])
+    mosaics = [m for m in SEEN["bayer"] if isinstance(m, Mosaic) and m.cfa == "GRBG"]
+    assert len(mosaics) == 1 and np.array_equal(mosaics[0].data, photo.mosaic.data)
+
+
+def test_interrupted_run_resumes(photo_folder, tmp_path):
+    source, out = open_source(photo_folder), tmp_path / "out"
+    INTERRUPT.update(calls=0, at=2)
+    with pytest.raises(KeyboardInterrupt):
+        generate_pairs("testing.invert", source, out_dir=out, workers=1, progress=False)
+    assert [p.stem for p in (out / "records").glob("*.json")] == ["first"]
+    assert not list(out.rglob("*.tmp"))
+    INTERRUPT.update(calls=0, at=None)
+    report = generate_pairs("testing.invert", source, out_dir=out, workers=1, progress=False)
+    assert report.reused == ["first"] and sorted(report.made) == ["second", "third"]
+    assert INTERRUPT["calls"] == 2
+
+
+def test_stale_pairs_are_regenerated(photo_folder, tmp_path, monkeypatch):
+    source, out = open_source(photo_folder), tmp_path / "out"
+    generate_pairs("smooth.l0", source, out_dir=out, workers=1, progress=False)
+    before = _files(out, "target")
+
+    again = generate_pairs("smooth.l0", source, out_dir=out, workers=1, progress=False)
+    assert sorted(again.reused) == ["first", "second", "third"] and not again.made
+
+    changed = generate_pairs("smooth.l0", source, params={"lambda_": 0.2}, out_dir=out, workers=1, progress=False)
+    assert sorted(changed.stale) == sorted(changed.made) == ["first", "second", "third"]
+    assert read_manifest(out)["params"]["lambda_"] == 0.2
+    assert all(_files(out, "target")[name] != before[name] for name in before)
+
+    monkeypatch.setattr(pairs_module, "fip_version", lambda: "999.0")
+    upgraded = generate_pairs("smooth.l0", source, params={"lambda_": 0.2}, out_dir=out, workers=1, progress=False)
+    assert len(upgraded.stale) == 3 and read_manifest(out)["fip_version"] == "999.0"
+
+    write_synthetic_dng(photo_folder / "first.dng", smooth_image(seed=9), seed=9)  # the photo was edited
+    edited = generate_pairs("smooth.l0", source, params={"lambda_": 0.2}, out_dir=out, workers=1, progress=False)
+    assert edited.made == ["first"] and sorted(edited.reused) == ["second", "third"]
+
+
+def test_bad_files_are_named_skipped_and_reported(photo_folder, tmp_path):
+    (photo_folder / "notes.jpg").write_bytes(b"not a jpeg")
+    good = (photo_folder / "first.dng").read_bytes()
+    (photo_folder / "cut.dng").write_bytes(good[: len(good) // 4])
+    report = generate_pairs("smooth.l0", open_source(photo_folder), out_dir=tmp_path / "out", workers=1, progress=False)
+    assert sorted(report.failed) == ["cut", "notes"] and sorted(report.made) == ["first", "second", "third"]
+    assert "notes.jpg" in report.failed["notes"] and "cut.dng" in report.failed["cut"]
+    manifest = read_manifest(tmp_path / "out")
+    assert sorted(manifest["failed"]) == ["cut", "notes"] and sorted(manifest["pairs"]) == ["first", "second", "third"]
+
+
+def test_nothing_made_is_an_error(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"garbage")
+    with pytest.raises(FipError, match="no pairs could be made"):
+        generate_pairs("smooth.l0", open_source(folder), out_dir=tmp_path / "out", workers=1, progress=False)
+
+
+def test_cli_bad_input_messages(photo_folder, tmp_path, capsys):
+    assert main(["data", "-o", "smooth.nope", "--source", str(photo_folder)]) == 2
+    assert "unknown operator 'smooth.nope'; available operators: " in capsys.readouterr().err
+    assert main(["data", "-o", "smooth.l0", "-p", "lam=1", "--source", str(photo_folder)]) == 2
+    assert "has no parameter 'lam'; its parameters are: lambda_, kappa" in capsys.readouterr().err
+    assert main(["data", "-o", "smooth.l0", "-p", "kappa=99", "--source", str(photo_folder)]) == 2
+    assert "'kappa' = '99' is outside its range [1.01, 10]" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["data", "-o", "smooth.l0", "--source", str(tmp_path / "empty")]) == 2
+    assert "holds no photos" in capsys.readouterr().err
+    (photo_folder / "broken.png").write_bytes(b"garbage")
+    out = tmp_path / "cli"
+    assert main(["data", "-o", "smooth.l0", "--source", str(photo_folder), "--out", str(out), "--workers", "1"]) == 1
+    printed = capsys.readouterr().out
+    assert "3 pairs (3 made, 0 reused)" in printed and "FAILED broken: " in printed and "broken.png" in printed
+
+
+def test_process_pool_matches_single_process(photo_folder, tmp_path):
+    source = open_source(photo_folder)
+    generate_pairs("style.stylize", source, out_dir=tmp_path / "one", workers=1, progress=False)
+    generate_pairs("style.stylize", source, out_dir=tmp_path / "two", workers=2, progress=False)
+    assert _files(tmp_path / "one", "target") == _files(tmp_path / "two", "target")
+    assert _files(tmp_path / "one", "input") == _files(tmp_path / "two", "input")
+
+
+def test_dask_local_cluster_generates_the_same_pairs(photo_folder, tmp_path):
+    from distributed import LocalCluster
+
+    source = open_source(photo_folder)
+    generate_pairs("smooth.l0", source, out_dir=tmp_path / "local", workers=1, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        report = generate_pairs(
+            "smooth.l0", source, out_dir=tmp_path / "dask", scheduler=cluster.scheduler_address, progress=False
+        )
+    assert sorted(report.made) == ["first", "second", "third"]
+    assert _files(tmp_path / "local", "target") == _files(tmp_path / "dask", "target")
+    assert json.loads((tmp_path / "dask" / "manifest.json").read_text())["pairs"].keys() == {"first", "second", "third"}
+    shutil.rmtree(tmp_path / "dask")

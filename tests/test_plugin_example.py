@@ -1,0 +1,72 @@
+"""The example plugin package, pip-installed, works end to end without any change to fip."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fip.data.pairs import read_manifest
+from fip.imaging import read_image_file
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fip-example-plugin"
+OPERATORS = ["example.exposure", "example.nearest_demosaic", "example.posterize"]
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory) -> Path:
+    """pip-install the example plugin (its own pyproject.toml and entry point) into a private site folder."""
+    work = tmp_path_factory.mktemp("plugin")
+    shutil.copytree(EXAMPLE, work / "src")  # building writes into the source tree: keep the repo clean
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(work / "site"), str(work / "src")],
+        check=True,
+    )  # fmt: skip
+    return work / "site"
+
+
+def _fip(args, site, **env):
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), **env}
+    return subprocess.run([sys.executable, "-m", "fip", *args], capture_output=True, text=True, env=environment)
+
+
+def test_installed_plugin_is_listed(plugin_site):
+    result = _fip(["operators", "--json"], plugin_site)
+    assert result.returncode == 0, result.stderr
+    listed = {entry["name"]: entry for entry in json.loads(result.stdout)}
+    assert set(OPERATORS) <= set(listed) and "smooth.l0" in listed
+    assert listed["example.posterize"]["params"]["levels"]["range"] == [2, 256]
+    assert listed["example.exposure"]["input"] == "linear_rgb"
+    assert listed["example.nearest_demosaic"]["input"] == "bayer"
+    assert listed["example.posterize"]["source"].startswith("fip-example-plugin (entry point example")
+
+    disabled = _fip(["operators", "--json"], plugin_site, FIP_DISABLE_PLUGINS="1")
+    names = {entry["name"] for entry in json.loads(disabled.stdout)}
+    assert "smooth.l0" in names and not names & set(OPERATORS)
+
+
+def test_plugin_operators_generate_pairs(plugin_site, photo_folder, tmp_path):
+    args = ["data", "--source", str(photo_folder), "--workers", "2", "--no-progress"]
+    for operator in OPERATORS:
+        args += ["-o", operator]
+    result = _fip(args, plugin_site, FIP_CACHE=str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    for operator in OPERATORS:
+        out = tmp_path / "cache" / "pairs" / "photos" / operator / "480p"
+        manifest = read_manifest(out)
+        assert sorted(manifest["pairs"]) == ["first", "second", "third"], operator
+        target = read_image_file(out / "target" / "second.png")
+        source = read_image_file(out / "input" / "second.png")
+        if operator == "example.posterize":  # at most 4 levels per channel
+            assert np.allclose(target * 3, np.round(target * 3), atol=1e-4)
+        elif operator == "example.exposure":  # +1 EV brightens
+            assert target.mean() > source.mean() + 0.05
+        else:  # the nearest demosaic renders the input's colours through the photo's own pipeline, coarser
+            assert np.abs(target.mean(axis=(0, 1)) - source.mean(axis=(0, 1))).max() < 0.03

@@ -1,0 +1,117 @@
+"""DNG writing and reading through rawpy: raw data, metadata, colours and the three views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rawpy
+
+from fip.data.unprocess import CaptureSettings, camera_from_srgb_matrix, unprocess
+from fip.dng import write_dng
+from fip.errors import UnreadablePhotoError
+from fip.imaging import encode_png, srgb_encode
+from fip.raw import Mosaic, load_photo
+
+from conftest import smooth_image, write_synthetic_dng
+
+
+@pytest.mark.parametrize("cfa", ["RGGB", "BGGR", "GRBG", "GBRG"])
+def test_dng_round_trip_is_bit_exact(tmp_path, cfa):
+    settings = CaptureSettings(cfa=cfa, black_level=512, bits=12)
+    raw = unprocess(smooth_image(), settings, np.random.default_rng(0))
+    write_dng(tmp_path / "x.dng", raw, settings.metadata())
+    with rawpy.imread(str(tmp_path / "x.dng")) as decoded:
+        assert np.array_equal(decoded.raw_image_visible, raw)
+        desc = decoded.color_desc.decode()
+        assert "".join(desc[i] for i in decoded.raw_pattern.reshape(-1)) == cfa
+        assert list(decoded.black_level_per_channel) == [512] * 4
+        assert decoded.white_level == 4095
+        assert decoded.camera_whitebalance[:3] == pytest.approx([settings.red_gain, 1.0, settings.blue_gain], rel=1e-4)
+        # LibRaw's camera -> sRGB matrix is the inverse of the one unprocessing used.
+        expected = np.linalg.inv(camera_from_srgb_matrix(settings.xyz_to_camera))
+        assert np.asarray(decoded.color_matrix)[:, :3] == pytest.approx(expected, abs=1e-4)
+
+
+def test_dng_colours_round_trip_within_tolerance(tmp_path):
+    """Without noise, rendering a smooth photo's DNG gives it back: 8x8 block means (which average out the
+    demosaicing error) within 1.5/255 on average and 4/255 at the 99th percentile. Sharp edges are left out: the
+    demosaicing error there says nothing about the colour pipeline."""
+    image = smooth_image(96, 128, edge=False)
+    write_synthetic_dng(tmp_path / "x.dng", image, noise=False)
+    photo = load_photo(tmp_path / "x.dng")
+    assert photo.is_raw and photo.size == (96, 128)
+
+    def blocks(x):
+        return x.reshape(12, 8, 16, 8, 3).mean(axis=(1, 3))
+
+    error = np.abs(blocks(photo.srgb) - blocks(image)) * 255
+    assert error.mean() < 1.5 and np.percentile(error, 99) < 4.0, (error.mean(), np.percentile(error, 99))
+
+
+def test_views_are_consistent(tmp_path):
+    write_synthetic_dng(tmp_path / "x.dng", smooth_image(), cfa="GBRG")
+    photo = load_photo(tmp_path / "x.dng")
+    assert photo.srgb.dtype == photo.linear.dtype == np.float32
+    assert np.allclose(photo.srgb, srgb_encode(photo.linear), atol=1e-6)
+    mosaic = photo.mosaic
+    assert mosaic.cfa == "GBRG" and mosaic.shape == photo.size and mosaic.white_level == 2**14 - 1
+    assert 0.0 <= mosaic.data.min() and mosaic.data.max() <= 1.0
+    # The mosaic's mean colour rendered with its own white balance and matrix matches the linear view's.
+    index = mosaic.channel_index()
+    means = [mosaic.data[index == c].mean() * mosaic.white_balance[c] for c in range(3)]
+    rendered = np.clip(np.array(means) @ mosaic.camera_to_srgb.T, 0, 1)
+    assert rendered == pytest.approx(photo.linear.reshape(-1, 3).mean(axis=0), abs=0.02)
+
+
+def test_resizing_keeps_the_cfa(tmp_path):
+    write_synthetic_dng(tmp_path / "x.dng", np.full((64, 64, 3), (0.8, 0.4, 0.2), np.float32), noise=False)
+    full = load_photo(tmp_path / "x.dng")
+    small = load_photo(tmp_path / "x.dng", lambda h, w: (16, 24))
+    assert small.size == (16, 24) and small.mosaic.shape == (16, 24)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            plane = small.mosaic.data[dy::2, dx::2]
+            assert plane == pytest.approx(np.full_like(plane, full.mosaic.data[dy, dx]), abs=1e-3)
+    # The half-size rendering used for downscaling agrees with the full rendering, downscaled.
+    assert np.abs(small.srgb.mean(axis=(0, 1)) - full.srgb.mean(axis=(0, 1))).max() < 2 / 255
+
+
+def test_plain_images_get_derived_views(tmp_path):
+    image = smooth_image(31, 45)  # odd sizes are cropped to even
+    (tmp_path / "x.png").write_bytes(encode_png(image))
+    photo = load_photo(tmp_path / "x.png")
+    assert not photo.is_raw and photo.size == (30, 44) and photo.native_size == (31, 45)
+    assert np.abs(photo.srgb - image[:30, :44]).max() < 1 / 65535 + 1e-6
+    assert photo.mosaic.cfa == "RGGB" and np.array_equal(photo.mosaic.white_balance, np.ones(3, np.float32))
+    assert np.allclose(photo.mosaic.data[0::2, 0::2], photo.linear[0::2, 0::2, 0])
+
+
+def test_mosaic_rejects_odd_sizes_and_unknown_patterns():
+    with pytest.raises(ValueError, match="even"):
+        Mosaic(np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="RGGB"):
+        Mosaic(np.zeros((4, 4), np.float32), cfa="RGBW")
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("fake.dng", b"this is not a raw file", "LibRaw cannot read"),
+        ("fake.png", b"\x89PNG but not really", "not an image file"),
+        ("empty.jpg", b"", "not an image file"),
+        ("notes.txt", b"hello", "unsupported file type '.txt'"),
+    ],
+)
+def test_unreadable_files_name_the_problem(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UnreadablePhotoError, match=message) as info:
+        load_photo(tmp_path / name)
+    assert name in str(info.value)
+
+
+def test_truncated_dng_is_reported(tmp_path):
+    write_synthetic_dng(tmp_path / "full.dng", smooth_image(64, 64))
+    data = (tmp_path / "full.dng").read_bytes()
+    (tmp_path / "cut.dng").write_bytes(data[: len(data) // 3])
+    with pytest.raises(UnreadablePhotoError, match="cut.dng"):
+        load_photo(tmp_path / "cut.dng")

@@ -1,0 +1,181 @@
+"""The operator registry, its parameters and the entry-point plugin API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+import fip
+from fip.errors import DuplicateOperatorError, ParameterError, UnknownOperatorError
+from fip.registry import InputKind, OperatorRegistry, OperatorSpec, Param, PluginLoadWarning
+
+from conftest import make_distribution
+
+BUILTINS = {"smooth.l0", "smooth.rof", "style.stylize"}
+
+
+def _identity(image, **_):
+    return image
+
+
+PLUGIN_SOURCE = """
+from fip import Param, register_operator
+
+@register_operator("{name}", description="test operator", params=[Param("gain", 1.0, low=0.0, high=2.0)])
+def op(image, *, gain):
+    return image * gain
+"""
+
+
+def test_builtins_come_through_entry_points():
+    specs = {spec.name: spec for spec in fip.list_operators()}
+    assert BUILTINS <= set(specs)
+    for name in BUILTINS:
+        assert specs[name].source.startswith("fip (entry point"), specs[name].source
+    assert [s.name for s in fip.list_operators("smooth")] == sorted(n for n in specs if n.startswith("smooth."))
+
+
+def test_unknown_operator_lists_the_available_ones():
+    with pytest.raises(UnknownOperatorError) as info:
+        fip.get_operator("smooth.nope")
+    message = str(info.value)
+    assert "smooth.nope" in message and "smooth.l0" in message and "style.stylize" in message
+
+
+def test_param_validation_names_the_problem():
+    spec = fip.get_operator("smooth.l0")
+    assert spec.resolve_params() == {"lambda_": 0.02, "kappa": 2.0}
+    assert spec.resolve_params({"kappa": "3"}) == {"lambda_": 0.02, "kappa": 3.0}
+    with pytest.raises(ParameterError, match=r"no parameter 'lam'.*lambda_, kappa"):
+        spec.resolve_params({"lam": 0.1})
+    with pytest.raises(ParameterError, match=r"'lambda_' = 5 is outside its range \[0.0001, 1\]"):
+        spec.resolve_params({"lambda_": 5})
+    with pytest.raises(ParameterError, match="must be a number"):
+        spec.resolve_params({"kappa": "fast"})
+
+
+def test_param_kinds():
+    integer = Param("n", 3, low=1, high=9)
+    assert integer.validate("4") == 4
+    with pytest.raises(ParameterError, match="integer"):
+        integer.validate(2.5)
+    choice = Param("mode", "a", choices=("a", "b"))
+    assert choice.validate("b") == "b"
+    with pytest.raises(ParameterError, match="one of a, b"):
+        choice.validate("c")
+    flag = Param("on", True)
+    assert flag.validate("false") is False
+    with pytest.raises(ParameterError, match="outside its range"):
+        Param("bad", 10, low=0, high=5)  # a default outside its own range is a bug in the operator
+
+
+@pytest.mark.parametrize("name", ["nodot", "Upper.case", "a.b.c", ".x", "x."])
+def test_operator_names_must_be_family_dot_method(name):
+    with pytest.raises(ParameterError, match="family.method|lower case"):
+        OperatorSpec(name=name, description="", function=_identity)
+
+
+def test_apply_checks_the_operator_output():
+    spec = OperatorSpec(name="test.crop", description="", function=lambda image: image[1:])
+    with pytest.raises(ValueError, match=r"returned shape \(3, 4, 3\); expected \(4, 4, 3\)"):
+        spec.apply(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(fip.FipError, match=r"shape \(H, W, 3\)"):
+        fip.get_operator("smooth.l0").apply(np.zeros((4, 4), np.float32))
+
+
+def _fresh_registry(tmp_path, monkeypatch, distributions: dict[str, dict[str, str]]) -> OperatorRegistry:
+    """A registry discovering real entry points from fake installed distributions plus fip itself."""
+    for dist, modules in distributions.items():
+        entry_points = {module: module for module in modules}
+        make_distribution(tmp_path / dist, dist, modules, entry_points)
+        monkeypatch.syspath_prepend(str(tmp_path / dist))
+    return OperatorRegistry()
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def test_plugin_operators_are_discovered(tmp_path, monkeypatch):
+    module, family = _unique("plugin_ok"), _unique("fam")
+    registry = _fresh_registry(
+        tmp_path, monkeypatch, {"good-plugin": {module: PLUGIN_SOURCE.format(name=f"{family}.gain")}}
+    )
+    spec = registry.get(f"{family}.gain")
+    assert spec.source == f"good-plugin (entry point {module} = {module})"
+    assert BUILTINS <= set(registry.names())  # built-ins load too, first
+    assert registry.names().index("smooth.l0") >= 0
+
+
+def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch):
+    first, second = _unique("dup_a"), _unique("dup_b")
+    name = f"{_unique('fam')}.same"
+    registry = _fresh_registry(
+        tmp_path,
+        monkeypatch,
+        {"plugin-a": {first: PLUGIN_SOURCE.format(name=name)}, "plugin-b": {second: PLUGIN_SOURCE.format(name=name)}},
+    )
+    with pytest.raises(DuplicateOperatorError) as info:
+        registry.names()
+    assert "plugin-a" in str(info.value) and "plugin-b" in str(info.value) and name in str(info.value)
+
+
+def test_duplicate_of_a_builtin_is_an_error(tmp_path, monkeypatch):
+    module = _unique("shadow")
+    registry = _fresh_registry(tmp_path, monkeypatch, {"shadow-plugin": {module: PLUGIN_SOURCE.format(name="smooth.l0")}})
+    with pytest.raises(DuplicateOperatorError, match=r"'smooth.l0' is registered twice: by fip .* and by shadow-plugin"):
+        registry.names()
+
+
+def test_broken_plugin_warns_and_fip_keeps_working(tmp_path, monkeypatch):
+    broken, good = _unique("broken"), _unique("fine")
+    family = _unique("fam")
+    registry = _fresh_registry(
+        tmp_path,
+        monkeypatch,
+        {
+            "broken-plugin": {broken: PLUGIN_SOURCE.format(name=f"{family}.half") + "\nraise ImportError('no libfoo')\n"},
+            "fine-plugin": {good: PLUGIN_SOURCE.format(name=f"{family}.ok")},
+        },
+    )
+    with pytest.warns(PluginLoadWarning, match=r"broken-plugin .*failed to load.*no libfoo"):
+        names = registry.names()
+    assert f"{family}.ok" in names and BUILTINS <= set(names)
+    assert f"{family}.half" not in names  # what the broken module registered before failing is dropped
+
+
+def test_disable_plugins_keeps_only_builtins(tmp_path, monkeypatch):
+    module, family = _unique("plugin_off"), _unique("fam")
+    registry = _fresh_registry(tmp_path, monkeypatch, {"off-plugin": {module: PLUGIN_SOURCE.format(name=f"{family}.x")}})
+    monkeypatch.setenv("FIP_DISABLE_PLUGINS", "1")
+    names = registry.names()
+    assert BUILTINS <= set(names) and f"{family}.x" not in names
+
+
+def test_entry_point_may_name_a_list_of_specs(tmp_path, monkeypatch):
+    module, family = _unique("speclist"), _unique("fam")
+    source = f"""
+from fip.registry import OperatorSpec
+OPERATORS = [OperatorSpec(name="{family}.a", description="a", function=lambda image: image)]
+"""
+    make_distribution(tmp_path / "lists", "list-plugin", {module: source}, {"ops": f"{module}:OPERATORS"})
+    monkeypatch.syspath_prepend(str(tmp_path / "lists"))
+    registry = OperatorRegistry()
+    assert registry.get(f"{family}.a").source == f"list-plugin (entry point ops = {module}:OPERATORS)"
+
+
+def test_cli_operators_json_lists_builtins():
+    out = subprocess.run(
+        [sys.executable, "-m", "fip", "operators", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    listed = {entry["name"]: entry for entry in json.loads(out)}
+    assert BUILTINS <= set(listed)
+    l0 = listed["smooth.l0"]
+    assert l0["family"] == "smooth" and l0["input"] == InputKind.SRGB.value
+    assert l0["params"]["lambda_"]["default"] == 0.02 and l0["params"]["lambda_"]["range"] == [0.0001, 1.0]
+    assert l0["params"]["kappa"]["default"] == 2.0
