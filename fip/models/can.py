@@ -1,0 +1,134 @@
+"""The context aggregation network (CAN) of Chen, Xu and Koltun (ICCV 2017), with adaptive normalization.
+
+Architecture for depth ``d``: ``d - 2`` 3x3 convolutions with dilations 1, 2, 4, ..., 2**(d-3), one more 3x3
+convolution with dilation 1, then a 1x1 convolution with bias to 3 output channels. Every 3x3 layer is
+convolution (no bias) -> :class:`AdaptiveNorm` -> LeakyReLU(0.2). CAN24 is ``width=24, depth=9``; CAN32 is
+``width=32, depth=10``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import torch
+from torch import nn
+
+from fip.errors import InputError
+
+BN_EPSILON = 1e-3
+
+
+class NormMode(str, enum.Enum):
+    """How :class:`AdaptiveNorm` gets its batch-norm statistics.
+
+    * ``IMAGE``: the paper's exact semantics: mean and variance of the image being processed (per sample, per
+      channel, over height and width), in training and at test time alike. Nothing is learned about statistics.
+    * ``RUNNING``: ordinary batch norm: batch statistics while training, running averages at test time, so the
+      whole normalization is an affine map that folds into the preceding convolution for fast inference.
+    """
+
+    IMAGE = "image"
+    RUNNING = "running"
+
+
+class AdaptiveNorm(nn.Module):
+    """``lambda * x + mu * BN(x)`` with one learned scalar pair per layer (lambda starts at 1, mu at 0).
+
+    BN has a learned shift ``beta`` and no scale, epsilon 1e-3, as in the authors' TensorFlow code.
+
+    Args:
+        channels: number of feature channels.
+        mode: where the BN statistics come from (:class:`NormMode`).
+    """
+
+    def __init__(self, channels: int, mode: NormMode | str = NormMode.IMAGE, momentum: float = 0.1):
+        super().__init__()
+        self.mode = NormMode(mode)
+        self.lam = nn.Parameter(torch.ones(()))
+        self.mu = nn.Parameter(torch.zeros(()))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.momentum = momentum
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode is NormMode.IMAGE:
+            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        elif self.training:
+            var, mean = torch.var_mean(x, dim=(0, 2, 3), keepdim=True, correction=0)
+            with torch.no_grad():
+                count = x.numel() / x.shape[1]
+                unbiased = var.flatten() * count / max(count - 1, 1)
+                self.running_mean.lerp_(mean.flatten(), self.momentum)
+                self.running_var.lerp_(unbiased, self.momentum)
+        else:
+            mean = self.running_mean.view(1, -1, 1, 1)
+            var = self.running_var.view(1, -1, 1, 1)
+        normalized = (x - mean) * torch.rsqrt(var + BN_EPSILON) + self.beta.view(1, -1, 1, 1)
+        return self.lam * x + self.mu * normalized
+
+    def extra_repr(self) -> str:
+        return f"channels={self.beta.numel()}, mode={self.mode.value}"
+
+
+def _identity_(weight: torch.Tensor) -> None:
+    """Identity initialization (the paper's): the centre tap passes channel i to channel i."""
+    with torch.no_grad():
+        weight.zero_()
+        centre_y, centre_x = weight.shape[2] // 2, weight.shape[3] // 2
+        for i in range(min(weight.shape[0], weight.shape[1])):
+            weight[i, i, centre_y, centre_x] = 1.0
+
+
+class ContextAggregationNet(nn.Module):
+    """A dilated context aggregation network.
+
+    Args:
+        in_channels: input channels: 3 for RGB, more for extra maps (one-hot operator maps, parameter maps).
+        width: feature channels of every hidden layer (24 for CAN24, 32 for CAN32).
+        depth: number of layers including the 1x1 output layer (9 for CAN24, 10 for CAN32).
+        norm: :class:`NormMode` of every :class:`AdaptiveNorm`.
+
+    Input ``(B, in_channels, H, W)`` float in [0, 1] (RGB first); output ``(B, 3, H, W)``, not clipped.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 24, depth: int = 9, norm: NormMode | str = NormMode.IMAGE):
+        super().__init__()
+        if depth < 3:
+            raise InputError(f"depth must be at least 3 (two 3x3 layers and the output layer); got {depth}")
+        self.in_channels, self.width, self.depth = in_channels, width, depth
+        dilations = [2**k for k in range(depth - 2)] + [1]
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for dilation in dilations:
+            conv = nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation, bias=False)
+            _identity_(conv.weight)
+            layers += [conv, AdaptiveNorm(width, norm), nn.LeakyReLU(0.2)]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.output = nn.Conv2d(width, 3, 1)
+        nn.init.xavier_uniform_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    @property
+    def dilations(self) -> list[int]:
+        return [m.dilation[0] for m in self.features if isinstance(m, nn.Conv2d)]
+
+    @property
+    def receptive_field(self) -> int:
+        return 1 + 2 * sum(self.dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        return self.output(self.features(x))
+
+
+def can24(in_channels: int = 3, norm: NormMode | str = NormMode.IMAGE) -> ContextAggregationNet:
+    """CAN24: width 24, depth 9 (dilations 1..64, then 1, then the 1x1 output)."""
+    return ContextAggregationNet(in_channels, width=24, depth=9, norm=norm)
+
+
+def can32(in_channels: int = 3, norm: NormMode | str = NormMode.IMAGE) -> ContextAggregationNet:
+    """CAN32: width 32, depth 10 (dilations 1..128, then 1, then the 1x1 output)."""
+    return ContextAggregationNet(in_channels, width=32, depth=10, norm=norm)

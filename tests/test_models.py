@@ -1,0 +1,91 @@
+"""The context aggregation network, its adaptive normalization and the authors' released weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fip.imaging import read_image_file
+from fip.models import AdaptiveNorm, ContextAggregationNet, NormMode, can24, can32, load_paper_model
+from fip.models.paper import paper_model_names
+
+from reference import require_reference
+
+
+def test_presets_match_the_paper():
+    assert can24().dilations == [1, 2, 4, 8, 16, 32, 64, 1]
+    assert can32().dilations == [1, 2, 4, 8, 16, 32, 64, 128, 1]
+    net = can24()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 9 and all(c.bias is None for c in convs[:-1]) and convs[-1].kernel_size == (1, 1)
+    assert sum(isinstance(m, torch.nn.LeakyReLU) and m.negative_slope == 0.2 for m in net.modules()) == 8
+    assert net.receptive_field == 1 + 2 * (127 + 1)
+
+
+def test_identity_initialization_and_norm_start():
+    net = ContextAggregationNet(in_channels=3, width=8, depth=4)
+    first = net.features[0].weight
+    assert first[:3, :3, 1, 1].equal(torch.eye(3)) and first.abs().sum() == 3
+    norm = net.features[1]
+    assert float(norm.lam) == 1.0 and float(norm.mu) == 0.0
+    # With lambda = 1, mu = 0 and identity convolutions, the features pass the (non-negative) input through.
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.allclose(net.features(x)[:, :3], x)
+
+
+def test_image_statistics_make_each_image_independent_of_its_batch():
+    torch.manual_seed(0)
+    norm = AdaptiveNorm(4, NormMode.IMAGE)
+    with torch.no_grad():
+        norm.mu.fill_(1.0), norm.lam.fill_(0.5), norm.beta.copy_(torch.tensor([0.1, -0.2, 0.3, 0.0]))
+    a, b = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8) * 5 + 3
+    together = norm(torch.cat([a, b]))
+    assert torch.allclose(together[:1], norm(a), atol=1e-6) and torch.allclose(together[1:], norm(b), atol=1e-5)
+    # Hand-checked value: BN(x) = (x - mean) / sqrt(var + 1e-3) + beta, per image and channel.
+    x = torch.tensor([0.0, 1.0, 2.0, 3.0]).view(1, 1, 2, 2)
+    single = AdaptiveNorm(1)
+    with torch.no_grad():
+        single.mu.fill_(1.0), single.lam.fill_(0.0)
+    expected = (x - 1.5) / np.sqrt(1.25 + 1e-3)
+    assert torch.allclose(single(x), expected, atol=1e-6)
+    norm.eval()  # the paper's semantics hold at test time too
+    assert torch.allclose(norm(a), together[:1], atol=1e-6)
+
+
+def test_running_mode_uses_running_statistics_at_test_time():
+    norm = AdaptiveNorm(2, NormMode.RUNNING, momentum=1.0)
+    with torch.no_grad():
+        norm.mu.fill_(1.0), norm.lam.fill_(0.0)
+    x = torch.randn(4, 2, 8, 8) * 3 + 1
+    norm.train()(x)
+    assert torch.allclose(norm.running_mean, x.mean(dim=(0, 2, 3)), atol=1e-5)
+    y = torch.randn(1, 2, 8, 8)
+    expected = (y - norm.running_mean.view(1, -1, 1, 1)) / torch.sqrt(norm.running_var.view(1, -1, 1, 1) + 1e-3)
+    assert torch.allclose(norm.eval()(y), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", paper_model_names())
+def test_every_paper_model_loads(name):
+    model = load_paper_model(name)
+    x = torch.rand(1, model.in_channels, 24, 20)
+    assert model(x).shape == (1, 3, 24, 20)
+
+
+def test_unknown_paper_model_lists_the_names():
+    with pytest.raises(KeyError, match="paper/L0_smoothing"):
+        load_paper_model("paper/nope")
+
+
+@pytest.mark.slow
+def test_paper_l0_reproduces_the_authors_results():
+    """Within one 8-bit level per pixel of what the authors' own code wrote (clip, x255, truncate)."""
+    reference = require_reference()
+    model = load_paper_model("paper/L0_smoothing")
+    for path in sorted((reference / "fivek-1080p" / "input").glob("*.png")):
+        image = torch.from_numpy(read_image_file(path)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            out = model(image)[0].permute(1, 2, 0).numpy()
+        ours = np.floor(np.clip(out, 0, 1) * 255)
+        theirs = np.round(read_image_file(reference / "fivek-1080p" / "l0-official" / path.name) * 255)
+        assert np.abs(ours - theirs).max() <= 1, path.name
