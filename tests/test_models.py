@@ -28,7 +28,7 @@ def test_identity_initialization_and_norm_start():
     first = net.features[0].weight
     assert first[:3, :3, 1, 1].equal(torch.eye(3)) and first.abs().sum() == 3
     norm = net.features[1]
-    assert float(norm.lam) == 1.0 and float(norm.mu) == 0.0
+    assert norm.lam.item() == 1.0 and norm.mu.item() == 0.0
     # With lambda = 1, mu = 0 and identity convolutions, the features pass the (non-negative) input through.
     x = torch.rand(1, 3, 16, 16)
     assert torch.allclose(net.features(x)[:, :3], x)
