@@ -33,13 +33,36 @@ def rof(image: np.ndarray, *, weight: float, iterations: int) -> np.ndarray:
     description="L0 gradient minimization: flattens regions by limiting the number of non-zero gradients.",
     params=[
         Param("lambda_", 0.02, low=1e-4, high=1.0, description="smoothing weight: larger removes more detail"),
-        Param("kappa", 2.0, low=1.01, high=10.0, description="rate at which the penalty beta grows per iteration"),
+        Param("kappa", 2.0, low=1.05, high=10.0, description="rate at which the penalty beta grows per iteration"),
     ],
     citation="Xu, Lu, Xu and Jia, Image Smoothing via L0 Gradient Minimization, SIGGRAPH Asia 2011",
+    version="2",
 )
 def l0(image: np.ndarray, *, lambda_: float, kappa: float) -> np.ndarray:
-    # OpenCV's solver writes into a float32 input: hand it a copy.
-    return cv2.ximgproc.l0Smooth(np.array(image, dtype=np.float32, copy=True), None, lambda_, kappa)
+    """Xu et al.'s half-quadratic solver exactly as in their MATLAB code: circular boundaries, gradients of the
+    three channels thresholded jointly, beta from 2*lambda up to 1e5. (OpenCV's ``ximgproc.l0Smooth`` differs:
+    32 dB from this on FiveK photos, and farther from the paper's results.)"""
+    import scipy.fft
+
+    smoothed = image.astype(np.float32)
+    height, width, _ = smoothed.shape
+    # Eigenvalues of the circular forward-difference operators: |otf(dx)|^2 + |otf(dy)|^2.
+    eig_y = 2.0 - 2.0 * np.cos(2.0 * np.pi * np.fft.fftfreq(height))
+    eig_x = 2.0 - 2.0 * np.cos(2.0 * np.pi * np.fft.rfftfreq(width))
+    laplacian = (eig_y[:, None] + eig_x[None, :]).astype(np.float32)[..., None]
+    image_spectrum = scipy.fft.rfft2(smoothed, axes=(0, 1))
+    beta = 2.0 * lambda_
+    while beta < 1e5:
+        h = np.roll(smoothed, -1, axis=1) - smoothed
+        v = np.roll(smoothed, -1, axis=0) - smoothed
+        flat = np.broadcast_to(((h * h + v * v).sum(axis=2) < lambda_ / beta)[..., None], h.shape)
+        h[flat] = 0.0
+        v[flat] = 0.0
+        divergence = (np.roll(h, 1, axis=1) - h) + (np.roll(v, 1, axis=0) - v)
+        spectrum = (image_spectrum + beta * scipy.fft.rfft2(divergence, axes=(0, 1))) / (1.0 + beta * laplacian)
+        smoothed = scipy.fft.irfft2(spectrum, s=(height, width), axes=(0, 1))
+        beta *= kappa
+    return smoothed
 
 
 @register_operator(
@@ -95,6 +118,6 @@ def rtv(image: np.ndarray, *, lambda_: float, sigma: float, sharpness: float, it
     for _ in range(iterations):
         wx, wy = _rtv_weights(smoothed, sigma, sharpness)
         # (1 + lambda * L_uw) S = I, solved for the three channels with one multigrid hierarchy.
-        smoothed = wls_smooth(image, wx, wy, lambda_, tol=1e-3, x0=smoothed)
+        smoothed = wls_smooth(image, wx, wy, lambda_, x0=smoothed)
         sigma = max(sigma / 2.0, 0.5)
     return smoothed
