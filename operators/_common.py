@@ -141,10 +141,17 @@ def fast_local_laplacian(
         return image.copy()
     grid = np.linspace(low, high, references, dtype=np.float32)
     step = grid[1] - grid[0]
+    noise = 0.01  # below this difference, blend to identity so alpha < 1 does not amplify noise (Paris et al.)
     for k, g in enumerate(grid):
         difference = image - g
         magnitude = np.abs(difference)
-        detail = sigma_r * np.power(np.minimum(magnitude / sigma_r, 1.0), alpha)
+        normalized = np.minimum(magnitude / sigma_r, 1.0)
+        detail = np.power(normalized, alpha)
+        if alpha < 1.0:
+            tau = np.clip((magnitude - noise) / noise, 0.0, 1.0)
+            tau = tau * tau * (3.0 - 2.0 * tau)  # smoothstep from noise to 2 * noise
+            detail = tau * detail + (1.0 - tau) * normalized
+        detail = sigma_r * detail
         edge = beta * (magnitude - sigma_r) + sigma_r
         remapped = g + np.sign(difference) * np.where(magnitude <= sigma_r, detail, edge)
         bands = laplacian_pyramid(remapped.astype(np.float32), levels)

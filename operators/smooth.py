@@ -17,7 +17,7 @@ from ._common import forward_differences, wls_smooth
     "smooth.rof",
     description="Rudin-Osher-Fatemi total variation denoising (TV-L2), Chambolle's projection algorithm.",
     params=[
-        Param("weight", 0.1, low=1e-4, high=2.0, description="TV weight: larger smooths more"),
+        Param("weight", 0.05, low=1e-4, high=2.0, description="TV weight: larger smooths more"),
         Param("iterations", 200, low=1, high=5000, description="maximum Chambolle iterations"),
     ],
     citation="Rudin, Osher and Fatemi, Physica D 1992; Chambolle, JMIV 2004",
@@ -117,7 +117,8 @@ def rtv(image: np.ndarray, *, lambda_: float, sigma: float, sharpness: float, it
     smoothed = image
     for _ in range(iterations):
         wx, wy = _rtv_weights(smoothed, sigma, sharpness)
-        # (1 + lambda * L_uw) S = I, solved for the three channels with one multigrid hierarchy.
-        smoothed = wls_smooth(image, wx, wy, lambda_, x0=smoothed)
+        # (1 + lambda/2 * L_uw) S = I, solved for the three channels with one multigrid hierarchy; the halving
+        # of lambda follows Xu et al.'s released code (tsmooth.m), so lambda_ means what it means there.
+        smoothed = wls_smooth(image, wx, wy, lambda_ / 2.0, x0=smoothed)
         sigma = max(sigma / 2.0, 0.5)
     return smoothed

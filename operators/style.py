@@ -57,7 +57,7 @@ def _match_histogram(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     "and tonal balance of the model (two-scale tonal + multiscale texture transfer).",
     params=[
         Param("detail_transfer", 1.0, low=0.0, high=1.0, description="how far detail amplitudes move to the model's"),
-        Param("tone_transfer", 1.0, low=0.0, high=1.0, description="how far the tonal histogram moves to the model's"),
+        Param("tone_transfer", 0.7, low=0.0, high=1.0, description="how far the tonal histogram moves to the model's"),
     ],
     citation="Bae, Paris and Durand, Two-scale Tone Management for Photographic Look, SIGGRAPH 2006; "
     "Aubry, Paris, Hasinoff, Kautz and Durand, Fast Local Laplacian Filters, TOG 2014",
@@ -97,14 +97,15 @@ def _line_kernels(length: int, directions: int = 8) -> list[np.ndarray]:
     return kernels
 
 
-def _pencil_texture(height: int, width: int, seed: int = 7) -> np.ndarray:
-    """A procedural pencil texture in (0, 1): graphite grains dragged into diagonal hatching strokes on paper."""
+def _pencil_texture(height: int, width: int, strength: float, seed: int = 7) -> np.ndarray:
+    """A procedural pencil texture in (0, 1): graphite grains dragged into diagonal hatching strokes on paper;
+    ``strength`` is the hatching's standard deviation."""
     rng = np.random.default_rng(seed)
     grains = rng.random((height, width), dtype=np.float32)
     strokes = cv2.filter2D(grains, -1, _line_kernels(15, 4)[1] / 15.0)  # 45-degree strokes
     strokes = (strokes - strokes.mean()) / (strokes.std() + 1e-6)
     paper = cv2.GaussianBlur(rng.random((height, width), dtype=np.float32), (0, 0), 1.0)
-    texture = 0.72 + 0.12 * strokes + 0.05 * (paper - 0.5)
+    texture = 0.72 + strength * strokes + 0.05 * (paper - 0.5)
     return np.clip(texture, 0.3, 0.97).astype(np.float32)
 
 
@@ -125,11 +126,12 @@ def _tone_target(size: int, weights: tuple[float, float, float]) -> np.ndarray:
     "tone distribution rendered with a procedural pencil texture.",
     params=[
         Param("stroke_length", 1 / 30, low=1 / 200, high=1 / 10, description="stroke length, fraction of the short side"),
-        Param("stroke_width", 1, low=0, high=3, description="extra stroke thickness, pixels"),
+        Param("stroke_width", 0, low=0, high=3, description="extra stroke thickness, pixels"),
+        Param("texture_strength", 0.02, low=0.0, high=0.3, description="contrast of the pencil hatching texture"),
         Param("texture_lambda", 0.2, low=0.01, high=2.0, description="smoothness of the texture exponent map beta"),
         Param("bright_weight", 52.0, low=0.0, high=100.0, description="weight of the bright tone layer"),
-        Param("mid_weight", 37.0, low=0.0, high=100.0, description="weight of the mid-tone layer"),
-        Param("dark_weight", 11.0, low=0.0, high=100.0, description="weight of the dark tone layer"),
+        Param("mid_weight", 22.0, low=0.0, high=100.0, description="weight of the mid-tone layer"),
+        Param("dark_weight", 2.0, low=0.0, high=100.0, description="weight of the dark tone layer"),
     ],
     citation="Lu, Xu and Jia, Combining Sketch and Tone for Pencil Drawing Production, NPAR 2012",
 )
@@ -138,6 +140,7 @@ def pencil(
     *,
     stroke_length: float,
     stroke_width: int,
+    texture_strength: float,
     texture_lambda: float,
     bright_weight: float,
     mid_weight: float,
@@ -163,7 +166,7 @@ def pencil(
     tone = np.empty(grey.size, np.float32)
     tone[order] = target
     tone = cv2.blur(tone.reshape(height, width), (9, 9))
-    texture = _pencil_texture(height, width)
+    texture = _pencil_texture(height, width, texture_strength)
     log_texture, log_tone = np.log(texture), np.log(np.clip(tone, 1e-3, 1.0))
     ones = np.ones_like(grey)
     beta = wls_smooth(log_tone / log_texture, ones, ones, texture_lambda, data=log_texture**2)

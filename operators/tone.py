@@ -31,10 +31,11 @@ def _sigmoid_boost(x: np.ndarray, slope: float) -> np.ndarray:
         Param("fine_lambda", 0.125, low=0.01, high=10.0, description="WLS smoothness of the fine decomposition"),
         Param("coarse_lambda", 2.0, low=0.05, high=50.0, description="WLS smoothness of the coarse base layer"),
         Param("alpha", 1.2, low=1.0, high=2.0, description="WLS edge sensitivity exponent"),
-        Param("fine_boost", 3.0, low=0.0, high=10.0, description="gain of the fine detail layer"),
+        Param("fine_boost", 4.0, low=0.0, high=10.0, description="gain of the fine detail layer"),
         Param("medium_boost", 2.0, low=0.0, high=10.0, description="gain of the medium detail layer"),
-        Param("base_gain", 1.0, low=0.0, high=3.0, description="contrast gain of the base layer around its mean"),
+        Param("base_gain", 1.5, low=0.0, high=3.0, description="contrast gain of the base layer around its mean"),
         Param("exposure", 1.0, low=0.2, high=3.0, description="exposure factor of the base layer"),
+        Param("saturation", 1.0, low=0.0, high=3.0, description="chroma gain (CIELAB a*, b*)"),
     ],
     citation="Farbman, Fattal, Lischinski and Szeliski, Edge-Preserving Decompositions for Multi-Scale Tone and "
     "Detail Manipulation, SIGGRAPH 2008",
@@ -49,6 +50,7 @@ def multiscale_tone(
     medium_boost: float,
     base_gain: float,
     exposure: float,
+    saturation: float,
 ) -> np.ndarray:
     lab = cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2Lab)
     lightness = lab[..., 0] / 100.0
@@ -64,6 +66,7 @@ def multiscale_tone(
         + _sigmoid_boost(lightness - fine, fine_boost)
     )
     lab[..., 0] = np.clip(out, 0.0, 1.0) * 100.0
+    lab[..., 1:] *= saturation
     return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0.0, 1.0)
 
 
