@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fip.errors import DuplicateOperatorError, ParameterError, UnknownOperatorError
+from fip.errors import DuplicateOperatorError, InputError, ParameterError, UnknownOperatorError
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +223,14 @@ class OperatorSpec:
             check_image(view, name=f"input of {self.name}")
             height, width = view.shape[:2]
         else:
-            height, width = view.data.shape
+            from fip.raw import Mosaic
+
+            if not isinstance(view, Mosaic):
+                raise InputError(
+                    f"{self.name} takes a Bayer mosaic (fip.raw.Mosaic, e.g. fip.raw.load_photo(path).mosaic); "
+                    f"got {type(view).__name__}"
+                )
+            height, width = view.shape
         out = np.asarray(self.function(view, **kwargs))
         if out.shape != (height, width, 3):
             raise ValueError(
@@ -233,6 +240,28 @@ class OperatorSpec:
         if not np.all(np.isfinite(out)):
             raise ValueError(f"operator {self.name!r} ({self.source}) returned NaN or infinite values")
         return np.clip(out.astype(np.float32, copy=False), 0.0, 1.0)
+
+    def apply_batch(self, views: Sequence[Any], params: Mapping[str, Any] | None = None) -> Any:
+        """:meth:`apply` on each view; returns ``(B, H, W, 3)`` float32 (all views must share their size)."""
+        import numpy as np
+
+        return np.stack([self.apply(view, params) for view in views])
+
+    def __call__(self, images: Any, **params: Any) -> Any:
+        """Tensor interface for sRGB and linear operators: ``(B, 3, H, W)`` or ``(3, H, W)`` float tensor in
+        [0, 1] -> the same shape, on the same device and dtype. Each image is processed on its own."""
+        import torch
+
+        if self.input is InputKind.BAYER:
+            raise InputError(f"{self.name} takes a Bayer mosaic: call spec.apply(mosaic) with a fip.raw.Mosaic")
+        if not isinstance(images, torch.Tensor) or images.ndim not in (3, 4) or images.shape[-3] != 3:
+            shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+            raise InputError(f"{self.name}: expected a (B, 3, H, W) or (3, H, W) tensor; got {shape}")
+        batch = images if images.ndim == 4 else images[None]
+        arrays = batch.detach().float().permute(0, 2, 3, 1).cpu().numpy()
+        out = torch.from_numpy(self.apply_batch(list(arrays), params)).permute(0, 3, 1, 2)
+        out = out.to(device=images.device, dtype=images.dtype)
+        return out if images.ndim == 4 else out[0]
 
     def to_json(self) -> dict[str, Any]:
         return {

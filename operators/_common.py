@@ -118,7 +118,7 @@ def pyramid_levels(height: int, width: int, coarsest: int = 8) -> int:
 
 
 def fast_local_laplacian(
-    image: np.ndarray, sigma_r: float, alpha: float, beta: float, references: int = 10
+    image: np.ndarray, sigma_r: float, alpha: float, beta: float, references: int = 10, residual_scale: float = 1.0
 ) -> np.ndarray:
     """Local Laplacian filtering (Paris, Hasinoff and Kautz 2011) in its fast form (Aubry et al. 2014).
 
@@ -130,13 +130,15 @@ def fast_local_laplacian(
     and each output Laplacian coefficient is interpolated linearly between the two remapped pyramids whose g
     bracket the input's Gaussian-pyramid value there. ``alpha < 1`` enhances detail, ``beta < 1`` compresses
     the range. ``image``: ``(H, W)`` float32 (any range, e.g. intensity in [0, 1] or log luminance).
+    ``residual_scale`` scales the low-pass residual around its mean: the range at scales coarser than the
+    pyramid's top (tone mapping compresses it too; detail manipulation keeps it).
     """
     image = image.astype(np.float32)
     low, high = float(image.min()), float(image.max())
     levels = pyramid_levels(*image.shape)
     gaussian = gaussian_pyramid(image, levels)
     output = [np.zeros_like(g) for g in gaussian]
-    output[-1] = gaussian[-1]
+    output[-1] = gaussian[-1].mean() + residual_scale * (gaussian[-1] - gaussian[-1].mean())
     if high - low < 1e-6:
         return image.copy()
     grid = np.linspace(low, high, references, dtype=np.float32)

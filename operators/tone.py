@@ -94,7 +94,7 @@ def tone_mapping(
     lum = luminance(radiance)
     log_lum = np.log(lum)
     # Paris et al.: sigma_r = log(2.5) separates detail from edges in log luminance.
-    compressed = fast_local_laplacian(log_lum, float(np.log(2.5)), detail, compression)
+    compressed = fast_local_laplacian(log_lum, float(np.log(2.5)), detail, compression, residual_scale=compression)
     compressed -= np.percentile(compressed, 99.5)  # the brightest 0.5 % map to 1
     new_lum = np.exp(compressed)
     hdr = np.power(radiance / lum[..., None], saturation) * new_lum[..., None]

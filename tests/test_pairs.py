@@ -139,7 +139,7 @@ def test_cli_bad_input_messages(photo_folder, tmp_path, capsys):
     assert main(["data", "-o", "smooth.l0", "-p", "lam=1", "--source", str(photo_folder)]) == 2
     assert "has no parameter 'lam'; its parameters are: lambda_, kappa" in capsys.readouterr().err
     assert main(["data", "-o", "smooth.l0", "-p", "kappa=99", "--source", str(photo_folder)]) == 2
-    assert "'kappa' = '99' is outside its range [1.01, 10]" in capsys.readouterr().err
+    assert "'kappa' = '99' is outside its range [1.05, 10]" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["data", "-o", "smooth.l0", "--source", str(tmp_path / "empty")]) == 2
     assert "holds no photos" in capsys.readouterr().err
