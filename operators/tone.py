@@ -99,14 +99,27 @@ def tone_mapping(
     new_lum = np.exp(compressed)
     hdr = np.power(radiance / lum[..., None], saturation) * new_lum[..., None]
     hdr = np.ascontiguousarray(hdr[..., ::-1], dtype=np.float32)  # OpenCV's operators take BGR
-    if global_operator == "reinhard":
-        mapped = cv2.createTonemapReinhard(gamma=1.0, intensity=0.0, light_adapt=0.8, color_adapt=0.0).process(hdr)
-    elif global_operator == "drago":
-        mapped = cv2.createTonemapDrago(gamma=1.0, saturation=1.0, bias=0.85).process(hdr)
-    elif global_operator == "mantiuk":
-        mapped = cv2.createTonemapMantiuk(gamma=1.0, scale=0.85, saturation=1.0).process(hdr)
-    else:
-        mapped = hdr
+    mapped = _global_curve(hdr, global_operator)
     mapped = np.nan_to_num(mapped[..., ::-1], nan=0.0, posinf=1.0)
     mapped = mapped / max(float(np.percentile(mapped, 99.5)), 1e-6)
     return srgb_encode(np.clip(mapped, 0.0, 1.0))
+
+
+def _global_curve(hdr: np.ndarray, global_operator: str) -> np.ndarray:
+    """OpenCV's global tone curves on BGR radiance, with gamma 1 (fip applies the sRGB curve itself)."""
+    if global_operator == "none":
+        return hdr
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # silence a MatExpr notice inside OpenCV
+    try:
+        return _GLOBAL_CURVES[global_operator]().process(hdr)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+_GLOBAL_CURVES = {
+    "reinhard": lambda: cv2.createTonemapReinhard(gamma=1.0, intensity=0.0, light_adapt=0.8, color_adapt=0.0),
+    "drago": lambda: cv2.createTonemapDrago(gamma=1.0, saturation=1.0, bias=0.85),
+    "mantiuk": lambda: cv2.createTonemapMantiuk(gamma=1.0, scale=0.85, saturation=1.0),
+}
+

@@ -47,6 +47,19 @@ COMBINED_ORDER = (
     "Photographic_style",
     "TV_L1",
 )
+# fip's reference operator for each of the paper's operators.
+FIP_OPERATOR = {
+    "L0_smoothing": "smooth.l0",
+    "Rudin_Osher_Fatemi": "smooth.rof",
+    "TV_L1": "smooth.tv_l1",
+    "Relative_total_variation": "smooth.rtv",
+    "Multiscale_tone_manipulation": "tone.multiscale",
+    "Detail_manipulation": "detail.multiscale",
+    "Photographic_style": "style.photographic",
+    "Pencil_drawing": "style.pencil",
+    "Dark_channel_dehazing": "dehaze.dark_channel",
+    "Nonlocal_dehazing": "dehaze.nonlocal",
+}
 _FILES = {f"paper/{name}": (name, 3, can24) for name in PAPER_OPERATORS}
 _FILES["paper/combined"] = ("combined_can32", 13, can32)
 _FILES["paper/parameterized_L0"] = ("parameterized_l0_can32", 4, can32)

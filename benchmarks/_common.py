@@ -1,0 +1,54 @@
+"""Helpers shared by the benchmark scripts: the test photos and a machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from fip.imaging import read_image_file, resize_area
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reference_dir() -> Path | None:
+    """The paper's reference material: ``$FIP_REFERENCE_DIR`` or ``../shared/reference`` beside the repository."""
+    for candidate in (os.environ.get("FIP_REFERENCE_DIR"), REPO.parent / "shared" / "reference"):
+        if candidate and (Path(candidate) / "fivek-1080p" / "input").is_dir():
+            return Path(candidate)
+    return None
+
+
+def fivek_photos() -> list[Path]:
+    found = reference_dir()
+    if found is None:
+        raise SystemExit("the four FiveK test photos are needed: set FIP_REFERENCE_DIR to shared/reference")
+    return sorted((found / "fivek-1080p" / "input").glob("*.png"))
+
+
+def one_megapixel_photo() -> np.ndarray:
+    """A FiveK photo scaled to ~1 MP if the reference photos are present, else a sample-set photo."""
+    found = reference_dir()
+    if found is not None:
+        image = read_image_file(sorted((found / "fivek-1080p" / "input").glob("*.png"))[0])
+    else:
+        from fip.data.sources import sample_source
+        from fip.raw import load_photo
+
+        image = load_photo(next(p.path for p in sample_source().photos if p.name == "retina")).srgb
+    scale = (1e6 / (image.shape[0] * image.shape[1])) ** 0.5
+    return resize_area(image, int(image.shape[0] * scale) // 2 * 2, int(image.shape[1] * scale) // 2 * 2)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
