@@ -93,6 +93,27 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from fip.data.sources import open_source
+    from fip.evaluate import evaluate
+    from fip.infer import load_model
+
+    model = load_model(args.model)
+    report = evaluate(
+        model,
+        open_source(args.source, args.split_file),
+        operator=args.operator,
+        params=dict(args.param) if args.param else None,
+        split=args.split,
+        resolution=_resolution(args),
+        timing=args.timing,
+        workers=args.workers,
+        progress=not args.json,
+    )
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
+    return 0
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     """Until the model lands: build the sample set and pairs for two operators, then say what was made."""
     from fip.data.pairs import generate_pairs
@@ -137,6 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_cmd_data)
 
+    # Listed for --help only: main() hands everything after `train` to LightningCLI untouched.
+    sub.add_parser("train", help="train an approximator: fip train -c train/configs/OPERATOR.yaml (LightningCLI)")
+
+    p = sub.add_parser("eval", help="PSNR/SSIM of a model against its reference operator")
+    p.add_argument("--model", "-m", required=True, help="paper/<Operator>, a .ckpt from fip train or a .pt model")
+    p.add_argument("--operator", "-o", help="the reference operator (default: the one the model was trained for)")
+    p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE", help="operator parameter")
+    p.add_argument("--source", default="sample", help="'sample' (default), a FiveK root or a photo folder")
+    p.add_argument("--split", default="test", choices=["train", "test", "all"])
+    p.add_argument("--split-file", type=Path, help='JSON {"train": [...], "test": [...]} overriding the split')
+    p.add_argument("--resolution", default="1080p", help="1080p (default, as the paper tests), 480p, native, ...")
+    p.add_argument("--max-megapixels", type=float, help="pixel budget per photo")
+    p.add_argument("--over-budget", default="resize", choices=["resize", "skip"])
+    p.add_argument("--timing", action="store_true", help="also time the reference operator and the model")
+    p.add_argument("--workers", type=int, help="processes generating the reference targets")
+    p.add_argument("--json", action="store_true", help="print JSON with per-image values, mean_psnr, mean_ssim")
+    p.set_defaults(run=_cmd_eval)
+
     p = sub.add_parser("quickstart", help="the main job on the built-in sample set")
     p.add_argument("--workers", type=int, help="local processes (default: all cores)")
     p.set_defaults(run=_cmd_quickstart)
@@ -144,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        from fip.training import run_training
+
+        run_training(argv[1:])
+        return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s")
     try:

@@ -1,0 +1,162 @@
+"""Lightning data over pair sets: pairs are generated in ``prepare_data`` and split in ``setup``.
+
+Two recipes:
+
+* ``paper``: one full image per step (batch 1, no crop), training photos at 480p, then from
+  ``finetune_epoch`` on, the same photos at random resolutions (the paper's fine-tuning set);
+* ``crops``: random crops with flips in batches, the CPU-friendly recipe.
+
+Validation runs on the test split at ``val_resolution`` (the paper tests at 1080p), one full image at a time.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fip.data.pairs import default_out_dir, generate_pairs, read_manifest
+from fip.data.sources import Resolution, open_source
+from fip.errors import SourceError
+from fip.imaging import read_image_file
+from fip.registry import get_operator
+
+
+class PairDataset(Dataset):
+    """(input, target) tensors ``(3, H, W)`` float32 in [0, 1] from a pair set folder.
+
+    Args:
+        folder: the pair set folder (with ``manifest.json``).
+        split: which pairs: ``"train"``, ``"test"`` or ``"all"``.
+        crop: random crop size (square); ``None`` returns full images.
+        flips: random horizontal and vertical flips (training only).
+        seed: base seed of the crops and flips (each item draws from ``seed + index + epoch offset``).
+    """
+
+    def __init__(self, folder: str | Path, split: str = "all", crop: int | None = None, flips: bool = False, seed: int = 0):
+        self.folder = Path(folder)
+        manifest = read_manifest(self.folder)
+        self.names = sorted(n for n, e in manifest["pairs"].items() if split == "all" or e["split"] == split)
+        if not self.names:
+            raise SourceError(f"{self.folder} holds no {split} pairs; generate them with `fip data --split {split}`")
+        self.crop, self.flips, self.seed = crop, flips, seed
+        self.draws = 0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        name = self.names[index]
+        source = read_image_file(self.folder / "input" / f"{name}.png")
+        target = read_image_file(self.folder / "target" / f"{name}.png")
+        if self.crop is not None:
+            rng = random.Random(self.seed * 1_000_003 + index * 7919 + self.draws)
+            self.draws += 1
+            height, width = source.shape[:2]
+            size_y, size_x = min(self.crop, height), min(self.crop, width)
+            y, x = rng.randrange(height - size_y + 1), rng.randrange(width - size_x + 1)
+            source, target = source[y : y + size_y, x : x + size_x], target[y : y + size_y, x : x + size_x]
+        if self.flips:
+            rng = random.Random(self.seed * 31 + index * 17 + self.draws)
+            if rng.random() < 0.5:
+                source, target = source[:, ::-1], target[:, ::-1]
+            if rng.random() < 0.5:
+                source, target = source[::-1], target[::-1]
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)  # noqa: E731
+        return as_tensor(source), as_tensor(target)
+
+
+class PairDataModule(pl.LightningDataModule):
+    """Pairs of one operator for training and validation.
+
+    Args:
+        operator: registered operator name.
+        params: operator parameters (defaults for the rest).
+        source: ``"sample"``, a FiveK root or a photo folder (see :func:`fip.data.sources.open_source`).
+        split_file: JSON ``{"train": [...], "test": [...]}`` overriding the source's split.
+        recipe: ``"paper"`` or ``"crops"`` (see the module docstring).
+        resolution: training resolution (``"480p"``).
+        finetune_resolution: resolution of the fine-tuning set (``"random:320-1440"``), used from
+            ``finetune_epoch`` on; ``None`` disables it.
+        finetune_epoch: first epoch of fine-tuning.
+        val_resolution: validation resolution (``"1080p"``).
+        crop_size, batch_size: for the ``crops`` recipe.
+        num_workers: DataLoader worker processes.
+        pair_workers: processes generating pairs in ``prepare_data`` (default: all cores).
+        root: where pair sets go (default: fip's cache).
+    """
+
+    def __init__(
+        self,
+        operator: str,
+        params: dict | None = None,
+        source: str = "sample",
+        split_file: str | None = None,
+        recipe: str = "crops",
+        resolution: str = "480p",
+        finetune_resolution: str | None = None,
+        finetune_epoch: int = 0,
+        val_resolution: str = "1080p",
+        crop_size: int = 192,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        pair_workers: int | None = None,
+        root: str | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if recipe not in ("paper", "crops"):
+            raise SourceError(f"recipe {recipe!r} must be 'paper' or 'crops'")
+        self.save_hyperparameters()
+        # Resolved now: a wrong name or value fails before any work, and checkpoints record every parameter.
+        self.operator, self.params, self.recipe = operator, get_operator(operator).resolve_params(params), recipe
+        self.resolutions = {"train": Resolution.parse(resolution), "val": Resolution.parse(val_resolution)}
+        if finetune_resolution:
+            self.resolutions["finetune"] = Resolution.parse(finetune_resolution)
+        self.finetune_epoch = finetune_epoch
+        self.crop_size, self.batch_size, self.num_workers = crop_size, batch_size, num_workers
+        self.pair_workers, self.root, self.seed = pair_workers, root, seed
+        self.source_spec, self.split_file = source, split_file
+        self.datasets: dict[str, PairDataset] = {}
+
+    def folder(self, key: str) -> Path:
+        resolution = self.resolutions[key]
+        if self.root is not None:
+            return Path(self.root) / self.operator / resolution.label()
+        return default_out_dir(self._source(), self.operator, resolution)
+
+    def _source(self):
+        return open_source(self.source_spec, self.split_file)
+
+    def prepare_data(self) -> None:
+        source = self._source()
+        for key, split in (("train", "train"), ("finetune", "train"), ("val", "test")):
+            if key in self.resolutions:
+                generate_pairs(
+                    self.operator, source, params=self.params, split=split, resolution=self.resolutions[key],
+                    out_dir=self.folder(key), workers=self.pair_workers,
+                )  # fmt: skip
+
+    def setup(self, stage: str | None = None) -> None:
+        crop = self.crop_size if self.recipe == "crops" else None
+        for key in self.resolutions:
+            split = "test" if key == "val" else "train"
+            training = key != "val"
+            self.datasets[key] = PairDataset(
+                self.folder(key), split, crop=crop if training else None, flips=training, seed=self.seed
+            )
+
+    def train_dataloader(self) -> DataLoader:
+        finetuning = "finetune" in self.datasets and self.trainer is not None and (
+            self.trainer.current_epoch >= self.finetune_epoch
+        )
+        dataset = self.datasets["finetune" if finetuning else "train"]
+        batch = self.batch_size if self.recipe == "crops" else 1
+        return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=self.num_workers, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["val"], batch_size=1, shuffle=False, num_workers=self.num_workers)

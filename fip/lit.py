@@ -1,0 +1,75 @@
+"""The Lightning module that trains a network to approximate an operator.
+
+The network is a plain ``nn.Module`` injected from the config (``model.net``), usually a
+:class:`~fip.models.ContextAggregationNet`. The loss is the paper's: mean squared error against the reference
+operator's output. Validation logs PSNR and SSIM of the clipped prediction, one full image at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from fip.metrics import psnr, ssim
+
+logger = logging.getLogger(__name__)
+
+
+class Approximator(pl.LightningModule):
+    """Train ``net`` to map inputs to an operator's targets.
+
+    Args:
+        net: the network (``(B, C, H, W)`` in, ``(B, 3, H, W)`` out).
+        lr: Adam learning rate (the paper: 1e-4).
+        schedule: ``"constant"`` (the paper) or ``"cosine"`` (decays to 1 % over ``max_epochs``).
+        warm_start: ``"paper/<Operator>"`` to start from the authors' network of that name (same shape only).
+    """
+
+    def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None):
+        super().__init__()
+        if schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule {schedule!r} must be 'constant' or 'cosine'")
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        if warm_start:
+            from fip.models.paper import load_paper_model
+
+            self.net.load_state_dict(load_paper_model(warm_start).state_dict())
+            logger.info("warm start from %s", warm_start)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch
+        loss = nn.functional.mse_loss(self.net(inputs), targets)
+        self.log("train_loss", loss, prog_bar=True, batch_size=inputs.shape[0])
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        inputs, targets = batch
+        prediction = self.net(inputs).clamp(0.0, 1.0)
+        self.log("val_psnr", psnr(prediction, targets), prog_bar=True, batch_size=1, sync_dist=True)
+        self.log("val_ssim", ssim(prediction, targets), batch_size=1, sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store what rebuilds the network and names its operator, so a checkpoint loads without the config."""
+        from fip.infer import net_config
+
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        checkpoint["fip"] = {
+            "net": net_config(self.net),
+            "operator": getattr(datamodule, "operator", None),
+            "params": getattr(datamodule, "params", {}),
+        }
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+        if self.hparams.schedule == "constant":
+            return optimizer
+        epochs = max(1, self.trainer.max_epochs or 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=self.hparams.lr * 0.01)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

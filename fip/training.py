@@ -1,0 +1,50 @@
+"""``fip train``: LightningCLI over :class:`~fip.lit.Approximator` and :class:`~fip.data.module.PairDataModule`.
+
+Each operator has one YAML under ``train/configs/``; LightningCLI builds the command line from the typed
+``__init__`` signatures, so every argument can be overridden (``--trainer.max_epochs 5``,
+``--data.source /data/fivek``) and saves the resolved config with each run.
+
+    fip train -c train/configs/smooth.l0.yaml                 # = fit
+    fip train validate -c train/configs/smooth.l0.yaml --ckpt_path runs/smooth.l0/.../last.ckpt
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+
+from fip.data.module import PairDataModule
+from fip.lit import Approximator
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def trainer_defaults() -> dict:
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    return {
+        "logger": [CSVLogger("runs", name="csv"), TensorBoardLogger("runs", name="tensorboard")],
+        "callbacks": [
+            ModelCheckpoint(monitor="val_psnr", mode="max", save_last=True, filename="best-{epoch}-{val_psnr:.2f}"),
+            LearningRateMonitor(logging_interval="epoch"),
+        ],
+        "accelerator": "auto",
+        "log_every_n_steps": 5,
+    }
+
+
+def run_training(args: Sequence[str]) -> LightningCLI:
+    """Run LightningCLI with ``args`` (``fit`` is implied when no subcommand is given)."""
+    args = list(args)
+    if not args or args[0] not in SUBCOMMANDS + ("-h", "--help"):
+        args = ["fit", *args]
+    return LightningCLI(
+        Approximator,
+        PairDataModule,
+        args=args,
+        trainer_defaults=trainer_defaults(),
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+    )

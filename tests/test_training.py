@@ -1,0 +1,143 @@
+"""Training through Lightning, checkpoints, model files, evaluation and the DDP path (tiny networks and photos)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from fip.cli import main
+from fip.data.module import PairDataModule, PairDataset
+from fip.infer import export_model, load_model, run_model
+
+
+def _config(tmp_path, photo_folder, **overrides) -> str:
+    """A tiny training config: two photos to train on, one to validate on."""
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["first", "third"], "test": ["second"]}))
+    config = {
+        "seed_everything": 0,
+        "trainer": {
+            "max_epochs": 6,
+            "default_root_dir": str(tmp_path / "runs"),
+            "logger": [
+                {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"}},
+            ],
+            "enable_progress_bar": False,
+            "log_every_n_steps": 1,
+        },
+        "model": {
+            "net": {"class_path": "fip.models.ContextAggregationNet", "init_args": {"in_channels": 3, "width": 8, "depth": 4}},
+            "lr": 0.01,
+        },
+        "data": {
+            "operator": "smooth.l0",
+            "source": str(photo_folder),
+            "split_file": str(split),
+            "recipe": "crops",
+            "crop_size": 32,
+            "batch_size": 2,
+            "val_resolution": "native",
+            "root": str(tmp_path / "pairs"),
+            "pair_workers": 1,
+        },
+    }
+    for key, value in overrides.items():
+        section, name = key.split(".", 1)
+        config[section][name] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_pair_dataset_crops_and_flips(photo_folder, tmp_path):
+    from fip.data.pairs import generate_pairs
+    from fip.data.sources import open_source
+
+    generate_pairs("smooth.l0", open_source(photo_folder), out_dir=tmp_path / "p", workers=1, progress=False)
+    dataset = PairDataset(tmp_path / "p", "all", crop=16, flips=True)
+    x, y = dataset[0]
+    assert x.shape == y.shape == (3, 16, 16) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    full = PairDataset(tmp_path / "p", "all")
+    assert full[0][0].shape[1:] == (48, 64)
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(photo_folder, tmp_path, capsys):
+    from fip.training import run_training
+
+    cli = run_training(["-c", _config(tmp_path, photo_folder)])
+    metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = metrics[0].split(",")
+    losses = [float(row.split(",")[header.index("train_loss")]) for row in metrics[1:] if row.split(",")[header.index("train_loss")]]
+    assert len(losses) >= 6 and np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert any(row.split(",")[header.index("val_psnr")] for row in metrics[1:])  # validation ran
+    checkpoint = cli.trainer.checkpoint_callback.last_model_path
+    model = load_model(checkpoint)
+    assert model.operator == "smooth.l0" and model.params == {"lambda_": 0.02, "kappa": 2.0}
+    image = np.random.default_rng(0).random((17, 23, 3), dtype=np.float32)  # odd sizes work
+    out = run_model(model.net, image)
+    assert out.shape == (17, 23, 3)
+    # A model file holds the same network without the training code.
+    exported = export_model(model, tmp_path / "model.pt", {"val_psnr": 1.0})
+    assert np.array_equal(run_model(load_model(exported).net, image), out)
+    capsys.readouterr()  # drop what training printed
+    assert main(["eval", "-m", str(exported), "--source", str(photo_folder), "--split", "all", "--json", "--workers", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"mean_psnr", "mean_ssim", "images"} <= set(report) and len(report["images"]) == 3
+    assert all(np.isfinite(i["psnr"]) and 0 < i["ssim"] <= 1 for i in report["images"])
+
+
+def test_training_resumes_from_a_checkpoint(photo_folder, tmp_path):
+    from fip.training import run_training
+
+    config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 2})
+    first = run_training(["-c", config])
+    last = first.trainer.checkpoint_callback.last_model_path
+    resumed = run_training(["-c", config, "--trainer.max_epochs", "3", "--ckpt_path", last])
+    assert resumed.trainer.current_epoch == 3 and resumed.trainer.global_step > first.trainer.global_step
+
+
+def test_warm_start_from_the_authors_network():
+    from fip.lit import Approximator
+    from fip.models import can24, load_paper_model
+
+    module = Approximator(can24(), warm_start="paper/L0_smoothing")
+    reference = load_paper_model("paper/L0_smoothing")
+    x = torch.rand(1, 3, 20, 24)
+    assert torch.allclose(module.net.eval()(x), reference(x))
+
+
+def test_data_module_rejects_unknown_recipes():
+    with pytest.raises(ValueError, match="recipe 'fast'"):
+        PairDataModule("smooth.l0", recipe="fast")
+
+
+def test_load_model_errors_name_the_problem(tmp_path):
+    from fip.errors import FipError
+
+    with pytest.raises(FipError, match="neither 'paper/<Operator>' nor an existing"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(FipError, match="junk.pt is not a fip model"):
+        load_model(tmp_path / "junk.pt")
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(photo_folder, tmp_path):
+    """Lightning's DDP strategy, two CPU processes (gloo), through the real `fip train` command."""
+    config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 1})
+    overrides = ["--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "fip", "train", "-c", config, *overrides],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr and "distributed_backend=gloo" in result.stderr
+    assert list((tmp_path / "runs" / "tiny").rglob("last.ckpt"))
