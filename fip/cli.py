@@ -115,17 +115,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    """Until the model lands: build the sample set and pairs for two operators, then say what was made."""
-    from fip.data.pairs import generate_pairs
-    from fip.data.sources import Resolution, sample_source
+    """The main job: train an approximator of one operator on the sample set, then report and draw a grid."""
+    from fip.quickstart import run_quickstart
 
-    source = sample_source()
-    print(f"sample set: {len(source.photos)} DNG files in {source.photos[0].path.parent}")
-    for photo in source.photos:
-        print(f"  {photo.split:<6} {photo.name}")
-    for operator in ("smooth.l0", "style.stylize"):
-        report = generate_pairs(operator, source, resolution=Resolution(480), workers=args.workers)
-        print(report.summary())
+    run_quickstart(args.operator, args.minutes, Path(args.out))
     return 0
 
 
@@ -176,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON with per-image values, mean_psnr, mean_ssim")
     p.set_defaults(run=_cmd_eval)
 
-    p = sub.add_parser("quickstart", help="the main job on the built-in sample set")
-    p.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
+    p.add_argument("--operator", default="smooth.l0", help="operator with a config in train/configs/ (smooth.l0)")
+    p.add_argument("--minutes", type=float, default=8.0, help="training time budget in minutes (default 8)")
+    p.add_argument("--out", default="runs/quickstart", help="where the model, report and grid go")
     p.set_defaults(run=_cmd_quickstart)
     return parser
 

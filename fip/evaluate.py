@@ -24,6 +24,7 @@ class EvalReport:
     operator: str
     params: dict[str, Any]
     resolution: str
+    pairs_dir: Path
     images: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -91,7 +92,7 @@ def evaluate(
     )
     manifest = read_manifest(report.out_dir)
     names = sorted(n for n, e in manifest["pairs"].items() if e["split"] == split or split == "all")
-    result = EvalReport(model.name, operator, params, resolution.label())
+    result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir))
     for name in names:
         image = read_image_file(Path(report.out_dir) / "input" / f"{name}.png")
         target = read_image_file(Path(report.out_dir) / "target" / f"{name}.png")

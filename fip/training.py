@@ -22,10 +22,9 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 def trainer_defaults() -> dict:
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-
+    """Checkpointing on the best validation PSNR (and the last epoch, for resuming) and LR logging; loggers
+    (CSV and TensorBoard) are named per operator in each config."""
     return {
-        "logger": [CSVLogger("runs", name="csv"), TensorBoardLogger("runs", name="tensorboard")],
         "callbacks": [
             ModelCheckpoint(monitor="val_psnr", mode="max", save_last=True, filename="best-{epoch}-{val_psnr:.2f}"),
             LearningRateMonitor(logging_interval="epoch"),
