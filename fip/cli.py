@@ -3,7 +3,9 @@
     fip operators [--json]                 list registered operators and their parameters
     fip sample [--json]                    build the built-in sample set (DNG files) and list it
     fip data --operator NAME [...]         generate (input, target) pairs for one or more operators
-    fip quickstart                         the README's main job on the built-in sample set
+    fip train -c train/configs/OP.yaml     train an approximator (LightningCLI: fit, validate, ...)
+    fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
+    fip quickstart                         the README's main job: train on the sample set, report, grid
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 
 from fip.errors import FipError, ParameterError
 
-logger = logging.getLogger("fip")
 
 
 def _parse_param(text: str) -> tuple[str, str]:
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
     p.add_argument("--operator", default="smooth.l0", help="operator with a config in train/configs/ (smooth.l0)")
-    p.add_argument("--minutes", type=float, default=8.0, help="training time budget in minutes (default 8)")
+    p.add_argument("--minutes", type=float, default=10.0, help="training time budget in minutes (default 10)")
     p.add_argument("--out", default="runs/quickstart", help="where the model, report and grid go")
     p.set_defaults(run=_cmd_quickstart)
     return parser
