@@ -59,7 +59,7 @@ class Approximator(pl.LightningModule):
         """Store what rebuilds the network and names its operator, so a checkpoint loads without the config."""
         from fip.infer import net_config
 
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = getattr(self.trainer, "datamodule", None)
         checkpoint["fip"] = {
             "net": net_config(self.net),
             "operator": getattr(datamodule, "operator", None),

@@ -39,7 +39,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from fip.errors import DuplicateOperatorError, InputError, ParameterError, UnknownOperatorError
+from fip.imaging import check_image
 
 logger = logging.getLogger(__name__)
 
@@ -212,12 +215,8 @@ class OperatorSpec:
             resolved[name] = self.param(name).validate(value)
         return resolved
 
-    def apply(self, view: Any, params: Mapping[str, Any] | None = None) -> Any:
+    def apply(self, view: Any, params: Mapping[str, Any] | None = None) -> np.ndarray:
         """Run the reference operator on one view and return its sRGB output ``(H, W, 3)`` float32 in [0, 1]."""
-        import numpy as np
-
-        from fip.imaging import check_image
-
         kwargs = self.resolve_params(params)
         if self.input is not InputKind.BAYER:
             check_image(view, name=f"input of {self.name}")
@@ -241,10 +240,8 @@ class OperatorSpec:
             raise ValueError(f"operator {self.name!r} ({self.source}) returned NaN or infinite values")
         return np.clip(out.astype(np.float32, copy=False), 0.0, 1.0)
 
-    def apply_batch(self, views: Sequence[Any], params: Mapping[str, Any] | None = None) -> Any:
+    def apply_batch(self, views: Sequence[Any], params: Mapping[str, Any] | None = None) -> np.ndarray:
         """:meth:`apply` on each view; returns ``(B, H, W, 3)`` float32 (all views must share their size)."""
-        import numpy as np
-
         return np.stack([self.apply(view, params) for view in views])
 
     def __call__(self, images: Any, **params: Any) -> Any:

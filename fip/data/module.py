@@ -11,7 +11,6 @@ Validation runs on the test split at ``val_resolution`` (the paper tests at 1080
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ class PairDataset(Dataset):
         split: which pairs: ``"train"``, ``"test"`` or ``"all"``.
         crop: random crop size (square); ``None`` returns full images.
         flips: random horizontal and vertical flips (training only).
-        seed: base seed of the crops and flips (each item draws from ``seed + index + epoch offset``).
+        seed: base seed of the crops and flips.
     """
 
     def __init__(self, folder: str | Path, split: str = "all", crop: int | None = None, flips: bool = False, seed: int = 0):
@@ -53,15 +52,16 @@ class PairDataset(Dataset):
         name = self.names[index]
         source = read_image_file(self.folder / "input" / f"{name}.png")
         target = read_image_file(self.folder / "target" / f"{name}.png")
+        # A fresh draw per call: the call counter varies it in the main process, torch's per-epoch worker seed
+        # in DataLoader workers (whose copies of this dataset restart their counters every epoch).
+        rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**63, self.draws, index])
+        self.draws += 1
         if self.crop is not None:
-            rng = random.Random(self.seed * 1_000_003 + index * 7919 + self.draws)
-            self.draws += 1
             height, width = source.shape[:2]
             size_y, size_x = min(self.crop, height), min(self.crop, width)
-            y, x = rng.randrange(height - size_y + 1), rng.randrange(width - size_x + 1)
+            y, x = rng.integers(height - size_y + 1), rng.integers(width - size_x + 1)
             source, target = source[y : y + size_y, x : x + size_x], target[y : y + size_y, x : x + size_x]
         if self.flips:
-            rng = random.Random(self.seed * 31 + index * 17 + self.draws)
             if rng.random() < 0.5:
                 source, target = source[:, ::-1], target[:, ::-1]
             if rng.random() < 0.5:
