@@ -123,6 +123,17 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_photo_arguments(p: argparse.ArgumentParser, split: str, resolution: str) -> None:
+    """Operator parameters, photo source, split and resolution policy: shared by `data` and `eval`."""
+    p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE", help="operator parameter")
+    p.add_argument("--source", default="sample", help="'sample' (default), a FiveK root, 'fivek:PATH' or a photo folder")
+    p.add_argument("--split", default=split, choices=["train", "test", "all"], help=f"default: {split}")
+    p.add_argument("--split-file", type=Path, help='JSON {"train": [...], "test": [...]} overriding the split')
+    p.add_argument("--resolution", default=resolution, help=f"default {resolution}; e.g. 480p, 1080p, native, random:320-1440")
+    p.add_argument("--max-megapixels", type=float, help="pixel budget per photo")
+    p.add_argument("--over-budget", default="resize", choices=["resize", "skip"], help="what to do over budget")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fip", description="Fast image processing with context aggregation networks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -139,13 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="generate (input, target) pairs")
     p.add_argument("--operator", "-o", action="append", required=True, help="operator name; repeat for several")
-    p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE", help="operator parameter")
-    p.add_argument("--source", default="sample", help="'sample' (default), a FiveK root, 'fivek:PATH' or a photo folder")
-    p.add_argument("--split", default="all", choices=["train", "test", "all"])
-    p.add_argument("--split-file", type=Path, help='JSON {"train": [...], "test": [...]} overriding the split')
-    p.add_argument("--resolution", default="480p", help="480p (default), 1080p, native or random:320-1440")
-    p.add_argument("--max-megapixels", type=float, help="pixel budget per photo")
-    p.add_argument("--over-budget", default="resize", choices=["resize", "skip"], help="what to do over budget")
+    _add_photo_arguments(p, split="all", resolution="480p")
     p.add_argument("--out", type=Path, help="pair set folder (default: under fip's cache)")
     p.add_argument("--workers", type=int, help="local processes (default: all cores)")
     p.add_argument("--scheduler", help="Dask distributed scheduler address, e.g. tcp://10.0.0.1:8786")
@@ -158,13 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="PSNR/SSIM of a model against its reference operator")
     p.add_argument("--model", "-m", required=True, help="paper/<Operator>, a .ckpt from fip train or a .pt model")
     p.add_argument("--operator", "-o", help="the reference operator (default: the one the model was trained for)")
-    p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE", help="operator parameter")
-    p.add_argument("--source", default="sample", help="'sample' (default), a FiveK root or a photo folder")
-    p.add_argument("--split", default="test", choices=["train", "test", "all"])
-    p.add_argument("--split-file", type=Path, help='JSON {"train": [...], "test": [...]} overriding the split')
-    p.add_argument("--resolution", default="1080p", help="1080p (default, as the paper tests), 480p, native, ...")
-    p.add_argument("--max-megapixels", type=float, help="pixel budget per photo")
-    p.add_argument("--over-budget", default="resize", choices=["resize", "skip"])
+    _add_photo_arguments(p, split="test", resolution="1080p")
     p.add_argument("--timing", action="store_true", help="also time the reference operator and the model")
     p.add_argument("--workers", type=int, help="processes generating the reference targets")
     p.add_argument("--json", action="store_true", help="print JSON with per-image values, mean_psnr, mean_ssim")
