@@ -5,6 +5,7 @@
     fip data --operator NAME [...]         generate (input, target) pairs for one or more operators
     fip train -c train/configs/OP.yaml     train an approximator (LightningCLI: fit, validate, ...)
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
+    fip apply --model M INPUT... --out D   run a model on photos or raw files
     fip quickstart                         the README's main job: train on the sample set, report, grid
 """
 
@@ -115,6 +116,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from fip.infer import apply_to_files, load_model, model_for_operator
+
+    if (args.model is None) == (args.operator is None):
+        raise ParameterError("give exactly one of --model NAME_OR_PATH and --operator NAME")
+    model = load_model(args.model) if args.model else model_for_operator(args.operator)
+    results = apply_to_files(
+        model, args.inputs, args.out, max_megapixels=args.max_megapixels, tile=args.tile, bits=args.bits,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+    for r in results:
+        if r.error:
+            print(f"FAILED {r.source}: {r.error}", file=sys.stderr)
+        else:
+            print(f"{r.source} -> {r.output} ({r.size[1]}x{r.size[0]}, {r.seconds:.2f} s)")
+    return 1 if any(r.error for r in results) else 0
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: train an approximator of one operator on the sample set, then report and draw a grid."""
     from fip.quickstart import run_quickstart
@@ -168,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="processes generating the reference targets")
     p.add_argument("--json", action="store_true", help="print JSON with per-image values, mean_psnr, mean_ssim")
     p.set_defaults(run=_cmd_eval)
+
+    p = sub.add_parser("apply", help="run a model on photos or raw files")
+    p.add_argument("inputs", nargs="+", type=Path, help="photos (PNG, JPEG, TIFF, ...) or raw files (DNG, CR2, NEF, ...)")
+    p.add_argument("--model", "-m", help="paper/<Operator>, a .ckpt from fip train or a .pt model file")
+    p.add_argument("--operator", "-o", help="use the model shipped for this operator")
+    p.add_argument("--out", type=Path, required=True, help="output folder (<stem>.png per input)")
+    p.add_argument("--max-megapixels", type=float, help="downscale larger photos to this size first")
+    p.add_argument("--tile", type=int, help="run convolutions in tiles of this size (same result, less memory)")
+    p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(run=_cmd_apply)
 
     p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
     p.add_argument("--operator", default="smooth.l0", help="operator with a config in train/configs/ (smooth.l0)")

@@ -1,0 +1,67 @@
+"""Inference: tiled forward pass, applying models to photos and raw files, shipped-model lookup."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fip.cli import main
+from fip.errors import FipError
+from fip.imaging import encode_png, read_image_file
+from fip.infer import forward_tiled, load_model, model_for_operator, run_model
+from fip.models import ContextAggregationNet
+
+from conftest import smooth_image, write_synthetic_dng
+
+
+def test_tiled_forward_equals_the_whole_image_pass():
+    torch.manual_seed(0)
+    net = ContextAggregationNet(width=8, depth=6).eval()
+    for module in net.modules():  # non-trivial normalization, so per-tile statistics would show
+        if hasattr(module, "mu"):
+            torch.nn.init.uniform_(module.mu, 0.5, 1.0)
+            torch.nn.init.uniform_(module.beta, -0.2, 0.2)
+    x = torch.rand(1, 3, 45, 71)
+    with torch.no_grad():
+        whole = net(x)
+    assert torch.allclose(forward_tiled(net, x, tile=16), whole, atol=1e-5)
+    with pytest.raises(FipError, match="one image at a time"):
+        forward_tiled(net, torch.rand(2, 3, 8, 8))
+
+
+def test_apply_writes_results_for_photos_and_raw_files(tmp_path, capsys):
+    (tmp_path / "odd.png").write_bytes(encode_png(smooth_image(37, 53), bits=8))
+    write_synthetic_dng(tmp_path / "raw.dng", smooth_image(40, 60))
+    (tmp_path / "notes.txt").write_text("not a photo")
+    out = tmp_path / "out"
+    args = ["apply", "-m", "paper/L0_smoothing", str(tmp_path / "odd.png"), str(tmp_path / "raw.dng"), "--out", str(out)]
+    assert main(args[:5] + [str(tmp_path / "notes.txt")] + args[5:]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.err and "notes.txt" in captured.err
+    odd = read_image_file(out / "odd.png")
+    assert odd.shape == (37, 53, 3)  # odd sizes are kept
+    expected = run_model(load_model("paper/L0_smoothing").net, read_image_file(tmp_path / "odd.png"))
+    assert np.abs(odd - expected).max() <= 0.5 / 255 + 1e-6
+    assert read_image_file(out / "raw.png").shape == (40, 60, 3)
+    # Nothing is overwritten silently; --overwrite replaces.
+    before = (out / "odd.png").read_bytes()
+    assert main(args[:4] + ["--out", str(out), "--bits", "16"]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err and (out / "odd.png").read_bytes() == before
+    assert main(args[:4] + ["--out", str(out), "--bits", "16", "--overwrite", "--tile", "16"]) == 0
+    assert np.abs(read_image_file(out / "odd.png") - expected).max() < 1e-3
+
+
+def test_budget_downscales_large_photos(tmp_path):
+    (tmp_path / "big.png").write_bytes(encode_png(smooth_image(200, 300), bits=8))
+    out = tmp_path / "out"
+    assert main(["apply", "-m", "paper/TV_L1", str(tmp_path / "big.png"), "--out", str(out), "--max-megapixels", "0.015"]) == 0
+    height, width = read_image_file(out / "big.png").shape[:2]
+    assert height * width <= 15_000 and abs(width / height - 1.5) < 0.05
+
+
+def test_operator_models_fall_back_to_the_authors_networks():
+    assert model_for_operator("smooth.l0").name == "paper/L0_smoothing"
+    with pytest.raises(FipError, match="no model ships for operator 'style.stylize'"):
+        model_for_operator("style.stylize")
+    assert main(["apply", "-m", "paper/L0_smoothing", "-o", "smooth.l0", "x.png", "--out", "y"]) == 2
