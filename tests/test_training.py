@@ -141,3 +141,29 @@ def test_ddp_on_cpu_with_two_processes(photo_folder, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr and "distributed_backend=gloo" in result.stderr
     assert list((tmp_path / "runs" / "tiny").rglob("last.ckpt"))
+
+
+CONFIGS = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "train" / "configs").glob("*.yaml"))
+
+
+def test_every_builtin_operator_has_a_training_config():
+    import fip
+
+    builtins = {s.name for s in fip.list_operators() if s.source.startswith("fip (")}
+    assert builtins == {p.stem for p in CONFIGS}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_training_configs_are_valid(config, capsys):
+    from fip.training import run_training
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_training(["-c", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["operator"] == config.stem and printed["model"]["net"]["class_path"].endswith("ContextAggregationNet")
+    warm = printed["model"].get("warm_start")
+    if warm:
+        from fip.models.paper import FIP_OPERATOR
+
+        assert FIP_OPERATOR[warm.removeprefix("paper/")] == config.stem  # the authors' network of the same operator
