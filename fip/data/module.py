@@ -122,6 +122,7 @@ class PairDataModule(pl.LightningDataModule):
         self.pair_workers, self.root, self.seed = pair_workers, root, seed
         self.source_spec, self.split_file = source, split_file
         self.datasets: dict[str, PairDataset] = {}
+        self._opened = None
 
     def folder(self, key: str) -> Path:
         resolution = self.resolutions[key]
@@ -130,7 +131,9 @@ class PairDataModule(pl.LightningDataModule):
         return default_out_dir(self._source(), self.operator, resolution)
 
     def _source(self):
-        return open_source(self.source_spec, self.split_file)
+        if self._opened is None:  # listing FiveK or hashing the sample set once is enough
+            self._opened = open_source(self.source_spec, self.split_file)
+        return self._opened
 
     def prepare_data(self) -> None:
         source = self._source()
