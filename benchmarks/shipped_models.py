@@ -18,7 +18,7 @@ from _common import machine, reference_dir  # noqa: E402
 from fip.data.sources import Resolution, folder_source, sample_source  # noqa: E402
 from fip.evaluate import evaluate  # noqa: E402
 from fip.infer import SHIPPED_DIR, load_model  # noqa: E402
-from fip.models.paper import FIP_OPERATOR  # noqa: E402
+from fip.models.paper import paper_network_for  # noqa: E402
 
 
 def main() -> None:
@@ -28,9 +28,9 @@ def main() -> None:
     for path in sorted(SHIPPED_DIR.glob("*.pt")):
         model = load_model(path)
         candidates = [("fip", model)]
-        paper = {v: k for k, v in FIP_OPERATOR.items()}.get(model.operator)
-        if paper and paper != "Detail_manipulation":
-            candidates.append(("authors'", load_model(f"paper/{paper}")))
+        paper = paper_network_for(model.operator)
+        if paper is not None:
+            candidates.append(("authors'", load_model(paper)))
         for label, candidate in candidates:
             sample = evaluate(candidate, sample_source(), operator=model.operator, split="test", resolution=Resolution(1080), workers=1)
             row = [f"`{model.operator}`", label, f"{sample.mean_psnr:.2f} / {sample.mean_ssim:.3f}"]

@@ -155,15 +155,15 @@ SHIPPED_DIR = Path(__file__).parent / "models" / "weights" / "fip"
 def model_for_operator(operator: str) -> LoadedModel:
     """The shipped approximator of ``operator``: fip's trained model file if one ships, else the authors' network
     of the same paper operator."""
-    from fip.models.paper import FIP_OPERATOR
+    from fip.models.paper import FIP_OPERATOR, paper_network_for
 
     shipped = SHIPPED_DIR / f"{operator}.pt"
     if shipped.is_file():
         return load_model(shipped)
-    paper = {fip_name: name for name, fip_name in FIP_OPERATOR.items()}.get(operator)
-    if paper is not None and paper != "Detail_manipulation":
-        return load_model(f"paper/{paper}")
-    available = sorted({p.stem for p in SHIPPED_DIR.glob("*.pt")} | {v for k, v in FIP_OPERATOR.items() if k != "Detail_manipulation"})
+    if (paper := paper_network_for(operator)) is not None:
+        return load_model(paper)
+    with_paper = {name for name in FIP_OPERATOR.values() if paper_network_for(name)}
+    available = sorted({p.stem for p in SHIPPED_DIR.glob("*.pt")} | with_paper)
     raise FipError(f"no model ships for operator {operator!r} yet; operators with a model: {', '.join(available)}")
 
 

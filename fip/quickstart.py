@@ -34,7 +34,7 @@ def run_quickstart(operator: str, minutes: float, out: Path) -> None:
     from fip.evaluate import evaluate
     from fip.imaging import read_image_file
     from fip.infer import export_model, load_model, run_model
-    from fip.models.paper import FIP_OPERATOR
+    from fip.models.paper import paper_network_for
     from fip.training import run_training
 
     config = CONFIGS / f"{operator}.yaml"
@@ -57,10 +57,10 @@ def run_quickstart(operator: str, minutes: float, out: Path) -> None:
     report = evaluate(model, source, split="test", resolution=resolution, timing=True, workers=1)
     model_file = export_model(model, out / f"{operator}.pt", {"mean_psnr": report.mean_psnr, "mean_ssim": report.mean_ssim})
     lines = ["", "## Held-out sample photos: the trained approximation vs the reference operator", "", report.table()]
-    paper = {v: k for k, v in FIP_OPERATOR.items()}.get(operator)
+    paper = paper_network_for(operator)
     if paper is not None:
-        before = evaluate(load_model(f"paper/{paper}"), source, operator=operator, split="test", resolution=resolution)
-        lines += ["", f"Before training (the authors' network paper/{paper}, the warm start): "
+        before = evaluate(load_model(paper), source, operator=operator, split="test", resolution=resolution)
+        lines += ["", f"Before training (the authors' network {paper}, the warm start): "
                   f"{before.mean_psnr:.2f} dB PSNR, SSIM {before.mean_ssim:.4f}"]  # fmt: skip
     (out / "report.md").write_text("\n".join(lines) + "\n")
     (out / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -60,6 +60,17 @@ FIP_OPERATOR = {
     "Dark_channel_dehazing": "dehaze.dark_channel",
     "Nonlocal_dehazing": "dehaze.nonlocal",
 }
+
+
+def paper_network_for(operator: str) -> str | None:
+    """The name of the authors' CAN24 trained for fip's ``operator`` (``"paper/L0_smoothing"``), or ``None`` when
+    they released none (detail manipulation exists only inside the combined CAN32)."""
+    for paper_name, fip_name in FIP_OPERATOR.items():
+        if fip_name == operator and paper_name in PAPER_OPERATORS:
+            return f"paper/{paper_name}"
+    return None
+
+
 _FILES = {f"paper/{name}": (name, 3, can24) for name in PAPER_OPERATORS}
 _FILES["paper/combined"] = ("combined_can32", 13, can32)
 _FILES["paper/parameterized_L0"] = ("parameterized_l0_can32", 4, can32)
