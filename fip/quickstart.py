@@ -35,7 +35,7 @@ def run_quickstart(operator: str, minutes: float, out: Path) -> None:
     from fip.imaging import read_image_file
     from fip.infer import export_model, load_model, run_model
     from fip.models.paper import paper_network_for
-    from fip.training import run_training
+    from fip.training import max_time, run_training
 
     config = CONFIGS / f"{operator}.yaml"
     if not config.is_file():
@@ -45,8 +45,7 @@ def run_quickstart(operator: str, minutes: float, out: Path) -> None:
     print("  train: " + ", ".join(p.name for p in source.photos if p.split == "train"))
     print("  test:  " + ", ".join(p.name for p in source.photos if p.split == "test"))
 
-    seconds = int(minutes * 60)
-    budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    budget = max_time(minutes)
     print(f"training {operator} for at most {minutes:g} min ({config})")
     cli = run_training(["-c", str(config), "--trainer.max_time", budget, "--trainer.default_root_dir", str(out)])
     checkpoint = cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path

@@ -34,6 +34,12 @@ def trainer_defaults() -> dict:
     }
 
 
+def max_time(minutes: float) -> str:
+    """A time budget in minutes as the ``DD:HH:MM:SS`` string of ``--trainer.max_time``."""
+    seconds = int(minutes * 60)
+    return f"{seconds // 86400:02d}:{seconds % 86400 // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 def run_training(args: Sequence[str]) -> LightningCLI:
     """Run LightningCLI with ``args`` (``fit`` is implied when no subcommand is given)."""
     args = list(args)

@@ -12,7 +12,7 @@ from pathlib import Path
 from fip.data.sources import Resolution, sample_source
 from fip.evaluate import evaluate
 from fip.infer import SHIPPED_DIR, export_model, load_model
-from fip.training import run_training
+from fip.training import max_time, run_training
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
@@ -22,8 +22,7 @@ def main() -> None:
     parser.add_argument("operators", nargs="+")
     parser.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args()
-    seconds = int(args.minutes * 60)
-    budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    budget = max_time(args.minutes)
     rows = []
     for operator in args.operators:
         cli = run_training(["-c", str(CONFIGS / f"{operator}.yaml"), "--trainer.max_time", budget,
