@@ -7,6 +7,7 @@
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
     fip apply --model M INPUT... --out D   run a model on photos or raw files
     fip quickstart                         the README's main job: train on the sample set, report, grid
+    fip demo [--port 7860]                 the Gradio photo-editing demo on localhost
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fip.errors import FipError, ParameterError
+from fip.variants import VARIANT_HELP, Variant
 
 
 
@@ -124,7 +126,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     model = load_model(args.model) if args.model else model_for_operator(args.operator)
     results = apply_to_files(
         model, args.inputs, args.out, max_megapixels=args.max_megapixels, tile=args.tile, bits=args.bits,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, variant=args.variant,
     )  # fmt: skip
     for r in results:
         if r.error:
@@ -177,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_data)
 
     # Listed for --help only: main() hands everything after `train` to LightningCLI untouched.
+    sub.add_parser("demo", help="the Gradio photo-editing demo on localhost: fip demo [--host H] [--port P]")
     sub.add_parser("train", help="train an approximator: fip train -c train/configs/OPERATOR.yaml (LightningCLI)")
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a model against its reference operator")
@@ -197,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help="run convolutions in tiles of this size (same result, less memory)")
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--variant", default="full", choices=[v.value for v in Variant],
+                   help="full: paper-exact; " + "; ".join(f"{v.value}: {h}" for v, h in VARIANT_HELP.items() if v.value != "full"))  # fmt: skip
     p.set_defaults(run=_cmd_apply)
 
     p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
@@ -213,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fip.training import run_training
 
         run_training(argv[1:])
+        return 0
+    if argv[:1] == ["demo"]:
+        from fip_demo.app import main as demo_main
+
+        demo_main(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s")

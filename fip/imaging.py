@@ -61,6 +61,11 @@ def to_float(array: np.ndarray) -> np.ndarray:
     return np.clip(array.astype(np.float32), 0.0, 1.0)
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` float in [0, 1] -> uint8 for display (rounded, clipped)."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a PNG/JPEG/TIFF/BMP/WebP file as ``(H, W, 3)`` float32 sRGB in [0, 1] (grey is expanded, alpha dropped)."""
     data = np.fromfile(path, dtype=np.uint8)

@@ -11,6 +11,7 @@ A model is named by:
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from fip.errors import FipError, InputError
 from fip.models.can import ContextAggregationNet, NormMode
+from fip.variants import LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, VARIANT_HELP, Variant
 
 MODEL_FORMAT = "fip-model-1"
 
@@ -128,24 +130,65 @@ def forward_tiled(net: ContextAggregationNet, x: torch.Tensor, tile: int = 512) 
     return features
 
 
+def _downscaled(x: torch.Tensor, megapixels: float) -> torch.Tensor:
+    height, width = x.shape[2:]
+    scale = (megapixels * 1e6 / (height * width)) ** 0.5
+    if scale >= 1.0:
+        return x
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return torch.nn.functional.interpolate(x, size=size, mode="area")
+
+
+def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int | None) -> torch.Tensor:
+    from fip.models.can import ContextAggregationNet, fold, image_statistics
+
+    if variant is Variant.LOWRES:
+        from fip.models.guided import FastGuidedFilter
+
+        small = _downscaled(x, LOWRES_MEGAPIXELS)
+        if small is x:
+            return _forward(net, x, Variant.FAST, tile)
+        low = _forward(net, small, Variant.FAST, None)
+        return FastGuidedFilter(radius=1, eps=1e-4)(small[:, :3], low, x[:, :3])
+    if variant in (Variant.FAST, Variant.BF16) and isinstance(net, ContextAggregationNet):
+        preview = _downscaled(x, STATS_MEGAPIXELS)
+        if preview is x and variant is Variant.FAST:  # a small image: the statistics pass is the exact result
+            return _forward(net, x, Variant.FULL, tile)
+        net = fold(net, image_statistics(net, preview))  # a new module
+    elif variant is Variant.BF16:
+        net = copy.deepcopy(net)  # .to(dtype) below must not convert the caller's network
+    if variant is Variant.BF16:
+        return _forward(net.to(torch.bfloat16), x.to(torch.bfloat16), Variant.FULL, tile).float()
+    if tile is not None:
+        return forward_tiled(net, x, tile)
+    # channels_last: 1.3x faster than NCHW for CAN24 at 1080p on this project's CPU (6.7 s vs 8.7 s).
+    net = net.to(memory_format=torch.channels_last)
+    return net(x.contiguous(memory_format=torch.channels_last))
+
+
 def run_model(
-    net: torch.nn.Module, image: np.ndarray, extra: np.ndarray | None = None, tile: int | None = None
+    net: torch.nn.Module,
+    image: np.ndarray,
+    extra: np.ndarray | None = None,
+    tile: int | None = None,
+    variant: Variant | str = Variant.FULL,
 ) -> np.ndarray:
     """Run ``net`` on one ``(H, W, 3)`` sRGB image in [0, 1] (plus optional ``(C, )`` constant extra input maps,
     e.g. one-hot operator maps); returns ``(H, W, 3)`` float32 in [0, 1]. Any size works, odd ones included.
-    ``tile``: run the convolutions in tiles of this size (:func:`forward_tiled`), same result, less memory."""
+    ``tile``: run the convolutions in tiles of this size (:func:`forward_tiled`), same result, less memory.
+    ``variant``: see :class:`Variant`."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"expected an (H, W, 3) image; got shape {image.shape}")
+    try:
+        variant = Variant(variant)
+    except ValueError:
+        raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(v.value for v in Variant)}") from None
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
     if extra is not None:
         maps = torch.as_tensor(extra, dtype=torch.float32).view(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
         x = torch.cat([x, maps], dim=1)
-    if tile is not None:
-        return forward_tiled(net, x, tile)[0].clamp(0.0, 1.0).permute(1, 2, 0).contiguous().numpy()
-    # channels_last: 1.3x faster than NCHW for CAN24 at 1080p on this project's CPU (6.7 s vs 8.7 s).
-    net = net.to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        out = net(x.contiguous(memory_format=torch.channels_last))
+        out = _forward(net, x, variant, tile)
         return out[0].clamp(0.0, 1.0).permute(1, 2, 0).contiguous().numpy()
 
 
@@ -185,6 +228,7 @@ def apply_to_files(
     tile: int | None = None,
     bits: int = 8,
     overwrite: bool = False,
+    variant: Variant | str = Variant.FULL,
 ) -> list[ApplyResult]:
     """Run ``model`` on photos or raw files and write ``out_dir/<stem>.png``.
 
@@ -195,8 +239,8 @@ def apply_to_files(
     import time
 
     from fip.files import atomic_write_bytes
-    from fip.imaging import encode_png, read_image_file, resize_area
-    from fip.raw import RAW_EXTENSIONS, load_photo
+    from fip.imaging import encode_png, resize_area
+    from fip.raw import load_srgb
 
     results = []
     for path in inputs:
@@ -206,10 +250,7 @@ def apply_to_files(
             results.append(ApplyResult(path, None, error=f"{output} exists; pass --overwrite to replace it"))
             continue
         try:
-            if path.suffix.lower() in RAW_EXTENSIONS:
-                image = load_photo(path).srgb
-            else:
-                image = read_image_file(path)
+            image = load_srgb(path)
         except FipError as exc:
             results.append(ApplyResult(path, None, error=str(exc)))
             continue
@@ -218,7 +259,7 @@ def apply_to_files(
             scale = (max_megapixels * 1e6 / (height * width)) ** 0.5
             image = resize_area(image, max(1, int(height * scale)), max(1, int(width * scale)))
         start = time.perf_counter()
-        result = run_model(model.net, image, tile=tile)
+        result = run_model(model.net, image, tile=tile, variant=variant)
         seconds = time.perf_counter() - start
         atomic_write_bytes(output, encode_png(result, bits=bits))
         results.append(ApplyResult(path, output, seconds, result.shape[:2]))

@@ -197,12 +197,23 @@ def load_photo(path: str | os.PathLike[str], size_policy: SizePolicy | None = No
     )
 
 
+def load_srgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """The sRGB view of an image or raw file at its native size: image files keep odd sizes; raw files are
+    rendered as :func:`load_photo` renders them. Raises :class:`UnreadablePhotoError` like it."""
+    path = Path(path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        return load_photo(path).srgb
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return read_image_file(path)
+    return load_photo(path).srgb  # raises the unsupported-type error
+
+
 def _load_image(path: Path, size_policy: SizePolicy | None) -> Photo:
     srgb = read_image_file(path)
     native = srgb.shape[:2]
     height, width = size_policy(*native) if size_policy else _even_crop(*native)
-    if size_policy is None:
-        srgb = srgb[:height, :width]
+    if (height, width) == _even_crop(*native):
+        srgb = srgb[:height, :width]  # cropping one row/column beats resampling the whole photo
     srgb = resize_area(srgb, height, width)
     linear = srgb_decode(srgb)
     mosaic = Mosaic(mosaic_samples(linear, "RGGB"))

@@ -9,7 +9,8 @@ import torch
 from fip.cli import main
 from fip.errors import FipError
 from fip.imaging import encode_png, read_image_file
-from fip.infer import forward_tiled, load_model, model_for_operator, run_model
+from fip.metrics import psnr
+from fip.infer import export_model, forward_tiled, load_model, model_for_operator, run_model
 from fip.models import ContextAggregationNet
 
 from conftest import smooth_image, write_synthetic_dng
@@ -60,8 +61,31 @@ def test_budget_downscales_large_photos(tmp_path):
     assert height * width <= 15_000 and abs(width / height - 1.5) < 0.05
 
 
-def test_operator_models_fall_back_to_the_authors_networks():
+def test_operator_models_fall_back_to_the_authors_networks(tmp_path, monkeypatch):
+    monkeypatch.setattr("fip.infer.SHIPPED_DIR", tmp_path)  # as if fip had trained none yet
     assert model_for_operator("smooth.l0").name == "paper/L0_smoothing"
     with pytest.raises(FipError, match="no model ships for operator 'style.stylize'"):
         model_for_operator("style.stylize")
+    export_model(load_model("paper/TV_L1"), tmp_path / "style.stylize.pt")
+    assert model_for_operator("style.stylize").name == str(tmp_path / "style.stylize.pt")
     assert main(["apply", "-m", "paper/L0_smoothing", "-o", "smooth.l0", "x.png", "--out", "y"]) == 2
+
+
+def test_variants_approximate_the_paper_exact_pass(monkeypatch):
+    net = load_model("paper/L0_smoothing").net
+    image = smooth_image(120, 160)
+    exact = run_model(net, image, variant="full")
+    # Small images: the fast variant's statistics pass is already the exact result.
+    assert np.array_equal(run_model(net, image, variant="fast"), exact)
+    monkeypatch.setattr("fip.infer.STATS_MEGAPIXELS", 0.005)  # force a downscaled statistics pass
+    monkeypatch.setattr("fip.infer.LOWRES_MEGAPIXELS", 0.005)
+    for variant, floor in (("fast", 40.0), ("bf16", 40.0), ("lowres", 30.0)):  # measured: 47.2, 45.3, 35.8 dB
+        out = run_model(net, image, variant=variant)
+        assert out.shape == image.shape and out.dtype == np.float32
+        assert psnr(out, exact) > floor, variant
+        assert not np.array_equal(out, exact), variant  # really took the approximate path
+    tiled = run_model(net, image, variant="fast", tile=32)
+    assert np.abs(tiled - run_model(net, image, variant="fast")).max() < 1e-5
+    assert net.features[0].weight.dtype == torch.float32  # the caller's network is left alone
+    with pytest.raises(FipError, match="unknown variant 'int4'; choose one of full, fast"):
+        run_model(net, image, variant="int4")

@@ -89,3 +89,45 @@ def test_paper_l0_reproduces_the_authors_results():
         ours = np.floor(np.clip(out, 0, 1) * 255)
         theirs = np.round(read_image_file(reference / "fivek-1080p" / "l0-official" / path.name) * 255)
         assert np.abs(ours - theirs).max() <= 1, path.name
+
+
+def _randomized(net: ContextAggregationNet) -> ContextAggregationNet:
+    torch.manual_seed(1)
+    for module in net.modules():
+        if isinstance(module, AdaptiveNorm):
+            torch.nn.init.uniform_(module.lam, 0.5, 1.5)
+            torch.nn.init.uniform_(module.mu, 0.5, 1.0)
+            torch.nn.init.uniform_(module.beta, -0.2, 0.2)
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def test_running_statistics_fold_into_the_convolutions():
+    from fip.models.can import FoldedCAN, fold
+
+    net = _randomized(ContextAggregationNet(in_channels=4, width=8, depth=6, norm="running"))
+    folded = fold(net)
+    assert isinstance(folded, FoldedCAN)
+    assert not any(isinstance(m, AdaptiveNorm) for m in folded.modules())
+    assert all(m.bias is not None for m in folded.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.rand(2, 4, 33, 47)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-5)
+    assert sum(p.numel() for p in folded.parameters()) < sum(p.numel() for p in net.parameters()) + 8 * 5
+
+
+def test_per_image_statistics_fold_for_one_image_only():
+    from fip.errors import InputError
+    from fip.models.can import fold, image_statistics
+
+    net = _randomized(ContextAggregationNet(width=8, depth=6))
+    first, second = torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40) * 0.5
+    with pytest.raises(InputError, match="per-image statistics"):
+        fold(net)
+    net = net.double()  # float64: exact up to rounding (a random net amplifies float32 rounding by ~1e4)
+    first, second = first.double(), second.double()
+    folded = fold(net, image_statistics(net, first))
+    with torch.no_grad():
+        assert torch.allclose(folded(first), net(first), atol=1e-9)
+        assert not torch.allclose(folded(second), net(second), atol=1e-3)  # another image's statistics differ

@@ -132,3 +132,80 @@ def can24(in_channels: int = 3, norm: NormMode | str = NormMode.IMAGE) -> Contex
 def can32(in_channels: int = 3, norm: NormMode | str = NormMode.IMAGE) -> ContextAggregationNet:
     """CAN32: width 32, depth 10 (dilations 1..128, then 1, then the 1x1 output)."""
     return ContextAggregationNet(in_channels, width=32, depth=10, norm=norm)
+
+
+Statistics = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def image_statistics(net: ContextAggregationNet, x: torch.Tensor) -> Statistics:
+    """The per-channel ``(mean, var)`` each :class:`AdaptiveNorm` of ``net`` sees when processing ``x`` (a batch
+    of one), in layer order: the numbers the paper-exact mode normalizes with."""
+    if x.shape[0] != 1:
+        raise InputError(f"image_statistics takes one image at a time; got a batch of {x.shape[0]}")
+    found: Statistics = []
+
+    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        var, mean = torch.var_mean(inputs[0], dim=(0, 2, 3), correction=0)
+        found.append((mean, var))
+
+    hooks = [m.register_forward_pre_hook(record) for m in net.modules() if isinstance(m, AdaptiveNorm)]
+    try:
+        with torch.inference_mode():
+            net(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
+class FoldedCAN(nn.Module):
+    """A :class:`ContextAggregationNet` whose normalizations are folded into its convolutions: each 3x3 layer is
+    one convolution with bias and a LeakyReLU. Same ``features`` / ``output`` layout, so
+    :func:`fip.infer.forward_tiled` runs it too. Built by :func:`fold`."""
+
+    def __init__(self, features: nn.Sequential, output: nn.Conv2d, in_channels: int):
+        super().__init__()
+        self.features, self.output, self.in_channels = features, output, in_channels
+        self.width = output.in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        return self.output(self.features(x))
+
+
+def fold(net: ContextAggregationNet, statistics: Statistics | None = None) -> FoldedCAN:
+    """Fold every ``lambda * x + mu * BN(x)`` into the convolution before it.
+
+    With fixed statistics ``(m, v)`` the normalization is affine per channel:
+    ``(lambda + mu / s) * z + mu * (beta - m / s)`` with ``s = sqrt(v + eps)``, so it becomes the convolution's
+    weight scale and bias. ``statistics`` (from :func:`image_statistics`) are required for the paper-exact
+    ``IMAGE`` mode, whose statistics belong to one image; ``RUNNING`` nets use their running averages.
+    The result is an independent copy (``net`` is unchanged), in eval mode.
+    """
+    norms = [m for m in net.modules() if isinstance(m, AdaptiveNorm)]
+    if statistics is None:
+        if any(n.mode is NormMode.IMAGE for n in norms):
+            raise InputError(
+                "this network normalizes with per-image statistics (norm='image'); pass statistics from "
+                "image_statistics(net, image) to fold it, or train it with norm='running'"
+            )
+        statistics = [(n.running_mean, n.running_var) for n in norms]
+    if len(statistics) != len(norms):
+        raise InputError(f"got {len(statistics)} statistics for {len(norms)} normalization layers")
+    layers: list[nn.Module] = []
+    modules = list(net.features)
+    with torch.no_grad():
+        for index in range(0, len(modules), 3):
+            conv, norm, act = modules[index : index + 3]
+            mean, var = statistics[index // 3]
+            inv_std = torch.rsqrt(var.to(conv.weight.dtype) + BN_EPSILON)
+            scale = norm.lam + norm.mu * inv_std
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=conv.padding,
+                               dilation=conv.dilation, dtype=conv.weight.dtype)  # fmt: skip
+            folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            folded.bias.copy_(norm.mu * (norm.beta - mean.to(conv.weight.dtype) * inv_std))
+            layers += [folded, nn.LeakyReLU(act.negative_slope)]
+        output = nn.Conv2d(net.output.in_channels, net.output.out_channels, 1, dtype=net.output.weight.dtype)
+        output.load_state_dict(net.output.state_dict())
+    return FoldedCAN(nn.Sequential(*layers), output, net.in_channels).eval()
