@@ -231,13 +231,22 @@ def _cfa_string(raw) -> str:
     return "".join(desc[i] for i in pattern.reshape(-1))
 
 
+def _libraw_reason(exc: Exception) -> str:
+    detail = exc.args[0] if exc.args else ""
+    detail = detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
+    return f"{type(exc).__name__}: {detail}"
+
+
 def _load_raw(path: Path, size_policy: SizePolicy | None) -> Photo:
     import rawpy
 
     try:
         raw = rawpy.imread(str(path))
     except (rawpy.LibRawError, OSError, ValueError) as exc:
-        raise UnreadablePhotoError(f"{path}: LibRaw cannot read this raw file ({type(exc).__name__}: {exc})") from exc
+        raise UnreadablePhotoError(
+            f"{path}: LibRaw cannot read this raw file; it is corrupt, truncated or not a raw photo "
+            f"({_libraw_reason(exc)})"
+        ) from exc
     with raw:
         try:
             cfa = _cfa_string(raw)
@@ -256,7 +265,10 @@ def _load_raw(path: Path, size_policy: SizePolicy | None) -> Photo:
             multipliers = np.asarray(raw.camera_whitebalance[:3], dtype=np.float32)
             rgb_cam = np.asarray(raw.color_matrix, dtype=np.float32)[:, :3]
         except rawpy.LibRawError as exc:
-            raise UnreadablePhotoError(f"{path}: LibRaw failed to decode it ({type(exc).__name__}: {exc})") from exc
+            raise UnreadablePhotoError(
+                f"{path}: LibRaw could not decode the image data; the file looks truncated or corrupt "
+                f"({_libraw_reason(exc)})"
+            ) from exc
     if multipliers.min() <= 0:
         raise UnreadablePhotoError(f"{path}: the file has no as-shot white balance; fip needs one to render it")
     mosaic = Mosaic(

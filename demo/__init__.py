@@ -1,0 +1,1 @@
+"""fip's Gradio photo-editing demo (installed as ``fip_demo``); see :mod:`fip_demo.app`."""

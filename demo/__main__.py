@@ -1,0 +1,3 @@
+from fip_demo.app import main
+
+main()

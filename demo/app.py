@@ -1,0 +1,283 @@
+"""fip's photo-editing demo: a Gradio app over :mod:`fip.pipeline` (fip's inference API).
+
+Run it with ``fip demo`` (or ``python -m fip_demo``). The app adds no image processing of its own: opening
+photos, the size policy, the networks, the reference operators and the PNG export all come from fip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from fip.errors import FipError
+from fip.imaging import to_uint8
+from fip.metrics import psnr
+from fip.pipeline import (
+    MAX_FILE_MEGABYTES,
+    SizePolicy,
+    open_photo,
+    render_to_file,
+    run_approximation,
+    run_reference,
+)
+from fip.raw import PHOTO_EXTENSIONS
+from fip.registry import OperatorSpec, Param, get_operator, list_operators
+from fip.variants import VARIANT_HELP, Variant
+
+log = logging.getLogger(__name__)
+
+# Widget slots for operator parameters: the most any operator may show (fip's own have at most 8).
+PARAM_SLOTS = 10
+DEFAULT_PREVIEW_MEGAPIXELS = 1.0
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One parameter's widgets; only the one that fits the parameter's type is visible."""
+
+    slider: gr.Slider  # bounded numbers
+    number: gr.Number  # unbounded numbers
+    choice: gr.Dropdown  # strings with choices
+    flag: gr.Checkbox  # booleans
+
+    @property
+    def components(self) -> list[gr.components.Component]:
+        return [self.slider, self.number, self.choice, self.flag]
+
+
+def _slider_step(param: Param) -> float:
+    """A power of ten no coarser than the low end and a thousandth of the range, refined (up to 1000x) until the
+    default lies on the slider's grid."""
+    if param.type is int:
+        return 1
+    span = param.high - param.low
+    finest = min(span / 1000, param.low) if param.low > 0 else span / 1000
+    step = 10.0 ** math.floor(math.log10(finest))
+    for refine in range(4):
+        candidate = step / 10**refine
+        ticks = (param.default - param.low) / candidate
+        if math.isclose(ticks, round(ticks), abs_tol=1e-6):
+            return candidate
+    return step
+
+
+def _slot_updates(param: Param | None) -> list[dict[str, Any]]:
+    """Gradio updates for one slot's four widgets, showing ``param`` (or hiding the slot)."""
+    hidden = [gr.update(visible=False)] * 4
+    if param is None:
+        return hidden
+    label = f"{param.name} — {param.description}" if param.description else param.name
+    updates = list(hidden)
+    if param.type is bool:
+        updates[3] = gr.update(visible=True, label=label, value=param.default)
+    elif param.choices is not None:
+        updates[2] = gr.update(visible=True, label=label, choices=list(param.choices), value=param.default)
+    elif param.low is not None and param.high is not None:
+        updates[0] = gr.update(
+            visible=True, label=label, minimum=param.low, maximum=param.high, step=_slider_step(param),
+            value=param.default,
+        )  # fmt: skip
+    else:
+        updates[1] = gr.update(visible=True, label=f"{label} {param.range_text()}", value=param.default)
+    return updates
+
+
+def collect_params(spec: OperatorSpec, values: Sequence[Any]) -> dict[str, Any]:
+    """The operator's parameters from the flat widget values (four per slot, in slot order)."""
+    params = {}
+    for index, param in enumerate(spec.params[:PARAM_SLOTS]):
+        slider, number, choice, flag = values[4 * index : 4 * index + 4]
+        if param.type is bool:
+            params[param.name] = bool(flag)
+        elif param.choices is not None:
+            params[param.name] = choice
+        elif param.low is not None and param.high is not None:
+            params[param.name] = slider
+        else:
+            params[param.name] = number
+    return params
+
+
+def _operator_label(spec: OperatorSpec) -> str:
+    return f"{spec.name} — {spec.description}"
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, FipError):
+        return f"**Error:** {exc}"
+    log.exception("demo request failed")
+    return f"**Error:** {type(exc).__name__}: {exc} (this is a bug in fip; the app keeps running)"
+
+
+class Editor:
+    """The app's handlers, kept apart from the layout so tests can call them directly."""
+
+    def __init__(self, preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS, scratch: Path | None = None):
+        self.policy = SizePolicy(preview_megapixels)
+        self.scratch = Path(scratch or tempfile.mkdtemp(prefix="fip-demo-"))
+
+    def policy_text(self) -> str:
+        return (
+            f"**Large photos:** the preview and the before/after comparison are computed at up to "
+            f"{self.policy.max_megapixels:g} MP (larger photos are downscaled for them); *Render full resolution* "
+            f"runs the network on the original pixels for download. Files over {MAX_FILE_MEGABYTES} MB and photos "
+            "over 100 MP are refused."
+        )
+
+    def load(self, path: str | None) -> tuple[np.ndarray | None, str | None, str]:
+        """(input preview, the path kept in the session state, status text)."""
+        if not path:
+            return None, None, "Upload a photo or pick an example."
+        try:
+            photo = open_photo(path, self.policy)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the app keeps running
+            return None, None, _error_text(exc)
+        height, width = photo.native_size
+        kind = "raw file (rendered by LibRaw)" if photo.is_raw else "image"
+        shown = f"; preview {photo.size[1]}×{photo.size[0]}" if photo.size != (height - height % 2, width - width % 2) else ""
+        return to_uint8(photo.srgb), path, f"Loaded **{Path(path).name}**: {kind}, {width}×{height}{shown}."
+
+    def run(
+        self, path: str | None, operator: str, variant: str, compare: bool, *values: Any
+    ) -> tuple[Any, np.ndarray | None, np.ndarray | None, str]:
+        """(before/after pair, approximation, reference or None, status text)."""
+        if not path:
+            return None, None, None, "**Error:** upload a photo or pick an example first."
+        try:
+            spec = get_operator(operator)
+            params = collect_params(spec, values)
+            photo = open_photo(path, self.policy)
+            fast = run_approximation(operator, photo, params, variant)
+            lines = [f"**Approximation** ({variant}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]}"]
+            if fast.note:
+                lines.append(f"Note: {fast.note}; the reference follows your settings.")
+            reference = None
+            before = photo.srgb
+            if compare:
+                slow = run_reference(operator, photo, params)
+                reference = slow.image
+                before = reference
+                speedup = slow.seconds / max(fast.seconds, 1e-9)
+                lines.append(f"**Reference**: {slow.seconds:.2f} s · **speed-up {speedup:.1f}×** · "
+                             f"approximation vs reference {psnr(fast.image, reference):.1f} dB PSNR")  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            return None, None, None, _error_text(exc)
+        pair = (to_uint8(before), to_uint8(fast.image))
+        return pair, to_uint8(fast.image), None if reference is None else to_uint8(reference), "  \n".join(lines)
+
+    def render_full(self, path: str | None, operator: str, variant: str, *values: Any) -> tuple[str | None, str]:
+        """(the full-resolution PNG to download, status text)."""
+        if not path:
+            return None, "**Error:** upload a photo or pick an example first."
+        try:
+            params = collect_params(get_operator(operator), values)
+            output, result = render_to_file(operator, path, self.scratch, params, variant)
+        except Exception as exc:  # noqa: BLE001
+            return None, _error_text(exc)
+        height, width = result.image.shape[:2]
+        return str(output), f"Full resolution {width}×{height} in {result.seconds:.2f} s ({variant}): {output.name}"
+
+    def operator_changed(self, operator: str) -> list[dict[str, Any]]:
+        spec = get_operator(operator)
+        params: list[Param | None] = list(spec.params[:PARAM_SLOTS])
+        params += [None] * (PARAM_SLOTS - len(params))
+        return [update for param in params for update in _slot_updates(param)]
+
+
+def build_app(
+    examples: Mapping[str, Path] | None = None,
+    preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS,
+    operators: Sequence[str] | None = None,
+) -> gr.Blocks:
+    """The demo as a :class:`gradio.Blocks` (not launched).
+
+    Args:
+        examples: name -> photo path offered as built-in examples (default: the sample set's DNG files).
+        preview_megapixels: working size of the preview and comparison.
+        operators: operator names to offer (default: every registered operator, plugins included).
+    """
+    if examples is None:
+        from fip.data.sample import ensure_sample_set
+
+        examples = {p.name: p.path for p in ensure_sample_set()}
+    specs = [get_operator(name) for name in operators] if operators else list_operators()
+    editor = Editor(preview_megapixels)
+    variants = [(f"{v.value} — {help_}", v.value) for v, help_ in VARIANT_HELP.items()]
+    accepted = sorted(PHOTO_EXTENSIONS)
+
+    with gr.Blocks(title="fip — fast image processing") as app:
+        gr.Markdown(
+            "# fip — fast image processing\nA context aggregation network (Chen, Xu and Koltun, ICCV 2017) "
+            "approximates each slow operator. Upload a photo or a raw file, pick an operator, run the fast "
+            "approximation, and compare it with the slow reference."
+        )
+        path_state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="Photo: JPEG, PNG, TIFF or raw (DNG, CR2, NEF, …)", file_types=accepted,
+                                 type="filepath", elem_id="upload")  # fmt: skip
+                example = gr.Dropdown(choices=list(examples), value=None, label="…or a built-in example (raw DNG)",
+                                      elem_id="example")  # fmt: skip
+                operator = gr.Dropdown(
+                    choices=[(_operator_label(s), s.name) for s in specs], value=specs[0].name, label="Operator",
+                    elem_id="operator",
+                )  # fmt: skip
+                variant = gr.Dropdown(choices=variants, value=Variant.FAST.value, label="Model variant",
+                                      elem_id="variant")  # fmt: skip
+                slots = []
+                with gr.Accordion("Parameters", open=True):
+                    for _ in range(PARAM_SLOTS):
+                        slots.append(Slot(gr.Slider(visible=False), gr.Number(visible=False),
+                                          gr.Dropdown(visible=False, allow_custom_value=False),
+                                          gr.Checkbox(visible=False)))  # fmt: skip
+                param_widgets = [c for slot in slots for c in slot.components]
+                compare = gr.Checkbox(value=False, label="Also run the slow reference (before/after comparison)",
+                                      elem_id="compare")  # fmt: skip
+                run = gr.Button("Run", variant="primary", elem_id="run")
+                full = gr.Button("Render full resolution", elem_id="full")
+                gr.Markdown(editor.policy_text(), elem_id="policy")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Upload a photo or pick an example.", elem_id="status")
+                source = gr.Image(label="Input", type="numpy", interactive=False, elem_id="input-image")
+                slider = gr.ImageSlider(label="Before (input or reference) | after (approximation)", type="numpy",
+                                        elem_id="compare-slider")  # fmt: skip
+                with gr.Row():
+                    result = gr.Image(label="Approximation", type="numpy", interactive=False, elem_id="result")
+                    reference = gr.Image(label="Reference", type="numpy", interactive=False, elem_id="reference")
+                download = gr.File(label="Full-resolution result", interactive=False, elem_id="download")
+
+        upload.change(editor.load, inputs=upload, outputs=[source, path_state, status])
+        example.change(lambda name: editor.load(str(examples[name]) if name else None), inputs=example,
+                       outputs=[source, path_state, status])  # fmt: skip
+        operator.change(editor.operator_changed, inputs=operator, outputs=param_widgets)
+        app.load(editor.operator_changed, inputs=operator, outputs=param_widgets)
+        run.click(editor.run, inputs=[path_state, operator, variant, compare, *param_widgets],
+                  outputs=[slider, result, reference, status], concurrency_id="compute")  # fmt: skip
+        full.click(editor.render_full, inputs=[path_state, operator, variant, *param_widgets],
+                   outputs=[download, status], concurrency_id="compute")  # fmt: skip
+    # Heavy work shares one queue slot per CPU pair: several users are served in turn, not at once.
+    app.queue(default_concurrency_limit=1, max_size=32)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fip demo", description="fip's Gradio photo-editing demo")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: localhost only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--preview-megapixels", type=float, default=DEFAULT_PREVIEW_MEGAPIXELS)
+    args = parser.parse_args(argv)
+    app = build_app(preview_megapixels=args.preview_megapixels)
+    app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MEGABYTES}mb")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Edit one photo: open it under a size policy, run an operator's approximation or its reference, time both.
+
+The functions the demo (and any other front end) calls; everything that touches pixels lives here or below, so
+front ends add no image processing of their own.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from fip.errors import InputError, UnreadablePhotoError
+from fip.imaging import check_image
+from fip.infer import LoadedModel, Variant, model_for_operator, run_model
+from fip.raw import Photo, load_photo, load_srgb
+from fip.registry import get_operator
+
+# Files bigger than this are refused before decoding (a 60 MP 16-bit TIFF is ~360 MB).
+MAX_FILE_MEGABYTES = 400
+# Photos with more pixels are refused after decoding: beyond what one CPU machine edits interactively.
+MAX_MEGAPIXELS = 100.0
+TILE_ABOVE_MEGAPIXELS = 8.0
+
+
+@dataclass(frozen=True)
+class SizePolicy:
+    """Photos above ``max_megapixels`` are area-downscaled to it (aspect kept, even sizes), never upscaled;
+    photos above :data:`MAX_MEGAPIXELS` are refused."""
+
+    max_megapixels: float | None = None
+
+    def __call__(self, height: int, width: int) -> tuple[int, int]:
+        if height * width > MAX_MEGAPIXELS * 1e6:
+            raise InputError(
+                f"the photo has {height * width / 1e6:.0f} MP; fip edits photos up to {MAX_MEGAPIXELS:.0f} MP — "
+                "downscale it first"
+            )
+        if self.max_megapixels is None or height * width <= self.max_megapixels * 1e6:
+            return height - height % 2, width - width % 2
+        scale = (self.max_megapixels * 1e6 / (height * width)) ** 0.5
+        return max(2, int(height * scale) // 2 * 2), max(2, int(width * scale) // 2 * 2)
+
+    def describe(self) -> str:
+        limit = "at full resolution" if self.max_megapixels is None else f"downscaled to {self.max_megapixels:g} MP"
+        return f"photos above {MAX_MEGAPIXELS:g} MP or {MAX_FILE_MEGABYTES} MB are refused; larger ones are edited {limit}"
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise UnreadablePhotoError(f"{path}: no such file")
+    megabytes = path.stat().st_size / 2**20
+    if megabytes > MAX_FILE_MEGABYTES:
+        raise InputError(f"{path.name} is {megabytes:.0f} MB; fip opens files up to {MAX_FILE_MEGABYTES} MB")
+
+
+def open_photo(path: str | os.PathLike[str], policy: SizePolicy = SizePolicy()) -> Photo:
+    """Open an image or raw file as a :class:`~fip.raw.Photo` sized by ``policy``.
+
+    Raises:
+        UnreadablePhotoError: not an image or raw file fip reads (the message names the file and why).
+        InputError: the file or the photo is too large (the message gives the limit).
+    """
+    path = Path(path)
+    _check_file(path)
+    return load_photo(path, policy)
+
+
+def open_full_resolution(path: str | os.PathLike[str]) -> np.ndarray:
+    """The sRGB view of an image or raw file at its native size (odd sizes kept), within the same limits as
+    :func:`open_photo`."""
+    path = Path(path)
+    _check_file(path)
+    image = load_srgb(path)
+    SizePolicy()(*image.shape[:2])  # refuses photos above MAX_MEGAPIXELS
+    return image
+
+
+@dataclass(frozen=True)
+class Result:
+    """One edited photo: ``(H, W, 3)`` float32 sRGB in [0, 1], the seconds it took, and a note for the user
+    (for example that the network was trained at other parameter values)."""
+
+    image: np.ndarray
+    seconds: float
+    note: str = ""
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+    return a == b
+
+
+@functools.lru_cache(maxsize=16)
+def shipped_model(operator: str) -> LoadedModel:
+    """:func:`fip.infer.model_for_operator`, loaded once per process."""
+    return model_for_operator(operator)
+
+
+def run_reference(operator: str, photo: Photo, params: Mapping[str, Any] | None = None) -> Result:
+    """The reference operator on the view of ``photo`` it consumes, timed."""
+    spec = get_operator(operator)
+    view = photo.view(spec.input)
+    start = time.perf_counter()
+    image = spec.apply(view, params)
+    return Result(image, time.perf_counter() - start)
+
+
+def run_approximation(
+    operator: str,
+    photo: Photo | np.ndarray,
+    params: Mapping[str, Any] | None = None,
+    variant: Variant | str = Variant.FAST,
+    model: LoadedModel | None = None,
+    tile: int | None = None,
+) -> Result:
+    """The operator's network (``model``, default the shipped one) on ``photo``'s sRGB view (or an sRGB array),
+    timed; photos above ``TILE_ABOVE_MEGAPIXELS`` run tile by tile (same result, bounded memory). The network
+    was trained at fixed parameters; when ``params`` ask for others, the result's note says so."""
+    spec = get_operator(operator)
+    model = model or shipped_model(operator)
+    wanted = spec.resolve_params(params)
+    trained = spec.resolve_params(model.params) if model.operator == operator else spec.resolve_params()
+    differing = [f"{name}={trained[name]}" for name in wanted if not _same(wanted[name], trained[name])]
+    note = f"the network approximates {', '.join(differing)} (its training values)" if differing else ""
+    image = photo.srgb if isinstance(photo, Photo) else check_image(photo)
+    if tile is None and image.shape[0] * image.shape[1] > TILE_ABOVE_MEGAPIXELS * 1e6:
+        tile = 1024
+    start = time.perf_counter()
+    image = run_model(model.net, image, tile=tile, variant=variant)
+    return Result(image, time.perf_counter() - start, note)
+
+
+def render_to_file(
+    operator: str,
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    params: Mapping[str, Any] | None = None,
+    variant: Variant | str = Variant.FAST,
+    bits: int = 8,
+) -> tuple[Path, Result]:
+    """The approximation of ``operator`` on the photo at ``path`` at its native resolution, written atomically as
+    ``out_dir/<stem>-<operator>.png`` (an existing file of that name is replaced: ``out_dir`` is the caller's
+    scratch folder)."""
+    from fip.files import atomic_write_bytes
+    from fip.imaging import encode_png
+
+    image = open_full_resolution(path)
+    result = run_approximation(operator, image, params, variant)
+    output = Path(out_dir) / f"{Path(path).stem}-{operator}.png"
+    atomic_write_bytes(output, encode_png(result.image, bits=bits))
+    return output, result

@@ -1,0 +1,130 @@
+"""The Gradio demo, built but not launched: layout, parameter widgets, handlers, bad uploads."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from fip.imaging import encode_png, read_image_file
+from fip.registry import get_operator, list_operators
+from fip_demo.app import PARAM_SLOTS, Editor, _slider_step, build_app, collect_params
+
+from conftest import smooth_image, write_synthetic_dng
+
+
+def default_values(editor: Editor, operator: str) -> list:
+    """The flat widget values the browser sends right after choosing ``operator``."""
+    return [update.get("value") for update in editor.operator_changed(operator)]
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "odd size.png"
+    path.write_bytes(encode_png(smooth_image(45, 61), bits=8))
+    return path
+
+
+def test_app_offers_every_registered_operator_and_variant(photo):
+    app = build_app(examples={"example": photo})
+    assert isinstance(app, gr.Blocks)
+    by_id = {block.elem_id: block for block in app.blocks.values() if getattr(block, "elem_id", None)}
+    for elem_id in ("upload", "example", "operator", "variant", "compare", "run", "full", "status", "policy",
+                    "input-image", "compare-slider", "result", "reference", "download"):  # fmt: skip
+        assert elem_id in by_id, elem_id
+    offered = [value for _, value in by_id["operator"].choices]
+    assert offered == [spec.name for spec in list_operators()]
+    assert [value for _, value in by_id["variant"].choices] == ["full", "fast", "bf16", "lowres"]
+    assert [value for _, value in by_id["example"].choices] == ["example"]
+    assert "100 MP" in by_id["policy"].value  # the large-photo policy is stated in the UI
+
+
+def test_choosing_an_operator_shows_one_widget_per_parameter():
+    editor = Editor()
+    updates = editor.operator_changed("tone.mapping")
+    assert len(updates) == 4 * PARAM_SLOTS
+    shown = [(index, update) for index, update in enumerate(updates) if update.get("visible")]
+    spec = get_operator("tone.mapping")
+    assert len(shown) == len(spec.params)
+    kinds = {update["label"].split(" — ")[0]: index % 4 for index, update in shown}
+    assert kinds == {"compression": 0, "detail": 0, "saturation": 0, "global_operator": 2}  # sliders, a dropdown
+    choice = next(update for _, update in shown if "choices" in update)
+    assert choice["choices"] == ["reinhard", "drago", "mantiuk", "none"]
+    values = [update.get("value") for update in updates]
+    assert collect_params(spec, values) == spec.resolve_params()
+
+
+def test_slider_steps_land_on_every_default():
+    for spec in list_operators():
+        for param in spec.params:
+            decimal = param.type is float and round(param.default, 6) == param.default  # 1/30 never lands
+            if decimal and param.low is not None and param.high is not None:
+                steps = (param.default - param.low) / _slider_step(param)
+                assert math.isclose(steps, round(steps), abs_tol=1e-6), (spec.name, param.name)
+
+
+def test_editor_runs_the_approximation_the_reference_and_a_full_resolution_render(photo, tmp_path):
+    editor = Editor(preview_megapixels=0.001, scratch=tmp_path / "scratch")
+    preview, path, status = editor.load(str(photo))
+    assert path == str(photo) and "Loaded" in status and "61×45" in status and "preview" in status
+    assert preview.dtype == np.uint8 and preview.shape[0] * preview.shape[1] <= 1000
+    values = default_values(editor, "smooth.rof")
+
+    pair, approx, reference, status = editor.run(path, "smooth.rof", "fast", False, *values)
+    assert reference is None and approx.shape == preview.shape and "Approximation** (fast)" in status
+    assert np.array_equal(pair[0], preview) and np.array_equal(pair[1], approx)  # before = the input
+
+    pair, approx, reference, status = editor.run(path, "smooth.rof", "full", True, *values)
+    assert reference.shape == approx.shape and np.array_equal(pair[0], reference)
+    assert "**Reference**" in status and "speed-up" in status and "dB PSNR" in status
+
+    values[0] = 0.2  # weight: the network was trained at the default; the user is told
+    _, _, _, status = editor.run(path, "smooth.rof", "fast", True, *values)
+    assert "the network approximates weight=0.05" in status
+
+    output, status = editor.render_full(path, "smooth.rof", "fast", *values)
+    assert read_image_file(output).shape == (45, 61, 3)  # the original size, odd included
+    assert "Full resolution 61×45" in status
+
+
+def test_raw_uploads_open_through_rawpy(tmp_path):
+    write_synthetic_dng(tmp_path / "shot.dng", smooth_image(40, 60))
+    editor = Editor(scratch=tmp_path / "scratch")
+    preview, path, status = editor.load(str(tmp_path / "shot.dng"))
+    assert preview.shape == (40, 60, 3) and "raw file" in status
+    _, approx, reference, status = editor.run(path, "raw.demosaic_denoise", "fast", True,
+                                              *default_values(editor, "raw.demosaic_denoise"))  # fmt: skip
+    assert approx is not None, status
+    assert approx.shape == reference.shape == (40, 60, 3)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("notes.jpg", b"this is a text file", "not an image file"),
+        ("notes.txt", b"this is a text file", "unsupported file type '.txt'"),
+        ("cut.dng", None, "truncated or corrupt"),
+    ],
+)
+def test_bad_uploads_become_messages(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        write_synthetic_dng(path, smooth_image(40, 60))
+        path.write_bytes(path.read_bytes()[:4000])
+    else:
+        path.write_bytes(content)
+    editor = Editor(scratch=tmp_path / "scratch")
+    preview, kept, status = editor.load(str(path))
+    assert preview is None and kept is None
+    assert status.startswith("**Error:**") and message in status
+    # Running with the bad file (or none) explains itself too.
+    assert editor.run(str(path), "smooth.rof", "fast", False, *default_values(editor, "smooth.rof"))[3].startswith("**Error:**")
+    assert "upload a photo" in editor.run(None, "smooth.rof", "fast", False)[3]
+
+
+def test_huge_files_are_refused_before_decoding(photo, monkeypatch):
+    monkeypatch.setattr("fip.pipeline.MAX_FILE_MEGABYTES", 0.001)
+    _, _, status = Editor().load(str(photo))
+    assert "fip opens files up to 0.001 MB" in status
