@@ -113,6 +113,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         timing=args.timing,
         workers=args.workers,
         progress=not args.json,
+        variant=args.variant,
     )
     print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
     return 0
@@ -121,12 +122,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_apply(args: argparse.Namespace) -> int:
     from fip.infer import apply_to_files, load_model, model_for_operator
 
-    if (args.model is None) == (args.operator is None):
-        raise ParameterError("give exactly one of --model NAME_OR_PATH and --operator NAME")
+    if args.model is None and args.operator is None:
+        raise ParameterError("give --model NAME_OR_PATH, --operator NAME, or both for a multi-operator model")
     model = load_model(args.model) if args.model else model_for_operator(args.operator)
+    if args.model and args.operator and model.conditioning is None and args.operator != model.operator:
+        raise ParameterError(f"model {args.model} approximates {model.operator}, not {args.operator}")
     results = apply_to_files(
         model, args.inputs, args.out, max_megapixels=args.max_megapixels, tile=args.tile, bits=args.bits,
-        overwrite=args.overwrite, variant=args.variant,
+        overwrite=args.overwrite, variant=args.variant, operator=args.operator,
     )  # fmt: skip
     for r in results:
         if r.error:
@@ -153,6 +156,11 @@ def _add_photo_arguments(p: argparse.ArgumentParser, split: str, resolution: str
     p.add_argument("--resolution", default=resolution, help=f"default {resolution}; e.g. 480p, 1080p, native, random:320-1440")
     p.add_argument("--max-megapixels", type=float, help="pixel budget per photo")
     p.add_argument("--over-budget", default="resize", choices=["resize", "skip"], help="what to do over budget")
+
+
+def _add_variant_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", default="full", choices=[v.value for v in Variant],
+                        help="how the network runs: " + "; ".join(f"{v.value}: {h}" for v, h in VARIANT_HELP.items()))  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,19 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing", action="store_true", help="also time the reference operator and the model")
     p.add_argument("--workers", type=int, help="processes generating the reference targets")
     p.add_argument("--json", action="store_true", help="print JSON with per-image values, mean_psnr, mean_ssim")
+    _add_variant_argument(p)
     p.set_defaults(run=_cmd_eval)
 
     p = sub.add_parser("apply", help="run a model on photos or raw files")
     p.add_argument("inputs", nargs="+", type=Path, help="photos (PNG, JPEG, TIFF, ...) or raw files (DNG, CR2, NEF, ...)")
     p.add_argument("--model", "-m", help="paper/<Operator>, a .ckpt from fip train or a .pt model file")
-    p.add_argument("--operator", "-o", help="use the model shipped for this operator")
+    p.add_argument("--operator", "-o", help="use the model shipped for this operator; with --model, the operator "
+                   "to ask a multi-operator network for (e.g. -m paper/combined -o smooth.l0)")
     p.add_argument("--out", type=Path, required=True, help="output folder (<stem>.png per input)")
     p.add_argument("--max-megapixels", type=float, help="downscale larger photos to this size first")
     p.add_argument("--tile", type=int, help="run convolutions in tiles of this size (same result, less memory)")
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--variant", default="full", choices=[v.value for v in Variant],
-                   help="full: paper-exact; " + "; ".join(f"{v.value}: {h}" for v, h in VARIANT_HELP.items() if v.value != "full"))  # fmt: skip
+    _add_variant_argument(p)
     p.set_defaults(run=_cmd_apply)
 
     p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")

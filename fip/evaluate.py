@@ -16,6 +16,7 @@ from fip.imaging import read_image_file
 from fip.infer import LoadedModel, run_model
 from fip.metrics import psnr, ssim
 from fip.registry import get_operator
+from fip.variants import Variant
 
 
 @dataclass
@@ -75,11 +76,13 @@ def evaluate(
     timing: bool = False,
     workers: int | None = None,
     progress: bool = False,
+    variant: Variant | str = Variant.FULL,
 ) -> EvalReport:
     """PSNR/SSIM of ``model`` against the reference operator on ``source``'s ``split`` photos.
 
     Targets come from the pair cache (generated if needed). With ``timing``, the reference operator and the model
-    are also timed on each photo, side by side in this process.
+    are also timed on each photo, side by side in this process. ``variant``: how the network runs
+    (:class:`fip.variants.Variant`).
     """
     operator = operator or model.operator
     if operator is None:
@@ -93,13 +96,14 @@ def evaluate(
     manifest = read_manifest(report.out_dir)
     names = sorted(n for n, e in manifest["pairs"].items() if e["split"] == split or split == "all")
     result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir))
+    maps = model.maps(operator, params)
     if timing and names:  # one untimed pass first: thread pools and kernel selection warm up on the first call
-        run_model(model.net, read_image_file(Path(report.out_dir) / "input" / f"{names[0]}.png"))
+        run_model(model.net, read_image_file(Path(report.out_dir) / "input" / f"{names[0]}.png"), maps, variant=variant)
     for name in names:
         image = read_image_file(Path(report.out_dir) / "input" / f"{name}.png")
         target = read_image_file(Path(report.out_dir) / "target" / f"{name}.png")
         start = time.perf_counter()
-        output = run_model(model.net, image)
+        output = run_model(model.net, image, maps, variant=variant)
         model_seconds = time.perf_counter() - start
         entry = {"name": name, "size": list(image.shape[:2]), "psnr": psnr(output, target), "ssim": ssim(output, target)}
         if timing:

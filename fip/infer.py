@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
 from fip.models.can import ContextAggregationNet, NormMode
 from fip.variants import LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, VARIANT_HELP, Variant
@@ -35,6 +36,13 @@ class LoadedModel:
     name: str
     operator: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    conditioning: Conditioning | None = None
+
+    def maps(self, operator: str | None = None, params: dict[str, Any] | None = None) -> tuple[float, ...] | None:
+        """The extra input maps that ask this network for ``operator`` with ``params`` (``None``: RGB only)."""
+        if self.conditioning is None:
+            return None
+        return self.conditioning.maps(operator or self.operator, params if params is not None else self.params)
 
 
 def net_config(net: ContextAggregationNet) -> dict[str, Any]:
@@ -56,7 +64,13 @@ def load_model(name_or_path: str | os.PathLike[str]) -> LoadedModel:
         from fip.models.paper import FIP_OPERATOR, load_paper_model
 
         paper_name = text.removeprefix("paper/")
-        return LoadedModel(load_paper_model(text), text, FIP_OPERATOR.get(paper_name))
+        conditioning = None
+        if paper_name == "combined":
+            from fip.conditioning import OneHot
+            from fip.models.paper import COMBINED_ORDER
+
+            conditioning = OneHot(tuple(FIP_OPERATOR[name] for name in COMBINED_ORDER))
+        return LoadedModel(load_paper_model(text), text, FIP_OPERATOR.get(paper_name), conditioning=conditioning)
     path = Path(text).expanduser()
     if not path.is_file():
         raise FipError(f"model {text!r} is neither 'paper/<Operator>' nor an existing .ckpt or .pt file")
@@ -65,11 +79,15 @@ def load_model(name_or_path: str | os.PathLike[str]) -> LoadedModel:
     except Exception as exc:  # a corrupt file or another format
         raise FipError(f"{path} is not a fip model or Lightning checkpoint ({type(exc).__name__}: {exc})") from exc
     if stored.get("format") == MODEL_FORMAT:
-        return LoadedModel(_from_state(stored["state_dict"], stored["net"]), str(path), stored.get("operator"), stored.get("params", {}))
+        net = _from_state(stored["state_dict"], stored["net"])
+        conditioning = from_json(stored.get("conditioning"))
+        return LoadedModel(net, str(path), stored.get("operator"), stored.get("params", {}), conditioning)
     if "fip" in stored and "state_dict" in stored:  # a Lightning checkpoint written by fip.lit.Approximator
         state = {k.removeprefix("net."): v for k, v in stored["state_dict"].items() if k.startswith("net.")}
         meta = stored["fip"]
-        return LoadedModel(_from_state(state, meta["net"]), str(path), meta.get("operator"), meta.get("params", {}))
+        net = _from_state(state, meta["net"])
+        conditioning = from_json(meta.get("conditioning"))
+        return LoadedModel(net, str(path), meta.get("operator"), meta.get("params", {}), conditioning)
     raise FipError(f"{path} holds no fip model: expected a file from `fip train` or fip.infer.export_model")
 
 
@@ -87,6 +105,7 @@ def export_model(model: LoadedModel, path: str | os.PathLike[str], metrics: dict
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()},
             "operator": model.operator,
             "params": model.params,
+            "conditioning": model.conditioning.to_json() if model.conditioning else None,
             "metrics": metrics or {},
         },
         buffer,
@@ -229,12 +248,14 @@ def apply_to_files(
     bits: int = 8,
     overwrite: bool = False,
     variant: Variant | str = Variant.FULL,
+    operator: str | None = None,
 ) -> list[ApplyResult]:
     """Run ``model`` on photos or raw files and write ``out_dir/<stem>.png``.
 
     Images keep their size (odd sizes too); raw files are rendered as in :mod:`fip.raw`. Photos above
     ``max_megapixels`` are downscaled to it first. An existing output is never overwritten unless ``overwrite``;
-    an unreadable input is reported in its result and the others go on.
+    an unreadable input is reported in its result and the others go on. ``operator`` picks the task of a
+    network trained for several (one-hot maps).
     """
     import time
 
@@ -242,6 +263,7 @@ def apply_to_files(
     from fip.imaging import encode_png, resize_area
     from fip.raw import load_srgb
 
+    maps = model.maps(operator)
     results = []
     for path in inputs:
         path = Path(path)
@@ -259,7 +281,7 @@ def apply_to_files(
             scale = (max_megapixels * 1e6 / (height * width)) ** 0.5
             image = resize_area(image, max(1, int(height * scale)), max(1, int(width * scale)))
         start = time.perf_counter()
-        result = run_model(model.net, image, tile=tile, variant=variant)
+        result = run_model(model.net, image, maps, tile=tile, variant=variant)
         seconds = time.perf_counter() - start
         atomic_write_bytes(output, encode_png(result, bits=bits))
         results.append(ApplyResult(path, output, seconds, result.shape[:2]))

@@ -60,11 +60,23 @@ class Approximator(pl.LightningModule):
         from fip.infer import net_config
 
         datamodule = getattr(self.trainer, "datamodule", None)
+        conditioning = getattr(datamodule, "conditioning", None)
         checkpoint["fip"] = {
             "net": net_config(self.net),
             "operator": getattr(datamodule, "operator", None),
             "params": getattr(datamodule, "params", {}),
+            "conditioning": conditioning.to_json() if conditioning else None,
         }
+
+    def setup(self, stage: str) -> None:
+        """Fail early, with the fix, when the network's input channels do not match the data's."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        wanted, has = getattr(datamodule, "in_channels", None), getattr(self.net, "in_channels", None)
+        if wanted is not None and has is not None and wanted != has:
+            raise ValueError(
+                f"the data feed {wanted} input channels (RGB + {wanted - 3} conditioning maps) but the network "
+                f"takes {has}: set model.net.init_args.in_channels: {wanted}"
+            )
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)

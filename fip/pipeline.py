@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from fip.conditioning import Sweep
 from fip.errors import InputError, UnreadablePhotoError
 from fip.imaging import check_image
 from fip.infer import LoadedModel, Variant, model_for_operator, run_model
@@ -123,18 +124,21 @@ def run_approximation(
 ) -> Result:
     """The operator's network (``model``, default the shipped one) on ``photo``'s sRGB view (or an sRGB array),
     timed; photos above ``TILE_ABOVE_MEGAPIXELS`` run tile by tile (same result, bounded memory). The network
-    was trained at fixed parameters; when ``params`` ask for others, the result's note says so."""
+    was trained at fixed parameters (except a swept one, which it takes as an input map); when ``params`` ask
+    for others, the result's note says so."""
     spec = get_operator(operator)
     model = model or shipped_model(operator)
     wanted = spec.resolve_params(params)
     trained = spec.resolve_params(model.params) if model.operator == operator else spec.resolve_params()
-    differing = [f"{name}={trained[name]}" for name in wanted if not _same(wanted[name], trained[name])]
+    followed = {model.conditioning.param} if isinstance(model.conditioning, Sweep) else set()  # a slider input
+    differing = [f"{n}={trained[n]}" for n in wanted if n not in followed and not _same(wanted[n], trained[n])]
+    maps = model.maps(operator, wanted)
     note = f"the network approximates {', '.join(differing)} (its training values)" if differing else ""
     image = photo.srgb if isinstance(photo, Photo) else check_image(photo)
     if tile is None and image.shape[0] * image.shape[1] > TILE_ABOVE_MEGAPIXELS * 1e6:
         tile = 1024
     start = time.perf_counter()
-    image = run_model(model.net, image, tile=tile, variant=variant)
+    image = run_model(model.net, image, maps, tile=tile, variant=variant)
     return Result(image, time.perf_counter() - start, note)
 
 

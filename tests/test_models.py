@@ -131,3 +131,35 @@ def test_per_image_statistics_fold_for_one_image_only():
     with torch.no_grad():
         assert torch.allclose(folded(first), net(first), atol=1e-9)
         assert not torch.allclose(folded(second), net(second), atol=1e-3)  # another image's statistics differ
+
+
+def test_conditioning_maps_and_their_errors():
+    from fip.conditioning import OneHot, Sweep, from_json, make_conditioning
+    from fip.errors import ParameterError
+
+    assert make_conditioning("smooth.l0") is None
+    hot = make_conditioning(["smooth.l0", "smooth.rof", "style.pencil"])
+    assert hot.maps("smooth.rof") == (0.0, 1.0, 0.0) and hot.channels == 3
+    assert [t.maps for t in hot.tasks()] == [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    linear = Sweep("style.stylize", "sigma_r", (0.1, 0.5))
+    assert not linear.logarithmic and linear.maps("style.stylize", {"sigma_r": 0.2}) == pytest.approx((0.25,))
+    assert from_json(hot.to_json()) == hot and from_json(linear.to_json()) == linear and from_json(None) is None
+    for bad, message in (
+        (lambda: OneHot(("smooth.l0",)), "two or more distinct operators"),
+        (lambda: Sweep("tone.mapping", "global_operator", ("a", "b")), "only numeric parameters"),
+        (lambda: Sweep("smooth.l0", "lambda_", (0.02, 0.02)), "two or more distinct values"),
+        (lambda: Sweep("smooth.l0", "lambda_", (0.02, 5.0)), "outside its range"),
+        (lambda: make_conditioning(["smooth.l0", "smooth.rof"], {"param": "lambda_", "values": [0.01, 0.1]}), "one operator"),
+        (lambda: make_conditioning("smooth.l0", {"values": [0.01, 0.1]}), "sweep must be"),
+        (lambda: linear.maps("style.stylize", {"sigma_r": 0.9}), r"covers sigma_r in \[0.1, 0.5\]"),
+    ):
+        with pytest.raises(ParameterError, match=message):
+            bad()
+
+
+def test_the_combined_network_answers_for_each_of_its_operators():
+    from fip.infer import load_model
+
+    combined = load_model("paper/combined")
+    assert combined.net.in_channels == 13 and combined.conditioning.channels == 10
+    assert combined.maps("smooth.l0") == tuple(1.0 if i == 4 else 0.0 for i in range(10))  # L0 is map 4

@@ -128,6 +128,80 @@ def test_load_model_errors_name_the_problem(tmp_path):
         load_model(tmp_path / "junk.pt")
 
 
+def _psnr_to(model, folder, name, maps):
+    from fip.imaging import read_image_file
+    from fip.metrics import psnr
+
+    image = read_image_file(folder / "input" / f"{name}.png")
+    return run_model(model.net, image, maps), read_image_file(folder / "target" / f"{name}.png")
+
+
+# About 200 optimizer steps on 48-pixel crops, no validation: seconds on a CPU.
+_SHORT_RUN = {"trainer.max_epochs": 100, "trainer.check_val_every_n_epoch": 1000, "data.batch_size": 1, "data.crop_size": 48}
+
+
+@pytest.mark.slow
+def test_one_network_learns_two_operators_from_one_hot_maps(photo_folder, tmp_path):
+    """The paper's combined network: one-hot operator maps as extra input channels, trained by the same code."""
+    from fip.metrics import psnr
+    from fip.training import run_training
+
+    operators = ["smooth.rof", "style.stylize"]
+    config = _config(tmp_path, photo_folder, **_SHORT_RUN)
+    cli = run_training(["-c", config, "--data.operator", json.dumps(operators),
+                        "--model.net.init_args.in_channels", "5"])  # fmt: skip
+    model = load_model(cli.trainer.checkpoint_callback.last_model_path)
+    assert model.operator is None and model.conditioning.to_json() == {"kind": "one_hot", "operators": operators}
+    folders = {op: tmp_path / "pairs" / op / "native" for op in operators}
+    # Asked for an operator, the network answers with that operator's look rather than the other's.
+    for asked, other in (operators, operators[::-1]):
+        out, target = _psnr_to(model, folders[asked], "second", model.maps(asked))
+        _, other_target = _psnr_to(model, folders[other], "second", model.maps(asked))
+        assert psnr(out, target) > psnr(out, other_target) + 1.0, asked
+    exported = load_model(export_model(model, tmp_path / "both.pt"))
+    assert exported.maps("style.stylize") == (0.0, 1.0)
+    with pytest.raises(ValueError, match="trained for smooth.rof, style.stylize; not for 'smooth.l0'"):
+        exported.maps("smooth.l0")
+
+
+@pytest.mark.slow
+def test_one_network_covers_a_parameter_range_from_a_parameter_map(photo_folder, tmp_path):
+    """The paper's parameterized operator: the parameter's value as an extra input channel."""
+    from fip.metrics import psnr
+    from fip.pipeline import run_approximation
+    from fip.training import run_training
+
+    config = _config(tmp_path, photo_folder, **_SHORT_RUN, **{"data.operator": "smooth.rof"})
+    cli = run_training(["-c", config, "--data.sweep", json.dumps({"param": "weight", "values": [0.01, 1.0]}),
+                        "--model.net.init_args.in_channels", "4"])  # fmt: skip
+    model = load_model(cli.trainer.checkpoint_callback.last_model_path)
+    assert model.conditioning.to_json() == {"kind": "sweep", "operator": "smooth.rof", "param": "weight", "values": [0.01, 1.0]}
+    assert model.maps("smooth.rof", {"weight": 0.01}) == (0.0,) and model.maps("smooth.rof", {"weight": 1.0}) == (1.0,)
+    assert model.maps("smooth.rof", {"weight": 0.1}) == pytest.approx((0.5,))  # log scale over 0.01 ... 1
+    sets = sorted((tmp_path / "pairs").glob("smooth.rof@*"))  # one pair set per swept value, never mixed
+    assert len(sets) == 2
+    light, strong = (folder / "native" for folder in sets)
+    light, strong = sorted([light, strong], key=lambda f: json.loads((f / "manifest.json").read_text())["params"]["weight"])
+    out_light, target_light = _psnr_to(model, light, "second", model.maps("smooth.rof", {"weight": 0.01}))
+    out_strong, target_strong = _psnr_to(model, strong, "second", model.maps("smooth.rof", {"weight": 1.0}))
+    assert psnr(out_light, target_light) > psnr(out_light, target_strong)
+    assert psnr(out_strong, target_strong) > psnr(out_strong, target_light)
+    # The demo's path: the slider's value reaches the network, and values outside the range are refused.
+    image = out_light
+    result = run_approximation("smooth.rof", image, {"weight": 0.1}, "full", model)
+    assert result.note == ""  # the swept parameter is followed, not approximated
+    with pytest.raises(ValueError, match=r"covers weight in \[0.01, 1\]; got 2"):
+        run_approximation("smooth.rof", image, {"weight": 2.0}, "full", model)
+
+
+def test_network_input_channels_must_match_the_conditioning(photo_folder, tmp_path):
+    from fip.training import run_training
+
+    config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 1})
+    with pytest.raises(ValueError, match="feed 5 input channels .* set model.net.init_args.in_channels: 5"):
+        run_training(["-c", config, "--data.operator", json.dumps(["smooth.rof", "smooth.l0"])])
+
+
 @pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes(photo_folder, tmp_path):
     """Lightning's DDP strategy, two CPU processes (gloo), through the real `fip train` command."""

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from fip.data.pairs import default_out_dir, generate_pairs, read_manifest
+from fip.conditioning import OneHot, Task, make_conditioning
+from fip.data.pairs import default_out_dir, generate_pairs, pair_set_name, read_manifest
 from fip.data.sources import Resolution, open_source
 from fip.errors import SourceError
 from fip.imaging import read_image_file
@@ -34,10 +35,21 @@ class PairDataset(Dataset):
         crop: random crop size (square); ``None`` returns full images.
         flips: random horizontal and vertical flips (training only).
         seed: base seed of the crops and flips.
+        maps: constant extra input maps appended to the input channels (one-hot operator or parameter maps,
+            see :mod:`fip.conditioning`).
     """
 
-    def __init__(self, folder: str | Path, split: str = "all", crop: int | None = None, flips: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        folder: str | Path,
+        split: str = "all",
+        crop: int | None = None,
+        flips: bool = False,
+        seed: int = 0,
+        maps: tuple[float, ...] = (),
+    ):
         self.folder = Path(folder)
+        self.maps = torch.tensor(maps, dtype=torch.float32).view(-1, 1, 1)
         manifest = read_manifest(self.folder)
         self.names = sorted(n for n, e in manifest["pairs"].items() if split == "all" or e["split"] == split)
         if not self.names:
@@ -67,15 +79,21 @@ class PairDataset(Dataset):
             if rng.random() < 0.5:
                 source, target = source[::-1], target[::-1]
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)  # noqa: E731
-        return as_tensor(source), as_tensor(target)
+        inputs = as_tensor(source)
+        if len(self.maps):
+            inputs = torch.cat([inputs, self.maps.expand(-1, *inputs.shape[1:])])
+        return inputs, as_tensor(target)
 
 
 class PairDataModule(pl.LightningDataModule):
-    """Pairs of one operator for training and validation.
+    """Pairs of one operator (or several tasks of one network) for training and validation.
 
     Args:
-        operator: registered operator name.
-        params: operator parameters (defaults for the rest).
+        operator: registered operator name; a list of names trains one network for all of them with one-hot
+            operator maps as extra input channels (:class:`fip.conditioning.OneHot`).
+        params: operator parameters (defaults for the rest); with a list of operators, ``{operator: params}``.
+        sweep: ``{"param": NAME, "values": [...]}``: one network for a range of one parameter, its value as an
+            extra input channel (:class:`fip.conditioning.Sweep`).
         source: ``"sample"``, a FiveK root or a photo folder (see :func:`fip.data.sources.open_source`).
         split_file: JSON ``{"train": [...], "test": [...]}`` overriding the source's split.
         recipe: ``"paper"`` or ``"crops"`` (see the module docstring).
@@ -92,8 +110,9 @@ class PairDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        operator: str,
+        operator: str | list[str],
         params: dict | None = None,
+        sweep: dict | None = None,
         source: str = "sample",
         split_file: str | None = None,
         recipe: str = "crops",
@@ -113,7 +132,15 @@ class PairDataModule(pl.LightningDataModule):
             raise SourceError(f"recipe {recipe!r} must be 'paper' or 'crops'")
         self.save_hyperparameters()
         # Resolved now: a wrong name or value fails before any work, and checkpoints record every parameter.
-        self.operator, self.params, self.recipe = operator, get_operator(operator).resolve_params(params), recipe
+        self.conditioning = make_conditioning(operator, sweep)
+        if self.conditioning is None:
+            self.tasks = [Task(operator, get_operator(operator).resolve_params(params))]
+        else:
+            self.tasks = self.conditioning.tasks(params)
+        # What the checkpoint records: the operator (None for a one-hot network) and its parameters.
+        self.operator = None if isinstance(self.conditioning, OneHot) else self.tasks[0].operator
+        self.params = {} if isinstance(self.conditioning, OneHot) else get_operator(self.operator).resolve_params(params)
+        self.recipe = recipe
         self.resolutions = {"train": Resolution.parse(resolution), "val": Resolution.parse(val_resolution)}
         if finetune_resolution:
             self.resolutions["finetune"] = Resolution.parse(finetune_resolution)
@@ -121,14 +148,20 @@ class PairDataModule(pl.LightningDataModule):
         self.crop_size, self.batch_size, self.num_workers = crop_size, batch_size, num_workers
         self.pair_workers, self.root, self.seed = pair_workers, root, seed
         self.source_spec, self.split_file = source, split_file
-        self.datasets: dict[str, PairDataset] = {}
+        self.datasets: dict[str, Dataset] = {}
         self._opened = None
 
-    def folder(self, key: str) -> Path:
+    @property
+    def in_channels(self) -> int:
+        """Input channels the network must take: RGB plus the conditioning maps."""
+        return 3 + (self.conditioning.channels if self.conditioning else 0)
+
+    def folder(self, key: str, task: Task | None = None) -> Path:
+        task = task or self.tasks[0]
         resolution = self.resolutions[key]
         if self.root is not None:
-            return Path(self.root) / self.operator / resolution.label()
-        return default_out_dir(self._source(), self.operator, resolution)
+            return Path(self.root) / pair_set_name(task.operator, task.params) / resolution.label()
+        return default_out_dir(self._source(), task.operator, resolution, task.params)
 
     def _source(self):
         if self._opened is None:  # listing FiveK or hashing the sample set once is enough
@@ -137,21 +170,25 @@ class PairDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         source = self._source()
-        for key, split in (("train", "train"), ("finetune", "train"), ("val", "test")):
-            if key in self.resolutions:
-                generate_pairs(
-                    self.operator, source, params=self.params, split=split, resolution=self.resolutions[key],
-                    out_dir=self.folder(key), workers=self.pair_workers,
-                )  # fmt: skip
+        for task in self.tasks:
+            for key, split in (("train", "train"), ("finetune", "train"), ("val", "test")):
+                if key in self.resolutions:
+                    generate_pairs(
+                        task.operator, source, params=task.params, split=split, resolution=self.resolutions[key],
+                        out_dir=self.folder(key, task), workers=self.pair_workers,
+                    )  # fmt: skip
 
     def setup(self, stage: str | None = None) -> None:
         crop = self.crop_size if self.recipe == "crops" else None
         for key in self.resolutions:
             split = "test" if key == "val" else "train"
             training = key != "val"
-            self.datasets[key] = PairDataset(
-                self.folder(key), split, crop=crop if training else None, flips=training, seed=self.seed
-            )
+            parts = [
+                PairDataset(self.folder(key, task), split, crop=crop if training else None, flips=training,
+                            seed=self.seed, maps=task.maps)  # fmt: skip
+                for task in self.tasks
+            ]
+            self.datasets[key] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     def train_dataloader(self) -> DataLoader:
         finetuning = "finetune" in self.datasets and self.trainer is not None and (

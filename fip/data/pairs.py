@@ -104,8 +104,20 @@ def fip_version() -> str:
     return __version__
 
 
-def default_out_dir(source: PhotoSource, operator: str, resolution: Resolution) -> Path:
-    return cache_dir() / "pairs" / source.name / operator / resolution.label()
+def pair_set_name(operator: str, params: Mapping[str, Any] | None = None) -> str:
+    """``operator``, or ``operator@<hash>`` when ``params`` differ from its defaults (so sets never collide)."""
+    spec = get_operator(operator)
+    resolved = spec.resolve_params(params)
+    if resolved == spec.resolve_params():
+        return operator
+    digest = sha256_json(resolved)[:10]
+    return f"{operator}@{digest}"
+
+
+def default_out_dir(
+    source: PhotoSource, operator: str, resolution: Resolution, params: Mapping[str, Any] | None = None
+) -> Path:
+    return cache_dir() / "pairs" / source.name / pair_set_name(operator, params) / resolution.label()
 
 
 def make_pair(job: PairJob) -> PairResult:
@@ -216,7 +228,7 @@ def generate_pairs(
     resolved = spec.resolve_params(params)
     resolution = resolution or Resolution()
     photos = source.select(split)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(source, operator, resolution)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(source, operator, resolution, resolved)
     out.mkdir(parents=True, exist_ok=True)
 
     recipe = {
