@@ -23,6 +23,7 @@ from fip.imaging import to_uint8
 from fip.metrics import psnr
 from fip.pipeline import (
     MAX_FILE_MEGABYTES,
+    MAX_MEGAPIXELS,
     SizePolicy,
     open_photo,
     render_to_file,
@@ -130,7 +131,7 @@ class Editor:
             f"**Large photos:** the preview and the before/after comparison are computed at up to "
             f"{self.policy.max_megapixels:g} MP (larger photos are downscaled for them); *Render full resolution* "
             f"runs the network on the original pixels for download. Files over {MAX_FILE_MEGABYTES} MB and photos "
-            "over 100 MP are refused."
+            f"over {MAX_MEGAPIXELS:g} MP are refused."
         )
 
     def load(self, path: str | None) -> tuple[np.ndarray | None, str | None, str]:

@@ -48,10 +48,6 @@ class SizePolicy:
         scale = (self.max_megapixels * 1e6 / (height * width)) ** 0.5
         return max(2, int(height * scale) // 2 * 2), max(2, int(width * scale) // 2 * 2)
 
-    def describe(self) -> str:
-        limit = "at full resolution" if self.max_megapixels is None else f"downscaled to {self.max_megapixels:g} MP"
-        return f"photos above {MAX_MEGAPIXELS:g} MP or {MAX_FILE_MEGABYTES} MB are refused; larger ones are edited {limit}"
-
 
 def _check_file(path: Path) -> None:
     if not path.is_file():
