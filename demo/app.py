@@ -108,6 +108,9 @@ def collect_params(spec: OperatorSpec, values: Sequence[Any]) -> dict[str, Any]:
     return params
 
 
+_LOADING = "**Error:** the parameters of {operator} are still loading; press the button again."
+
+
 def _operator_label(spec: OperatorSpec) -> str:
     return f"{spec.name} — {spec.description}"
 
@@ -148,11 +151,14 @@ class Editor:
         return to_uint8(photo.srgb), path, f"Loaded **{Path(path).name}**: {kind}, {width}×{height}{shown}."
 
     def run(
-        self, path: str | None, operator: str, variant: str, compare: bool, *values: Any
+        self, path: str | None, operator: str, widgets_for: str | None, variant: str, compare: bool, *values: Any
     ) -> tuple[Any, np.ndarray | None, np.ndarray | None, str]:
-        """(before/after pair, approximation, reference or None, status text)."""
+        """(before/after pair, approximation, reference or None, status text). ``widgets_for`` is the operator
+        the parameter widgets currently show (they update a moment after the operator changes)."""
         if not path:
             return None, None, None, "**Error:** upload a photo or pick an example first."
+        if widgets_for != operator:
+            return None, None, None, _LOADING.format(operator=operator)
         try:
             spec = get_operator(operator)
             params = collect_params(spec, values)
@@ -175,10 +181,14 @@ class Editor:
         pair = (to_uint8(before), to_uint8(fast.image))
         return pair, to_uint8(fast.image), None if reference is None else to_uint8(reference), "  \n".join(lines)
 
-    def render_full(self, path: str | None, operator: str, variant: str, *values: Any) -> tuple[str | None, str]:
+    def render_full(
+        self, path: str | None, operator: str, widgets_for: str | None, variant: str, *values: Any
+    ) -> tuple[str | None, str]:
         """(the full-resolution PNG to download, status text)."""
         if not path:
             return None, "**Error:** upload a photo or pick an example first."
+        if widgets_for != operator:
+            return None, _LOADING.format(operator=operator)
         try:
             params = collect_params(get_operator(operator), values)
             output, result = render_to_file(operator, path, self.scratch, params, variant)
@@ -187,11 +197,13 @@ class Editor:
         height, width = result.image.shape[:2]
         return str(output), f"Full resolution {width}×{height} in {result.seconds:.2f} s ({variant}): {output.name}"
 
-    def operator_changed(self, operator: str) -> list[dict[str, Any]]:
+    def operator_changed(self, operator: str) -> list[Any]:
+        """Updates of every parameter widget for ``operator``, then ``operator`` (for the session state saying
+        which operator the widgets show)."""
         spec = get_operator(operator)
         params: list[Param | None] = list(spec.params[:PARAM_SLOTS])
         params += [None] * (PARAM_SLOTS - len(params))
-        return [update for param in params for update in _slot_updates(param)]
+        return [update for param in params for update in _slot_updates(param)] + [operator]
 
 
 def build_app(
@@ -222,6 +234,7 @@ def build_app(
             "approximation, and compare it with the slow reference."
         )
         path_state = gr.State(None)
+        widgets_for = gr.State(None)  # the operator whose parameters the widgets show
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Photo: JPEG, PNG, TIFF or raw (DNG, CR2, NEF, …)", file_types=accepted,
@@ -259,11 +272,11 @@ def build_app(
         upload.change(editor.load, inputs=upload, outputs=[source, path_state, status])
         example.change(lambda name: editor.load(str(examples[name]) if name else None), inputs=example,
                        outputs=[source, path_state, status])  # fmt: skip
-        operator.change(editor.operator_changed, inputs=operator, outputs=param_widgets)
-        app.load(editor.operator_changed, inputs=operator, outputs=param_widgets)
-        run.click(editor.run, inputs=[path_state, operator, variant, compare, *param_widgets],
+        operator.change(editor.operator_changed, inputs=operator, outputs=[*param_widgets, widgets_for])
+        app.load(editor.operator_changed, inputs=operator, outputs=[*param_widgets, widgets_for])
+        run.click(editor.run, inputs=[path_state, operator, widgets_for, variant, compare, *param_widgets],
                   outputs=[slider, result, reference, status], concurrency_id="compute")  # fmt: skip
-        full.click(editor.render_full, inputs=[path_state, operator, variant, *param_widgets],
+        full.click(editor.render_full, inputs=[path_state, operator, widgets_for, variant, *param_widgets],
                    outputs=[download, status], concurrency_id="compute")  # fmt: skip
     # Heavy work shares one queue slot per CPU pair: several users are served in turn, not at once.
     app.queue(default_concurrency_limit=1, max_size=32)

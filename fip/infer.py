@@ -22,7 +22,7 @@ import torch
 
 from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
-from fip.models.can import ContextAggregationNet, NormMode
+from fip.models.can import ContextAggregationNet, FoldedCAN, NormMode
 from fip.variants import LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, VARIANT_HELP, Variant
 
 MODEL_FORMAT = "fip-model-1"
@@ -42,7 +42,11 @@ class LoadedModel:
         """The extra input maps that ask this network for ``operator`` with ``params`` (``None``: RGB only)."""
         if self.conditioning is None:
             return None
-        return self.conditioning.maps(operator or self.operator, params if params is not None else self.params)
+        operator = operator or self.operator
+        if operator is None:
+            raise FipError(f"{self.name} serves several operators ({', '.join(self.conditioning.operators)}): "
+                           "name one (--operator)")  # fmt: skip
+        return self.conditioning.maps(operator, params if params is not None else self.params)
 
 
 def net_config(net: ContextAggregationNet) -> dict[str, Any]:
@@ -54,7 +58,7 @@ def net_config(net: ContextAggregationNet) -> dict[str, Any]:
 def _from_state(state: dict[str, torch.Tensor], config: dict[str, Any]) -> ContextAggregationNet:
     net = ContextAggregationNet(**config)
     net.load_state_dict(state)
-    return net.eval()
+    return net.eval().to(memory_format=torch.channels_last)  # the layout run_model uses
 
 
 def load_model(name_or_path: str | os.PathLike[str]) -> LoadedModel:
@@ -70,7 +74,8 @@ def load_model(name_or_path: str | os.PathLike[str]) -> LoadedModel:
             from fip.models.paper import COMBINED_ORDER
 
             conditioning = OneHot(tuple(FIP_OPERATOR[name] for name in COMBINED_ORDER))
-        return LoadedModel(load_paper_model(text), text, FIP_OPERATOR.get(paper_name), conditioning=conditioning)
+        net = load_paper_model(text).to(memory_format=torch.channels_last)  # the layout run_model uses
+        return LoadedModel(net, text, FIP_OPERATOR.get(paper_name), conditioning=conditioning)
     path = Path(text).expanduser()
     if not path.is_file():
         raise FipError(f"model {text!r} is neither 'paper/<Operator>' nor an existing .ckpt or .pt file")
@@ -151,38 +156,68 @@ def forward_tiled(net: ContextAggregationNet, x: torch.Tensor, tile: int = 512) 
 
 def _downscaled(x: torch.Tensor, megapixels: float) -> torch.Tensor:
     height, width = x.shape[2:]
-    scale = (megapixels * 1e6 / (height * width)) ** 0.5
+    scale = (megapixels * 1e6 / max(1, height * width)) ** 0.5
     if scale >= 1.0:
         return x
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     return torch.nn.functional.interpolate(x, size=size, mode="area")
 
 
+def _channels_last(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with channels_last weights: itself when they already are (models from :func:`load_model`), else a
+    converted copy, so the caller's network is never changed."""
+    weight = next((p for p in net.parameters() if p.dim() == 4 and p.shape[2] > 1), None)
+    if weight is None or weight.is_contiguous(memory_format=torch.channels_last):
+        return net
+    return copy.deepcopy(net).to(memory_format=torch.channels_last)
+
+
+def forward_tiles(net: FoldedCAN, x: torch.Tensor, tile: int) -> torch.Tensor:
+    """Exactly ``net(x)`` for a network without whole-image statistics, run tile by tile end to end: each tile is
+    computed from its crop plus a halo of the network's receptive radius, so memory is bounded by the tile size."""
+    halo = net.receptive_radius
+    height, width = x.shape[2:]
+    out = torch.empty(x.shape[0], 3, height, width, dtype=x.dtype)
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+            ya, xa = max(0, y0 - halo), max(0, x0 - halo)
+            crop = x[:, :, ya : min(height, y1 + halo), xa : min(width, x1 + halo)]
+            piece = net(crop.contiguous(memory_format=torch.channels_last))
+            out[:, :, y0:y1, x0:x1] = piece[:, :, y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+    return out
+
+
 def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int | None) -> torch.Tensor:
-    from fip.models.can import ContextAggregationNet, fold, image_statistics
+    from fip.models.can import AdaptiveNorm, ContextAggregationNet, NormMode, fold, image_statistics
 
     if variant is Variant.LOWRES:
         from fip.models.guided import FastGuidedFilter
 
         small = _downscaled(x, LOWRES_MEGAPIXELS)
-        if small is x:
+        if small is x or min(small.shape[2:]) < 4:  # nothing to gain, or too small for the filter's boxes
             return _forward(net, x, Variant.FAST, tile)
         low = _forward(net, small, Variant.FAST, None)
         return FastGuidedFilter(radius=1, eps=1e-4)(small[:, :3], low, x[:, :3])
+    owned = False  # whether `net` is a module made here (free to convert in place)
     if variant in (Variant.FAST, Variant.BF16) and isinstance(net, ContextAggregationNet):
-        preview = _downscaled(x, STATS_MEGAPIXELS)
-        if preview is x and variant is Variant.FAST:  # a small image: the statistics pass is the exact result
-            return _forward(net, x, Variant.FULL, tile)
-        net = fold(net, image_statistics(net, preview))  # a new module
-    elif variant is Variant.BF16:
-        net = copy.deepcopy(net)  # .to(dtype) below must not convert the caller's network
+        if all(m.mode is NormMode.RUNNING for m in net.modules() if isinstance(m, AdaptiveNorm)):
+            net = fold(net)  # running statistics fold exactly; no preview pass
+        else:
+            preview = _downscaled(x, STATS_MEGAPIXELS)
+            if preview is x and variant is Variant.FAST:  # a small image: the exact pass costs no more
+                return _forward(net, x, Variant.FULL, tile)
+            net = fold(net, image_statistics(net, preview))
+        owned = True
     if variant is Variant.BF16:
-        return _forward(net.to(torch.bfloat16), x.to(torch.bfloat16), Variant.FULL, tile).float()
+        net = (net if owned else copy.deepcopy(net)).to(torch.bfloat16)
+        owned, x = True, x.to(torch.bfloat16)
     if tile is not None:
-        return forward_tiled(net, x, tile)
+        out = forward_tiles(net, x, tile) if isinstance(net, FoldedCAN) else forward_tiled(net, x, tile)
+        return out.float()
     # channels_last: 1.3x faster than NCHW for CAN24 at 1080p on this project's CPU (6.7 s vs 8.7 s).
-    net = net.to(memory_format=torch.channels_last)
-    return net(x.contiguous(memory_format=torch.channels_last))
+    net = net.to(memory_format=torch.channels_last) if owned else _channels_last(net)
+    return net(x.contiguous(memory_format=torch.channels_last)).float()
 
 
 def run_model(
@@ -194,7 +229,9 @@ def run_model(
 ) -> np.ndarray:
     """Run ``net`` on one ``(H, W, 3)`` sRGB image in [0, 1] (plus optional ``(C, )`` constant extra input maps,
     e.g. one-hot operator maps); returns ``(H, W, 3)`` float32 in [0, 1]. Any size works, odd ones included.
-    ``tile``: run the convolutions in tiles of this size (:func:`forward_tiled`), same result, less memory.
+    ``tile``: bound memory, same result: the folded variants run tile by tile end to end (:func:`forward_tiles`,
+    memory ~ one tile), the paper-exact one layer by layer (:func:`forward_tiled`, memory ~ two whole-image
+    feature maps, since its statistics span the image).
     ``variant``: see :class:`Variant`."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"expected an (H, W, 3) image; got shape {image.shape}")

@@ -68,16 +68,6 @@ class Approximator(pl.LightningModule):
             "conditioning": conditioning.to_json() if conditioning else None,
         }
 
-    def setup(self, stage: str) -> None:
-        """Fail early, with the fix, when the network's input channels do not match the data's."""
-        datamodule = getattr(self.trainer, "datamodule", None)
-        wanted, has = getattr(datamodule, "in_channels", None), getattr(self.net, "in_channels", None)
-        if wanted is not None and has is not None and wanted != has:
-            raise ValueError(
-                f"the data feed {wanted} input channels (RGB + {wanted - 3} conditioning maps) but the network "
-                f"takes {has}: set model.net.init_args.in_channels: {wanted}"
-            )
-
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
         if self.hparams.schedule == "constant":
@@ -85,3 +75,14 @@ class Approximator(pl.LightningModule):
         epochs = max(1, self.trainer.max_epochs or 1)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=self.hparams.lr * 0.01)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def check_input_channels(model: Approximator, datamodule: object) -> None:
+    """Raise, naming the fix, when the network's input channels differ from what the data feed it (RGB plus the
+    conditioning maps). Called before any pair is generated."""
+    wanted, has = getattr(datamodule, "in_channels", None), getattr(model.net, "in_channels", None)
+    if wanted is not None and has is not None and wanted != has:
+        raise ValueError(
+            f"the data feed {wanted} input channels (RGB + {wanted - 3} conditioning maps) but the network "
+            f"takes {has}: set model.net.init_args.in_channels: {wanted}"
+        )

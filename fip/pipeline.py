@@ -10,6 +10,7 @@ import functools
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,7 +19,7 @@ import numpy as np
 
 from fip.conditioning import Sweep
 from fip.errors import InputError, UnreadablePhotoError
-from fip.imaging import check_image
+from fip.imaging import IMAGE_EXTENSIONS, check_image
 from fip.infer import LoadedModel, Variant, model_for_operator, run_model
 from fip.raw import Photo, load_photo, load_srgb
 from fip.registry import get_operator
@@ -27,7 +28,11 @@ from fip.registry import get_operator
 MAX_FILE_MEGABYTES = 400
 # Photos with more pixels are refused after decoding: beyond what one CPU machine edits interactively.
 MAX_MEGAPIXELS = 100.0
+# Above this the network runs tile by tile (tiles of TILE pixels).
 TILE_ABOVE_MEGAPIXELS = 8.0
+TILE = 1536
+# The paper-exact variant keeps whole-image feature maps (~0.3 GB per MP for CAN24 even when tiled): its limit.
+FULL_MAX_MEGAPIXELS = 24.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class SizePolicy:
     max_megapixels: float | None = None
 
     def __call__(self, height: int, width: int) -> tuple[int, int]:
+        if min(height, width) < 2:
+            raise InputError(f"the photo is {width}x{height} pixels; fip needs at least 2 pixels on each side")
         if height * width > MAX_MEGAPIXELS * 1e6:
             raise InputError(
                 f"the photo has {height * width / 1e6:.0f} MP; fip edits photos up to {MAX_MEGAPIXELS:.0f} MP — "
@@ -50,11 +57,25 @@ class SizePolicy:
 
 
 def _check_file(path: Path) -> None:
+    """Refuse missing and oversized files, and images whose header declares too many pixels, before decoding."""
     if not path.is_file():
         raise UnreadablePhotoError(f"{path}: no such file")
     megabytes = path.stat().st_size / 2**20
     if megabytes > MAX_FILE_MEGABYTES:
         raise InputError(f"{path.name} is {megabytes:.0f} MB; fip opens files up to {MAX_FILE_MEGABYTES} MB")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we judge the size ourselves
+                with Image.open(path) as header:  # reads the header only
+                    width, height = header.size
+        except Image.DecompressionBombError as exc:
+            raise InputError(f"{path.name}: {exc}; fip edits photos up to {MAX_MEGAPIXELS:g} MP") from exc
+        except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder gives the real message later
+            return
+        SizePolicy()(height, width)
 
 
 def open_photo(path: str | os.PathLike[str], policy: SizePolicy = SizePolicy()) -> Photo:
@@ -124,6 +145,8 @@ def run_approximation(
     for others, the result's note says so."""
     spec = get_operator(operator)
     model = model or shipped_model(operator)
+    if model.conditioning is None and model.operator not in (None, operator):
+        raise InputError(f"model {model.name} approximates {model.operator}, not {operator}")
     wanted = spec.resolve_params(params)
     trained = spec.resolve_params(model.params) if model.operator == operator else spec.resolve_params()
     followed = {model.conditioning.param} if isinstance(model.conditioning, Sweep) else set()  # a slider input
@@ -131,8 +154,14 @@ def run_approximation(
     maps = model.maps(operator, wanted)
     note = f"the network approximates {', '.join(differing)} (its training values)" if differing else ""
     image = photo.srgb if isinstance(photo, Photo) else check_image(photo)
-    if tile is None and image.shape[0] * image.shape[1] > TILE_ABOVE_MEGAPIXELS * 1e6:
-        tile = 1024
+    megapixels = image.shape[0] * image.shape[1] / 1e6
+    if Variant(variant) is Variant.FULL and megapixels > FULL_MAX_MEGAPIXELS:
+        raise InputError(
+            f"the photo has {megapixels:.0f} MP; the paper-exact 'full' variant holds whole-image feature maps and "
+            f"runs up to {FULL_MAX_MEGAPIXELS:g} MP: choose the 'fast' variant (tiled, any size)"
+        )
+    if tile is None and megapixels > TILE_ABOVE_MEGAPIXELS:
+        tile = TILE
     start = time.perf_counter()
     image = run_model(model.net, image, maps, tile=tile, variant=variant)
     return Result(image, time.perf_counter() - start, note)

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from fip.data.module import PairDataModule
-from fip.lit import Approximator
+from fip.lit import Approximator, check_input_channels
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -40,12 +40,21 @@ def max_time(minutes: float) -> str:
     return f"{seconds // 86400:02d}:{seconds % 86400 // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+class FipCLI(LightningCLI):
+    """LightningCLI that checks the network against the data before any work (pair generation included)."""
+
+    def before_fit(self) -> None:
+        check_input_channels(self.model, self.datamodule)
+
+    before_validate = before_test = before_predict = before_fit
+
+
 def run_training(args: Sequence[str]) -> LightningCLI:
     """Run LightningCLI with ``args`` (``fit`` is implied when no subcommand is given)."""
     args = list(args)
     if not args or args[0] not in SUBCOMMANDS + ("-h", "--help"):
         args = ["fit", *args]
-    return LightningCLI(
+    return FipCLI(
         Approximator,
         PairDataModule,
         args=args,

@@ -17,7 +17,9 @@ from conftest import smooth_image, write_synthetic_dng
 
 def default_values(editor: Editor, operator: str) -> list:
     """The flat widget values the browser sends right after choosing ``operator``."""
-    return [update.get("value") for update in editor.operator_changed(operator)]
+    *updates, shown_for = editor.operator_changed(operator)
+    assert shown_for == operator
+    return [update.get("value") for update in updates]
 
 
 @pytest.fixture
@@ -43,8 +45,8 @@ def test_app_offers_every_registered_operator_and_variant(photo):
 
 def test_choosing_an_operator_shows_one_widget_per_parameter():
     editor = Editor()
-    updates = editor.operator_changed("tone.mapping")
-    assert len(updates) == 4 * PARAM_SLOTS
+    *updates, shown_for = editor.operator_changed("tone.mapping")
+    assert len(updates) == 4 * PARAM_SLOTS and shown_for == "tone.mapping"
     shown = [(index, update) for index, update in enumerate(updates) if update.get("visible")]
     spec = get_operator("tone.mapping")
     assert len(shown) == len(spec.params)
@@ -65,28 +67,32 @@ def test_slider_steps_land_on_every_default():
                 assert math.isclose(steps, round(steps), abs_tol=1e-6), (spec.name, param.name)
 
 
-def test_editor_runs_the_approximation_the_reference_and_a_full_resolution_render(photo, tmp_path):
+def test_editor_runs_the_approximation_the_reference_and_a_full_resolution_render(photo, tmp_path, monkeypatch):
+    monkeypatch.setattr("fip.infer.STATS_MEGAPIXELS", 0.0002)  # the fast variant really folds a preview pass
     editor = Editor(preview_megapixels=0.001, scratch=tmp_path / "scratch")
     preview, path, status = editor.load(str(photo))
     assert path == str(photo) and "Loaded" in status and "61×45" in status and "preview" in status
     assert preview.dtype == np.uint8 and preview.shape[0] * preview.shape[1] <= 1000
     values = default_values(editor, "smooth.rof")
 
-    pair, approx, reference, status = editor.run(path, "smooth.rof", "fast", False, *values)
+    pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", False, *values)
     assert reference is None and approx.shape == preview.shape and "Approximation** (fast)" in status
     assert np.array_equal(pair[0], preview) and np.array_equal(pair[1], approx)  # before = the input
 
-    pair, approx, reference, status = editor.run(path, "smooth.rof", "full", True, *values)
+    pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "full", True, *values)
     assert reference.shape == approx.shape and np.array_equal(pair[0], reference)
     assert "**Reference**" in status and "speed-up" in status and "dB PSNR" in status
 
     values[0] = 0.2  # weight: the network was trained at the default; the user is told
-    _, _, _, status = editor.run(path, "smooth.rof", "fast", True, *values)
+    _, _, _, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", True, *values)
     assert "the network approximates weight=0.05" in status
 
-    output, status = editor.render_full(path, "smooth.rof", "fast", *values)
+    output, status = editor.render_full(path, "smooth.rof", "smooth.rof", "fast", *values)
     assert read_image_file(output).shape == (45, 61, 3)  # the original size, odd included
     assert "Full resolution 61×45" in status
+    # Clicked before the widgets caught up with a new operator: a message, not the old operator's values.
+    assert "still loading" in editor.run(path, "smooth.l0", "smooth.rof", "fast", False, *values)[3]
+    assert "still loading" in editor.render_full(path, "smooth.l0", "smooth.rof", "fast", *values)[1]
 
 
 def test_raw_uploads_open_through_rawpy(tmp_path):
@@ -94,7 +100,7 @@ def test_raw_uploads_open_through_rawpy(tmp_path):
     editor = Editor(scratch=tmp_path / "scratch")
     preview, path, status = editor.load(str(tmp_path / "shot.dng"))
     assert preview.shape == (40, 60, 3) and "raw file" in status
-    _, approx, reference, status = editor.run(path, "raw.demosaic_denoise", "fast", True,
+    _, approx, reference, status = editor.run(path, "raw.demosaic_denoise", "raw.demosaic_denoise", "fast", True,
                                               *default_values(editor, "raw.demosaic_denoise"))  # fmt: skip
     assert approx is not None, status
     assert approx.shape == reference.shape == (40, 60, 3)
@@ -120,11 +126,28 @@ def test_bad_uploads_become_messages(tmp_path, name, content, message):
     assert preview is None and kept is None
     assert status.startswith("**Error:**") and message in status
     # Running with the bad file (or none) explains itself too.
-    assert editor.run(str(path), "smooth.rof", "fast", False, *default_values(editor, "smooth.rof"))[3].startswith("**Error:**")
-    assert "upload a photo" in editor.run(None, "smooth.rof", "fast", False)[3]
+    values = default_values(editor, "smooth.rof")
+    assert editor.run(str(path), "smooth.rof", "smooth.rof", "fast", False, *values)[3].startswith("**Error:**")
+    assert "upload a photo" in editor.run(None, "smooth.rof", "smooth.rof", "fast", False)[3]
 
 
-def test_huge_files_are_refused_before_decoding(photo, monkeypatch):
+def test_huge_files_are_refused_before_decoding(photo, tmp_path, monkeypatch):
     monkeypatch.setattr("fip.pipeline.MAX_FILE_MEGABYTES", 0.001)
     _, _, status = Editor().load(str(photo))
     assert "fip opens files up to 0.001 MB" in status
+    monkeypatch.undo()
+    # A small file whose header declares a huge image (a decompression bomb) is refused from its header.
+    from PIL import Image
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (12_000, 10_000)).save(bomb, optimize=True)
+    assert bomb.stat().st_size < 2**20
+    _, _, status = Editor().load(str(bomb))
+    assert "the photo has 120 MP; fip edits photos up to 100 MP" in status
+
+
+def test_tiny_photos_are_refused_with_a_message(tmp_path):
+    path = tmp_path / "line.png"
+    path.write_bytes(encode_png(smooth_image(1, 40)[:1], bits=8))
+    _, _, status = Editor().load(str(path))
+    assert "needs at least 2 pixels on each side" in status

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fip.imaging import encode_png, read_image_file
+from fip.registry import get_operator
 
 from conftest import smooth_image
 
@@ -91,6 +92,8 @@ def test_upload_run_compare_and_a_bad_upload_in_chromium(served_demo, tmp_path):
             assert "holiday.png" in _status_contains(page, "Loaded")
 
             _choose(page, "operator", "smooth.rof")
+            weight = get_operator("smooth.rof").param("weight")
+            page.get_by_text(f"weight — {weight.description}").wait_for()  # its parameters have arrived
             page.locator("#compare input").check()
             page.locator("#run").click()
             status = _status_contains(page, "speed-up")

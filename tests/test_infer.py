@@ -89,3 +89,59 @@ def test_variants_approximate_the_paper_exact_pass(monkeypatch):
     assert net.features[0].weight.dtype == torch.float32  # the caller's network is left alone
     with pytest.raises(FipError, match="unknown variant 'int4'; choose one of full, fast"):
         run_model(net, image, variant="int4")
+
+
+def test_inference_leaves_the_callers_network_trainable():
+    net = ContextAggregationNet(width=8, depth=5)
+    for variant in ("full", "fast", "bf16", "lowres"):
+        run_model(net, smooth_image(40, 60), variant=variant)
+    assert not any(p.is_inference() for p in net.parameters())
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    net.train()
+    net(torch.rand(2, 3, 16, 16)).sum().backward()  # still trains
+    assert net.features[0].weight.grad is not None
+
+
+def test_folded_tiles_with_a_receptive_halo_equal_the_whole_image_pass(monkeypatch):
+    from fip.infer import forward_tiles
+    from fip.models.can import fold
+
+    net = ContextAggregationNet(width=8, depth=6, norm="running").eval()
+    for module in net.modules():
+        if hasattr(module, "mu"):
+            torch.nn.init.uniform_(module.mu, 0.5, 1.0)
+    folded = fold(net)
+    assert folded.receptive_radius == 1 + 2 + 4 + 8 + 1
+    x = torch.rand(1, 3, 70, 95)
+    with torch.no_grad():
+        whole = folded(x)
+    assert torch.allclose(forward_tiles(folded, x, tile=24), whole, atol=1e-5)
+    # Running-statistics networks fold exactly, so their fast variant equals the full one.
+    image = smooth_image(70, 95)
+    monkeypatch.setattr("fip.infer.STATS_MEGAPIXELS", 0.001)
+    assert np.abs(run_model(net, image, variant="fast") - run_model(net, image, variant="full")).max() < 1e-5
+
+
+def test_concurrent_requests_on_one_network_do_not_mix(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr("fip.infer.STATS_MEGAPIXELS", 0.002)
+    net = load_model("paper/L0_smoothing").net
+    image = smooth_image(60, 80)
+    expected = {v: run_model(net, image, variant=v) for v in ("full", "fast")}
+    with ThreadPoolExecutor(4) as pool:
+        jobs = [(v, pool.submit(run_model, net, image, variant=v)) for v in ("full", "fast") * 4]
+        for variant, job in jobs:
+            assert np.array_equal(job.result(), expected[variant]), variant
+
+
+def test_full_variant_refuses_photos_beyond_its_memory_limit(monkeypatch):
+    from fip.pipeline import run_approximation
+
+    monkeypatch.setattr("fip.pipeline.FULL_MAX_MEGAPIXELS", 0.001)
+    image = smooth_image(40, 60)
+    with pytest.raises(FipError, match="choose the 'fast' variant"):
+        run_approximation("smooth.l0", image, variant="full", model=load_model("paper/L0_smoothing"))
+    assert run_approximation("smooth.l0", image, variant="fast", model=load_model("paper/L0_smoothing")).image.shape == image.shape
+    with pytest.raises(FipError, match="approximates smooth.l0, not smooth.rof"):
+        run_approximation("smooth.rof", image, model=load_model("paper/L0_smoothing"))

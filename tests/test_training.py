@@ -136,9 +136,9 @@ def test_load_model_errors_name_the_problem(tmp_path):
         load_model(tmp_path / "junk.pt")
 
 
-def _psnr_to(model, folder, name, maps):
+def _output_and_target(model, folder, name, maps):
+    """The network's output for pair ``name`` of ``folder`` (with ``maps``) and that pair's target."""
     from fip.imaging import read_image_file
-    from fip.metrics import psnr
 
     image = read_image_file(folder / "input" / f"{name}.png")
     return run_model(model.net, image, maps), read_image_file(folder / "target" / f"{name}.png")
@@ -163,8 +163,8 @@ def test_one_network_learns_two_operators_from_one_hot_maps(photo_folder, tmp_pa
     folders = {op: tmp_path / "pairs" / op / "native" for op in operators}
     # Asked for an operator, the network answers with that operator's look rather than the other's.
     for asked, other in (operators, operators[::-1]):
-        out, target = _psnr_to(model, folders[asked], "second", model.maps(asked))
-        _, other_target = _psnr_to(model, folders[other], "second", model.maps(asked))
+        out, target = _output_and_target(model, folders[asked], "second", model.maps(asked))
+        _, other_target = _output_and_target(model, folders[other], "second", model.maps(asked))
         assert psnr(out, target) > psnr(out, other_target) + 1.0, asked
     exported = load_model(export_model(model, tmp_path / "both.pt"))
     assert exported.maps("style.stylize") == (0.0, 1.0)
@@ -189,8 +189,8 @@ def test_one_network_covers_a_parameter_range_from_a_parameter_map(photo_folder,
     assert len(sets) == 2
     exposure = lambda folder: json.loads((folder / "manifest.json").read_text())["params"]["exposure"]  # noqa: E731
     dark, bright = sorted((folder / "native" for folder in sets), key=exposure)
-    out_dark, target_dark = _psnr_to(model, dark, "second", model.maps("tone.multiscale", {"exposure": 0.5}))
-    out_bright, target_bright = _psnr_to(model, bright, "second", model.maps("tone.multiscale", {"exposure": 2.0}))
+    out_dark, target_dark = _output_and_target(model, dark, "second", model.maps("tone.multiscale", {"exposure": 0.5}))
+    out_bright, target_bright = _output_and_target(model, bright, "second", model.maps("tone.multiscale", {"exposure": 2.0}))
     # The map steers the network: each setting lands far closer to its own target than to the other's.
     assert psnr(out_dark, target_dark) > psnr(out_bright, target_dark) + 5.0
     assert psnr(out_bright, target_bright) > psnr(out_dark, target_bright) + 5.0
@@ -207,6 +207,7 @@ def test_network_input_channels_must_match_the_conditioning(photo_folder, tmp_pa
     config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 1})
     with pytest.raises(ValueError, match="feed 5 input channels .* set model.net.init_args.in_channels: 5"):
         run_training(["-c", config, "--data.operator", json.dumps(["smooth.rof", "smooth.l0"])])
+    assert not (tmp_path / "pairs").exists()  # refused before any pair was generated
 
 
 @pytest.mark.slow

@@ -142,22 +142,17 @@ Statistics = list[tuple[torch.Tensor, torch.Tensor]]
 
 def image_statistics(net: ContextAggregationNet, x: torch.Tensor) -> Statistics:
     """The per-channel ``(mean, var)`` each :class:`AdaptiveNorm` of ``net`` sees when processing ``x`` (a batch
-    of one), in layer order: the numbers the paper-exact mode normalizes with."""
+    of one), in layer order: the numbers the paper-exact mode normalizes with. Runs the layers itself (no hooks),
+    so concurrent calls on one network do not mix."""
     if x.shape[0] != 1:
         raise InputError(f"image_statistics takes one image at a time; got a batch of {x.shape[0]}")
     found: Statistics = []
-
-    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        var, mean = torch.var_mean(inputs[0], dim=(0, 2, 3), correction=0)
-        found.append((mean, var))
-
-    hooks = [m.register_forward_pre_hook(record) for m in net.modules() if isinstance(m, AdaptiveNorm)]
-    try:
-        with torch.inference_mode():
-            net(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with torch.inference_mode():
+        for layer in net.features:
+            if isinstance(layer, AdaptiveNorm):
+                var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+                found.append((mean, var))
+            x = layer(x)
     return found
 
 
@@ -170,6 +165,11 @@ class FoldedCAN(nn.Module):
         super().__init__()
         self.features, self.output, self.in_channels = features, output, in_channels
         self.width = output.in_channels
+
+    @property
+    def receptive_radius(self) -> int:
+        """How far (pixels) an output pixel sees: tiles need this much halo to be exact."""
+        return sum(m.dilation[0] * (m.kernel_size[0] // 2) for m in self.features if isinstance(m, nn.Conv2d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
