@@ -7,6 +7,7 @@
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
     fip apply --model M INPUT... --out D   run a model on photos or raw files
     fip quickstart                         the README's main job: train on the sample set, report, grid
+    fip export -m M --out F.pt2            a torch.export program that runs without fip
     fip demo [--port 7860]                 the Gradio photo-editing demo on localhost
 """
 
@@ -139,6 +140,19 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fip.export import export_program
+    from fip.infer import load_model, model_for_operator
+
+    if args.model is None and args.operator is None:
+        raise ParameterError("give --model NAME_OR_PATH or --operator NAME")
+    if args.out.exists() and not args.overwrite:
+        raise ParameterError(f"{args.out} exists; pass --overwrite to replace it")
+    model = load_model(args.model) if args.model else model_for_operator(args.operator)
+    print(f"{model.name} -> {export_program(model, args.out)}")
+    return 0
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: train an approximator of one operator on the sample set, then report and draw a grid."""
     from fip.quickstart import run_quickstart
@@ -212,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     _add_variant_argument(p)
     p.set_defaults(run=_cmd_apply)
+
+    p = sub.add_parser("export", help="write a model as a torch.export program (.pt2) that runs without fip")
+    p.add_argument("--model", "-m", help="paper/<Operator>, a .ckpt from fip train or a .pt model file")
+    p.add_argument("--operator", "-o", help="export the model shipped for this operator")
+    p.add_argument("--out", type=Path, required=True, help="the .pt2 file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(run=_cmd_export)
 
     p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
     p.add_argument("--operator", default="smooth.l0", help="operator with a config in train/configs/ (smooth.l0)")

@@ -10,7 +10,7 @@ from fip.cli import main
 from fip.errors import FipError
 from fip.imaging import encode_png, read_image_file
 from fip.metrics import psnr
-from fip.infer import export_model, forward_tiled, load_model, model_for_operator, run_model
+from fip.infer import LoadedModel, export_model, forward_tiled, load_model, model_for_operator, run_model
 from fip.models import ContextAggregationNet
 
 from conftest import smooth_image, write_synthetic_dng
@@ -145,3 +145,40 @@ def test_full_variant_refuses_photos_beyond_its_memory_limit(monkeypatch):
     assert run_approximation("smooth.l0", image, variant="fast", model=load_model("paper/L0_smoothing")).image.shape == image.shape
     with pytest.raises(FipError, match="approximates smooth.l0, not smooth.rof"):
         run_approximation("smooth.rof", image, model=load_model("paper/L0_smoothing"))
+
+
+@pytest.mark.slow
+def test_exported_programs_run_without_fip_and_match(tmp_path):
+    """`fip export` writes a torch.export archive; plain PyTorch (fip not imported) reproduces the model."""
+    import subprocess
+    import sys
+
+    from fip.models.can import fold  # noqa: F401  (the running-statistics net below exports folded)
+
+    running = ContextAggregationNet(width=8, depth=5, norm="running").eval()
+    for module in running.modules():
+        if hasattr(module, "mu"):
+            torch.nn.init.uniform_(module.mu, 0.3, 0.6)
+            module.running_var.uniform_(0.5, 2.0)
+    export_model(LoadedModel(running, "tiny", "smooth.rof"), tmp_path / "tiny.pt")
+    image = smooth_image(37, 53)
+    np.save(tmp_path / "image.npy", image)
+    for name, model in (("l0", "paper/L0_smoothing"), ("tiny", str(tmp_path / "tiny.pt"))):
+        assert main(["export", "-m", model, "--out", str(tmp_path / f"{name}.pt2")]) == 0
+        script = f"""
+import json, sys, numpy as np, torch
+extra = {{"fip.json": ""}}
+program = torch.export.load({str(tmp_path / f"{name}.pt2")!r}, extra_files=extra)
+x = torch.from_numpy(np.load({str(tmp_path / "image.npy")!r})).permute(2, 0, 1)[None]
+with torch.no_grad():
+    y = program.module()(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+np.save({str(tmp_path / f"{name}-out.npy")!r}, y)
+assert not any(m == "fip" or m.startswith("fip.") for m in sys.modules)
+print(json.loads(extra["fip.json"])["normalization"])
+"""
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        expected = run_model(load_model(model).net, image)
+        assert psnr(np.load(tmp_path / f"{name}-out.npy"), expected) >= 45.0
+        assert ("folded" in done.stdout) == (name == "tiny")
+    assert main(["export", "-m", "paper/L0_smoothing", "--out", str(tmp_path / "l0.pt2")]) == 2  # never overwrites

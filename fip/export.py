@@ -1,0 +1,57 @@
+"""Export a model as a ``torch.export`` program (``.pt2``) that runs with PyTorch alone, without fip.
+
+    import torch, json
+    extra = {"fip.json": ""}
+    program = torch.export.load("smooth.l0.pt2", extra_files=extra)
+    info = json.loads(extra["fip.json"])       # operator, parameters, conditioning maps, input/output contract
+    with torch.no_grad():
+        y = program.module()(x)                 # x: (1, C, H, W) float32 sRGB in [0, 1], any H, W >= 2
+
+Paper-exact networks export with their per-image statistics inside the graph; networks with running statistics
+export with their normalization folded into the convolutions.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from fip.files import atomic_write_bytes
+from fip.infer import LoadedModel, net_config
+from fip.models.can import AdaptiveNorm, NormMode, fold
+
+EXPORT_FORMAT = "fip-export-1"
+MAX_SIDE = 65536
+
+
+def export_program(model: LoadedModel, path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` as a ``torch.export`` archive with dynamic height and width (atomically); return the path."""
+    net = copy.deepcopy(model.net).eval().to(memory_format=torch.contiguous_format)
+    norms = [m for m in net.modules() if isinstance(m, AdaptiveNorm)]
+    folded = bool(norms) and all(m.mode is NormMode.RUNNING for m in norms)
+    if folded:
+        net = fold(net)
+    channels = model.net.in_channels
+    height, width = torch.export.Dim("height", min=2, max=MAX_SIDE), torch.export.Dim("width", min=2, max=MAX_SIDE)
+    example = torch.rand(1, channels, 64, 96)
+    program = torch.export.export(net, (example,), dynamic_shapes={"x": {2: height, 3: width}})
+    info = {
+        "format": EXPORT_FORMAT,
+        "model": model.name,
+        "operator": model.operator,
+        "params": model.params,
+        "conditioning": model.conditioning.to_json() if model.conditioning else None,
+        "net": net_config(model.net),
+        "normalization": "folded running statistics" if folded else "per-image statistics (paper-exact)",
+        "input": f"(1, {channels}, H, W) float32; channels 0-2 sRGB in [0, 1], then the conditioning maps "
+        "(constant planes); H, W >= 2",
+        "output": "(1, 3, H, W) float32 sRGB; clip to [0, 1]",
+    }
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={"fip.json": json.dumps(info, indent=2)})
+    return atomic_write_bytes(path, buffer.getvalue())
