@@ -4,7 +4,7 @@ FiveK photos, the network both paper-exact (``full``) and in the ``fast`` varian
 folded into the convolutions). The authors' network of the same operator is evaluated for comparison (same
 architecture: paper-exact PSNR only, not timed).
 
-Usage: python benchmarks/shipped_models.py [OPERATOR ...]   (prints the Markdown table of docs/models.md)
+Usage: python benchmarks/shipped_models.py [OPERATOR ...] [--no-authors]   (prints the Markdown table of docs/models.md)
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def _fast_seconds(model, report) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("operators", nargs="*", help="only these operators (default: every shipped model)")
+    parser.add_argument("--no-authors", action="store_true",
+                        help="skip the authors' networks (their FiveK PSNR is in docs/operators.md's faithfulness table)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(2)
     fivek = reference_dir()
@@ -57,7 +59,7 @@ def main() -> None:
         model = load_model(path)
         candidates = [("fip", model)]
         paper = paper_network_for(model.operator)
-        if paper is not None:
+        if paper is not None and not args.no_authors:
             candidates.append(("authors'", load_model(paper)))
         for label, candidate in candidates:
             sample = evaluate(candidate, sample_source(), operator=model.operator, split="test", resolution=Resolution(1080), workers=1)
