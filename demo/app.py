@@ -7,6 +7,7 @@ photos, the size policy, the networks, the reference operators and the PNG expor
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import tempfile
@@ -128,6 +129,9 @@ class Editor:
     def __init__(self, preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS, scratch: Path | None = None):
         self.policy = SizePolicy(preview_megapixels)
         self.scratch = Path(scratch or tempfile.mkdtemp(prefix="fip-demo-"))
+        # Each Run reuses the photo decoded on upload (a raw file takes LibRaw a second or more); uploads get
+        # fresh paths, so a path names one file's content. Failures are not cached: they raise again.
+        self._photo = functools.lru_cache(maxsize=4)(lambda path: open_photo(path, self.policy))
 
     def policy_text(self) -> str:
         return (
@@ -142,7 +146,7 @@ class Editor:
         if not path:
             return None, None, "Upload a photo or pick an example."
         try:
-            photo = open_photo(path, self.policy)
+            photo = self._photo(path)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the app keeps running
             return None, None, _error_text(exc)
         height, width = photo.native_size
@@ -162,7 +166,7 @@ class Editor:
         try:
             spec = get_operator(operator)
             params = collect_params(spec, values)
-            photo = open_photo(path, self.policy)
+            photo = self._photo(path)
             fast = run_approximation(operator, photo, params, variant)
             lines = [f"**Approximation** ({variant}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]}"]
             if fast.note:

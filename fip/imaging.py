@@ -83,8 +83,7 @@ def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
 
 def encode_png(image: np.ndarray, bits: int = 16) -> bytes:
     """``(H, W, 3)`` float in [0, 1] -> PNG bytes with 8 or 16 bits per channel."""
-    scale, dtype = (65535.0, np.uint16) if bits == 16 else (255.0, np.uint8)
-    quantized = np.round(np.clip(image, 0.0, 1.0) * scale).astype(dtype)
+    quantized = np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16) if bits == 16 else to_uint8(image)
     ok, buffer = cv2.imencode(".png", cv2.cvtColor(quantized, cv2.COLOR_RGB2BGR))
     if not ok:
         raise InputError(f"could not encode an image of shape {image.shape} as PNG")

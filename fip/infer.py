@@ -22,8 +22,8 @@ import torch
 
 from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
-from fip.models.can import ContextAggregationNet, FoldedCAN, NormMode
-from fip.variants import LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, VARIANT_HELP, Variant
+from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold, image_statistics
+from fip.variants import LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
 
 MODEL_FORMAT = "fip-model-1"
 
@@ -125,8 +125,6 @@ def forward_tiled(net: ContextAggregationNet, x: torch.Tensor, tile: int = 512) 
     tile, so the result equals the untiled forward pass (up to float rounding); only the convolution workspace is
     bounded by the tile size. Memory is two full feature maps (``width`` channels each) plus one tile.
     """
-    from fip.models.can import AdaptiveNorm
-
     if x.shape[0] != 1:
         raise InputError(f"forward_tiled takes one image at a time; got a batch of {x.shape[0]}")
     layers = list(net.features) + [net.output]
@@ -189,8 +187,6 @@ def forward_tiles(net: FoldedCAN, x: torch.Tensor, tile: int) -> torch.Tensor:
 
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int | None) -> torch.Tensor:
-    from fip.models.can import AdaptiveNorm, ContextAggregationNet, NormMode, fold, image_statistics
-
     if variant is Variant.LOWRES:
         from fip.models.guided import FastGuidedFilter
 

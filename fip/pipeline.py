@@ -20,9 +20,10 @@ import numpy as np
 from fip.conditioning import Sweep
 from fip.errors import InputError, UnreadablePhotoError
 from fip.imaging import IMAGE_EXTENSIONS, check_image
-from fip.infer import LoadedModel, Variant, model_for_operator, run_model
+from fip.infer import LoadedModel, model_for_operator, run_model
 from fip.raw import Photo, load_photo, load_srgb
 from fip.registry import get_operator
+from fip.variants import Variant
 
 # Files bigger than this are refused before decoding (a 60 MP 16-bit TIFF is ~360 MB).
 MAX_FILE_MEGABYTES = 400
