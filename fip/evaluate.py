@@ -13,7 +13,7 @@ from fip.data.pairs import generate_pairs, read_manifest
 from fip.data.sources import PhotoSource, Resolution
 from fip.errors import FipError
 from fip.imaging import read_image_file
-from fip.infer import LoadedModel, run_model
+from fip.infer import LoadedModel, run_loaded
 from fip.metrics import psnr, ssim
 from fip.registry import get_operator
 from fip.variants import Variant
@@ -98,12 +98,12 @@ def evaluate(
     result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir))
     maps = model.maps(operator, params)
     if timing and names:  # one untimed pass first: thread pools and kernel selection warm up on the first call
-        run_model(model.net, read_image_file(Path(report.out_dir) / "input" / f"{names[0]}.png"), maps, variant=variant)
+        run_loaded(model, read_image_file(Path(report.out_dir) / "input" / f"{names[0]}.png"), maps, variant=variant)
     for name in names:
         image = read_image_file(Path(report.out_dir) / "input" / f"{name}.png")
         target = read_image_file(Path(report.out_dir) / "target" / f"{name}.png")
         start = time.perf_counter()
-        output = run_model(model.net, image, maps, variant=variant)
+        output = run_loaded(model, image, maps, variant=variant)
         model_seconds = time.perf_counter() - start
         entry = {"name": name, "size": list(image.shape[:2]), "psnr": psnr(output, target), "ssim": ssim(output, target)}
         if timing:

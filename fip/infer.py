@@ -12,6 +12,7 @@ A model is named by:
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
 from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold, image_statistics
-from fip.variants import LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
+from fip.variants import AUTO_ORDER, LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
 
 MODEL_FORMAT = "fip-model-1"
 
@@ -37,6 +38,23 @@ class LoadedModel:
     operator: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     conditioning: Conditioning | None = None
+    pruned: LoadedModel | None = None  # its pruned, fine-tuned sibling (running statistics), if one ships
+    int8: Path | None = None  # that sibling quantized to int8, as an ONNX file
+
+    def variants(self) -> list[Variant]:
+        """The variants this model can run (see :class:`~fip.variants.Variant`)."""
+        have = [Variant.AUTO, Variant.FULL, Variant.FAST, Variant.BF16, Variant.LOWRES]
+        return have + [Variant.PRUNED] * (self.pruned is not None) + [Variant.INT8] * (self.int8 is not None)
+
+    def resolve(self, variant: Variant | str) -> Variant:
+        """``variant`` itself, or for ``AUTO`` the fastest one this model has; an error names the ones it has."""
+        variant = Variant(variant)
+        if variant is Variant.AUTO:
+            return next(v for v in AUTO_ORDER if v in self.variants())
+        if variant not in self.variants():
+            raise FipError(f"{self.name} has no {variant.value!r} variant (no pruned model ships for it; "
+                           f"scripts/ship_compact.py makes one); it has: {', '.join(v.value for v in self.variants())}")  # fmt: skip
+        return variant
 
     def maps(self, operator: str | None = None, params: dict[str, Any] | None = None) -> tuple[float, ...] | None:
         """The extra input maps that ask this network for ``operator`` with ``params`` (``None``: RGB only)."""
@@ -187,6 +205,10 @@ def forward_tiles(net: FoldedCAN, x: torch.Tensor, tile: int) -> torch.Tensor:
 
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int | None) -> torch.Tensor:
+    from fip.ort import OrtNet
+
+    if isinstance(net, OrtNet):  # already compiled to its precision and layout
+        return forward_tiles(net, x, tile) if tile is not None else net(x)
     if variant is Variant.LOWRES:
         from fip.models.guided import FastGuidedFilter
 
@@ -244,6 +266,30 @@ def run_model(
         return out[0].clamp(0.0, 1.0).permute(1, 2, 0).contiguous().numpy()
 
 
+def run_loaded(
+    model: LoadedModel,
+    image: np.ndarray,
+    extra: np.ndarray | None = None,
+    tile: int | None = None,
+    variant: Variant | str = Variant.FULL,
+) -> np.ndarray:
+    """:func:`run_model` with ``model``'s network for ``variant``: its pruned sibling for ``PRUNED``, that sibling's
+    int8 ONNX file for ``INT8``, the fastest available for ``AUTO``."""
+    variant = model.resolve(variant)
+    if variant is Variant.PRUNED:
+        return run_model(model.pruned.net, image, extra, tile, Variant.BF16)
+    if variant is Variant.INT8:
+        return run_model(_ort_net(model.int8, fold(model.pruned.net).receptive_radius), image, extra, tile)
+    return run_model(model.net, image, extra, tile, variant)
+
+
+@functools.lru_cache(maxsize=8)
+def _ort_net(path: Path, receptive_radius: int) -> torch.nn.Module:
+    from fip.ort import OrtNet
+
+    return OrtNet(path, receptive_radius)
+
+
 SHIPPED_DIR = Path(__file__).parent / "models" / "weights" / "fip"
 
 
@@ -254,11 +300,16 @@ def model_for_operator(operator: str) -> LoadedModel:
 
     shipped = SHIPPED_DIR / f"{operator}.pt"
     if shipped.is_file():
-        return load_model(shipped)
+        model = load_model(shipped)
+        if (pruned := SHIPPED_DIR / f"{operator}.pruned.pt").is_file():
+            model.pruned = load_model(pruned)
+            int8 = SHIPPED_DIR / f"{operator}.pruned.int8.onnx"
+            model.int8 = int8 if int8.is_file() else None
+        return model
     if (paper := paper_network_for(operator)) is not None:
         return load_model(paper)
     with_paper = {name for name in FIP_OPERATOR.values() if paper_network_for(name)}
-    available = sorted({p.stem for p in SHIPPED_DIR.glob("*.pt")} | with_paper)
+    available = sorted({p.stem for p in SHIPPED_DIR.glob("*.pt") if ".pruned" not in p.stem} | with_paper)
     raise FipError(f"no model ships for operator {operator!r} yet; operators with a model: {', '.join(available)}")
 
 
@@ -314,7 +365,7 @@ def apply_to_files(
             scale = (max_megapixels * 1e6 / (height * width)) ** 0.5
             image = resize_area(image, max(1, int(height * scale)), max(1, int(width * scale)))
         start = time.perf_counter()
-        result = run_model(model.net, image, maps, tile=tile, variant=variant)
+        result = run_loaded(model, image, maps, tile=tile, variant=variant)
         seconds = time.perf_counter() - start
         atomic_write_bytes(output, encode_png(result, bits=bits))
         results.append(ApplyResult(path, output, seconds, result.shape[:2]))

@@ -25,7 +25,8 @@ class Approximator(pl.LightningModule):
         net: the network (``(B, C, H, W)`` in, ``(B, 3, H, W)`` out).
         lr: Adam learning rate (the paper: 1e-4).
         schedule: ``"constant"`` (the paper) or ``"cosine"`` (decays to 1 % over ``max_epochs``).
-        warm_start: ``"paper/<Operator>"`` to start from the authors' network of that name (same shape only).
+        warm_start: ``"paper/<Operator>"`` (the authors' network of that name) or the path of a fip model file or
+            checkpoint to start from; same shape only (``python scripts/ship_compact.py`` starts from a pruned one).
     """
 
     def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None):
@@ -35,9 +36,9 @@ class Approximator(pl.LightningModule):
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         if warm_start:
-            from fip.models.paper import load_paper_model
+            from fip.infer import load_model
 
-            self.net.load_state_dict(load_paper_model(warm_start).state_dict())
+            self.net.load_state_dict(load_model(warm_start).net.state_dict())
             logger.info("warm start from %s", warm_start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 from fip.conditioning import Sweep
 from fip.errors import InputError, UnreadablePhotoError
 from fip.imaging import IMAGE_EXTENSIONS, check_image
-from fip.infer import LoadedModel, model_for_operator, run_model
+from fip.infer import LoadedModel, model_for_operator, run_loaded
 from fip.raw import Photo, load_photo, load_srgb
 from fip.registry import get_operator
 from fip.variants import Variant
@@ -109,6 +109,7 @@ class Result:
     image: np.ndarray
     seconds: float
     note: str = ""
+    variant: str = ""  # the network variant that made it ('auto' resolved), empty for the reference
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -156,7 +157,8 @@ def run_approximation(
     note = f"the network approximates {', '.join(differing)} (its training values)" if differing else ""
     image = photo.srgb if isinstance(photo, Photo) else check_image(photo)
     megapixels = image.shape[0] * image.shape[1] / 1e6
-    if Variant(variant) is Variant.FULL and megapixels > FULL_MAX_MEGAPIXELS:
+    variant = model.resolve(variant)
+    if variant is Variant.FULL and megapixels > FULL_MAX_MEGAPIXELS:
         raise InputError(
             f"the photo has {megapixels:.0f} MP; the paper-exact 'full' variant holds whole-image feature maps and "
             f"runs up to {FULL_MAX_MEGAPIXELS:g} MP: choose the 'fast' variant (tiled, any size)"
@@ -164,8 +166,8 @@ def run_approximation(
     if tile is None and megapixels > TILE_ABOVE_MEGAPIXELS:
         tile = TILE
     start = time.perf_counter()
-    image = run_model(model.net, image, maps, tile=tile, variant=variant)
-    return Result(image, time.perf_counter() - start, note)
+    image = run_loaded(model, image, maps, tile=tile, variant=variant)
+    return Result(image, time.perf_counter() - start, note, variant.value)
 
 
 def render_to_file(

@@ -14,21 +14,36 @@ class Variant(str, enum.Enum):
     * ``BF16``: ``FAST`` computed in bfloat16.
     * ``LOWRES``: ``FAST`` on the image downscaled to ``LOWRES_MEGAPIXELS``, brought back to full resolution by a
       fast guided filter (:class:`fip.models.guided.FastGuidedFilter`) guided by the full-resolution input.
+    * ``PRUNED``: the model's pruned sibling (fewer channels, fine-tuned, running statistics folded) in bfloat16.
+    * ``INT8``: the pruned sibling quantized to int8, run by ONNX Runtime.
+    * ``AUTO``: the fastest of these the model has (``INT8``, else ``PRUNED``, else ``FAST``); the order comes from
+      ``fip bench`` (``docs/speed.md``).
     """
 
+    AUTO = "auto"
     FULL = "full"
     FAST = "fast"
     BF16 = "bf16"
     LOWRES = "lowres"
+    PRUNED = "pruned"
+    INT8 = "int8"
 
 
 VARIANT_HELP = {
+    Variant.AUTO: "the fastest variant this model has",
     Variant.FULL: "paper-exact: per-image statistics over the whole photo",
     Variant.FAST: "statistics from a 0.1 MP preview pass, folded into the convolutions",
     Variant.BF16: "fast, in bfloat16",
     Variant.LOWRES: "network at 0.25 MP + guided-filter upsampling",
+    Variant.PRUNED: "pruned network (fewer channels, fine-tuned), bf16",
+    Variant.INT8: "pruned network quantized to int8 (ONNX Runtime)",
 }
+# What AUTO picks, fastest first (measured by `fip bench`).
+AUTO_ORDER = (Variant.INT8, Variant.PRUNED, Variant.FAST)
+# The rows `fip bench` can measure (fip.bench), in table order.
+BENCH_ROWS = ("reference", "paper-exact", "baseline", "fast", "compiled", "bf16", "bf16-compiled", "int8-torchao",
+              "onnxruntime", "onnxruntime-int8", "pruned", "lowres")  # fmt: skip
 STATS_MEGAPIXELS = 0.1
 LOWRES_MEGAPIXELS = 0.25
 
-__all__ = ["LOWRES_MEGAPIXELS", "STATS_MEGAPIXELS", "VARIANT_HELP", "Variant"]
+__all__ = ["AUTO_ORDER", "BENCH_ROWS", "LOWRES_MEGAPIXELS", "STATS_MEGAPIXELS", "VARIANT_HELP", "Variant"]

@@ -1,0 +1,160 @@
+"""Structured channel pruning of a context aggregation network, ahead of Lightning fine-tuning.
+
+:func:`prune` keeps the ``width`` most important feature channels of every hidden layer and returns a smaller
+:class:`~fip.models.ContextAggregationNet`: the channels are really removed, so the network does fewer
+multiply-adds. Importance of channel ``c`` of layer ``l`` is measured on calibration photos as the mean absolute
+activation after the LeakyReLU times the L2 norm of the weights that read it in layer ``l + 1`` (the output layer
+for the last hidden layer): what the next layer loses if the channel is gone.
+
+The pruned network normalizes with *running* statistics (:attr:`~fip.models.can.NormMode.RUNNING`), initialized
+from the calibration photos, so it folds into plain convolutions with constant weights (:func:`fip.models.can.fold`)
+and can be exported and quantized once, ahead of time. Pruning alone loses quality; ``python scripts/ship_compact.py``
+fine-tunes the result with the operator's own Lightning config (``fip train``) to recover it.
+
+Why prune to 16 channels of CAN24's 24: x86 convolution kernels (oneDNN, ONNX Runtime's MLAS) work on blocks of 16
+fp32 channels (one AVX-512 register), so 24 channels compute as 32; at 16 the layer time drops ~3x for 2.25x fewer
+multiply-adds (``fip bench`` measures it).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from fip.errors import InputError
+from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode
+
+Layers = list[tuple[nn.Conv2d, AdaptiveNorm, nn.Module]]
+
+
+def _layers(net: ContextAggregationNet) -> Layers:
+    modules = list(net.features)
+    return [tuple(modules[i : i + 3]) for i in range(0, len(modules), 3)]  # type: ignore[misc]
+
+
+def calibrate(net: ContextAggregationNet, images: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[tuple]]:
+    """Run ``net`` (eval mode) on each ``(1, C, H, W)`` image; return per hidden layer the mean absolute activation
+    of each channel, and the normalization's input statistics ``(mean, var)`` pooled over all images (as one
+    batch-norm would see them: the variance includes the spread of the per-image means)."""
+    if not images:
+        raise InputError("pruning needs at least one calibration image")
+    layers = _layers(net)
+    activity = [torch.zeros(conv.out_channels) for conv, _, _ in layers]
+    sums = [torch.zeros(conv.out_channels, dtype=torch.float64) for conv, _, _ in layers]
+    squares = [torch.zeros(conv.out_channels, dtype=torch.float64) for conv, _, _ in layers]
+    count = 0
+    net = net.eval()
+    with torch.inference_mode():
+        for image in images:
+            x = image
+            for index, (conv, norm, act) in enumerate(layers):
+                z = conv(x)
+                sums[index] += z.double().sum(dim=(0, 2, 3))
+                squares[index] += z.double().square().sum(dim=(0, 2, 3))
+                x = act(norm(z))
+                activity[index] += x.abs().mean(dim=(0, 2, 3)) / len(images)
+            count += image.shape[0] * image.shape[2] * image.shape[3]
+    statistics = []
+    for total, square in zip(sums, squares):
+        mean = total / count
+        statistics.append((mean.float(), (square / count - mean.square()).clamp_min(0).float()))
+    return activity, statistics
+
+
+def prune(net: ContextAggregationNet, width: int, images: list[torch.Tensor]) -> ContextAggregationNet:
+    """A copy of ``net`` with ``width`` feature channels per hidden layer (the most important ones, see the module
+    docstring), its normalizations in running mode: a running-statistics ``net`` keeps its own, a per-image one
+    gets the statistics pooled over ``images``. ``net`` is unchanged."""
+    if not 1 <= width <= net.width:
+        raise InputError(f"width must be between 1 and the network's {net.width}; got {width}")
+    activity, statistics = calibrate(net, images)
+    layers = _layers(net)
+    readers = [conv.weight for conv, _, _ in layers[1:]] + [net.output.weight]
+    keep = []
+    for active, reader in zip(activity, readers):
+        outgoing = reader.detach().transpose(0, 1).flatten(1).norm(dim=1)  # per input channel of the next layer
+        keep.append(torch.sort(torch.topk(active * outgoing, width).indices).values)
+    pruned = ContextAggregationNet(net.in_channels, width=width, depth=net.depth, norm=NormMode.RUNNING)
+    pruned = pruned.to(next(net.parameters()).dtype)
+    previous = torch.arange(net.in_channels)
+    with torch.no_grad():
+        for (conv, norm, _), (new_conv, new_norm, _), kept, (mean, var) in zip(
+            layers, _layers(pruned), keep, statistics
+        ):
+            new_conv.weight.copy_(conv.weight[kept][:, previous])
+            new_norm.lam.copy_(norm.lam)
+            new_norm.mu.copy_(norm.mu)
+            new_norm.beta.copy_(norm.beta[kept])
+            if norm.mode is NormMode.RUNNING:  # keep what it learned
+                mean, var = norm.running_mean, norm.running_var
+            new_norm.running_mean.copy_(mean[kept])
+            new_norm.running_var.copy_(var[kept])
+            previous = kept
+        pruned.output.weight.copy_(net.output.weight[:, previous])
+        pruned.output.bias.copy_(net.output.bias)
+    return pruned.eval()
+
+
+def equalize(net: FoldedCAN, images: list[torch.Tensor]) -> FoldedCAN:
+    """A copy of ``net`` with its channel scales balanced for int8: the same function, easier to quantize.
+
+    LeakyReLU is positively homogeneous (``f(x / s) = f(x) / s`` for ``s > 0``), so dividing output channel ``c`` of
+    a layer (weights and bias) by ``s_c`` and multiplying the weights that read channel ``c`` in the next layer by
+    ``s_c`` changes nothing in exact arithmetic. Int8 activations share one scale per tensor, so a channel with a
+    small range loses most of its levels; ``s_c = sqrt(activation range_c / next-layer weight range_c)`` evens the
+    activation ranges while keeping the next layer's per-channel weight ranges in check (cross-layer equalization,
+    Nagel et al. ICCV 2019, with activation ranges measured on ``images``).
+    """
+    net = copy.deepcopy(net).float().to(memory_format=torch.contiguous_format).eval()
+    convs = [m for m in net.features if isinstance(m, nn.Conv2d)] + [net.output]
+    with torch.inference_mode():
+        features = [image.float() for image in images]
+        for index, layer in enumerate(net.features):
+            features = [layer(f) for f in features]
+            if not isinstance(layer, nn.LeakyReLU):
+                continue
+            conv, reader = convs[index // 2], convs[index // 2 + 1]
+            act_range = torch.stack([f.abs().amax(dim=(0, 2, 3)) for f in features]).amax(0).clamp_min(1e-6)
+            weight_range = reader.weight.abs().amax(dim=(0, 2, 3)).clamp_min(1e-8)
+            scale = (act_range / weight_range).sqrt()
+            conv.weight.div_(scale.view(-1, 1, 1, 1))
+            conv.bias.div_(scale)
+            reader.weight.mul_(scale.view(1, -1, 1, 1))
+            features = [f / scale.view(1, -1, 1, 1) for f in features]
+    return net
+
+
+def multiply_adds(net: nn.Module, height: int, width: int) -> int:
+    """Multiply-adds of one forward pass of a convolutional ``net`` on an ``height x width`` image (convolutions
+    only, stride 1 and 'same' padding as in the CAN)."""
+    total = 0
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1]
+            total += module.out_channels * module.in_channels // module.groups * kernel * height * width
+    return total
+
+
+
+
+def calibration_photos(megapixels: float = 0.25, split: str = "train") -> list[torch.Tensor]:
+    """The built-in sample set's ``split`` photos, area-downscaled to about ``megapixels``, as ``(1, 3, H, W)``
+    tensors: what :func:`prune` and int8 calibration look at."""
+    from fip.data.sources import sample_source
+    from fip.imaging import resize_area
+    from fip.raw import load_srgb
+
+    photos = []
+    for ref in sample_source().select(split):
+        image = load_srgb(ref.path)
+        scale = min(1.0, (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5)
+        if scale < 1.0:
+            image = resize_area(image, round(image.shape[0] * scale), round(image.shape[1] * scale))
+        photos.append(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None])
+    return photos
+
+
+__all__ = ["calibrate", "calibration_photos", "equalize", "multiply_adds", "prune"]

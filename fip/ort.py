@@ -1,0 +1,129 @@
+"""ONNX export and ONNX Runtime inference, fp32 and int8 (static quantization calibrated on photos).
+
+Only networks whose normalization folds into constant weights export here: a :class:`~fip.models.FoldedCAN`, or a
+:class:`~fip.models.ContextAggregationNet` with running statistics (folded on export). The paper-exact networks
+normalize with statistics of each image, which an ONNX file with fixed weights cannot hold; ``fip export``
+writes those as ``torch.export`` programs instead (:mod:`fip.export`).
+
+The int8 model is ONNX Runtime's QDQ format (``quantize_static``): weights int8 per output channel, activations
+uint8 per tensor, scales from a MinMax pass over calibration images. ONNX Runtime fuses each
+QuantizeLinear -> Conv -> DequantizeLinear chain into one int8 convolution (VNNI on x86).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fip.errors import FipError, InputError
+from fip.files import atomic_write_bytes
+from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold
+
+INPUT, OUTPUT = "image", "output"
+
+
+def _folded(net: nn.Module) -> FoldedCAN:
+    if isinstance(net, FoldedCAN):
+        return net
+    if isinstance(net, ContextAggregationNet):
+        if all(m.mode is NormMode.RUNNING for m in net.modules() if isinstance(m, AdaptiveNorm)):
+            return fold(net)
+        raise InputError(
+            "this network normalizes with per-image statistics (the paper's mode), which ONNX weights cannot hold: "
+            "export it with `fip export` (torch.export), or prune it to a running-statistics model "
+            "(scripts/ship_compact.py)"
+        )
+    raise InputError(f"cannot export a {type(net).__name__} to ONNX; expected a CAN")
+
+
+def onnx_bytes(net: nn.Module) -> bytes:
+    """``net`` as an fp32 ONNX model with dynamic height and width (input ``image``, output ``output``)."""
+    import contextlib
+    import io
+
+    folded = _folded(net).float().to(memory_format=torch.contiguous_format).eval()
+    example = torch.rand(1, folded.in_channels, 64, 96)
+    dims = {2: torch.export.Dim("height", min=2), 3: torch.export.Dim("width", min=2)}
+    quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)  # progress, and warnings about torchvision ops a CAN never uses
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+            program = torch.onnx.export(folded, (example,), input_names=[INPUT], output_names=[OUTPUT],
+                                        dynamic_shapes={"x": dims}, dynamo=True)  # fmt: skip
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+    return program.model_proto.SerializeToString()
+
+
+def quantized_bytes(model: bytes, calibration: list[np.ndarray]) -> bytes:
+    """The int8 (QDQ) version of an fp32 ONNX model from :func:`onnx_bytes`, calibrated on ``calibration``:
+    ``(1, C, H, W)`` float32 arrays, photos the model will see (a few crops are enough)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter({INPUT: np.ascontiguousarray(c, dtype=np.float32)} for c in calibration)
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        source, prepared, target = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        source.write_bytes(model)
+        quant_pre_process(str(source), str(prepared))
+        quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)  # fmt: skip
+        return target.read_bytes()
+
+
+def write_onnx(net: nn.Module, path: str | os.PathLike[str], calibration: list[np.ndarray] | None = None) -> Path:
+    """Write ``net`` as ONNX (atomically): fp32, or int8 when ``calibration`` images are given (the network's
+    channel scales are equalized first, :func:`fip.compress.equalize`)."""
+    if calibration is None:
+        return atomic_write_bytes(path, onnx_bytes(net))
+    from fip.compress import equalize
+
+    balanced = equalize(_folded(net), [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in calibration])
+    return atomic_write_bytes(path, quantized_bytes(onnx_bytes(balanced), calibration))
+
+
+class OrtNet:
+    """An ONNX model from this module behind the ``FoldedCAN`` calling convention: ``(1, C, H, W)`` float tensor in,
+    ``(1, 3, H, W)`` float tensor out, plus ``receptive_radius`` and ``in_channels`` so
+    :func:`fip.infer.forward_tiles` can run it tile by tile."""
+
+    def __init__(self, path: str | os.PathLike[str], receptive_radius: int, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise FipError("ONNX Runtime is not installed: pip install onnxruntime") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise FipError(f"{path} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+        self.in_channels = self.session.get_inputs()[0].shape[1]
+        self.receptive_radius = receptive_radius
+        self.path = Path(path)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"expected input (1, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: array})[0])
+
+
+__all__ = ["OrtNet", "onnx_bytes", "quantized_bytes", "write_onnx"]

@@ -1,0 +1,170 @@
+"""Compression for speed: channel pruning, channel equalization, ONNX export and int8, the pruned/int8 variants,
+and ``fip bench``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fip.cli import main
+from fip.compress import equalize, multiply_adds, prune
+from fip.errors import FipError, InputError
+from fip.imaging import encode_png
+from fip.infer import LoadedModel, model_for_operator, run_loaded, run_model
+from fip.metrics import psnr
+from fip.models import ContextAggregationNet
+from fip.models.can import AdaptiveNorm, NormMode, fold
+from fip.variants import Variant
+
+from conftest import smooth_image
+
+
+def _busy_net(norm: str, seed: int = 0) -> ContextAggregationNet:
+    """A CAN with non-trivial weights and normalization (the identity start would hide mistakes)."""
+    torch.manual_seed(seed)
+    net = ContextAggregationNet(width=8, depth=5, norm=norm)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.normal_(0, 0.3)
+            if isinstance(module, AdaptiveNorm):
+                module.mu.uniform_(0.3, 0.8)
+                module.beta.uniform_(-0.2, 0.2)
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _images(n: int = 2) -> list[torch.Tensor]:
+    return [torch.from_numpy(smooth_image(24, 32, seed=i)).permute(2, 0, 1)[None] for i in range(n)]
+
+
+def test_pruning_removes_the_channels_nothing_reads_and_keeps_the_function():
+    net = _busy_net("running")
+    dead = [1, 4, 6]  # in every hidden layer, channels that the next layer never reads
+    with torch.no_grad():
+        for reader in [m for m in net.features if isinstance(m, torch.nn.Conv2d)][1:] + [net.output]:
+            reader.weight[:, dead] = 0
+    pruned = prune(net, 5, _images())
+    assert pruned.width == 5 and all(m.mode is NormMode.RUNNING for m in pruned.modules() if hasattr(m, "mode"))
+    assert pruned.features[0].weight.shape == (5, 3, 3, 3) and pruned.output.weight.shape == (3, 5, 1, 1)
+    assert multiply_adds(pruned, 10, 10) < 0.5 * multiply_adds(net, 10, 10)
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), net(x), atol=1e-5)  # only the unread channels went
+        smaller = prune(net, 3, _images())  # now live channels go too: the function changes
+        assert not torch.allclose(smaller(x), net(x), atol=1e-3)
+    with pytest.raises(InputError, match="width must be between 1"):
+        prune(net, 9, _images())
+
+
+def test_pruning_a_per_image_network_calibrates_running_statistics():
+    from fip.models.can import image_statistics
+
+    net = _busy_net("image")
+    images = _images(3)  # same size: the pooled statistics are plain averages over the images
+    pruned = prune(net, net.width, images)  # same width: only the normalization changes mode
+    per_image = [image_statistics(net, image) for image in images]
+    norms = [m for m in pruned.modules() if isinstance(m, AdaptiveNorm)]
+    for layer, norm in enumerate(norms):
+        means = torch.stack([stats[layer][0] for stats in per_image])
+        variances = torch.stack([stats[layer][1] for stats in per_image])
+        assert torch.allclose(norm.running_mean, means.mean(0), atol=1e-5)
+        # batch-norm's view of the three images: within-image variance plus the spread of the image means
+        assert torch.allclose(norm.running_var, variances.mean(0) + means.var(0, correction=0), atol=1e-4)
+    with torch.no_grad():  # one calibration image: its statistics exactly, so the same output on it
+        one = prune(net, net.width, images[:1])
+        assert torch.allclose(one(images[0]), net(images[0]), atol=1e-5)
+
+
+def test_multiply_adds_of_can24():
+    from fip.models import can24
+
+    per_pixel = 3 * 24 * 9 + 7 * 24 * 24 * 9 + 24 * 3  # first 3x3, seven 24->24 3x3, the 1x1 output
+    assert multiply_adds(can24(), 1080, 1920) == per_pixel * 1080 * 1920
+
+
+def test_equalization_keeps_the_function_and_evens_the_activation_ranges():
+    net = _busy_net("running")
+    with torch.no_grad():
+        net.features[0].weight[0] *= 20  # one loud channel
+    folded = fold(net)
+    images = _images()
+    balanced = equalize(folded, images)
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        assert torch.allclose(balanced(x), folded(x), rtol=1e-4, atol=1e-4)  # outputs reach ~50 here
+
+        def spread(model) -> float:
+            ranges = model.features[:2](images[0]).abs().amax(dim=(0, 2, 3))
+            return float(ranges.max() / ranges.min())
+
+        assert spread(balanced) < spread(folded) / 2
+
+
+def test_onnx_export_fp32_and_int8_match_pytorch(tmp_path):
+    from fip.ort import OrtNet, write_onnx
+
+    net = ContextAggregationNet(width=8, depth=5, norm="running").eval()  # identity start: output = input
+    with torch.no_grad():
+        net.features[0].weight.add_(0.05 * torch.randn_like(net.features[0].weight))
+    images = _images()
+    x = torch.from_numpy(smooth_image(33, 47, seed=5)).permute(2, 0, 1)[None]  # odd size: dynamic H, W
+    with torch.no_grad():
+        expected = net(x)
+    fp32 = OrtNet(write_onnx(net, tmp_path / "m.onnx"), fold(net).receptive_radius)
+    assert psnr(fp32(x), expected) > 80
+    int8 = OrtNet(write_onnx(net, tmp_path / "m.int8.onnx", [i.numpy() for i in images]), 0)
+    assert 30 < psnr(int8(x).clamp(0, 1), expected.clamp(0, 1)) < 80  # quantized, and still close
+    with pytest.raises(InputError, match="per-image statistics"):
+        write_onnx(_busy_net("image"), tmp_path / "no.onnx")
+    with pytest.raises(FipError, match="not a loadable ONNX model"):
+        OrtNet(tmp_path / "m.pt", 0) if (tmp_path / "m.pt").write_bytes(b"junk") else None
+
+
+def test_shipped_pruned_and_int8_variants_run_and_auto_picks_the_fastest():
+    model = model_for_operator("smooth.l0")
+    assert model.pruned is not None and model.pruned.net.width < model.net.width
+    assert model.resolve(Variant.AUTO) is Variant.INT8
+    image = smooth_image(40, 56)
+    full = run_model(model.net, image, variant=Variant.FULL)
+    pruned, int8 = (run_loaded(model, image, variant=v) for v in (Variant.PRUNED, Variant.INT8))
+    assert pruned.shape == int8.shape == image.shape
+    assert psnr(pruned, full) > 18  # the same task by a smaller net with fixed statistics (a synthetic image here)
+    assert psnr(int8, pruned) > 30  # int8 stays close to the network it quantizes
+    assert np.array_equal(run_loaded(model, image, variant=Variant.AUTO), int8)
+    tiled = run_loaded(model, image, tile=16, variant=Variant.INT8)
+    assert psnr(tiled, run_loaded(model, image, variant=Variant.INT8)) > 45  # tiles with a halo: same result
+    plain = LoadedModel(model.net, "no-siblings", "smooth.l0")
+    assert plain.resolve(Variant.AUTO) is Variant.FAST
+    with pytest.raises(FipError, match="no 'int8' variant.*it has: auto, full, fast, bf16, lowres"):
+        run_loaded(plain, image, variant=Variant.INT8)
+
+
+@pytest.mark.slow
+def test_bench_prints_json_rows_and_the_curve(tmp_path, capsys):
+    photo = tmp_path / "frame.png"
+    photo.write_bytes(encode_png(smooth_image(90, 160), bits=8))
+    rows = "reference,baseline,paper-exact,bf16,onnxruntime-int8,pruned"
+    args = ["bench", "-o", "smooth.l0", "--size", "72p", "--runs", "1", "--image", str(photo), "--rows", rows]
+    assert main(args + ["--json", "--plot", str(tmp_path / "curve.png")]) == 0
+    table = json.loads(capsys.readouterr().out)
+    names = [r["variant"] for r in table]
+    assert names[:5] == ["reference", "baseline", "paper-exact", "bf16", "onnxruntime-int8"]
+    assert {"pruned-w16", "pruned-w16-bf16", "pruned-w16-int8"} <= set(names)
+    for row in table:
+        assert {"variant", "seconds", "peak_mb", "psnr", "speedup_vs_baseline", "speedup_vs_reference"} <= set(row)
+        assert row["seconds"] > 0
+    baseline = next(r for r in table if r["variant"] == "baseline")
+    assert baseline["speedup_vs_baseline"] == 1.0 and baseline["psnr"] > 20 and baseline["bound_seconds"] > 0
+    exact = next(r for r in table if r["variant"] == "paper-exact")
+    assert abs(exact["psnr"] - baseline["psnr"]) < 0.01  # folding with the frame's statistics is exact
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(args[:-2] + ["--rows", "baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "Lower bound for the baseline network" in out and "| baseline |" in out
+    assert main(["bench", "--rows", "warp-drive"]) == 2
+    assert "unknown bench rows" in capsys.readouterr().err
