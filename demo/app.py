@@ -168,7 +168,7 @@ class Editor:
             params = collect_params(spec, values)
             photo = self._photo(path)
             fast = run_approximation(operator, photo, params, variant)
-            lines = [f"**Approximation** ({variant}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]}"]
+            lines = [f"**Approximation** ({fast.variant}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]}"]
             if fast.note:
                 lines.append(f"Note: {fast.note}; the reference follows your settings.")
             reference = None
@@ -199,7 +199,7 @@ class Editor:
         except Exception as exc:  # noqa: BLE001
             return None, _error_text(exc)
         height, width = result.image.shape[:2]
-        return str(output), f"Full resolution {width}×{height} in {result.seconds:.2f} s ({variant}): {output.name}"
+        return str(output), f"Full resolution {width}×{height} in {result.seconds:.2f} s ({result.variant}): {output.name}"
 
     def operator_changed(self, operator: str) -> list[Any]:
         """Updates of every parameter widget for ``operator``, then ``operator`` (for the session state saying
@@ -249,7 +249,7 @@ def build_app(
                     choices=[(_operator_label(s), s.name) for s in specs], value=specs[0].name, label="Operator",
                     elem_id="operator",
                 )  # fmt: skip
-                variant = gr.Dropdown(choices=variants, value=Variant.FAST.value, label="Model variant",
+                variant = gr.Dropdown(choices=variants, value=Variant.AUTO.value, label="Model variant",
                                       elem_id="variant")  # fmt: skip
                 slots = []
                 with gr.Accordion("Parameters", open=True):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fip.errors import FipError, ParameterError
-from fip.variants import VARIANT_HELP, Variant
+from fip.variants import BENCH_ROWS, VARIANT_HELP, Variant
 
 
 
@@ -149,7 +149,40 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise ParameterError(f"{args.out} exists; pass --overwrite to replace it")
     model = load_model(args.model) if args.model else model_for_operator(args.operator)
-    print(f"{model.name} -> {export_program(model, args.out)}")
+    if args.out.suffix == ".onnx":
+        from fip.compress import calibration_photos
+        from fip.ort import write_onnx
+
+        calibration = [p.numpy() for p in calibration_photos()] if args.int8 else None
+        print(f"{model.name} -> {write_onnx(model.net, args.out, calibration)}")
+    elif args.int8:
+        raise ParameterError("--int8 writes ONNX: give an --out file ending in .onnx")
+    else:
+        print(f"{model.name} -> {export_program(model, args.out)}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from fip.bench import format_table, plot_curve, run_bench, to_json
+    from fip.data.sources import Resolution
+
+    resolution = Resolution.parse(args.size)
+    if resolution.short_side is None:
+        raise ParameterError(f"--size {args.size!r}: give a frame height such as 1080p or 2160p")
+    size = (resolution.short_side, resolution.short_side * 16 // 9 // 2 * 2)
+    rows = tuple(args.rows.split(",")) if args.rows else BENCH_ROWS
+
+    def progress(row) -> None:
+        if not args.json:
+            print(f"  {row.variant}: {row.seconds:.3f} s", file=sys.stderr, flush=True)
+
+    results, machine = run_bench(args.operator, size, args.runs, args.image, rows, args.reference_runs, progress)
+    print(json.dumps(to_json(results), indent=2) if args.json else format_table(results, machine, args.operator,
+                                                                               size, args.runs))  # fmt: skip
+    if args.plot:
+        print(f"curve: {plot_curve(results, args.operator, args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -172,8 +205,8 @@ def _add_photo_arguments(p: argparse.ArgumentParser, split: str, resolution: str
     p.add_argument("--over-budget", default="resize", choices=["resize", "skip"], help="what to do over budget")
 
 
-def _add_variant_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", default="full", choices=[v.value for v in Variant],
+def _add_variant_argument(parser: argparse.ArgumentParser, default: str = "full") -> None:
+    parser.add_argument("--variant", default=default, choices=[v.value for v in Variant],
                         help="how the network runs: " + "; ".join(f"{v.value}: {h}" for v, h in VARIANT_HELP.items()))  # fmt: skip
 
 
@@ -224,15 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, help="run convolutions in tiles of this size (same result, less memory)")
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    _add_variant_argument(p)
+    _add_variant_argument(p, default="auto")
     p.set_defaults(run=_cmd_apply)
 
-    p = sub.add_parser("export", help="write a model as a torch.export program (.pt2) that runs without fip")
+    p = sub.add_parser("export", help="write a model as a torch.export program (.pt2) or ONNX file that runs without fip")
     p.add_argument("--model", "-m", help="paper/<Operator>, a .ckpt from fip train or a .pt model file")
     p.add_argument("--operator", "-o", help="export the model shipped for this operator")
-    p.add_argument("--out", type=Path, required=True, help="the .pt2 file to write")
+    p.add_argument("--out", type=Path, required=True, help="the file to write: .pt2 (torch.export) or .onnx "
+                   "(ONNX, running-statistics models only, e.g. pruned ones)")
+    p.add_argument("--int8", action="store_true", help="ONNX only: static int8, calibrated on the sample photos")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(run=_cmd_export)
+
+    p = sub.add_parser("bench", help="time every way to run an operator's model, against its limits")
+    p.add_argument("--operator", "-o", default="smooth.l0", help="operator whose shipped model to bench (smooth.l0)")
+    p.add_argument("--size", default="1080p", help="frame height: 1080p (1920x1080, default), 2160p, 480p, ...")
+    p.add_argument("--runs", type=int, default=3, help="timed runs per row after one warm-up (median reported)")
+    p.add_argument("--reference-runs", type=int, default=1, help="timed runs of the reference operator")
+    p.add_argument("--image", type=Path, help="photo or raw file to use (default: a sample-set photo)")
+    p.add_argument("--rows", help="comma-separated subset of: " + ", ".join(BENCH_ROWS))
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
+    p.add_argument("--plot", type=Path, help="write the speed-quality curve here (PNG)")
+    p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
     p.add_argument("--operator", default="smooth.l0", help="operator with a config in train/configs/ (smooth.l0)")

@@ -38,7 +38,7 @@ def test_app_offers_every_registered_operator_and_variant(photo):
         assert elem_id in by_id, elem_id
     offered = [value for _, value in by_id["operator"].choices]
     assert offered == [spec.name for spec in list_operators()]
-    assert [value for _, value in by_id["variant"].choices] == ["full", "fast", "bf16", "lowres"]
+    assert [value for _, value in by_id["variant"].choices] == ["auto", "full", "fast", "bf16", "lowres", "pruned", "int8"]
     assert [value for _, value in by_id["example"].choices] == ["example"]
     assert "100 MP" in by_id["policy"].value  # the large-photo policy is stated in the UI
 
@@ -78,6 +78,9 @@ def test_editor_runs_the_approximation_the_reference_and_a_full_resolution_rende
     pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", False, *values)
     assert reference is None and approx.shape == preview.shape and "Approximation** (fast)" in status
     assert np.array_equal(pair[0], preview) and np.array_equal(pair[1], approx)  # before = the input
+    assert "Approximation** (fast)" in editor.run(path, "smooth.rof", "smooth.rof", "auto", False, *values)[3]
+    status = editor.run(path, "smooth.rof", "smooth.rof", "int8", False, *values)[3]
+    assert "no 'int8' variant" in status and "Error" in status  # only some operators ship a pruned model
 
     pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "full", True, *values)
     assert reference.shape == approx.shape and np.array_equal(pair[0], reference)
