@@ -24,7 +24,7 @@ import torch
 from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
 from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold, image_statistics
-from fip.variants import AUTO_ORDER, LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
+from fip.variants import AUTO_MAX_LOSS_DB, AUTO_ORDER, LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
 
 MODEL_FORMAT = "fip-model-1"
 
@@ -40,17 +40,29 @@ class LoadedModel:
     conditioning: Conditioning | None = None
     pruned: LoadedModel | None = None  # its pruned, fine-tuned sibling (running statistics), if one ships
     int8: Path | None = None  # that sibling quantized to int8, as an ONNX file
+    metrics: dict[str, float] = field(default_factory=dict)  # what the model file records (e.g. test PSNR)
 
     def variants(self) -> list[Variant]:
         """The variants this model can run (see :class:`~fip.variants.Variant`)."""
         have = [Variant.AUTO, Variant.FULL, Variant.FAST, Variant.BF16, Variant.LOWRES]
         return have + [Variant.PRUNED] * (self.pruned is not None) + [Variant.INT8] * (self.int8 is not None)
 
+    def loss_db(self, variant: Variant) -> float:
+        """How much PSNR ``variant`` loses against the full model on the sample test photos, as recorded in the
+        pruned model's file (``scripts/ship_compact.py``); 0 for the exact-or-nearly variants, infinite if unknown."""
+        key = {Variant.PRUNED: "sample_test_psnr", Variant.INT8: "int8_sample_test_psnr"}.get(variant)
+        if key is None:
+            return 0.0
+        recorded = self.pruned.metrics if self.pruned is not None else {}
+        if key not in recorded or "full_sample_test_psnr" not in recorded:
+            return float("inf")
+        return recorded["full_sample_test_psnr"] - recorded[key]
+
     def resolve(self, variant: Variant | str) -> Variant:
         """``variant`` itself, or for ``AUTO`` the fastest one this model has; an error names the ones it has."""
         variant = Variant(variant)
         if variant is Variant.AUTO:
-            return next(v for v in AUTO_ORDER if v in self.variants())
+            return next(v for v in AUTO_ORDER if v in self.variants() and self.loss_db(v) <= AUTO_MAX_LOSS_DB)
         if variant not in self.variants():
             raise FipError(f"{self.name} has no {variant.value!r} variant (no pruned model ships for it; "
                            f"scripts/ship_compact.py makes one); it has: {', '.join(v.value for v in self.variants())}")  # fmt: skip
@@ -104,7 +116,8 @@ def load_model(name_or_path: str | os.PathLike[str]) -> LoadedModel:
     if stored.get("format") == MODEL_FORMAT:
         net = _from_state(stored["state_dict"], stored["net"])
         conditioning = from_json(stored.get("conditioning"))
-        return LoadedModel(net, str(path), stored.get("operator"), stored.get("params", {}), conditioning)
+        return LoadedModel(net, str(path), stored.get("operator"), stored.get("params", {}), conditioning,
+                           metrics=stored.get("metrics", {}))  # fmt: skip
     if "fip" in stored and "state_dict" in stored:  # a Lightning checkpoint written by fip.lit.Approximator
         state = {k.removeprefix("net."): v for k, v in stored["state_dict"].items() if k.startswith("net.")}
         meta = stored["fip"]

@@ -16,8 +16,9 @@ class Variant(str, enum.Enum):
       fast guided filter (:class:`fip.models.guided.FastGuidedFilter`) guided by the full-resolution input.
     * ``PRUNED``: the model's pruned sibling (fewer channels, fine-tuned, running statistics folded) in bfloat16.
     * ``INT8``: the pruned sibling quantized to int8, run by ONNX Runtime.
-    * ``AUTO``: the fastest of these the model has (``INT8``, else ``PRUNED``, else ``FAST``); the order comes from
-      ``fip bench`` (``docs/speed.md``).
+    * ``AUTO``: the fastest of ``INT8``, ``PRUNED``, ``FAST`` (the order ``fip bench`` measures, ``docs/speed.md``)
+      that the model has and that loses at most ``AUTO_MAX_LOSS_DB`` against the full model on the sample test
+      photos (measured when the pruned model was made, stored in its file); ``FAST`` when none does.
     """
 
     AUTO = "auto"
@@ -30,7 +31,7 @@ class Variant(str, enum.Enum):
 
 
 VARIANT_HELP = {
-    Variant.AUTO: "the fastest variant this model has",
+    Variant.AUTO: "the fastest variant within 0.5 dB of the full model",
     Variant.FULL: "paper-exact: per-image statistics over the whole photo",
     Variant.FAST: "statistics from a 0.1 MP preview pass, folded into the convolutions",
     Variant.BF16: "fast, in bfloat16",
@@ -40,10 +41,11 @@ VARIANT_HELP = {
 }
 # What AUTO picks, fastest first (measured by `fip bench`).
 AUTO_ORDER = (Variant.INT8, Variant.PRUNED, Variant.FAST)
+AUTO_MAX_LOSS_DB = 0.5
 # The rows `fip bench` can measure (fip.bench), in table order.
 BENCH_ROWS = ("reference", "paper-exact", "baseline", "fast", "compiled", "bf16", "bf16-compiled", "int8-torchao",
               "onnxruntime", "onnxruntime-int8", "pruned", "lowres")  # fmt: skip
 STATS_MEGAPIXELS = 0.1
 LOWRES_MEGAPIXELS = 0.25
 
-__all__ = ["AUTO_ORDER", "BENCH_ROWS", "LOWRES_MEGAPIXELS", "STATS_MEGAPIXELS", "VARIANT_HELP", "Variant"]
+__all__ = ["AUTO_MAX_LOSS_DB", "AUTO_ORDER", "BENCH_ROWS", "LOWRES_MEGAPIXELS", "STATS_MEGAPIXELS", "VARIANT_HELP", "Variant"]

@@ -9,7 +9,9 @@ For each operator:
   3. write ``OPERATOR.pruned.pt`` (the best checkpoint, with its metrics) and ``OPERATOR.pruned.int8.onnx``
      (ONNX Runtime static int8, calibrated on the same photos) next to the full model.
 ``--suffix`` other than ``pruned`` writes files under runs/compact/ only (for the speed-quality curve), not the
-package. Prints one Markdown row per operator: sample-test PSNR of the full model, pruned, fine-tuned.
+package. Prints one Markdown row per operator: sample-test PSNR of the full model, pruned, fine-tuned, int8.
+These numbers are stored in the pruned file; the ``auto`` variant reads them (fip.variants.AUTO_MAX_LOSS_DB).
+``--requantize`` redoes step 3 (and the measurements) for existing files.
 """
 
 import argparse
@@ -26,8 +28,19 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "train" / "configs"
 
 
-def _test_psnr(model: LoadedModel) -> float:
-    return evaluate(model, sample_source(), split="test", resolution=Resolution(1080), workers=1, variant="fast").mean_psnr
+def _test_psnr(model: LoadedModel, variant: str = "fast") -> float:
+    return evaluate(model, sample_source(), split="test", resolution=Resolution(1080), workers=1, variant=variant).mean_psnr
+
+
+def finish(operator: str, full: LoadedModel, tuned: LoadedModel, out_dir: Path, suffix: str, photos: list,
+           metrics: dict) -> dict:  # fmt: skip
+    """Quantize ``tuned`` to int8, measure full / pruned / int8 on the sample test photos, write both files."""
+    int8 = write_onnx(tuned.net, out_dir / f"{operator}.{suffix}.int8.onnx", [p.numpy() for p in photos])
+    both = LoadedModel(full.net, full.name, operator, full.params, pruned=tuned, int8=int8)
+    metrics = {**metrics, "full_sample_test_psnr": _test_psnr(full), "sample_test_psnr": _test_psnr(tuned),
+               "int8_sample_test_psnr": _test_psnr(both, "int8")}  # fmt: skip
+    export_model(tuned, out_dir / f"{operator}.{suffix}.pt", metrics)
+    return metrics
 
 
 def main() -> None:
@@ -36,37 +49,37 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16, help="channels per hidden layer after pruning (CAN24: 24)")
     parser.add_argument("--minutes", type=float, default=5.0, help="fine-tuning budget per operator")
     parser.add_argument("--suffix", default="pruned", help="file name part; 'pruned' ships into the package")
-    parser.add_argument("--requantize", action="store_true", help="only rewrite the int8 ONNX of existing files")
+    parser.add_argument("--requantize", action="store_true",
+                        help="no training: quantize and measure the existing pruned files again")  # fmt: skip
     args = parser.parse_args()
     out_dir = SHIPPED_DIR if args.suffix == "pruned" else REPO / "runs" / "compact"
     photos = calibration_photos()
-    if args.requantize:
-        for operator in args.operators:
-            tuned = load_model(out_dir / f"{operator}.{args.suffix}.pt")
-            print(write_onnx(tuned.net, out_dir / f"{operator}.{args.suffix}.int8.onnx", [p.numpy() for p in photos]))
-        return
     rows = []
     for operator in args.operators:
         full = load_model(SHIPPED_DIR / f"{operator}.pt")
-        pruned = LoadedModel(prune(full.net, args.width, photos), f"{operator} pruned", operator, full.params)
-        start = export_model(pruned, REPO / "runs" / "compact" / f"{operator}.w{args.width}.start.pt")
-        cli = run_training([
-            "-c", str(CONFIGS / f"{operator}.yaml"),
-            "--model.net.init_args.width", str(args.width), "--model.net.init_args.norm", "running",
-            "--model.warm_start", str(start),
-            "--trainer.default_root_dir", f"runs/{operator}.w{args.width}",
-            "--trainer.max_time", max_time(args.minutes), "--trainer.enable_progress_bar", "false",
-        ])  # fmt: skip
-        tuned = load_model(cli.trainer.checkpoint_callback.best_model_path)
-        scores = [_test_psnr(full), _test_psnr(pruned), _test_psnr(tuned)]
-        metrics = {"sample_test_psnr": scores[2], "pruned_from_width": full.net.width,
-                   "epochs": cli.trainer.current_epoch, "minutes": args.minutes}  # fmt: skip
-        export_model(tuned, out_dir / f"{operator}.{args.suffix}.pt", metrics)
-        write_onnx(tuned.net, out_dir / f"{operator}.{args.suffix}.int8.onnx", [p.numpy() for p in photos])
-        rows.append(f"| `{operator}` | {args.width} | {scores[0]:.2f} | {scores[1]:.2f} | {scores[2]:.2f} | "
-                    f"{cli.trainer.current_epoch} |")  # fmt: skip
+        if args.requantize:
+            tuned = load_model(out_dir / f"{operator}.{args.suffix}.pt")
+            metrics = finish(operator, full, tuned, out_dir, args.suffix, photos, tuned.metrics)
+            start_psnr, epochs = float("nan"), metrics.get("epochs", 0)
+        else:
+            pruned = LoadedModel(prune(full.net, args.width, photos), f"{operator} pruned", operator, full.params)
+            start = export_model(pruned, REPO / "runs" / "compact" / f"{operator}.w{args.width}.start.pt")
+            cli = run_training([
+                "-c", str(CONFIGS / f"{operator}.yaml"),
+                "--model.net.init_args.width", str(args.width), "--model.net.init_args.norm", "running",
+                "--model.warm_start", str(start),
+                "--trainer.default_root_dir", f"runs/{operator}.w{args.width}",
+                "--trainer.max_time", max_time(args.minutes), "--trainer.enable_progress_bar", "false",
+            ])  # fmt: skip
+            tuned = load_model(cli.trainer.checkpoint_callback.best_model_path)
+            start_psnr, epochs = _test_psnr(pruned), cli.trainer.current_epoch
+            metrics = finish(operator, full, tuned, out_dir, args.suffix, photos, {
+                "pruned_from_width": full.net.width, "epochs": epochs, "minutes": args.minutes})  # fmt: skip
+        rows.append(f"| `{operator}` | {tuned.net.width} | {metrics['full_sample_test_psnr']:.2f} | {start_psnr:.2f} | "
+                    f"{metrics['sample_test_psnr']:.2f} | {metrics['int8_sample_test_psnr']:.2f} | {epochs} |")  # fmt: skip
         print(rows[-1], flush=True)
-    print("| operator | width | sample-test PSNR, full | pruned | fine-tuned | epochs |\n|---|---:|---:|---:|---:|---:|")
+    print("| operator | width | sample-test PSNR, full | pruned | fine-tuned | int8 | epochs |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
     print("\n".join(rows))
 
 
