@@ -180,9 +180,9 @@ def run_bench(
     results: list[Row] = []
 
     def add(name: str, fn: Callable[[], np.ndarray], precision: str = "fp32", net: torch.nn.Module | None = None,
-            note: str = "", count: int = runs) -> None:  # fmt: skip
+            note: str = "", count: int = runs, net_size: tuple[int, int] = size) -> None:  # fmt: skip
         seconds, peak, out = _timed(fn, count, warmup=0 if name == "reference" else 1)
-        gmacs = multiply_adds(net, *size) / 1e9 if net is not None else None
+        gmacs = multiply_adds(net, *net_size) / 1e9 if net is not None else None
         bound = gmacs * 2 / machine.peak_gflops[precision] if gmacs else None
         width = getattr(net, "width", None)
         row = Row(name, seconds, peak, psnr(out, reference) if name != "reference" else None, precision=precision,
@@ -240,8 +240,12 @@ def run_bench(
             for compact in _compact_models(operator, model):
                 _pruned_rows(compact, x, add, model)
         if "lowres" in rows:
-            add("lowres", lambda: run_model(net, photo.srgb, variant=Variant.LOWRES), net=folded,
-                note="fast variant at 0.25 MP + guided-filter upsampling (timed whole; MACs of the full net shown)")  # fmt: skip
+            from fip.variants import LOWRES_MEGAPIXELS
+
+            low_size = tuple(_downscaled(x, LOWRES_MEGAPIXELS).shape[2:])
+            add("lowres", lambda: run_model(net, photo.srgb, variant=Variant.LOWRES), "bf16", folded,
+                f"the network at {low_size[1]}x{low_size[0]} in bf16 + guided-filter upsampling; timed whole, "
+                "statistics pass included", net_size=low_size)  # fmt: skip
     baseline = next((r.seconds for r in results if r.variant == "baseline"), None)
     ref_seconds = next((r.seconds for r in results if r.variant == "reference"), None)
     for row in results:

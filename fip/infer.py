@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class LoadedModel:
     pruned: LoadedModel | None = None  # its pruned, fine-tuned sibling (running statistics), if one ships
     int8: Path | None = None  # that sibling quantized to int8, as an ONNX file
     metrics: dict[str, float] = field(default_factory=dict)  # what the model file records (e.g. test PSNR)
+    scores: dict[str, float] = field(default_factory=dict)  # PSNR vs the reference per variant, where measured
 
     def variants(self) -> list[Variant]:
         """The variants this model can run (see :class:`~fip.variants.Variant`)."""
@@ -48,21 +50,20 @@ class LoadedModel:
         return have + [Variant.PRUNED] * (self.pruned is not None) + [Variant.INT8] * (self.int8 is not None)
 
     def loss_db(self, variant: Variant) -> float:
-        """How much PSNR ``variant`` loses against the full model on the sample test photos, as recorded in the
-        pruned model's file (``scripts/ship_compact.py``); 0 for the exact-or-nearly variants, infinite if unknown."""
-        key = {Variant.PRUNED: "sample_test_psnr", Variant.INT8: "int8_sample_test_psnr"}.get(variant)
-        if key is None:
+        """How much PSNR against the reference ``variant`` loses compared with ``FULL``, as measured for this model
+        (``scores``, from ``scripts/measure_variants.py``); infinite when not measured."""
+        if variant is Variant.FULL:
             return 0.0
-        recorded = self.pruned.metrics if self.pruned is not None else {}
-        if key not in recorded or "full_sample_test_psnr" not in recorded:
+        if variant.value not in self.scores or Variant.FULL.value not in self.scores:
             return float("inf")
-        return recorded["full_sample_test_psnr"] - recorded[key]
+        return self.scores[Variant.FULL.value] - self.scores[variant.value]
 
     def resolve(self, variant: Variant | str) -> Variant:
         """``variant`` itself, or for ``AUTO`` the fastest one this model has; an error names the ones it has."""
         variant = Variant(variant)
-        if variant is Variant.AUTO:
-            return next(v for v in AUTO_ORDER if v in self.variants() and self.loss_db(v) <= AUTO_MAX_LOSS_DB)
+        if variant is Variant.AUTO:  # FAST, the last of AUTO_ORDER, is the fallback whatever it measured
+            within = (v for v in AUTO_ORDER[:-1] if v in self.variants() and self.loss_db(v) <= AUTO_MAX_LOSS_DB)
+            return next(within, AUTO_ORDER[-1])
         if variant not in self.variants():
             raise FipError(f"{self.name} has no {variant.value!r} variant (no pruned model ships for it; "
                            f"scripts/ship_compact.py makes one); it has: {', '.join(v.value for v in self.variants())}")  # fmt: skip
@@ -228,7 +229,7 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
         small = _downscaled(x, LOWRES_MEGAPIXELS)
         if small is x or min(small.shape[2:]) < 4:  # nothing to gain, or too small for the filter's boxes
             return _forward(net, x, Variant.FAST, tile)
-        low = _forward(net, small, Variant.FAST, None)
+        low = _forward(net, small, Variant.BF16, None)  # bf16 costs nothing measurable here (docs/speed.md)
         return FastGuidedFilter(radius=1, eps=1e-4)(small[:, :3], low, x[:, :3])
     owned = False  # whether `net` is a module made here (free to convert in place)
     if variant in (Variant.FAST, Variant.BF16) and isinstance(net, ContextAggregationNet):
@@ -270,6 +271,9 @@ def run_model(
         variant = Variant(variant)
     except ValueError:
         raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(v.value for v in Variant)}") from None
+    if variant in (Variant.AUTO, Variant.PRUNED, Variant.INT8) and not _is_ort(net):
+        raise InputError(f"the {variant.value!r} variant picks among a model's networks: call "
+                         "run_loaded(model, ...) with a LoadedModel, not run_model with one network")  # fmt: skip
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
     if extra is not None:
         maps = torch.as_tensor(extra, dtype=torch.float32).view(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
@@ -292,8 +296,14 @@ def run_loaded(
     if variant is Variant.PRUNED:
         return run_model(model.pruned.net, image, extra, tile, Variant.BF16)
     if variant is Variant.INT8:
-        return run_model(_ort_net(model.int8, fold(model.pruned.net).receptive_radius), image, extra, tile)
+        return run_model(_ort_net(model.int8, fold(model.pruned.net).receptive_radius), image, extra, tile, variant)
     return run_model(model.net, image, extra, tile, variant)
+
+
+def _is_ort(net: object) -> bool:
+    from fip.ort import OrtNet
+
+    return isinstance(net, OrtNet)
 
 
 @functools.lru_cache(maxsize=8)
@@ -318,6 +328,8 @@ def model_for_operator(operator: str) -> LoadedModel:
             model.pruned = load_model(pruned)
             int8 = SHIPPED_DIR / f"{operator}.pruned.int8.onnx"
             model.int8 = int8 if int8.is_file() else None
+        if (scores := SHIPPED_DIR / f"{operator}.variants.json").is_file():
+            model.scores = json.loads(scores.read_text())["psnr"]
         return model
     if (paper := paper_network_for(operator)) is not None:
         return load_model(paper)

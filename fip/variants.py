@@ -12,13 +12,14 @@ class Variant(str, enum.Enum):
     * ``FAST``: statistics from one pass over the image downscaled to ``STATS_MEGAPIXELS``, folded into the
       convolutions (:func:`fip.models.can.fold`); the full-resolution pass is then plain convolutions.
     * ``BF16``: ``FAST`` computed in bfloat16.
-    * ``LOWRES``: ``FAST`` on the image downscaled to ``LOWRES_MEGAPIXELS``, brought back to full resolution by a
+    * ``LOWRES``: ``BF16`` on the image downscaled to ``LOWRES_MEGAPIXELS``, brought back to full resolution by a
       fast guided filter (:class:`fip.models.guided.FastGuidedFilter`) guided by the full-resolution input.
     * ``PRUNED``: the model's pruned sibling (fewer channels, fine-tuned, running statistics folded) in bfloat16.
     * ``INT8``: the pruned sibling quantized to int8, run by ONNX Runtime.
-    * ``AUTO``: the fastest of ``INT8``, ``PRUNED``, ``FAST`` (the order ``fip bench`` measures, ``docs/speed.md``)
-      that the model has and that loses at most ``AUTO_MAX_LOSS_DB`` against the full model on the sample test
-      photos (measured when the pruned model was made, stored in its file); ``FAST`` when none does.
+    * ``AUTO``: the fastest variant (``AUTO_ORDER``, the order ``fip bench`` measures, ``docs/speed.md``) that the
+      model has and whose PSNR against the reference is measured to be at most ``AUTO_MAX_LOSS_DB`` below
+      ``FULL``'s (``scripts/measure_variants.py`` writes the measurements beside each shipped model); else
+      ``FAST``, whatever it measured (for a few global operators it loses more: ``docs/speed.md``).
     """
 
     AUTO = "auto"
@@ -35,12 +36,12 @@ VARIANT_HELP = {
     Variant.FULL: "paper-exact: per-image statistics over the whole photo",
     Variant.FAST: "statistics from a 0.1 MP preview pass, folded into the convolutions",
     Variant.BF16: "fast, in bfloat16",
-    Variant.LOWRES: "network at 0.25 MP + guided-filter upsampling",
+    Variant.LOWRES: "network at 0.25 MP (bf16) + guided-filter upsampling",
     Variant.PRUNED: "pruned network (fewer channels, fine-tuned), bf16",
     Variant.INT8: "pruned network quantized to int8 (ONNX Runtime)",
 }
 # What AUTO picks, fastest first (measured by `fip bench`).
-AUTO_ORDER = (Variant.INT8, Variant.PRUNED, Variant.FAST)
+AUTO_ORDER = (Variant.LOWRES, Variant.INT8, Variant.PRUNED, Variant.BF16, Variant.FAST)
 AUTO_MAX_LOSS_DB = 0.5
 # The rows `fip bench` can measure (fip.bench), in table order.
 BENCH_ROWS = ("reference", "paper-exact", "baseline", "fast", "compiled", "bf16", "bf16-compiled", "int8-torchao",

@@ -128,28 +128,27 @@ def test_onnx_export_fp32_and_int8_match_pytorch(tmp_path):
 def test_shipped_pruned_and_int8_variants_run_and_auto_picks_the_fastest():
     model = model_for_operator("smooth.l0")
     assert model.pruned is not None and model.pruned.net.width < model.net.width
-    assert {"full_sample_test_psnr", "sample_test_psnr", "int8_sample_test_psnr"} <= set(model.pruned.metrics)
+    assert {"full", "fast", "bf16", "lowres", "pruned", "int8"} <= set(model.scores)  # measured beside it
     image = smooth_image(40, 56)
     full = run_model(model.net, image, variant=Variant.FULL)
     pruned, int8 = (run_loaded(model, image, variant=v) for v in (Variant.PRUNED, Variant.INT8))
     assert pruned.shape == int8.shape == image.shape
     assert psnr(pruned, full) > 18  # the same task by a smaller net with fixed statistics (a synthetic image here)
     assert psnr(int8, pruned) > 30  # int8 stays close to the network it quantizes
-    if model.resolve(Variant.AUTO) is Variant.INT8:
-        assert np.array_equal(run_loaded(model, image, variant=Variant.AUTO), int8)
+    chosen = model.resolve(Variant.AUTO)
+    assert np.array_equal(run_loaded(model, image, variant=Variant.AUTO), run_loaded(model, image, variant=chosen))
     tiled = run_loaded(model, image, tile=16, variant=Variant.INT8)
     assert psnr(tiled, run_loaded(model, image, variant=Variant.INT8)) > 45  # tiles with a halo: same result
-    def with_scores(pruned: float, int8: float | None) -> LoadedModel:
-        scores = {"full_sample_test_psnr": 30.0, "sample_test_psnr": pruned}
-        scores |= {"int8_sample_test_psnr": int8} if int8 is not None else {}
-        return LoadedModel(model.net, "m", "smooth.l0", pruned=LoadedModel(model.pruned.net, "p", metrics=scores),
-                           int8=model.int8)  # fmt: skip
+    def with_scores(**scores: float) -> LoadedModel:
+        return LoadedModel(model.net, "m", "smooth.l0", pruned=model.pruned, int8=model.int8,
+                           scores={"full": 30.0, **scores})  # fmt: skip
 
-    # auto: the fastest variant that loses at most 0.5 dB on the sample test photos, as the pruned file records
-    assert with_scores(29.8, 29.6).resolve(Variant.AUTO) is Variant.INT8
-    assert with_scores(29.8, 29.0).resolve(Variant.AUTO) is Variant.PRUNED
-    assert with_scores(29.0, 29.0).resolve(Variant.AUTO) is Variant.FAST
-    assert with_scores(29.9, None).resolve(Variant.AUTO) is Variant.PRUNED  # int8 never measured: not chosen
+    # auto: the fastest variant measured to lose at most 0.5 dB against full (LOWRES, INT8, PRUNED, BF16, FAST)
+    assert with_scores(lowres=29.6, int8=29.9).resolve(Variant.AUTO) is Variant.LOWRES
+    assert with_scores(lowres=29.0, int8=29.6, pruned=30.1).resolve(Variant.AUTO) is Variant.INT8
+    assert with_scores(int8=29.0, pruned=29.8).resolve(Variant.AUTO) is Variant.PRUNED
+    assert with_scores(int8=29.0, pruned=29.0, bf16=30.0).resolve(Variant.AUTO) is Variant.BF16
+    assert with_scores().resolve(Variant.AUTO) is Variant.FAST  # nothing measured: the near-exact one
     plain = LoadedModel(model.net, "no-siblings", "smooth.l0")
     assert plain.resolve(Variant.AUTO) is Variant.FAST
     with pytest.raises(FipError, match="no 'int8' variant.*it has: auto, full, fast, bf16, lowres"):

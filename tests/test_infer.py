@@ -87,8 +87,10 @@ def test_variants_approximate_the_paper_exact_pass(monkeypatch):
     tiled = run_model(net, image, variant="fast", tile=32)
     assert np.abs(tiled - run_model(net, image, variant="fast")).max() < 1e-5
     assert net.features[0].weight.dtype == torch.float32  # the caller's network is left alone
-    with pytest.raises(FipError, match="unknown variant 'int4'; choose one of full, fast"):
+    with pytest.raises(FipError, match="unknown variant 'int4'; choose one of auto, full, fast"):
         run_model(net, image, variant="int4")
+    with pytest.raises(FipError, match="call run_loaded"):  # these choose among a model's networks
+        run_model(net, image, variant="pruned")
 
 
 def test_inference_leaves_the_callers_network_trainable():
