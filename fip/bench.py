@@ -263,8 +263,10 @@ def _pruned_rows(compact: LoadedModel, x: torch.Tensor, add: Callable, model: Lo
     add(f"pruned-w{width}", lambda: _to_image(folded(xc)), net=folded, note="pruned + fine-tuned, eager")
     half = copy.deepcopy(folded).to(torch.bfloat16)
     xh = xc.to(torch.bfloat16)
-    add(f"pruned-w{width}-bf16", lambda: _to_image(half(xh)), "bf16", folded, "eager (the 'pruned' variant)")
-    if compact is model.pruned and model.int8 is not None:
+    shipped = compact is model.pruned
+    add(f"pruned-w{width}-bf16", lambda: _to_image(half(xh)), "bf16", folded,
+        "eager (the 'pruned' variant)" if shipped else "eager")  # fmt: skip
+    if shipped and model.int8 is not None:
         path, note = model.int8, "ONNX Runtime int8, shipped (the 'int8' variant)"
     else:
         scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"fip-bench-{os.getpid()}"
@@ -328,6 +330,7 @@ def plot_curve(results: list[Row], operator: str, path: str | os.PathLike[str]) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from fip.files import atomic_write_bytes
 
@@ -340,12 +343,14 @@ def plot_curve(results: list[Row], operator: str, path: str | os.PathLike[str]) 
             series[r.precision].append(r)
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=120)
     for precision, points in series.items():
-        points = sorted((p for p in points if p.psnr is not None), key=lambda p: p.seconds)
+        # along the pruning ratio: the unpruned network first, then the pruned models from wide to narrow
+        points = sorted((p for p in points if p.psnr is not None), key=lambda p: (-(p.width or 0), "pruned" in p.variant))
         if not points:
             continue
         axes.plot([p.seconds for p in points], [p.psnr for p in points], marker="o", label=precision)
         for p in points:
-            axes.annotate(f"w{p.width}", (p.seconds, p.psnr), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            label = f"w{p.width}" + ("*" if p.variant.startswith("pruned-") else "")
+            axes.annotate(label, (p.seconds, p.psnr), textcoords="offset points", xytext=(4, 4), fontsize=8)
     for r in results:
         if r.variant in ("paper-exact", "lowres") and r.psnr is not None:
             axes.scatter([r.seconds], [r.psnr], marker="s", label=r.variant)
@@ -353,9 +358,12 @@ def plot_curve(results: list[Row], operator: str, path: str | os.PathLike[str]) 
     if baseline is not None:
         axes.axvline(baseline.seconds / 8, color="grey", linestyle=":", label="8x faster than baseline")
     axes.set_xscale("log")
-    axes.set_xlabel("seconds per frame (log)")
+    axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes.set_xlabel("seconds per frame (log scale)")
     axes.set_ylabel("PSNR vs reference (dB)")
-    axes.set_title(f"{operator}: speed vs quality (width x precision)")
+    axes.set_title(f"{operator}: speed vs quality (width x precision; * = pruned, fine-tuned model)", fontsize=10)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     buffer = io.BytesIO()
