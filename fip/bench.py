@@ -11,9 +11,11 @@ on this machine in the row's precision (measured here, first): no convolution ca
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -164,6 +166,8 @@ def run_bench(
     from fip.registry import get_operator
     from fip.variants import STATS_MEGAPIXELS
 
+    if runs < 1 or reference_runs < 1:
+        raise InputError(f"runs and reference runs must be at least 1; got {runs} and {reference_runs}")
     if unknown := set(rows) - set(ROW_KINDS):
         raise InputError(f"unknown bench rows {sorted(unknown)}; choose from {', '.join(ROW_KINDS)}")
     spec = get_operator(operator)
@@ -198,7 +202,7 @@ def run_bench(
     running = all(m.mode is NormMode.RUNNING for m in net.modules() if isinstance(m, AdaptiveNorm))
     folded = (fold(net) if running else fold(net, image_statistics(net, x))).to(memory_format=torch.channels_last)
     xc = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
+    with torch.inference_mode(), contextlib.ExitStack() as stack:  # the stack holds scratch folders for ONNX files
         if "baseline" in rows:
             add("baseline", lambda: _to_image(folded(xc)), net=folded,
                 note="folded with this frame's statistics, eager, channels_last")  # fmt: skip
@@ -227,7 +231,7 @@ def run_bench(
         if "onnxruntime" in rows or "onnxruntime-int8" in rows:
             from fip.ort import OrtNet, write_onnx
 
-            scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"fip-bench-{os.getpid()}"
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fip-bench-")))
             if "onnxruntime" in rows:
                 session = OrtNet(write_onnx(folded, scratch / "fp32.onnx"), folded.receptive_radius)
                 add("onnxruntime", lambda: _to_image(session(x)), net=folded, note="ONNX Runtime, fp32")
@@ -238,7 +242,7 @@ def run_bench(
                     "ONNX Runtime static int8 (QDQ); calibrated on this frame at 0.25 MP")  # fmt: skip
         if "pruned" in rows:
             for compact in _compact_models(operator, model):
-                _pruned_rows(compact, x, add, model)
+                _pruned_rows(compact, x, add, model, Path(stack.enter_context(tempfile.TemporaryDirectory())))
         if "lowres" in rows:
             from fip.variants import LOWRES_MEGAPIXELS
 
@@ -254,7 +258,7 @@ def run_bench(
     return results, machine
 
 
-def _pruned_rows(compact: LoadedModel, x: torch.Tensor, add: Callable, model: LoadedModel) -> None:
+def _pruned_rows(compact: LoadedModel, x: torch.Tensor, add: Callable, model: LoadedModel, scratch: Path) -> None:
     from fip.ort import OrtNet, write_onnx
 
     folded = fold(compact.net).to(memory_format=torch.channels_last)
@@ -269,7 +273,6 @@ def _pruned_rows(compact: LoadedModel, x: torch.Tensor, add: Callable, model: Lo
     if shipped and model.int8 is not None:
         path, note = model.int8, "ONNX Runtime int8, shipped (the 'int8' variant)"
     else:
-        scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"fip-bench-{os.getpid()}"
         path = write_onnx(folded, scratch / f"w{width}.int8.onnx", [p.numpy() for p in calibration_photos()])
         note = "ONNX Runtime int8, calibrated on the sample set"
     session = OrtNet(path, folded.receptive_radius)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
 from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold, image_statistics
-from fip.variants import AUTO_MAX_LOSS_DB, AUTO_ORDER, LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
+from fip.variants import AUTO_LOWRES_MAX_MEGAPIXELS, AUTO_MAX_LOSS_DB, AUTO_ORDER, LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
 
 MODEL_FORMAT = "fip-model-1"
 
@@ -58,11 +59,18 @@ class LoadedModel:
             return float("inf")
         return self.scores[Variant.FULL.value] - self.scores[variant.value]
 
-    def resolve(self, variant: Variant | str) -> Variant:
-        """``variant`` itself, or for ``AUTO`` the fastest one this model has; an error names the ones it has."""
-        variant = Variant(variant)
+    def resolve(self, variant: Variant | str, megapixels: float | None = None) -> Variant:
+        """``variant`` itself, or for ``AUTO`` the fastest one this model has within ``AUTO_MAX_LOSS_DB`` of
+        ``FULL`` as measured; ``LOWRES`` only for photos up to ``AUTO_LOWRES_MAX_MEGAPIXELS`` (it was measured at
+        ~2 MP, and its network keeps 0.25 MP whatever the photo's size). An error names the variants it has."""
+        try:
+            variant = Variant(variant)
+        except ValueError:
+            raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(v.value for v in Variant)}") from None
         if variant is Variant.AUTO:  # FAST, the last of AUTO_ORDER, is the fallback whatever it measured
-            within = (v for v in AUTO_ORDER[:-1] if v in self.variants() and self.loss_db(v) <= AUTO_MAX_LOSS_DB)
+            large = megapixels is not None and megapixels > AUTO_LOWRES_MAX_MEGAPIXELS
+            within = (v for v in AUTO_ORDER[:-1] if v in self.variants() and self.loss_db(v) <= AUTO_MAX_LOSS_DB
+                      and not (v is Variant.LOWRES and (large or megapixels is None)))  # fmt: skip
             return next(within, AUTO_ORDER[-1])
         if variant not in self.variants():
             raise FipError(f"{self.name} has no {variant.value!r} variant (no pruned model ships for it; "
@@ -292,7 +300,7 @@ def run_loaded(
 ) -> np.ndarray:
     """:func:`run_model` with ``model``'s network for ``variant``: its pruned sibling for ``PRUNED``, that sibling's
     int8 ONNX file for ``INT8``, the fastest available for ``AUTO``."""
-    variant = model.resolve(variant)
+    variant = model.resolve(variant, image.shape[0] * image.shape[1] / 1e6)
     if variant is Variant.PRUNED:
         return run_model(model.pruned.net, image, extra, tile, Variant.BF16)
     if variant is Variant.INT8:
@@ -329,7 +337,10 @@ def model_for_operator(operator: str) -> LoadedModel:
             int8 = SHIPPED_DIR / f"{operator}.pruned.int8.onnx"
             model.int8 = int8 if int8.is_file() else None
         if (scores := SHIPPED_DIR / f"{operator}.variants.json").is_file():
-            model.scores = json.loads(scores.read_text())["psnr"]
+            try:
+                model.scores = {k: float(v) for k, v in json.loads(scores.read_text())["psnr"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # unreadable: auto falls back to fast
+                logging.getLogger(__name__).warning("ignoring %s (%s: %s)", scores, type(exc).__name__, exc)
         return model
     if (paper := paper_network_for(operator)) is not None:
         return load_model(paper)

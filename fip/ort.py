@@ -36,8 +36,8 @@ def _folded(net: nn.Module) -> FoldedCAN:
             return fold(net)
         raise InputError(
             "this network normalizes with per-image statistics (the paper's mode), which ONNX weights cannot hold: "
-            "export it with `fip export` (torch.export), or prune it to a running-statistics model "
-            "(scripts/ship_compact.py)"
+            "export it as a torch.export program (--out FILE.pt2), or export its pruned running-statistics model "
+            "(-m fip/models/weights/fip/OPERATOR.pruned.pt, made by scripts/ship_compact.py)"
         )
     raise InputError(f"cannot export a {type(net).__name__} to ONNX; expected a CAN")
 
@@ -92,9 +92,13 @@ def write_onnx(net: nn.Module, path: str | os.PathLike[str], calibration: list[n
     channel scales are equalized first, :func:`fip.compress.equalize`)."""
     if calibration is None:
         return atomic_write_bytes(path, onnx_bytes(net))
+    folded = _folded(net)
+    if any(np.asarray(c).shape[1] != folded.in_channels for c in calibration):
+        raise InputError(f"the network takes {folded.in_channels} input channels but the calibration images have "
+                         f"{np.asarray(calibration[0]).shape[1]}: int8 calibration supports RGB-only networks")  # fmt: skip
     from fip.compress import equalize
 
-    balanced = equalize(_folded(net), [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in calibration])
+    balanced = equalize(folded, [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in calibration])
     return atomic_write_bytes(path, quantized_bytes(onnx_bytes(balanced), calibration))
 
 

@@ -157,7 +157,7 @@ def run_approximation(
     note = f"the network approximates {', '.join(differing)} (its training values)" if differing else ""
     image = photo.srgb if isinstance(photo, Photo) else check_image(photo)
     megapixels = image.shape[0] * image.shape[1] / 1e6
-    variant = model.resolve(variant)
+    variant = model.resolve(variant, megapixels)
     if variant is Variant.FULL and megapixels > FULL_MAX_MEGAPIXELS:
         raise InputError(
             f"the photo has {megapixels:.0f} MP; the paper-exact 'full' variant holds whole-image feature maps and "

@@ -18,7 +18,8 @@ class Variant(str, enum.Enum):
     * ``INT8``: the pruned sibling quantized to int8, run by ONNX Runtime.
     * ``AUTO``: the fastest variant (``AUTO_ORDER``, the order ``fip bench`` measures, ``docs/speed.md``) that the
       model has and whose PSNR against the reference is measured to be at most ``AUTO_MAX_LOSS_DB`` below
-      ``FULL``'s (``scripts/measure_variants.py`` writes the measurements beside each shipped model); else
+      ``FULL``'s (``scripts/measure_variants.py`` writes the measurements beside each shipped model; ``LOWRES``
+      only for photos up to ``AUTO_LOWRES_MAX_MEGAPIXELS``, near the size it was measured at); else
       ``FAST``, whatever it measured (for a few global operators it loses more: ``docs/speed.md``).
     """
 
@@ -32,7 +33,7 @@ class Variant(str, enum.Enum):
 
 
 VARIANT_HELP = {
-    Variant.AUTO: "the fastest variant within 0.5 dB of the full model",
+    Variant.AUTO: "the fastest variant measured within 0.5 dB of full, else fast",
     Variant.FULL: "paper-exact: per-image statistics over the whole photo",
     Variant.FAST: "statistics from a 0.1 MP preview pass, folded into the convolutions",
     Variant.BF16: "fast, in bfloat16",
@@ -43,10 +44,11 @@ VARIANT_HELP = {
 # What AUTO picks, fastest first (measured by `fip bench`).
 AUTO_ORDER = (Variant.LOWRES, Variant.INT8, Variant.PRUNED, Variant.BF16, Variant.FAST)
 AUTO_MAX_LOSS_DB = 0.5
+AUTO_LOWRES_MAX_MEGAPIXELS = 4.0  # auto takes LOWRES only up to here (measured at ~2 MP; choose it yourself above)
 # The rows `fip bench` can measure (fip.bench), in table order.
 BENCH_ROWS = ("reference", "paper-exact", "baseline", "fast", "compiled", "bf16", "bf16-compiled", "int8-torchao",
               "onnxruntime", "onnxruntime-int8", "pruned", "lowres")  # fmt: skip
 STATS_MEGAPIXELS = 0.1
 LOWRES_MEGAPIXELS = 0.25
 
-__all__ = ["AUTO_MAX_LOSS_DB", "AUTO_ORDER", "BENCH_ROWS", "LOWRES_MEGAPIXELS", "STATS_MEGAPIXELS", "VARIANT_HELP", "Variant"]
+__all__ = ["AUTO_LOWRES_MAX_MEGAPIXELS", "AUTO_MAX_LOSS_DB", "AUTO_ORDER", "BENCH_ROWS", "LOWRES_MEGAPIXELS", "STATS_MEGAPIXELS", "VARIANT_HELP", "Variant"]

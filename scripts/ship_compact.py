@@ -10,7 +10,8 @@ For each operator:
      (ONNX Runtime static int8, calibrated on the same photos) next to the full model.
 ``--suffix`` other than ``pruned`` writes files under runs/compact/ only (for the speed-quality curve), not the
 package. Prints one Markdown row per operator: sample-test PSNR of the full model, pruned, fine-tuned, int8.
-These numbers are stored in the pruned file; the ``auto`` variant reads them (fip.variants.AUTO_MAX_LOSS_DB).
+These numbers are stored in the pruned file for the record; the ``auto`` variant reads OPERATOR.variants.json, so
+run ``python scripts/measure_variants.py OPERATOR`` after shipping a new pruned model.
 ``--requantize`` redoes step 3 (and the measurements) for existing files.
 """
 
@@ -35,11 +36,12 @@ def _test_psnr(model: LoadedModel, variant: str = "fast") -> float:
 def finish(operator: str, full: LoadedModel, tuned: LoadedModel, out_dir: Path, suffix: str, photos: list,
            metrics: dict) -> dict:  # fmt: skip
     """Quantize ``tuned`` to int8, measure full / pruned / int8 on the sample test photos, write both files."""
-    int8 = write_onnx(tuned.net, out_dir / f"{operator}.{suffix}.int8.onnx", [p.numpy() for p in photos])
+    int8 = write_onnx(tuned.net, out_dir / f".{operator}.{suffix}.int8.onnx.new", [p.numpy() for p in photos])
     both = LoadedModel(full.net, full.name, operator, full.params, pruned=tuned, int8=int8)
     metrics = {**metrics, "full_sample_test_psnr": _test_psnr(full), "sample_test_psnr": _test_psnr(tuned),
                "int8_sample_test_psnr": _test_psnr(both, "int8")}  # fmt: skip
     export_model(tuned, out_dir / f"{operator}.{suffix}.pt", metrics)
+    int8.replace(out_dir / f"{operator}.{suffix}.int8.onnx")  # the pair is complete only now
     return metrics
 
 

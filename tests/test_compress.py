@@ -121,6 +121,12 @@ def test_onnx_export_fp32_and_int8_match_pytorch(tmp_path):
     assert 30 < psnr(int8(x).clamp(0, 1), expected.clamp(0, 1)) < 80  # quantized, and still close
     with pytest.raises(InputError, match="per-image statistics"):
         write_onnx(_busy_net("image"), tmp_path / "no.onnx")
+    from fip.infer import SHIPPED_DIR
+
+    assert main(["export", "-m", str(SHIPPED_DIR / "smooth.l0.pruned.pt"), "--out", str(tmp_path / "cli.onnx")]) == 0
+    assert psnr(OrtNet(tmp_path / "cli.onnx", 0)(x), OrtNet(tmp_path / "m.onnx", 0)(x)) < 80  # another network
+    assert main(["export", "-o", "smooth.l0", "--out", str(tmp_path / "paper.onnx")]) == 2  # per-image statistics
+    assert not (tmp_path / "paper.onnx").exists()
     with pytest.raises(FipError, match="not a loadable ONNX model"):
         OrtNet(tmp_path / "m.pt", 0) if (tmp_path / "m.pt").write_bytes(b"junk") else None
 
@@ -135,20 +141,24 @@ def test_shipped_pruned_and_int8_variants_run_and_auto_picks_the_fastest():
     assert pruned.shape == int8.shape == image.shape
     assert psnr(pruned, full) > 18  # the same task by a smaller net with fixed statistics (a synthetic image here)
     assert psnr(int8, pruned) > 30  # int8 stays close to the network it quantizes
-    chosen = model.resolve(Variant.AUTO)
-    assert np.array_equal(run_loaded(model, image, variant=Variant.AUTO), run_loaded(model, image, variant=chosen))
-    tiled = run_loaded(model, image, tile=16, variant=Variant.INT8)
-    assert psnr(tiled, run_loaded(model, image, variant=Variant.INT8)) > 45  # tiles with a halo: same result
+    # auto takes lowres for smooth.l0 (measured +1.1 dB) up to 4 MP only, and never without the photo's size
+    assert model.resolve(Variant.AUTO, 2.0) is Variant.LOWRES
+    assert model.resolve(Variant.AUTO, 24.0) is not Variant.LOWRES and model.resolve(Variant.AUTO) is not Variant.LOWRES
+    with pytest.raises(InputError, match="unknown variant 'int4'"):
+        model.resolve("int4")
+    wide = smooth_image(300, 420, seed=3)  # wider than the 128 px halo, so tiles really are crops
+    tiled = run_loaded(model, wide, tile=64, variant=Variant.INT8)
+    assert psnr(tiled, run_loaded(model, wide, variant=Variant.INT8)) > 60  # tiles with a halo: same result
     def with_scores(**scores: float) -> LoadedModel:
         return LoadedModel(model.net, "m", "smooth.l0", pruned=model.pruned, int8=model.int8,
                            scores={"full": 30.0, **scores})  # fmt: skip
 
     # auto: the fastest variant measured to lose at most 0.5 dB against full (LOWRES, INT8, PRUNED, BF16, FAST)
-    assert with_scores(lowres=29.6, int8=29.9).resolve(Variant.AUTO) is Variant.LOWRES
-    assert with_scores(lowres=29.0, int8=29.6, pruned=30.1).resolve(Variant.AUTO) is Variant.INT8
-    assert with_scores(int8=29.0, pruned=29.8).resolve(Variant.AUTO) is Variant.PRUNED
-    assert with_scores(int8=29.0, pruned=29.0, bf16=30.0).resolve(Variant.AUTO) is Variant.BF16
-    assert with_scores().resolve(Variant.AUTO) is Variant.FAST  # nothing measured: the near-exact one
+    assert with_scores(lowres=29.6, int8=29.9).resolve(Variant.AUTO, 2.0) is Variant.LOWRES
+    assert with_scores(lowres=29.0, int8=29.6, pruned=30.1).resolve(Variant.AUTO, 2.0) is Variant.INT8
+    assert with_scores(int8=29.0, pruned=29.8).resolve(Variant.AUTO, 2.0) is Variant.PRUNED
+    assert with_scores(int8=29.0, pruned=29.0, bf16=30.0).resolve(Variant.AUTO, 2.0) is Variant.BF16
+    assert with_scores().resolve(Variant.AUTO, 2.0) is Variant.FAST  # nothing measured: the near-exact one
     plain = LoadedModel(model.net, "no-siblings", "smooth.l0")
     assert plain.resolve(Variant.AUTO) is Variant.FAST
     with pytest.raises(FipError, match="no 'int8' variant.*it has: auto, full, fast, bf16, lowres"):
@@ -179,3 +189,5 @@ def test_bench_prints_json_rows_and_the_curve(tmp_path, capsys):
     assert "Lower bound for the baseline network" in out and "| baseline |" in out
     assert main(["bench", "--rows", "warp-drive"]) == 2
     assert "unknown bench rows" in capsys.readouterr().err
+    assert main(["bench", "--runs", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
