@@ -27,13 +27,10 @@ import torch
 
 from fip.compress import calibration_photos, multiply_adds
 from fip.errors import InputError
-from fip.infer import LoadedModel, _downscaled, model_for_operator, run_model
+from fip.infer import LoadedModel, _downscaled, model_for_operator, run_model, to_batch
 from fip.metrics import psnr
-from fip.models.can import AdaptiveNorm, FoldedCAN, NormMode, fold, image_statistics
+from fip.models.can import FoldedCAN, fold, image_statistics
 from fip.variants import BENCH_ROWS, Variant
-
-ROW_KINDS = BENCH_ROWS
-
 
 @dataclass
 class Row:
@@ -125,10 +122,6 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-
-
 def _to_image(out: torch.Tensor) -> np.ndarray:
     return out.float()[0].clamp(0, 1).permute(1, 2, 0).numpy()
 
@@ -158,49 +151,54 @@ def run_bench(
     size: tuple[int, int] = (1080, 1920),
     runs: int = 3,
     image: str | os.PathLike[str] | None = None,
-    rows: tuple[str, ...] = ROW_KINDS,
+    rows: tuple[str, ...] = BENCH_ROWS,
     reference_runs: int = 1,
     progress: Callable[[Row], None] | None = None,
 ) -> tuple[list[Row], Machine]:
-    """Measure the rows named in ``rows`` (see :data:`ROW_KINDS`) for ``operator``'s shipped model."""
+    """Measure the rows named in ``rows`` (see :data:`fip.variants.BENCH_ROWS`) for ``operator``'s shipped model."""
     from fip.registry import get_operator
     from fip.variants import STATS_MEGAPIXELS
 
     if runs < 1 or reference_runs < 1:
         raise InputError(f"runs and reference runs must be at least 1; got {runs} and {reference_runs}")
-    if unknown := set(rows) - set(ROW_KINDS):
-        raise InputError(f"unknown bench rows {sorted(unknown)}; choose from {', '.join(ROW_KINDS)}")
+    if unknown := set(rows) - set(BENCH_ROWS):
+        raise InputError(f"unknown bench rows {sorted(unknown)}; choose from {', '.join(BENCH_ROWS)}")
     spec = get_operator(operator)
     model = model_for_operator(operator)
     if model.conditioning is not None:
         raise InputError(f"fip bench runs single-operator models; {model.name} takes conditioning maps")
     photo = _bench_photo(image, *size)
-    x = _to_tensor(photo.srgb)
+    x = to_batch(photo.srgb)
     threads = torch.get_num_threads()
     machine = Machine(machine_description(), threads, {
         "fp32": gemm_peak_gflops(torch.float32), "bf16": gemm_peak_gflops(torch.bfloat16)})  # fmt: skip
     machine.peak_gflops["int8"] = machine.peak_gflops["bf16"]  # no int8 GEMM to time here: bf16's is the bound used
-    reference = spec.apply(photo.view(spec.input), spec.resolve_params(model.params))
     results: list[Row] = []
 
-    def add(name: str, fn: Callable[[], np.ndarray], precision: str = "fp32", net: torch.nn.Module | None = None,
-            note: str = "", count: int = runs, net_size: tuple[int, int] = size) -> None:  # fmt: skip
-        seconds, peak, out = _timed(fn, count, warmup=0 if name == "reference" else 1)
-        gmacs = multiply_adds(net, *net_size) / 1e9 if net is not None else None
-        bound = gmacs * 2 / machine.peak_gflops[precision] if gmacs else None
-        width = getattr(net, "width", None)
-        row = Row(name, seconds, peak, psnr(out, reference) if name != "reference" else None, precision=precision,
-                  width=width, gmacs=gmacs, bound_seconds=bound, note=note)  # fmt: skip
+    def record(row: Row) -> None:
         results.append(row)
         if progress:
             progress(row)
 
-    if "reference" in rows:
-        add("reference", lambda: spec.apply(photo.view(spec.input), spec.resolve_params(model.params)),
-            note=f"{spec.name}", count=reference_runs)  # fmt: skip
+    def apply_reference() -> np.ndarray:
+        return spec.apply(photo.view(spec.input), spec.resolve_params(model.params))
+
+    if "reference" in rows:  # warmed up like every row; its output is what every row is measured against
+        seconds, peak, reference = _timed(apply_reference, reference_runs)
+        record(Row("reference", seconds, peak, None, note=spec.name))
+    else:
+        reference = apply_reference()
+
+    def add(name: str, fn: Callable[[], np.ndarray], precision: str = "fp32", net: torch.nn.Module | None = None,
+            note: str = "", net_size: tuple[int, int] = size) -> None:  # fmt: skip
+        seconds, peak, out = _timed(fn, runs)
+        gmacs = multiply_adds(net, *net_size) / 1e9 if net is not None else None
+        bound = gmacs * 2 / machine.peak_gflops[precision] if gmacs else None
+        record(Row(name, seconds, peak, psnr(out, reference), precision=precision, width=getattr(net, "width", None),
+                   gmacs=gmacs, bound_seconds=bound, note=note))  # fmt: skip
+
     net = model.net
-    running = all(m.mode is NormMode.RUNNING for m in net.modules() if isinstance(m, AdaptiveNorm))
-    folded = (fold(net) if running else fold(net, image_statistics(net, x))).to(memory_format=torch.channels_last)
+    folded = (fold(net) if net.folds_exactly else fold(net, image_statistics(net, x))).to(memory_format=torch.channels_last)
     xc = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), contextlib.ExitStack() as stack:  # the stack holds scratch folders for ONNX files
         if "baseline" in rows:
@@ -376,4 +374,4 @@ def plot_curve(results: list[Row], operator: str, path: str | os.PathLike[str]) 
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-__all__ = ["ROW_KINDS", "Machine", "Row", "format_table", "gemm_peak_gflops", "machine_description", "plot_curve", "run_bench", "to_json"]
+__all__ = ["Machine", "Row", "format_table", "gemm_peak_gflops", "machine_description", "plot_curve", "run_bench", "to_json"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -138,13 +137,12 @@ def multiply_adds(net: nn.Module, height: int, width: int) -> int:
     return total
 
 
-
-
 def calibration_photos(megapixels: float = 0.25, split: str = "train") -> list[torch.Tensor]:
     """The built-in sample set's ``split`` photos, area-downscaled to about ``megapixels``, as ``(1, 3, H, W)``
     tensors: what :func:`prune` and int8 calibration look at."""
     from fip.data.sources import sample_source
     from fip.imaging import resize_area
+    from fip.infer import to_batch
     from fip.raw import load_srgb
 
     photos = []
@@ -153,7 +151,7 @@ def calibration_photos(megapixels: float = 0.25, split: str = "train") -> list[t
         scale = min(1.0, (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5)
         if scale < 1.0:
             image = resize_area(image, round(image.shape[0] * scale), round(image.shape[1] * scale))
-        photos.append(torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None])
+        photos.append(to_batch(image))
     return photos
 
 

@@ -23,7 +23,7 @@ import torch
 
 from fip.files import atomic_write_bytes
 from fip.infer import LoadedModel, net_config
-from fip.models.can import AdaptiveNorm, NormMode, fold
+from fip.models.can import fold
 
 EXPORT_FORMAT = "fip-export-1"
 MAX_SIDE = 65536
@@ -32,8 +32,7 @@ MAX_SIDE = 65536
 def export_program(model: LoadedModel, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` as a ``torch.export`` archive with dynamic height and width (atomically); return the path."""
     net = copy.deepcopy(model.net).eval().to(memory_format=torch.contiguous_format)
-    norms = [m for m in net.modules() if isinstance(m, AdaptiveNorm)]
-    folded = bool(norms) and all(m.mode is NormMode.RUNNING for m in norms)
+    folded = net.folds_exactly
     if folded:
         net = fold(net)
     channels = model.net.in_channels

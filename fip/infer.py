@@ -241,7 +241,7 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
         return FastGuidedFilter(radius=1, eps=1e-4)(small[:, :3], low, x[:, :3])
     owned = False  # whether `net` is a module made here (free to convert in place)
     if variant in (Variant.FAST, Variant.BF16) and isinstance(net, ContextAggregationNet):
-        if all(m.mode is NormMode.RUNNING for m in net.modules() if isinstance(m, AdaptiveNorm)):
+        if net.folds_exactly:
             net = fold(net)  # running statistics fold exactly; no preview pass
         else:
             preview = _downscaled(x, STATS_MEGAPIXELS)
@@ -258,6 +258,11 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
     # channels_last: 1.3x faster than NCHW for CAN24 at 1080p on this project's CPU (6.7 s vs 8.7 s).
     net = net.to(memory_format=torch.channels_last) if owned else _channels_last(net)
     return net(x.contiguous(memory_format=torch.channels_last)).float()
+
+
+def to_batch(image: np.ndarray) -> torch.Tensor:
+    """An ``(H, W, C)`` image as the ``(1, C, H, W)`` float32 tensor the networks take."""
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
 
 
 def run_model(
@@ -282,7 +287,7 @@ def run_model(
     if variant in (Variant.AUTO, Variant.PRUNED, Variant.INT8) and not _is_ort(net):
         raise InputError(f"the {variant.value!r} variant picks among a model's networks: call "
                          "run_loaded(model, ...) with a LoadedModel, not run_model with one network")  # fmt: skip
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = to_batch(image)
     if extra is not None:
         maps = torch.as_tensor(extra, dtype=torch.float32).view(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
         x = torch.cat([x, maps], dim=1)
@@ -304,7 +309,7 @@ def run_loaded(
     if variant is Variant.PRUNED:
         return run_model(model.pruned.net, image, extra, tile, Variant.BF16)
     if variant is Variant.INT8:
-        return run_model(_ort_net(model.int8, fold(model.pruned.net).receptive_radius), image, extra, tile, variant)
+        return run_model(_ort_net(model.int8, model.pruned.net.receptive_radius), image, extra, tile, variant)
     return run_model(model.net, image, extra, tile, variant)
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from fip.errors import FipError, InputError
 from fip.files import atomic_write_bytes
-from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold
+from fip.models.can import ContextAggregationNet, FoldedCAN, fold
 
 INPUT, OUTPUT = "image", "output"
 
@@ -32,7 +32,7 @@ def _folded(net: nn.Module) -> FoldedCAN:
     if isinstance(net, FoldedCAN):
         return net
     if isinstance(net, ContextAggregationNet):
-        if all(m.mode is NormMode.RUNNING for m in net.modules() if isinstance(m, AdaptiveNorm)):
+        if net.folds_exactly:
             return fold(net)
         raise InputError(
             "this network normalizes with per-image statistics (the paper's mode), which ONNX weights cannot hold: "

@@ -121,6 +121,16 @@ class ContextAggregationNet(nn.Module):
     def receptive_field(self) -> int:
         return 1 + 2 * sum(self.dilations)
 
+    @property
+    def receptive_radius(self) -> int:
+        """How far (pixels) an output pixel sees: tiles need this much halo to be exact."""
+        return sum(self.dilations)
+
+    @property
+    def folds_exactly(self) -> bool:
+        """Whether every normalization uses running statistics, so :func:`fold` needs no image."""
+        return all(m.mode is NormMode.RUNNING for m in self.modules() if isinstance(m, AdaptiveNorm))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
