@@ -22,7 +22,7 @@ from _common import machine, reference_dir  # noqa: E402
 from fip.data.sources import Resolution, folder_source, sample_source  # noqa: E402
 from fip.evaluate import evaluate  # noqa: E402
 from fip.imaging import read_image_file  # noqa: E402
-from fip.infer import SHIPPED_DIR, load_model, run_model  # noqa: E402
+from fip.infer import SHIPPED_DIR, SIBLINGS, load_model, run_model  # noqa: E402
 from fip.models.paper import paper_network_for  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     torch.set_num_threads(2)
     fivek = reference_dir()
     rows = []
-    paths = sorted(SHIPPED_DIR.glob("*.pt"))
+    paths = sorted(p for p in SHIPPED_DIR.glob("*.pt") if not p.stem.endswith(SIBLINGS))
     if args.operators:
         paths = [p for p in paths if p.stem in args.operators]
     for path in paths:

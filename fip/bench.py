@@ -248,6 +248,12 @@ def run_bench(
             add("lowres", lambda: run_model(net, photo.srgb, variant=Variant.LOWRES), "bf16", folded,
                 f"the network at {low_size[1]}x{low_size[0]} in bf16 + guided-filter upsampling; timed whole, "
                 "statistics pass included", net_size=low_size)  # fmt: skip
+            if model.lowres is not None:
+                guided = model.lowres.net
+                small = tuple(guided.downscale(x).shape[2:])
+                add("lowres-trained", lambda: run_model(guided, photo.srgb, variant=Variant.LOWRES), "bf16", folded,
+                    f"Deep Guided Filter trained end to end: its CAN at {small[1]}x{small[0]} in bf16, learned "
+                    "guidance map and filter at full size", net_size=small)  # fmt: skip
     baseline = next((r.seconds for r in results if r.variant == "baseline"), None)
     ref_seconds = next((r.seconds for r in results if r.variant == "reference"), None)
     for row in results:
@@ -353,7 +359,7 @@ def plot_curve(results: list[Row], operator: str, path: str | os.PathLike[str]) 
             label = f"w{p.width}" + ("*" if p.variant.startswith("pruned-") else "")
             axes.annotate(label, (p.seconds, p.psnr), textcoords="offset points", xytext=(4, 4), fontsize=8)
     for r in results:
-        if r.variant in ("paper-exact", "lowres") and r.psnr is not None:
+        if r.variant in ("paper-exact", "lowres", "lowres-trained") and r.psnr is not None:
             axes.scatter([r.seconds], [r.psnr], marker="s", label=r.variant)
     baseline = next((r for r in results if r.variant == "baseline"), None)
     if baseline is not None:

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
+from fip.errors import InputError
 from fip.files import atomic_write_bytes
 from fip.infer import LoadedModel, net_config
 from fip.models.can import fold
+from fip.models.guided import GuidedCAN
 
 EXPORT_FORMAT = "fip-export-1"
 MAX_SIDE = 65536
@@ -31,6 +33,9 @@ MAX_SIDE = 65536
 
 def export_program(model: LoadedModel, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` as a ``torch.export`` archive with dynamic height and width (atomically); return the path."""
+    if isinstance(model.net, GuidedCAN):
+        raise InputError(f"{model.name} is a low-resolution (guided-filter) model, which fip cannot export yet; "
+                         "export the operator's full model instead (-o OPERATOR, or -m OPERATOR.pt)")  # fmt: skip
     net = copy.deepcopy(model.net).eval().to(memory_format=torch.contiguous_format)
     folded = net.folds_exactly
     if folded:

@@ -26,6 +26,7 @@ import torch
 from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
 from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold, image_statistics
+from fip.models.guided import GuidedCAN
 from fip.variants import AUTO_LOWRES_MAX_MEGAPIXELS, AUTO_MAX_LOSS_DB, AUTO_ORDER, LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
 
 MODEL_FORMAT = "fip-model-1"
@@ -35,18 +36,21 @@ MODEL_FORMAT = "fip-model-1"
 class LoadedModel:
     """A network ready for inference and what it approximates."""
 
-    net: ContextAggregationNet
+    net: ContextAggregationNet | GuidedCAN
     name: str
     operator: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     conditioning: Conditioning | None = None
     pruned: LoadedModel | None = None  # its pruned, fine-tuned sibling (running statistics), if one ships
     int8: Path | None = None  # that sibling quantized to int8, as an ONNX file
+    lowres: LoadedModel | None = None  # its Deep Guided Filter sibling (GuidedCAN), trained end to end, if one ships
     metrics: dict[str, float] = field(default_factory=dict)  # what the model file records (e.g. test PSNR)
     scores: dict[str, float] = field(default_factory=dict)  # PSNR vs the reference per variant, where measured
 
     def variants(self) -> list[Variant]:
         """The variants this model can run (see :class:`~fip.variants.Variant`)."""
+        if isinstance(self.net, GuidedCAN):  # a low-resolution network file loaded by itself
+            return [Variant.AUTO, Variant.LOWRES]
         have = [Variant.AUTO, Variant.FULL, Variant.FAST, Variant.BF16, Variant.LOWRES]
         return have + [Variant.PRUNED] * (self.pruned is not None) + [Variant.INT8] * (self.int8 is not None)
 
@@ -61,14 +65,18 @@ class LoadedModel:
 
     def resolve(self, variant: Variant | str, megapixels: float | None = None) -> Variant:
         """``variant`` itself, or for ``AUTO`` the fastest one this model has within ``AUTO_MAX_LOSS_DB`` of
-        ``FULL`` as measured; ``LOWRES`` only for photos up to ``AUTO_LOWRES_MAX_MEGAPIXELS`` (it was measured at
-        ~2 MP, and its network keeps 0.25 MP whatever the photo's size). An error names the variants it has."""
+        ``FULL`` as measured; ``LOWRES`` only for photos of known size, and without a trained ``lowres`` sibling
+        only up to ``AUTO_LOWRES_MAX_MEGAPIXELS`` (it was measured at ~2 MP, and that form keeps its network at
+        0.25 MP whatever the photo's size; the trained one scales with the photo). An error names the variants it
+        has."""
         try:
             variant = Variant(variant)
         except ValueError:
             raise InputError(f"unknown variant {variant!r}; choose one of {', '.join(v.value for v in Variant)}") from None
+        if variant is Variant.AUTO and isinstance(self.net, GuidedCAN):
+            return Variant.LOWRES
         if variant is Variant.AUTO:  # FAST, the last of AUTO_ORDER, is the fallback whatever it measured
-            large = megapixels is not None and megapixels > AUTO_LOWRES_MAX_MEGAPIXELS
+            large = megapixels is not None and megapixels > AUTO_LOWRES_MAX_MEGAPIXELS and self.lowres is None
             within = (v for v in AUTO_ORDER[:-1] if v in self.variants() and self.loss_db(v) <= AUTO_MAX_LOSS_DB
                       and not (v is Variant.LOWRES and (large or megapixels is None)))  # fmt: skip
             return next(within, AUTO_ORDER[-1])
@@ -88,14 +96,20 @@ class LoadedModel:
         return self.conditioning.maps(operator, params if params is not None else self.params)
 
 
-def net_config(net: ContextAggregationNet) -> dict[str, Any]:
-    """The constructor arguments that rebuild ``net``."""
+def net_config(net: ContextAggregationNet | GuidedCAN) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``net`` (a ``guided`` entry for a :class:`GuidedCAN`)."""
     norm = next((m.mode.value for m in net.modules() if hasattr(m, "mode")), NormMode.IMAGE.value)
-    return {"in_channels": net.in_channels, "width": net.width, "depth": net.depth, "norm": norm}
+    config = {"in_channels": net.in_channels, "width": net.width, "depth": net.depth, "norm": norm}
+    if isinstance(net, GuidedCAN):
+        config["guided"] = {"factor": net.factor, "radius": net.filter.radius, "fit_hidden": net.filter.fit_hidden,
+                            "guide_hidden": net.guide.hidden}  # fmt: skip
+    return config
 
 
-def _from_state(state: dict[str, torch.Tensor], config: dict[str, Any]) -> ContextAggregationNet:
-    net = ContextAggregationNet(**config)
+def _from_state(state: dict[str, torch.Tensor], config: dict[str, Any]) -> ContextAggregationNet | GuidedCAN:
+    config = dict(config)
+    guided = config.pop("guided", None)
+    net = GuidedCAN(**config, **guided) if guided is not None else ContextAggregationNet(**config)
     net.load_state_dict(state)
     return net.eval().to(memory_format=torch.channels_last)  # the layout run_model uses
 
@@ -231,6 +245,10 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
 
     if isinstance(net, OrtNet):  # already compiled to its precision and layout
         return forward_tiles(net, x, tile) if tile is not None else net(x)
+    if isinstance(net, GuidedCAN):  # the Deep Guided Filter: its CAN at low resolution (folded, bf16 unless FULL)
+        small = net.downscale(x)
+        low = _forward(net.can, small, Variant.FULL if variant is Variant.FULL else Variant.BF16, tile)
+        return net.upsample(small, low, x, band=tile or GUIDED_BAND_ROWS)
     if variant is Variant.LOWRES:
         from fip.models.guided import FastGuidedFilter
 
@@ -258,6 +276,9 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
     # channels_last: 1.3x faster than NCHW for CAN24 at 1080p on this project's CPU (6.7 s vs 8.7 s).
     net = net.to(memory_format=torch.channels_last) if owned else _channels_last(net)
     return net(x.contiguous(memory_format=torch.channels_last)).float()
+
+
+GUIDED_BAND_ROWS = 256  # full-resolution rows the guided filter's last step computes at a time
 
 
 def to_batch(image: np.ndarray) -> torch.Tensor:
@@ -304,8 +325,13 @@ def run_loaded(
     variant: Variant | str = Variant.FULL,
 ) -> np.ndarray:
     """:func:`run_model` with ``model``'s network for ``variant``: its pruned sibling for ``PRUNED``, that sibling's
-    int8 ONNX file for ``INT8``, the fastest available for ``AUTO``."""
-    variant = model.resolve(variant, image.shape[0] * image.shape[1] / 1e6)
+    int8 ONNX file for ``INT8``, its trained guided-filter sibling for ``LOWRES`` (photos over
+    ``LOWRES_MEGAPIXELS``; without one, the network at low resolution and a fixed guided filter), the fastest
+    available for ``AUTO``."""
+    megapixels = image.shape[0] * image.shape[1] / 1e6
+    variant = model.resolve(variant, megapixels)
+    if variant is Variant.LOWRES and model.lowres is not None and megapixels > LOWRES_MEGAPIXELS:
+        return run_model(model.lowres.net, image, extra, tile, variant)
     if variant is Variant.PRUNED:
         return run_model(model.pruned.net, image, extra, tile, Variant.BF16)
     if variant is Variant.INT8:
@@ -327,6 +353,7 @@ def _ort_net(path: Path, receptive_radius: int) -> torch.nn.Module:
 
 
 SHIPPED_DIR = Path(__file__).parent / "models" / "weights" / "fip"
+SIBLINGS = (".pruned", ".lowres")  # OPERATOR.pruned.pt and OPERATOR.lowres.pt ship beside OPERATOR.pt
 
 
 def model_for_operator(operator: str) -> LoadedModel:
@@ -341,6 +368,8 @@ def model_for_operator(operator: str) -> LoadedModel:
             model.pruned = load_model(pruned)
             int8 = SHIPPED_DIR / f"{operator}.pruned.int8.onnx"
             model.int8 = int8 if int8.is_file() else None
+        if (lowres := SHIPPED_DIR / f"{operator}.lowres.pt").is_file():
+            model.lowres = load_model(lowres)
         if (scores := SHIPPED_DIR / f"{operator}.variants.json").is_file():
             try:
                 model.scores = {k: float(v) for k, v in json.loads(scores.read_text())["psnr"].items()}
@@ -350,7 +379,7 @@ def model_for_operator(operator: str) -> LoadedModel:
     if (paper := paper_network_for(operator)) is not None:
         return load_model(paper)
     with_paper = {name for name in FIP_OPERATOR.values() if paper_network_for(name)}
-    available = sorted({p.stem for p in SHIPPED_DIR.glob("*.pt") if ".pruned" not in p.stem} | with_paper)
+    available = sorted({p.stem for p in SHIPPED_DIR.glob("*.pt") if not p.stem.endswith(SIBLINGS)} | with_paper)
     raise FipError(f"no model ships for operator {operator!r} yet; operators with a model: {', '.join(available)}")
 
 

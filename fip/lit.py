@@ -27,6 +27,8 @@ class Approximator(pl.LightningModule):
         schedule: ``"constant"`` (the paper) or ``"cosine"`` (decays to 1 % over ``max_epochs``).
         warm_start: ``"paper/<Operator>"`` (the authors' network of that name) or the path of a fip model file or
             checkpoint to start from; same shape only (``python scripts/ship_compact.py`` starts from a pruned one).
+            A :class:`~fip.models.GuidedCAN` may start from a plain CAN: its ``can`` takes the weights, and its
+            guidance map and filter start as the plain guided filter.
     """
 
     def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None):
@@ -38,7 +40,11 @@ class Approximator(pl.LightningModule):
         if warm_start:
             from fip.infer import load_model
 
-            self.net.load_state_dict(load_model(warm_start).net.state_dict())
+            from fip.models import GuidedCAN
+
+            source = load_model(warm_start).net
+            into_can = isinstance(self.net, GuidedCAN) and not isinstance(source, GuidedCAN)
+            (self.net.can if into_can else self.net).load_state_dict(source.state_dict())
             logger.info("warm start from %s", warm_start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

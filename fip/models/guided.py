@@ -1,6 +1,10 @@
-"""Fast guided filter upsampling (He and Sun 2015, as used by Wu et al., "Fast End-to-End Trainable Guided
-Filter", CVPR 2018): run an expensive operator on a downscaled image, fit a local linear model from the
-downscaled input to the downscaled output, and apply the upsampled model to the full-resolution input.
+"""Guided-filter upsampling after Wu et al., "Fast End-to-End Trainable Guided Filter" (CVPR 2018): run the
+expensive network on a downscaled photo, fit a local linear model from the downscaled guide to the downscaled
+output (He and Sun's fast guided filter), and apply the upsampled model to the full-resolution guide.
+
+* :class:`FastGuidedFilter`: the filter itself (fixed radius, learnable ``eps``).
+* :class:`GuidedCAN`: the Deep Guided Filter: a :class:`~fip.models.ContextAggregationNet` at low resolution, a
+  learned per-pixel guidance map and the filter, trained end to end (``scripts/ship_lowres.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fip.errors import InputError
+from fip.models.can import ContextAggregationNet, NormMode
+
 
 class FastGuidedFilter(nn.Module):
     """``out_high = A_high * guide_high + b_high``, where per channel ``(A, b)`` is the guided filter's local linear
@@ -18,27 +25,145 @@ class FastGuidedFilter(nn.Module):
     Args:
         radius: box radius in low-resolution pixels.
         eps: regularization of the fit (larger = smoother ``A``); learnable, kept positive.
+        fit_hidden: if positive, ``A`` is ``cov / (var + eps)`` plus a learned correction from ``(cov, var)``
+            (1x1 convolutions with this many hidden channels, at low resolution; Wu et al.'s "conv guided
+            filter" learns ``A`` this way). It starts at zero: the untrained filter is the plain one.
+
+    Inputs are ``(B, C, h, w)``, ``(B, C, h, w)`` and ``(B, C, H, W)``; the output is ``(B, C, H, W)``.
     """
 
-    def __init__(self, radius: int = 1, eps: float = 1e-4):
+    def __init__(self, radius: int = 1, eps: float = 1e-4, fit_hidden: int = 0, channels: int = 3):
         super().__init__()
-        self.radius = radius
+        self.radius, self.fit_hidden = radius, fit_hidden
         self.log_eps = nn.Parameter(torch.tensor(float(eps)).log())
+        self.fit = None
+        if fit_hidden > 0:
+            self.fit = nn.Sequential(nn.Conv2d(2 * channels, fit_hidden, 1), nn.LeakyReLU(0.2),
+                                     nn.Conv2d(fit_hidden, fit_hidden, 1), nn.LeakyReLU(0.2),
+                                     nn.Conv2d(fit_hidden, channels, 1))  # fmt: skip
+            nn.init.zeros_(self.fit[4].weight)
+            nn.init.zeros_(self.fit[4].bias)
 
     def _box(self, x: torch.Tensor) -> torch.Tensor:
         size = 2 * self.radius + 1
         return kornia.filters.box_blur(x, (size, size), border_type="reflect")
 
-    def forward(self, guide_low: torch.Tensor, target_low: torch.Tensor, guide_high: torch.Tensor) -> torch.Tensor:
+    def coefficients(self, guide_low: torch.Tensor, target_low: torch.Tensor) -> torch.Tensor:
+        """The box-averaged linear model at low resolution: ``(B, 2C, h, w)``, ``A`` channels then ``b``."""
         mean_i = self._box(guide_low)
         mean_p = self._box(target_low)
         cov_ip = self._box(guide_low * target_low) - mean_i * mean_p
         var_i = self._box(guide_low * guide_low) - mean_i * mean_i
         a = cov_ip / (var_i + self.log_eps.exp())
+        if self.fit is not None:
+            a = a + self.fit(torch.cat([cov_ip, var_i], dim=1))
         b = mean_p - a * mean_i
-        mean_a = self._box(a)
-        mean_b = self._box(b)
-        size = guide_high.shape[2:]
-        mean_a = F.interpolate(mean_a, size=size, mode="bilinear", align_corners=False)
-        mean_b = F.interpolate(mean_b, size=size, mode="bilinear", align_corners=False)
-        return mean_a * guide_high + mean_b
+        return self._box(torch.cat([a, b], dim=1))
+
+    def forward(self, guide_low: torch.Tensor, target_low: torch.Tensor, guide_high: torch.Tensor) -> torch.Tensor:
+        coefficients = F.interpolate(self.coefficients(guide_low, target_low), size=guide_high.shape[2:],
+                                     mode="bilinear", align_corners=False)  # fmt: skip
+        a, b = coefficients.chunk(2, dim=1)
+        return a * guide_high + b
+
+
+def upsample_rows(x: torch.Tensor, height: int, width: int, top: int, bottom: int) -> torch.Tensor:
+    """Rows ``top:bottom`` of ``F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)``,
+    computed without the other rows: full-resolution work in bands of bounded memory."""
+    rows = x.shape[2]
+    source = ((torch.arange(top, bottom, dtype=torch.float64) + 0.5) * (rows / height) - 0.5).clamp(min=0.0)
+    first = source.floor().long().clamp(max=rows - 1)
+    second = (first + 1).clamp(max=rows - 1)
+    weight = (source - first).to(x.dtype).view(1, 1, -1, 1)
+    band = torch.lerp(x[:, :, first], x[:, :, second], weight)
+    # Height already at its final size: interpolating to it again is the identity, so this only resizes columns.
+    return F.interpolate(band, size=(bottom - top, width), mode="bilinear", align_corners=False)
+
+
+class GuideMap(nn.Module):
+    """A learned per-pixel guidance image: ``rgb + conv1x1(LeakyReLU(conv1x1(rgb)))`` (Wu et al. learn the guide
+    with 1x1 convolutions too). The last layer starts at zero, so the untrained map is the photo itself and
+    training starts from the plain guided filter.
+
+    Args:
+        hidden: channels of the hidden layer.
+
+    Input and output ``(B, 3, H, W)``; pixel-wise, so it costs ~6 * hidden multiply-adds per pixel.
+    """
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        self.hidden = hidden
+        self.body = nn.Sequential(nn.Conv2d(3, hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(hidden, 3, 1))
+        nn.init.zeros_(self.body[2].weight)
+        nn.init.zeros_(self.body[2].bias)
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        return rgb + self.body(rgb)
+
+
+class GuidedCAN(nn.Module):
+    """The Deep Guided Filter around a CAN: ``can`` runs on the photo area-downscaled by ``factor``; the fast
+    guided filter, guided by :class:`GuideMap` of the photo at both resolutions, brings its output back to full
+    resolution. Every part is trained together against full-resolution targets, so the network learns what to
+    produce at low resolution for the filter to upsample well (it starts from a full-resolution model:
+    ``warm_start`` loads a plain CAN's weights into ``can``).
+
+    Args:
+        in_channels, width, depth, norm: the CAN's (:class:`~fip.models.ContextAggregationNet`).
+        factor: linear downscaling factor (3: a 1080p frame runs the CAN at 640x360, ~1/9 of the work).
+        radius, eps, fit_hidden: the filter's (:class:`FastGuidedFilter`).
+        guide_hidden: hidden channels of the guidance map.
+
+    Input ``(B, in_channels, H, W)`` in [0, 1] (RGB first; extra maps go to the CAN only); output
+    ``(B, 3, H, W)``, not clipped.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        width: int = 24,
+        depth: int = 9,
+        norm: NormMode | str = NormMode.IMAGE,
+        factor: float = 3.0,
+        radius: int = 1,
+        eps: float = 1e-4,
+        fit_hidden: int = 0,
+        guide_hidden: int = 16,
+    ):
+        super().__init__()
+        if factor < 1.0:
+            raise InputError(f"the downscaling factor must be at least 1; got {factor}")
+        self.can = ContextAggregationNet(in_channels, width, depth, norm)
+        self.guide = GuideMap(guide_hidden)
+        self.filter = FastGuidedFilter(radius, eps, fit_hidden)
+        self.factor = float(factor)
+        self.in_channels, self.width, self.depth = in_channels, width, depth
+
+    def downscale(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` area-downscaled by ``factor`` (at least 4 pixels a side, what the filter's boxes need)."""
+        height, width = x.shape[2:]
+        size = (max(4, round(height / self.factor)), max(4, round(width / self.factor)))
+        return F.interpolate(x, size=size, mode="area")
+
+    def upsample(self, small: torch.Tensor, low: torch.Tensor, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
+        """The full-resolution output from ``low``, the CAN's output on ``small = downscale(x)``. ``band``: compute
+        it that many rows at a time (the same result), so the full-resolution guidance map, whose hidden layer
+        has ``guide_hidden`` channels, never exists for the whole photo at once."""
+        coefficients = self.filter.coefficients(self.guide(small[:, :3]), low.to(small.dtype))
+        height, width = x.shape[2:]
+        if band is None or band >= height:
+            a, b = F.interpolate(coefficients, size=(height, width), mode="bilinear", align_corners=False).chunk(2, 1)
+            return a * self.guide(x[:, :3]) + b
+        out = x.new_empty(x.shape[0], 3, height, width)
+        for top in range(0, height, band):
+            bottom = min(height, top + band)
+            a, b = upsample_rows(coefficients, height, width, top, bottom).chunk(2, dim=1)
+            out[:, :, top:bottom] = a * self.guide(x[:, :3, top:bottom]) + b
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        small = self.downscale(x)
+        return self.upsample(small, self.can(small), x)

@@ -1,0 +1,68 @@
+"""Train the low-resolution (Deep Guided Filter) form of shipped approximators and ship it inside the package.
+
+Usage: python scripts/ship_lowres.py OPERATOR [OPERATOR ...] [--minutes 10] [--epochs 150]
+For each operator:
+  1. ``fip train -c train/configs/OPERATOR.yaml -c train/configs/lowres.yaml`` with a warm start from the shipped
+     ``fip/models/weights/fip/OPERATOR.pt`` (its CAN starts as the full model, the guidance map as the photo,
+     the filter as the fixed one the ``lowres`` variant used before), time-limited;
+  2. write the last checkpoint (the end of the cosine schedule) as ``OPERATOR.lowres.pt``, with its metrics, next
+     to the full model. Not the best by validation PSNR: the sample set's test photos are so small (0.1-0.25 MP)
+     that at 1/3 of their size they say little about 2 MP photos; scripts/measure_variants.py measures those.
+Prints one Markdown row per operator: sample-test PSNR of the full model (fast), of the untrained start (the
+full model's CAN at 1/3 size with the plain guided filter) and of the trained one. The ``auto`` variant reads
+OPERATOR.variants.json: run ``python scripts/measure_variants.py OPERATOR`` afterwards.
+"""
+
+import argparse
+from pathlib import Path
+
+from fip.data.sources import Resolution, sample_source
+from fip.evaluate import evaluate
+from fip.infer import SHIPPED_DIR, LoadedModel, export_model, load_model, net_config
+from fip.models import GuidedCAN
+from fip.training import max_time, run_training
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "train" / "configs"
+
+
+def _test_psnr(model: LoadedModel, variant: str) -> float:
+    return evaluate(model, sample_source(), split="test", resolution=Resolution(1080), workers=1, variant=variant).mean_psnr
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("operators", nargs="+")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per operator")
+    parser.add_argument("--epochs", type=int, default=150, help="epochs of the cosine schedule (fit the budget)")
+    args = parser.parse_args()
+    rows = []
+    for operator in args.operators:
+        shipped = SHIPPED_DIR / f"{operator}.pt"
+        cli = run_training([
+            "-c", str(CONFIGS / f"{operator}.yaml"), "-c", str(CONFIGS / "lowres.yaml"),
+            "--model.warm_start", str(shipped),
+            "--trainer.default_root_dir", f"runs/{operator}.lowres",
+            "--trainer.max_epochs", str(args.epochs), "--trainer.max_time", max_time(args.minutes),
+            "--trainer.enable_progress_bar", "false",
+        ])  # fmt: skip
+        trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
+        full = load_model(shipped)
+        start = GuidedCAN(**net_config(full.net), factor=trained.net.factor, radius=trained.net.filter.radius,
+                          guide_hidden=trained.net.guide.hidden)  # fmt: skip
+        start.can.load_state_dict(full.net.state_dict())
+        metrics = {"full_sample_test_psnr": _test_psnr(full, "fast"),
+                   "start_sample_test_psnr": _test_psnr(LoadedModel(start.eval(), "start", operator, full.params), "lowres"),
+                   "sample_test_psnr": _test_psnr(trained, "lowres"), "epochs": cli.trainer.current_epoch,
+                   "minutes": args.minutes}  # fmt: skip
+        export_model(trained, SHIPPED_DIR / f"{operator}.lowres.pt", metrics)
+        rows.append(f"| `{operator}` | {metrics['full_sample_test_psnr']:.2f} | {metrics['start_sample_test_psnr']:.2f} | "
+                    f"{metrics['sample_test_psnr']:.2f} | {metrics['epochs']} |")  # fmt: skip
+        print(rows[-1], flush=True)
+    print("| operator | sample-test PSNR, full (fast) | lowres, untrained | lowres, trained | epochs |\n"
+          "|---|---:|---:|---:|---:|")  # fmt: skip
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":  # pair generation spawns processes that import this file
+    main()

@@ -1,0 +1,128 @@
+"""The low-resolution form: fip.models.GuidedCAN (Deep Guided Filter), its banded upsampling, its model files,
+its warm start and training through Lightning, and the ``lowres`` variant that uses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fip.errors import FipError
+from fip.infer import LoadedModel, export_model, load_model, net_config, run_loaded, run_model
+from fip.lit import Approximator
+from fip.models import ContextAggregationNet, GuidedCAN
+from fip.models.guided import FastGuidedFilter, upsample_rows
+from fip.variants import Variant
+
+from conftest import smooth_image
+
+CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
+
+
+def _busy_guided(seed: int = 0) -> GuidedCAN:
+    """A small GuidedCAN whose guidance map is not the identity (the untrained start would hide mistakes)."""
+    torch.manual_seed(seed)
+    net = GuidedCAN(width=8, depth=4, factor=3.0, guide_hidden=6)
+    with torch.no_grad():
+        net.guide.body[2].weight.normal_(0, 0.3)
+        net.can.output.weight.normal_(0, 0.3)
+    return net.eval()
+
+
+@pytest.mark.parametrize("size", [(97, 131), (30, 40), (11, 17), (5, 6)])
+def test_upsampling_rows_in_bands_equals_upsampling_the_whole_map(size):
+    coefficients = torch.rand(1, 6, 11, 17)
+    whole = F.interpolate(coefficients, size=size, mode="bilinear", align_corners=False)
+    for top in range(0, size[0], 7):
+        bottom = min(size[0], top + 7)
+        assert torch.allclose(upsample_rows(coefficients, *size, top, bottom), whole[:, :, top:bottom], atol=1e-6)
+
+
+def test_untrained_guided_can_is_the_plain_guided_filter_and_bands_change_nothing():
+    net = GuidedCAN(width=8, depth=4, factor=3.0).eval()
+    x = torch.rand(1, 3, 61, 83)
+    with torch.no_grad():
+        small = net.downscale(x)
+        assert small.shape[2:] == (20, 28)  # 61 / 3 and 83 / 3, rounded
+        plain = FastGuidedFilter(radius=1, eps=1e-4)(small, net.can(small), x)  # the guidance map starts as the photo
+        assert torch.allclose(net(x), plain, atol=1e-6)
+        busy = _busy_guided()
+        whole = busy(x)
+        assert torch.allclose(busy.upsample(small, busy.can(small), x, band=8), whole, atol=1e-5)
+        assert not torch.allclose(whole, plain, atol=1e-3)
+
+
+def test_every_part_learns_end_to_end():
+    net = _busy_guided().train()
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    x, target = torch.rand(2, 3, 36, 48), torch.rand(2, 3, 36, 48)
+    F.mse_loss(net(x), target).backward()
+    torch.optim.SGD(net.parameters(), lr=0.1).step()
+    moved = {name.split(".")[0] for name, p in net.named_parameters() if not torch.equal(p, before[name])}
+    assert moved == {"can", "guide", "filter"}
+
+
+def test_model_files_keep_the_guided_network_and_it_runs_only_as_lowres(tmp_path):
+    net = _busy_guided()
+    assert net_config(net)["guided"] == {"factor": 3.0, "radius": 1, "fit_hidden": 0, "guide_hidden": 6}
+    loaded = load_model(export_model(LoadedModel(net, "g", "smooth.l0"), tmp_path / "smooth.l0.lowres.pt"))
+    assert isinstance(loaded.net, GuidedCAN) and loaded.variants() == [Variant.AUTO, Variant.LOWRES]
+    image = smooth_image(60, 90, seed=2)
+    expected = run_model(net, image, variant=Variant.LOWRES)
+    assert torch.allclose(torch.from_numpy(run_loaded(loaded, image, variant="auto")), torch.from_numpy(expected), atol=1e-6)
+    with pytest.raises(FipError, match="no 'full' variant"):
+        run_loaded(loaded, image, variant="full")
+
+
+def test_lowres_variant_takes_the_trained_sibling_for_photos_big_enough(monkeypatch):
+    import fip.infer
+
+    monkeypatch.setattr(fip.infer, "LOWRES_MEGAPIXELS", 0.004)  # tiny photos stand for large ones
+    full = ContextAggregationNet(width=8, depth=4).eval()
+    model = LoadedModel(full, "m", "smooth.l0", lowres=LoadedModel(_busy_guided(), "g", "smooth.l0"))
+    large, small = smooth_image(60, 90, seed=3), smooth_image(40, 60, seed=4)  # 0.0054 and 0.0024 MP
+    with torch.no_grad():
+        assert (run_loaded(model, large, variant="lowres") == run_model(model.lowres.net, large, variant="lowres")).all()
+        assert (run_loaded(model, small, variant="lowres") == run_model(full, small, variant="lowres")).all()
+
+
+def test_warm_start_from_a_plain_model_fills_the_guided_networks_can():
+    approximator = Approximator(GuidedCAN(), warm_start="paper/L0_smoothing")
+    paper = load_model("paper/L0_smoothing").net.state_dict()
+    assert all(torch.equal(v, paper[k]) for k, v in approximator.net.can.state_dict().items())
+    assert not approximator.net.guide.body[2].weight.any()  # the rest starts as the plain guided filter
+
+
+def test_lowres_config_trains_a_guided_network_through_lightning(photo_folder, tmp_path):
+    """train/configs/lowres.yaml layered over an operator's config, as scripts/ship_lowres.py runs it."""
+    from fip.training import run_training
+
+    from test_training import _config
+
+    cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "lowres.yaml"),
+                        "--model.warm_start", "paper/L0_smoothing", "--trainer.max_epochs", "2",
+                        "--data.crop_size", "48"])  # fmt: skip
+    trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
+    assert isinstance(trained.net, GuidedCAN) and trained.net.factor == 3.0 and trained.operator == "smooth.l0"
+    assert trained.net.guide.body[2].weight.any()  # the guidance map left its zero start
+
+
+def test_auto_takes_a_trained_lowres_at_any_known_size_and_an_untrained_one_only_up_to_4_mp():
+    full = ContextAggregationNet(width=8, depth=4).eval()
+    scores = {"full": 30.0, "fast": 30.0, "lowres": 29.8}
+    trained = LoadedModel(full, "m", "smooth.l0", lowres=LoadedModel(_busy_guided(), "g", "smooth.l0"), scores=scores)
+    untrained = LoadedModel(full, "m", "smooth.l0", scores=scores)
+    assert trained.resolve(Variant.AUTO, 24.0) is Variant.LOWRES and untrained.resolve(Variant.AUTO, 24.0) is Variant.FAST
+    assert trained.resolve(Variant.AUTO, 2.0) is untrained.resolve(Variant.AUTO, 2.0) is Variant.LOWRES
+    assert trained.resolve(Variant.AUTO) is Variant.FAST  # the size unknown: nothing to compare with 0.25 MP
+
+
+def test_exporting_a_guided_model_says_what_to_export_instead(tmp_path):
+    from fip.cli import main
+
+    path = export_model(LoadedModel(_busy_guided(), "g", "smooth.l0"), tmp_path / "smooth.l0.lowres.pt")
+    for out in ("m.pt2", "m.onnx"):
+        assert main(["export", "-m", str(path), "--out", str(tmp_path / out)]) != 0
+        assert not (tmp_path / out).exists()
