@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from fip.errors import InputError
-from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode
+from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold
 
 Layers = list[tuple[nn.Conv2d, AdaptiveNorm, nn.Module]]
 
@@ -155,4 +155,78 @@ def calibration_photos(megapixels: float = 0.25, split: str = "train") -> list[t
     return photos
 
 
-__all__ = ["calibrate", "calibration_photos", "equalize", "multiply_adds", "prune"]
+def _uint8_grid(low: float, high: float) -> tuple[float, int]:
+    """ONNX Runtime's static uint8 scale and zero point for a tensor seen within ``[low, high]`` (MinMax
+    calibration: the range is widened to hold 0)."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max(high - low, 1e-8) / 255
+    return scale, int(round(-low / scale))
+
+
+def _int8_weights(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` on ONNX Runtime's per-output-channel symmetric int8 grid, with straight-through gradients."""
+    scale = (weight.detach().abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12)
+    zero = torch.zeros_like(scale, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+
+
+class QuantizationAwareCAN(nn.Module):
+    """A pruned model's folded, equalized network computing as its ONNX Runtime int8 model will: weights on the
+    per-channel int8 grid, and the input, every convolution's output and every LeakyReLU's output on uint8 grids
+    calibrated on the sample photos (the points :func:`fip.ort.write_onnx` quantizes), with straight-through
+    gradients, so Lightning can fine-tune the weights for the grid (quantization-aware training).
+    ``scripts/ship_compact.py --qat`` trains it with the operator's config and writes :meth:`folded` as the int8
+    file; write it with ``equalized=True``, since re-balancing would move the weights off the grid they learned.
+
+    Args:
+        model: a fip model file whose network uses running statistics (the pruned ``OPERATOR.pruned.pt``).
+        calibration_megapixels: size of the calibration photos.
+    """
+
+    def __init__(self, model: str, calibration_megapixels: float = 0.25):
+        super().__init__()
+        from fip.infer import load_model
+
+        net = load_model(model).net
+        if not isinstance(net, ContextAggregationNet) or not net.folds_exactly:
+            raise InputError(f"{model} holds no running-statistics CAN to quantize; pass a pruned model "
+                             "(fip/models/weights/fip/OPERATOR.pruned.pt, made by scripts/ship_compact.py)")  # fmt: skip
+        photos = calibration_photos(calibration_megapixels)
+        self.net = equalize(fold(net), photos).train()
+        self.in_channels, self.width = self.net.in_channels, self.net.width
+        seen = [self._ranges(photo) for photo in photos]
+        grids = [_uint8_grid(min(r[i][0] for r in seen), max(r[i][1] for r in seen)) for i in range(len(seen[0]))]
+        self.register_buffer("scales", torch.tensor([g[0] for g in grids], dtype=torch.float64))
+        self.register_buffer("zero_points", torch.tensor([g[1] for g in grids]))
+
+    def _layers(self) -> list[nn.Module]:
+        return [*self.net.features, self.net.output]
+
+    def _ranges(self, x: torch.Tensor) -> list[tuple[float, float]]:
+        found = [(x.min().item(), x.max().item())]
+        with torch.no_grad():
+            for layer in self._layers():
+                x = layer(x)
+                found.append((x.min().item(), x.max().item()))
+        return found
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        points = zip(self.scales.tolist(), self.zero_points.tolist())
+        x = torch.fake_quantize_per_tensor_affine(x, *next(points), 0, 255)
+        for layer in self._layers():
+            if isinstance(layer, nn.Conv2d):
+                x = nn.functional.conv2d(x, _int8_weights(layer.weight), layer.bias, padding=layer.padding,
+                                         dilation=layer.dilation)  # fmt: skip
+            else:
+                x = layer(x)
+            x = torch.fake_quantize_per_tensor_affine(x, *next(points), 0, 255)
+        return x
+
+    def folded(self) -> FoldedCAN:
+        """The trained float network (an independent copy, eval mode) for :func:`fip.ort.write_onnx`."""
+        return copy.deepcopy(self.net).eval()
+
+
+__all__ = ["QuantizationAwareCAN", "calibrate", "calibration_photos", "equalize", "multiply_adds", "prune"]

@@ -345,8 +345,13 @@ def _is_ort(net: object) -> bool:
     return isinstance(net, OrtNet)
 
 
-@functools.lru_cache(maxsize=8)
 def _ort_net(path: Path, receptive_radius: int) -> torch.nn.Module:
+    """One ONNX Runtime session per file, reused while the file is unchanged."""
+    return _ort_session(Path(path), Path(path).stat().st_mtime_ns, receptive_radius)
+
+
+@functools.lru_cache(maxsize=8)
+def _ort_session(path: Path, modified_ns: int, receptive_radius: int) -> torch.nn.Module:
     from fip.ort import OrtNet
 
     return OrtNet(path, receptive_radius)

@@ -63,8 +63,14 @@ class Approximator(pl.LightningModule):
         self.log("val_ssim", ssim(prediction, targets), batch_size=1, sync_dist=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Store what rebuilds the network and names its operator, so a checkpoint loads without the config."""
+        """Store what rebuilds the network and names its operator, so a checkpoint loads without the config
+        (CANs and guided CANs; other networks, such as :class:`fip.compress.QuantizationAwareCAN`, are read from
+        the module that trained them)."""
         from fip.infer import net_config
+        from fip.models import ContextAggregationNet, GuidedCAN
+
+        if not isinstance(self.net, (ContextAggregationNet, GuidedCAN)):
+            return
 
         datamodule = getattr(self.trainer, "datamodule", None)
         conditioning = getattr(datamodule, "conditioning", None)

@@ -88,9 +88,11 @@ def quantized_bytes(model: bytes, calibration: list[np.ndarray]) -> bytes:
         return target.read_bytes()
 
 
-def write_onnx(net: nn.Module, path: str | os.PathLike[str], calibration: list[np.ndarray] | None = None) -> Path:
+def write_onnx(net: nn.Module, path: str | os.PathLike[str], calibration: list[np.ndarray] | None = None,
+               equalized: bool = False) -> Path:  # fmt: skip
     """Write ``net`` as ONNX (atomically): fp32, or int8 when ``calibration`` images are given (the network's
-    channel scales are equalized first, :func:`fip.compress.equalize`)."""
+    channel scales are equalized first, :func:`fip.compress.equalize`, unless ``equalized``: a network
+    fine-tuned for the int8 grid, :class:`fip.compress.QuantizationAwareCAN`, keeps its weights)."""
     if calibration is None:
         return atomic_write_bytes(path, onnx_bytes(net))
     folded = _folded(net)
@@ -99,7 +101,7 @@ def write_onnx(net: nn.Module, path: str | os.PathLike[str], calibration: list[n
                          f"{np.asarray(calibration[0]).shape[1]}: int8 calibration supports RGB-only networks")  # fmt: skip
     from fip.compress import equalize
 
-    balanced = equalize(folded, [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in calibration])
+    balanced = folded if equalized else equalize(folded, [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in calibration])
     return atomic_write_bytes(path, quantized_bytes(onnx_bytes(balanced), calibration))
 
 

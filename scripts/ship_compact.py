@@ -13,6 +13,10 @@ package. Prints one Markdown row per operator: sample-test PSNR of the full mode
 These numbers are stored in the pruned file for the record; the ``auto`` variant reads OPERATOR.variants.json, so
 run ``python scripts/measure_variants.py OPERATOR`` after shipping a new pruned model.
 ``--requantize`` redoes step 3 (and the measurements) for existing files.
+``--qat`` replaces step 3 for existing files with quantization-aware fine-tuning: the pruned network computing on
+the int8 grids ONNX Runtime will use (:class:`fip.compress.QuantizationAwareCAN`), fine-tuned with the operator's
+config (time-limited, a small learning rate), then written as the int8 file without re-balancing. The new file
+replaces the shipped one only if it scores higher on the sample test photos.
 """
 
 import argparse
@@ -45,6 +49,32 @@ def finish(operator: str, full: LoadedModel, tuned: LoadedModel, out_dir: Path, 
     return metrics
 
 
+def quantization_aware(operator: str, out_dir: Path, minutes: float, lr: float, photos: list) -> str:
+    """Fine-tune ``operator``'s pruned model for its int8 grid and write the int8 file if it scores higher on the
+    sample test photos; returns a Markdown row."""
+    full = load_model(SHIPPED_DIR / f"{operator}.pt")
+    pruned_path = out_dir / f"{operator}.pruned.pt"
+    shipped = LoadedModel(full.net, full.name, operator, full.params, pruned=load_model(pruned_path),
+                          int8=out_dir / f"{operator}.pruned.int8.onnx")  # fmt: skip
+    cli = run_training([
+        "-c", str(CONFIGS / f"{operator}.yaml"),
+        "--model.net", "fip.compress.QuantizationAwareCAN", "--model.net.init_args.model", str(pruned_path),
+        "--model.warm_start", "null", "--model.lr", str(lr),
+        "--trainer.default_root_dir", f"runs/{operator}.qat",
+        "--trainer.max_time", max_time(minutes), "--trainer.enable_progress_bar", "false",
+    ])  # fmt: skip
+    candidate = out_dir / f".{operator}.qat.int8.onnx.new"
+    write_onnx(cli.model.net.folded(), candidate, [p.numpy() for p in photos], equalized=True)
+    before = _test_psnr(shipped, "int8")
+    after = _test_psnr(LoadedModel(full.net, full.name, operator, full.params, pruned=shipped.pruned, int8=candidate), "int8")
+    if after > before:
+        candidate.replace(shipped.int8)
+    else:
+        candidate.unlink()
+    return (f"| `{operator}` | {_test_psnr(shipped, 'pruned'):.2f} | {before:.2f} | {after:.2f} | "
+            f"{cli.trainer.current_epoch} | {'yes' if after > before else 'no'} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("operators", nargs="+")
@@ -53,9 +83,17 @@ def main() -> None:
     parser.add_argument("--suffix", default="pruned", help="file name part; 'pruned' ships into the package")
     parser.add_argument("--requantize", action="store_true",
                         help="no training: quantize and measure the existing pruned files again")  # fmt: skip
+    parser.add_argument("--qat", action="store_true", help="quantization-aware fine-tuning of the existing int8 files")
+    parser.add_argument("--qat-lr", type=float, default=2e-5, help="learning rate of --qat")
     args = parser.parse_args()
     out_dir = SHIPPED_DIR if args.suffix == "pruned" else REPO / "runs" / "compact"
     photos = calibration_photos()
+    if args.qat:
+        rows = [quantization_aware(operator, out_dir, args.minutes, args.qat_lr, photos) for operator in args.operators]
+        print("| operator | sample-test PSNR, pruned (bf16) | int8, post-training | int8, quantization-aware | "
+              "epochs | shipped |\n|---|---:|---:|---:|---:|---|")  # fmt: skip
+        print("\n".join(rows))
+        return
     rows = []
     for operator in args.operators:
         full = load_model(SHIPPED_DIR / f"{operator}.pt")

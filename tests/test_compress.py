@@ -131,6 +131,30 @@ def test_onnx_export_fp32_and_int8_match_pytorch(tmp_path):
         OrtNet(tmp_path / "m.pt", 0) if (tmp_path / "m.pt").write_bytes(b"junk") else None
 
 
+def test_quantization_aware_network_computes_as_onnx_runtime_int8_and_learns(tmp_path, monkeypatch):
+    import fip.compress
+    from fip.compress import QuantizationAwareCAN
+    from fip.infer import export_model
+    from fip.ort import OrtNet, write_onnx
+
+    images = [torch.from_numpy(smooth_image(40, 56, seed=i)).permute(2, 0, 1)[None] for i in range(3)]
+    monkeypatch.setattr(fip.compress, "calibration_photos", lambda megapixels: images)
+    path = export_model(LoadedModel(_busy_net("running"), "busy", "smooth.l0"), tmp_path / "busy.pt")
+    qat = QuantizationAwareCAN(str(path))
+    x = torch.from_numpy(smooth_image(37, 51, seed=9)).permute(2, 0, 1)[None]
+    int8 = OrtNet(write_onnx(qat.folded(), tmp_path / "q.onnx", [i.numpy() for i in images], equalized=True), 0)
+    with torch.no_grad():
+        simulated, float_out = qat(x), qat.folded()(x)
+    # The simulation is ONNX Runtime's int8 model up to its kernels' rounding, far closer than the float network.
+    assert psnr(simulated, int8(x)) > psnr(float_out, int8(x)) + 6
+    before = [p.detach().clone() for p in qat.parameters()]
+    torch.nn.functional.mse_loss(qat(x), torch.rand_like(x)).backward()  # straight-through gradients
+    torch.optim.SGD(qat.parameters(), lr=0.1).step()
+    assert all(not torch.equal(p, b) for p, b in zip(qat.parameters(), before))
+    with pytest.raises(InputError, match="no running-statistics CAN"):
+        QuantizationAwareCAN(str(export_model(LoadedModel(_busy_net("image"), "b", "smooth.l0"), tmp_path / "i.pt")))
+
+
 def test_shipped_pruned_and_int8_variants_run_and_auto_picks_the_fastest():
     model = model_for_operator("smooth.l0")
     assert model.pruned is not None and model.pruned.net.width < model.net.width
