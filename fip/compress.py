@@ -160,7 +160,7 @@ def _uint8_grid(low: float, high: float) -> tuple[float, int]:
     calibration: the range is widened to hold 0)."""
     low, high = min(low, 0.0), max(high, 0.0)
     scale = max(high - low, 1e-8) / 255
-    return scale, int(round(-low / scale))
+    return scale, round(-low / scale)
 
 
 def _int8_weights(weight: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,14 @@ from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
 from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold, image_statistics
 from fip.models.guided import GuidedCAN
-from fip.variants import AUTO_LOWRES_MAX_MEGAPIXELS, AUTO_MAX_LOSS_DB, AUTO_ORDER, LOWRES_MEGAPIXELS, STATS_MEGAPIXELS, Variant
+from fip.variants import (
+    AUTO_LOWRES_MAX_MEGAPIXELS,
+    AUTO_MAX_LOSS_DB,
+    AUTO_ORDER,
+    LOWRES_MEGAPIXELS,
+    STATS_MEGAPIXELS,
+    Variant,
+)
 
 MODEL_FORMAT = "fip-model-1"
 
@@ -240,14 +247,16 @@ def forward_tiles(net: FoldedCAN, x: torch.Tensor, tile: int) -> torch.Tensor:
     return out
 
 
-def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int | None) -> torch.Tensor:
+def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int | None,
+             stats_megapixels: float = STATS_MEGAPIXELS) -> torch.Tensor:  # fmt: skip
     from fip.ort import OrtNet
 
     if isinstance(net, OrtNet):  # already compiled to its precision and layout
         return forward_tiles(net, x, tile) if tile is not None else net(x)
     if isinstance(net, GuidedCAN):  # the Deep Guided Filter: its CAN at low resolution (folded, bf16 unless FULL)
         small = net.downscale(x)
-        low = _forward(net.can, small, Variant.FULL if variant is Variant.FULL else Variant.BF16, tile)
+        low = _forward(net.can, small, Variant.FULL if variant is Variant.FULL else Variant.BF16, tile,
+                       GUIDED_STATS_MEGAPIXELS)  # fmt: skip
         return net.upsample(small, low, x, band=tile or GUIDED_BAND_ROWS)
     if variant is Variant.LOWRES:
         from fip.models.guided import FastGuidedFilter
@@ -262,7 +271,7 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
         if net.folds_exactly:
             net = fold(net)  # running statistics fold exactly; no preview pass
         else:
-            preview = _downscaled(x, STATS_MEGAPIXELS)
+            preview = _downscaled(x, stats_megapixels)
             if preview is x and variant is Variant.FAST:  # a small image: the exact pass costs no more
                 return _forward(net, x, Variant.FULL, tile)
             net = fold(net, image_statistics(net, preview))
@@ -279,6 +288,9 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
 
 
 GUIDED_BAND_ROWS = 256  # full-resolution rows the guided filter's last step computes at a time
+# The guided network's statistics pass: half of FAST's preview, since at 1080p it was 60 % of the low-resolution
+# network's time; over the four FiveK photos it moved its PSNR by -0.16 to +0.08 dB (docs/speed.md, finding 6).
+GUIDED_STATS_MEGAPIXELS = 0.05
 
 
 def to_batch(image: np.ndarray) -> torch.Tensor:

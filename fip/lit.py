@@ -39,7 +39,6 @@ class Approximator(pl.LightningModule):
         self.net = net
         if warm_start:
             from fip.infer import load_model
-
             from fip.models import GuidedCAN
 
             source = load_model(warm_start).net

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import smooth_image
 
 from fip.errors import FipError
 from fip.infer import LoadedModel, export_model, load_model, net_config, run_loaded, run_model
@@ -15,8 +16,6 @@ from fip.lit import Approximator
 from fip.models import ContextAggregationNet, GuidedCAN
 from fip.models.guided import FastGuidedFilter, upsample_rows
 from fip.variants import Variant
-
-from conftest import smooth_image
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
@@ -97,9 +96,9 @@ def test_warm_start_from_a_plain_model_fills_the_guided_networks_can():
 
 def test_lowres_config_trains_a_guided_network_through_lightning(photo_folder, tmp_path):
     """train/configs/lowres.yaml layered over an operator's config, as scripts/ship_lowres.py runs it."""
-    from fip.training import run_training
-
     from test_training import _config
+
+    from fip.training import run_training
 
     cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "lowres.yaml"),
                         "--model.warm_start", "paper/L0_smoothing", "--trainer.max_epochs", "2",
@@ -129,9 +128,9 @@ def test_exporting_a_guided_model_says_what_to_export_instead(tmp_path):
 
 
 def test_shipped_lowres_models_load_run_and_are_what_auto_picks_where_measured_close():
-    from fip.infer import model_for_operator
-
     from conftest import smooth_image as photo
+
+    from fip.infer import model_for_operator
 
     pencil = model_for_operator("style.pencil")
     assert isinstance(pencil.lowres.net, GuidedCAN) and pencil.lowres.net.factor == 3.0
@@ -140,3 +139,13 @@ def test_shipped_lowres_models_load_run_and_are_what_auto_picks_where_measured_c
     image = photo(480, 640, seed=5)  # 0.31 MP: over 0.25, so the guided network runs
     out = run_loaded(pencil, image, variant=Variant.AUTO)
     assert out.shape == image.shape and (out == run_model(pencil.lowres.net, image, variant=Variant.LOWRES)).all()
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_box_mean_is_kornias_box_blur_with_reflected_borders(radius):
+    import kornia
+
+    x = torch.rand(1, 6, 13, 17)
+    size = 2 * radius + 1
+    expected = kornia.filters.box_blur(x, (size, size), border_type="reflect")
+    assert torch.allclose(FastGuidedFilter(radius)._box(x), expected, atol=1e-6)
