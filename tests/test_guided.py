@@ -53,6 +53,13 @@ def test_untrained_guided_can_is_the_plain_guided_filter_and_bands_change_nothin
         assert not torch.allclose(whole, plain, atol=1e-3)
 
 
+def test_guidance_map_is_its_two_1x1_convolutions():
+    guide = _busy_guided().guide
+    x = torch.rand(2, 3, 9, 14)[:, :, 1:8]  # a non-contiguous slice, as the bands are
+    with torch.no_grad():
+        assert torch.allclose(guide(x), x + guide.body(x), atol=1e-6)
+
+
 def test_every_part_learns_end_to_end():
     net = _busy_guided().train()
     before = {name: p.detach().clone() for name, p in net.named_parameters()}

