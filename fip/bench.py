@@ -314,13 +314,13 @@ def format_table(results: list[Row], machine: Machine, operator: str, size: tupl
     lines += ["", "| variant | s | peak MB | PSNR (dB) | vs baseline | vs reference | GMAC | x bound | note |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
 
-    def number(value: float | None, fmt: str) -> str:
-        return "" if value is None else format(value, fmt)
+    def number(value: float | None, fmt: str, unit: str = "") -> str:
+        return "" if value is None else format(value, fmt) + unit
 
     for r in results:
         over = r.seconds / r.bound_seconds if r.bound_seconds else None
         lines.append(f"| {r.variant} | {r.seconds:.3f} | {r.peak_mb:.0f} | {number(r.psnr, '.2f')} | "
-                     f"{number(r.speedup_vs_baseline, '.2f')}x | {number(r.speedup_vs_reference, '.1f')}x | "
+                     f"{number(r.speedup_vs_baseline, '.2f', 'x')} | {number(r.speedup_vs_reference, '.1f', 'x')} | "
                      f"{number(r.gmacs, '.1f')} | {number(over, '.1f')} | {r.note} |")  # fmt: skip
     return "\n".join(lines)
 

@@ -1,0 +1,78 @@
+"""Before/after picture of the trained low-resolution form: a crop of a FiveK photo at 1080p through the reference
+operator, the full network, the untrained ``lowres`` (network at 0.25 MP + fixed guided filter) and the trained one
+(``OPERATOR.lowres.pt``, the Deep Guided Filter), each labelled with its PSNR against the reference on the whole frame.
+
+Usage: python benchmarks/lowres_grid.py OPERATOR [OPERATOR ...] [--photo 000001.png] [--out docs/images]
+Writes OUT/lowres-OPERATOR.png (one row per operator: input | reference | full | lowres untrained | trained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import REPO, fivek_photos  # noqa: E402
+from fip.files import atomic_write_bytes  # noqa: E402
+from fip.imaging import encode_png, read_image_file  # noqa: E402
+from fip.infer import LoadedModel, model_for_operator, run_loaded, run_model  # noqa: E402
+from fip.metrics import psnr  # noqa: E402
+from fip.registry import get_operator  # noqa: E402
+from fip.variants import Variant  # noqa: E402
+
+
+def panels(operator: str, image: np.ndarray, crop: tuple[slice, slice]) -> list[tuple[str, np.ndarray]]:
+    model = model_for_operator(operator)
+    if model.lowres is None:
+        raise SystemExit(f"{operator} ships no trained low-resolution model (scripts/ship_lowres.py makes one)")
+    spec = get_operator(operator)
+    reference = spec.apply(image, spec.resolve_params(model.params))
+    untrained = LoadedModel(model.net, model.name, operator, model.params)  # the same model without its sibling
+    outputs = [("full", run_model(model.net, image, variant=Variant.FULL)),
+               ("lowres, untrained", run_loaded(untrained, image, variant=Variant.LOWRES)),
+               ("lowres, trained", run_loaded(model, image, variant=Variant.LOWRES))]  # fmt: skip
+    found = [("input", image[crop]), (f"reference ({operator})", reference[crop])]
+    return found + [(f"{name}: {psnr(out, reference):.2f} dB", out[crop]) for name, out in outputs]
+
+
+def labelled(row: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(row), figsize=(3.2 * len(row), 3.6), dpi=100)
+    for axis, (title, picture) in zip(axes, row):
+        axis.imshow(np.clip(picture, 0, 1))
+        axis.set_title(title, fontsize=9)
+        axis.axis("off")
+    figure.tight_layout()
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255
+    plt.close(figure)
+    return pixels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("operators", nargs="+")
+    parser.add_argument("--photo", default="000001.png", help="one of the FiveK photos")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
+    args = parser.parse_args()
+    photo = next((p for p in fivek_photos() if p.name == args.photo), None)
+    if photo is None:
+        raise SystemExit(f"no FiveK photo named {args.photo}; have: {', '.join(p.name for p in fivek_photos())}")
+    image = read_image_file(photo)
+    height, width = image.shape[:2]
+    crop = (slice(height // 2 - 160, height // 2 + 160), slice(width // 2 - 240, width // 2 + 240))
+    for operator in args.operators:
+        path = args.out / f"lowres-{operator}.png"
+        atomic_write_bytes(path, encode_png(labelled(panels(operator, image, crop)), bits=8))
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
