@@ -248,7 +248,8 @@ def forward_tiles(net: FoldedCAN, x: torch.Tensor, tile: int) -> torch.Tensor:
 
 
 def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int | None,
-             stats_megapixels: float = STATS_MEGAPIXELS) -> torch.Tensor:  # fmt: skip
+             stats_megapixels: float | None = None) -> torch.Tensor:  # fmt: skip
+    """``net(x)`` the way ``variant`` runs it; statistics previews at ``stats_megapixels`` (``STATS_MEGAPIXELS``)."""
     from fip.ort import OrtNet
 
     if isinstance(net, OrtNet):  # already compiled to its precision and layout
@@ -271,7 +272,7 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
         if net.folds_exactly:
             net = fold(net)  # running statistics fold exactly; no preview pass
         else:
-            preview = _downscaled(x, stats_megapixels)
+            preview = _downscaled(x, stats_megapixels or STATS_MEGAPIXELS)
             if preview is x and variant is Variant.FAST:  # a small image: the exact pass costs no more
                 return _forward(net, x, Variant.FULL, tile)
             net = fold(net, image_statistics(net, preview))

@@ -2,8 +2,8 @@
 
 Usage: python scripts/ship_lowres.py OPERATOR [OPERATOR ...] [--minutes 10] [--epochs 150]
 For each operator:
-  1. ``fip train -c train/configs/OPERATOR.yaml -c train/configs/lowres.yaml`` with a warm start from the shipped
-     ``fip/models/weights/fip/OPERATOR.pt`` (its CAN starts as the full model, the guidance map as the photo,
+  1. ``fip train -c train/configs/OPERATOR.yaml -c train/configs/overlays/lowres.yaml`` with a warm start from the
+     shipped ``fip/models/weights/fip/OPERATOR.pt`` (its CAN starts as the full model, the guidance map as the photo,
      the filter as the fixed one the ``lowres`` variant used before), time-limited;
   2. write the last checkpoint (the end of the cosine schedule) as ``OPERATOR.lowres.pt``, with its metrics, next
      to the full model. Not the best by validation PSNR: the sample set's test photos are so small (0.1-0.25 MP)
@@ -40,7 +40,7 @@ def main() -> None:
     for operator in args.operators:
         shipped = SHIPPED_DIR / f"{operator}.pt"
         cli = run_training([
-            "-c", str(CONFIGS / f"{operator}.yaml"), "-c", str(CONFIGS / "lowres.yaml"),
+            "-c", str(CONFIGS / f"{operator}.yaml"), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
             "--model.warm_start", str(shipped),
             "--trainer.default_root_dir", f"runs/{operator}.lowres",
             "--trainer.max_epochs", str(args.epochs), "--trainer.max_time", max_time(args.minutes),

@@ -102,12 +102,12 @@ def test_warm_start_from_a_plain_model_fills_the_guided_networks_can():
 
 
 def test_lowres_config_trains_a_guided_network_through_lightning(photo_folder, tmp_path):
-    """train/configs/lowres.yaml layered over an operator's config, as scripts/ship_lowres.py runs it."""
+    """train/configs/overlays/lowres.yaml layered over an operator's config, as scripts/ship_lowres.py runs it."""
     from test_training import _config
 
     from fip.training import run_training
 
-    cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "lowres.yaml"),
+    cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
                         "--model.warm_start", "paper/L0_smoothing", "--trainer.max_epochs", "2",
                         "--data.crop_size", "48"])  # fmt: skip
     trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
