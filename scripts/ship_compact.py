@@ -89,7 +89,10 @@ def main() -> None:
     out_dir = SHIPPED_DIR if args.suffix == "pruned" else REPO / "runs" / "compact"
     photos = calibration_photos()
     if args.qat:
-        rows = [quantization_aware(operator, out_dir, args.minutes, args.qat_lr, photos) for operator in args.operators]
+        rows = []
+        for operator in args.operators:
+            rows.append(quantization_aware(operator, out_dir, args.minutes, args.qat_lr, photos))
+            print(rows[-1], flush=True)
         print("| operator | sample-test PSNR, pruned (bf16) | int8, post-training | int8, quantization-aware | "
               "epochs | shipped |\n|---|---:|---:|---:|---:|---|")  # fmt: skip
         print("\n".join(rows))
