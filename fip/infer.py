@@ -56,8 +56,8 @@ class LoadedModel:
 
     def variants(self) -> list[Variant]:
         """The variants this model can run (see :class:`~fip.variants.Variant`)."""
-        if isinstance(self.net, GuidedCAN):  # a low-resolution network file loaded by itself
-            return [Variant.AUTO, Variant.LOWRES]
+        if isinstance(self.net, GuidedCAN):  # a low-resolution model file loaded by itself: FULL = exact statistics
+            return [Variant.AUTO, Variant.FULL, Variant.LOWRES]
         have = [Variant.AUTO, Variant.FULL, Variant.FAST, Variant.BF16, Variant.LOWRES]
         return have + [Variant.PRUNED] * (self.pruned is not None) + [Variant.INT8] * (self.int8 is not None)
 
@@ -87,6 +87,9 @@ class LoadedModel:
             within = (v for v in AUTO_ORDER[:-1] if v in self.variants() and self.loss_db(v) <= AUTO_MAX_LOSS_DB
                       and not (v is Variant.LOWRES and (large or megapixels is None)))  # fmt: skip
             return next(within, AUTO_ORDER[-1])
+        if variant not in self.variants() and isinstance(self.net, GuidedCAN):
+            raise FipError(f"{self.name} is a low-resolution (guided-filter) model: it runs as 'lowres' (or 'auto'), or "
+                           "as 'full' with exact statistics in its low-resolution network")  # fmt: skip
         if variant not in self.variants():
             raise FipError(f"{self.name} has no {variant.value!r} variant (no pruned model ships for it; "
                            f"scripts/ship_compact.py makes one); it has: {', '.join(v.value for v in self.variants())}")  # fmt: skip
@@ -258,7 +261,7 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
         small = net.downscale(x)
         low = _forward(net.can, small, Variant.FULL if variant is Variant.FULL else Variant.BF16, tile,
                        GUIDED_STATS_MEGAPIXELS)  # fmt: skip
-        return net.upsample(small, low, x, band=tile or GUIDED_BAND_ROWS)
+        return net.upsample(small, low, x, band=min(tile or GUIDED_BAND_ROWS, GUIDED_BAND_ROWS))
     if variant is Variant.LOWRES:
         from fip.models.guided import FastGuidedFilter
 
@@ -289,8 +292,9 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
 
 
 GUIDED_BAND_ROWS = 256  # full-resolution rows the guided filter's last step computes at a time
-# The guided network's statistics pass: half of FAST's preview, since at 1080p it was 60 % of the low-resolution
-# network's time; over the four FiveK photos it moved its PSNR by -0.16 to +0.08 dB (docs/speed.md, finding 6).
+# The guided network's statistics pass: half of FAST's preview (at 1080p the 0.1 MP pass took 66 of the
+# low-resolution network's 107 ms); over the four FiveK photos it moved the shipped models' PSNR by -0.06 to +0.08 dB
+# (docs/speed.md, finding 6).
 GUIDED_STATS_MEGAPIXELS = 0.05
 
 

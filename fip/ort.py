@@ -39,8 +39,8 @@ def _folded(net: nn.Module) -> FoldedCAN:
             "export it as a torch.export program (--out FILE.pt2), or export its pruned running-statistics model "
             "(-m fip/models/weights/fip/OPERATOR.pruned.pt, made by scripts/ship_compact.py)"
         )
-    raise InputError(f"cannot export a {type(net).__name__} to ONNX; expected a CAN (export the operator's full or "
-                     "pruned model: -o OPERATOR, or -m OPERATOR.pt / OPERATOR.pruned.pt)")
+    raise InputError(f"cannot export a {type(net).__name__} to ONNX; expected a CAN with running statistics (export "
+                     "the operator's pruned model: -m fip/models/weights/fip/OPERATOR.pruned.pt)")
 
 
 def onnx_bytes(net: nn.Module) -> bytes:

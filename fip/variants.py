@@ -16,8 +16,8 @@ class Variant(str, enum.Enum):
       Guided Filter), that: its own CAN in ``BF16`` on the image downscaled 3x, a learned guidance map and a fast
       guided filter at full resolution, trained end to end. Otherwise the model's network in ``BF16`` on the image
       downscaled to ``LOWRES_MEGAPIXELS`` and a fixed fast guided filter
-      (:class:`fip.models.guided.FastGuidedFilter`) guided by the full-resolution input. Photos of at most
-      ``LOWRES_MEGAPIXELS`` run ``FAST``.
+      (:class:`fip.models.guided.FastGuidedFilter`) guided by the full-resolution input. Either way a model's
+      photos of at most ``LOWRES_MEGAPIXELS`` run ``FAST`` (a guided network loaded by itself always runs itself).
     * ``PRUNED``: the model's pruned sibling (fewer channels, fine-tuned, running statistics folded) in bfloat16.
     * ``INT8``: the pruned sibling quantized to int8, run by ONNX Runtime.
     * ``AUTO``: the fastest variant (``AUTO_ORDER``, the order ``fip bench`` measures, ``docs/speed.md``) that the

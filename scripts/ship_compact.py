@@ -89,6 +89,8 @@ def main() -> None:
     out_dir = SHIPPED_DIR if args.suffix == "pruned" else REPO / "runs" / "compact"
     photos = calibration_photos()
     if args.qat:
+        if args.suffix != "pruned":
+            parser.error("--qat works on the shipped pruned files; it takes no --suffix")
         rows = []
         for operator in args.operators:
             rows.append(quantization_aware(operator, out_dir, args.minutes, args.qat_lr, photos))

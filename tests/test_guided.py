@@ -74,12 +74,13 @@ def test_model_files_keep_the_guided_network_and_it_runs_only_as_lowres(tmp_path
     net = _busy_guided()
     assert net_config(net)["guided"] == {"factor": 3.0, "radius": 1, "fit_hidden": 0, "guide_hidden": 6}
     loaded = load_model(export_model(LoadedModel(net, "g", "smooth.l0"), tmp_path / "smooth.l0.lowres.pt"))
-    assert isinstance(loaded.net, GuidedCAN) and loaded.variants() == [Variant.AUTO, Variant.LOWRES]
+    assert isinstance(loaded.net, GuidedCAN) and loaded.variants() == [Variant.AUTO, Variant.FULL, Variant.LOWRES]
     image = smooth_image(60, 90, seed=2)
     expected = run_model(net, image, variant=Variant.LOWRES)
     assert torch.allclose(torch.from_numpy(run_loaded(loaded, image, variant="auto")), torch.from_numpy(expected), atol=1e-6)
-    with pytest.raises(FipError, match="no 'full' variant"):
-        run_loaded(loaded, image, variant="full")
+    assert run_loaded(loaded, image, variant="full").shape == image.shape  # exact statistics at low resolution
+    with pytest.raises(FipError, match="low-resolution .guided-filter. model: it runs as 'lowres'"):
+        run_loaded(loaded, image, variant="fast")
 
 
 def test_lowres_variant_takes_the_trained_sibling_for_photos_big_enough(monkeypatch):
@@ -102,14 +103,22 @@ def test_warm_start_from_a_plain_model_fills_the_guided_networks_can():
 
 
 def test_lowres_config_trains_a_guided_network_through_lightning(photo_folder, tmp_path):
-    """train/configs/overlays/lowres.yaml layered over an operator's config, as scripts/ship_lowres.py runs it."""
+    """train/configs/overlays/lowres.yaml layered over an operator's config, as scripts/ship_lowres.py runs it: the
+    CAN keeps that config's shape and starts from the model named by the warm start."""
     from test_training import _config
 
     from fip.training import run_training
 
+    start = ContextAggregationNet(width=8, depth=4)  # the tiny config's shape
+    with torch.no_grad():
+        start.output.weight.normal_(0, 0.3)
+    path = export_model(LoadedModel(start, "start", "smooth.l0"), tmp_path / "start.pt")
     cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
-                        "--model.warm_start", "paper/L0_smoothing", "--trainer.max_epochs", "2",
-                        "--data.crop_size", "48"])  # fmt: skip
+                        "--model.warm_start", str(path), "--trainer.max_epochs", "0"])  # fmt: skip
+    assert isinstance(cli.model.net, GuidedCAN) and (cli.model.net.width, cli.model.net.depth) == (8, 4)
+    assert torch.equal(cli.model.net.can.output.weight, start.output.weight)
+    cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
+                        "--model.warm_start", str(path), "--trainer.max_epochs", "2", "--data.crop_size", "48"])  # fmt: skip
     trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
     assert isinstance(trained.net, GuidedCAN) and trained.net.factor == 3.0 and trained.operator == "smooth.l0"
     assert trained.net.guide.body[2].weight.any()  # the guidance map left its zero start
@@ -125,13 +134,13 @@ def test_auto_takes_a_trained_lowres_at_any_known_size_and_an_untrained_one_only
     assert trained.resolve(Variant.AUTO) is Variant.FAST  # the size unknown: nothing to compare with 0.25 MP
 
 
-def test_exporting_a_guided_model_says_what_to_export_instead(tmp_path):
+def test_exporting_a_guided_model_says_what_to_export_instead(tmp_path, capsys):
     from fip.cli import main
 
     path = export_model(LoadedModel(_busy_guided(), "g", "smooth.l0"), tmp_path / "smooth.l0.lowres.pt")
-    for out in ("m.pt2", "m.onnx"):
+    for out, names in (("m.pt2", "-o OPERATOR"), ("m.onnx", "OPERATOR.pruned.pt")):
         assert main(["export", "-m", str(path), "--out", str(tmp_path / out)]) != 0
-        assert not (tmp_path / out).exists()
+        assert names in capsys.readouterr().err and not (tmp_path / out).exists()
 
 
 def test_shipped_lowres_models_load_run_and_are_what_auto_picks_where_measured_close():
@@ -156,3 +165,22 @@ def test_box_mean_is_kornias_box_blur_with_reflected_borders(radius):
     size = 2 * radius + 1
     expected = kornia.filters.box_blur(x, (size, size), border_type="reflect")
     assert torch.allclose(FastGuidedFilter(radius)._box(x), expected, atol=1e-6)
+
+
+def test_guided_network_under_tiling_with_maps_and_batches_matches_the_plain_pass():
+    torch.manual_seed(0)
+    net = GuidedCAN(in_channels=5, width=8, depth=4, radius=2).eval()  # RGB + two conditioning maps, as one-hot nets
+    with torch.no_grad():  # busy weights: the identity start would make tiling look exact for free
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.normal_(0, 0.3)
+    image = smooth_image(150, 200, seed=6)
+    maps = torch.tensor([0.0, 1.0])
+    whole = run_model(net, image, extra=maps, variant=Variant.LOWRES)
+    tiled = run_model(net, image, extra=maps, tile=32, variant=Variant.LOWRES)  # bands of 32 rows, tiled CAN
+    assert whole.shape == image.shape and float(abs(tiled - whole).max()) < 1e-4  # tiles with a halo: exact
+    x = torch.rand(2, 5, 40, 61)
+    with torch.no_grad():
+        small = net.downscale(x)
+        assert torch.allclose(net.upsample(small, net.can(small), x, band=8), net(x), atol=1e-5)
+    assert GuidedCAN(radius=4).downscale(torch.rand(1, 3, 6, 6)).shape[2:] == (5, 5)  # boxes of radius 4 still fit

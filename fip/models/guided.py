@@ -152,9 +152,11 @@ class GuidedCAN(nn.Module):
         self.in_channels, self.width, self.depth = in_channels, width, depth
 
     def downscale(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` area-downscaled by ``factor`` (at least 4 pixels a side, what the filter's boxes need)."""
+        """``x`` area-downscaled by ``factor`` (at least ``radius + 1`` and 4 pixels a side: the filter's boxes
+        reflect at the borders)."""
         height, width = x.shape[2:]
-        size = (max(4, round(height / self.factor)), max(4, round(width / self.factor)))
+        least = max(4, self.filter.radius + 1)
+        size = (max(least, round(height / self.factor)), max(least, round(width / self.factor)))
         return F.interpolate(x, size=size, mode="area")
 
     def upsample(self, small: torch.Tensor, low: torch.Tensor, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
