@@ -261,7 +261,7 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
         small = net.downscale(x)
         low = _forward(net.can, small, Variant.FULL if variant is Variant.FULL else Variant.BF16, tile,
                        GUIDED_STATS_MEGAPIXELS)  # fmt: skip
-        return net.upsample(small, low, x, band=min(tile or GUIDED_BAND_ROWS, GUIDED_BAND_ROWS))
+        return net.upsample(small, low, x, band=_band_rows(tile))
     if variant is Variant.LOWRES:
         from fip.models.guided import FastGuidedFilter
 
@@ -269,7 +269,7 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
         if small is x or min(small.shape[2:]) < 4:  # nothing to gain, or too small for the filter's boxes
             return _forward(net, x, Variant.FAST, tile)
         low = _forward(net, small, Variant.BF16, None)  # bf16 costs nothing measurable here (docs/speed.md)
-        return FastGuidedFilter(radius=1, eps=1e-4)(small[:, :3], low, x[:, :3])
+        return FastGuidedFilter(radius=1, eps=1e-4)(small[:, :3], low, x[:, :3], band=_band_rows(tile))
     owned = False  # whether `net` is a module made here (free to convert in place)
     if variant in (Variant.FAST, Variant.BF16) and isinstance(net, ContextAggregationNet):
         if net.folds_exactly:
@@ -292,6 +292,12 @@ def _forward(net: torch.nn.Module, x: torch.Tensor, variant: Variant, tile: int 
 
 
 GUIDED_BAND_ROWS = 256  # full-resolution rows the guided filter's last step computes at a time
+
+
+def _band_rows(tile: int | None) -> int:
+    """Rows per band of a guided filter's full-size step: ``tile`` bounds memory further, never loosens it."""
+    return min(tile or GUIDED_BAND_ROWS, GUIDED_BAND_ROWS)
+
 # The guided network's statistics pass: half of FAST's preview (at 1080p the 0.1 MP pass took 66 of the
 # low-resolution network's 107 ms); over the four FiveK photos it moved the shipped models' PSNR by -0.06 to +0.08 dB
 # (docs/speed.md, finding 6).

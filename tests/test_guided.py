@@ -184,3 +184,10 @@ def test_guided_network_under_tiling_with_maps_and_batches_matches_the_plain_pas
         small = net.downscale(x)
         assert torch.allclose(net.upsample(small, net.can(small), x, band=8), net(x), atol=1e-5)
     assert GuidedCAN(radius=4).downscale(torch.rand(1, 3, 6, 6)).shape[2:] == (5, 5)  # boxes of radius 4 still fit
+
+
+def test_the_fixed_guided_filter_computes_in_bands_with_the_same_result():
+    guide_low, target_low, guide_high = torch.rand(1, 3, 20, 27), torch.rand(1, 3, 20, 27), torch.rand(1, 3, 61, 83)
+    plain = FastGuidedFilter(radius=1)
+    assert torch.allclose(plain(guide_low, target_low, guide_high, band=16), plain(guide_low, target_low, guide_high),
+                          atol=1e-5)  # fmt: skip

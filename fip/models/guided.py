@@ -9,6 +9,8 @@ output (He and Sun's fast guided filter), and apply the upsampled model to the f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,11 +65,28 @@ class FastGuidedFilter(nn.Module):
         b = mean_p - a * mean_i
         return self._box(torch.cat([a, b], dim=1))
 
-    def forward(self, guide_low: torch.Tensor, target_low: torch.Tensor, guide_high: torch.Tensor) -> torch.Tensor:
-        coefficients = F.interpolate(self.coefficients(guide_low, target_low), size=guide_high.shape[2:],
-                                     mode="bilinear", align_corners=False)  # fmt: skip
-        a, b = coefficients.chunk(2, dim=1)
-        return a * guide_high + b
+    def forward(self, guide_low: torch.Tensor, target_low: torch.Tensor, guide_high: torch.Tensor,
+                band: int | None = None) -> torch.Tensor:  # fmt: skip
+        """``band``: compute the full-resolution output that many rows at a time (:func:`apply_linear_model`)."""
+        return apply_linear_model(self.coefficients(guide_low, target_low), *guide_high.shape[2:],
+                                  lambda top, bottom: guide_high[:, :, top:bottom], band)  # fmt: skip
+
+
+def apply_linear_model(coefficients: torch.Tensor, height: int, width: int,
+                       guide_rows: Callable[[int, int], torch.Tensor], band: int | None = None) -> torch.Tensor:  # fmt: skip
+    """``A * guide + b`` at ``height x width`` from the low-resolution ``coefficients`` (``A`` channels then ``b``,
+    :meth:`FastGuidedFilter.coefficients`), bilinearly upsampled. ``guide_rows(top, bottom)`` gives those rows of
+    the full-resolution guide; with ``band``, they are asked for and computed that many rows at a time (the same
+    result), so no full-size map but the output exists for the whole photo at once."""
+    if band is None or band >= height:
+        a, b = F.interpolate(coefficients, size=(height, width), mode="bilinear", align_corners=False).chunk(2, 1)
+        return a * guide_rows(0, height) + b
+    out = coefficients.new_empty(coefficients.shape[0], coefficients.shape[1] // 2, height, width)
+    for top in range(0, height, band):
+        bottom = min(height, top + band)
+        a, b = upsample_rows(coefficients, height, width, top, bottom).chunk(2, dim=1)
+        out[:, :, top:bottom] = a * guide_rows(top, bottom) + b
+    return out
 
 
 def upsample_rows(x: torch.Tensor, height: int, width: int, top: int, bottom: int) -> torch.Tensor:
@@ -164,16 +183,7 @@ class GuidedCAN(nn.Module):
         it that many rows at a time (the same result), so the full-resolution guidance map, whose hidden layer
         has ``guide_hidden`` channels, never exists for the whole photo at once."""
         coefficients = self.filter.coefficients(self.guide(small[:, :3]), low.to(small.dtype))
-        height, width = x.shape[2:]
-        if band is None or band >= height:
-            a, b = F.interpolate(coefficients, size=(height, width), mode="bilinear", align_corners=False).chunk(2, 1)
-            return a * self.guide(x[:, :3]) + b
-        out = x.new_empty(x.shape[0], 3, height, width)
-        for top in range(0, height, band):
-            bottom = min(height, top + band)
-            a, b = upsample_rows(coefficients, height, width, top, bottom).chunk(2, dim=1)
-            out[:, :, top:bottom] = a * self.guide(x[:, :3, top:bottom]) + b
-        return out
+        return apply_linear_model(coefficients, *x.shape[2:], lambda top, bottom: self.guide(x[:, :3, top:bottom]), band)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
