@@ -22,9 +22,9 @@ replaces the shipped one only if it scores higher on the sample test photos.
 import argparse
 from pathlib import Path
 
+from _common import print_report, sample_test_psnr
+
 from fip.compress import calibration_photos, prune
-from fip.data.sources import Resolution, sample_source
-from fip.evaluate import evaluate
 from fip.infer import SHIPPED_DIR, LoadedModel, export_model, load_model
 from fip.ort import write_onnx
 from fip.training import max_time, run_training
@@ -33,17 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "train" / "configs"
 
 
-def _test_psnr(model: LoadedModel, variant: str = "fast") -> float:
-    return evaluate(model, sample_source(), split="test", resolution=Resolution(1080), workers=1, variant=variant).mean_psnr
-
-
 def finish(operator: str, full: LoadedModel, tuned: LoadedModel, out_dir: Path, suffix: str, photos: list,
            metrics: dict) -> dict:  # fmt: skip
     """Quantize ``tuned`` to int8, measure full / pruned / int8 on the sample test photos, write both files."""
     int8 = write_onnx(tuned.net, out_dir / f".{operator}.{suffix}.int8.onnx.new", [p.numpy() for p in photos])
     both = LoadedModel(full.net, full.name, operator, full.params, pruned=tuned, int8=int8)
-    metrics = {**metrics, "full_sample_test_psnr": _test_psnr(full), "sample_test_psnr": _test_psnr(tuned),
-               "int8_sample_test_psnr": _test_psnr(both, "int8")}  # fmt: skip
+    metrics = {**metrics, "full_sample_test_psnr": sample_test_psnr(full), "sample_test_psnr": sample_test_psnr(tuned),
+               "int8_sample_test_psnr": sample_test_psnr(both, "int8")}  # fmt: skip
     export_model(tuned, out_dir / f"{operator}.{suffix}.pt", metrics)
     int8.replace(out_dir / f"{operator}.{suffix}.int8.onnx")  # the pair is complete only now
     return metrics
@@ -65,14 +61,39 @@ def quantization_aware(operator: str, out_dir: Path, minutes: float, lr: float, 
     ])  # fmt: skip
     candidate = out_dir / f".{operator}.qat.int8.onnx.new"
     write_onnx(cli.model.net.folded(), candidate, [p.numpy() for p in photos], equalized=True)
-    before = _test_psnr(shipped, "int8")
-    after = _test_psnr(LoadedModel(full.net, full.name, operator, full.params, pruned=shipped.pruned, int8=candidate), "int8")
+    before = sample_test_psnr(shipped, "int8")
+    after = sample_test_psnr(LoadedModel(full.net, full.name, operator, full.params, pruned=shipped.pruned, int8=candidate), "int8")
     if after > before:
         candidate.replace(shipped.int8)
     else:
         candidate.unlink()
-    return (f"| `{operator}` | {_test_psnr(shipped, 'pruned'):.2f} | {before:.2f} | {after:.2f} | "
+    return (f"| `{operator}` | {sample_test_psnr(shipped, 'pruned'):.2f} | {before:.2f} | {after:.2f} | "
             f"{cli.trainer.current_epoch} | {'yes' if after > before else 'no'} |")
+
+
+def compact(operator: str, args: argparse.Namespace, out_dir: Path, photos: list) -> str:
+    """Prune (or with ``--requantize`` reload), fine-tune and quantize ``operator``'s model; returns a Markdown row."""
+    full = load_model(SHIPPED_DIR / f"{operator}.pt")
+    if args.requantize:
+        tuned = load_model(out_dir / f"{operator}.{args.suffix}.pt")
+        metrics = finish(operator, full, tuned, out_dir, args.suffix, photos, tuned.metrics)
+        start_psnr, epochs = float("nan"), metrics.get("epochs", 0)
+    else:
+        pruned = LoadedModel(prune(full.net, args.width, photos), f"{operator} pruned", operator, full.params)
+        start = export_model(pruned, REPO / "runs" / "compact" / f"{operator}.w{args.width}.start.pt")
+        cli = run_training([
+            "-c", str(CONFIGS / f"{operator}.yaml"),
+            "--model.net.init_args.width", str(args.width), "--model.net.init_args.norm", "running",
+            "--model.warm_start", str(start),
+            "--trainer.default_root_dir", f"runs/{operator}.w{args.width}",
+            "--trainer.max_time", max_time(args.minutes), "--trainer.enable_progress_bar", "false",
+        ])  # fmt: skip
+        tuned = load_model(cli.trainer.checkpoint_callback.best_model_path)
+        start_psnr, epochs = sample_test_psnr(pruned), cli.trainer.current_epoch
+        metrics = finish(operator, full, tuned, out_dir, args.suffix, photos, {
+            "pruned_from_width": full.net.width, "epochs": epochs, "minutes": args.minutes})  # fmt: skip
+    return (f"| `{operator}` | {tuned.net.width} | {metrics['full_sample_test_psnr']:.2f} | {start_psnr:.2f} | "
+            f"{metrics['sample_test_psnr']:.2f} | {metrics['int8_sample_test_psnr']:.2f} | {epochs} |")
 
 
 def main() -> None:
@@ -91,41 +112,12 @@ def main() -> None:
     if args.qat:
         if args.suffix != "pruned":
             parser.error("--qat works on the shipped pruned files; it takes no --suffix")
-        rows = []
-        for operator in args.operators:
-            rows.append(quantization_aware(operator, out_dir, args.minutes, args.qat_lr, photos))
-            print(rows[-1], flush=True)
-        print("| operator | sample-test PSNR, pruned (bf16) | int8, post-training | int8, quantization-aware | "
-              "epochs | shipped |\n|---|---:|---:|---:|---:|---|")  # fmt: skip
-        print("\n".join(rows))
+        print_report("| operator | sample-test PSNR, pruned (bf16) | int8, post-training | int8, quantization-aware | "
+                     "epochs | shipped |\n|---|---:|---:|---:|---:|---|",
+                     (quantization_aware(operator, out_dir, args.minutes, args.qat_lr, photos) for operator in args.operators))  # fmt: skip
         return
-    rows = []
-    for operator in args.operators:
-        full = load_model(SHIPPED_DIR / f"{operator}.pt")
-        if args.requantize:
-            tuned = load_model(out_dir / f"{operator}.{args.suffix}.pt")
-            metrics = finish(operator, full, tuned, out_dir, args.suffix, photos, tuned.metrics)
-            start_psnr, epochs = float("nan"), metrics.get("epochs", 0)
-        else:
-            pruned = LoadedModel(prune(full.net, args.width, photos), f"{operator} pruned", operator, full.params)
-            start = export_model(pruned, REPO / "runs" / "compact" / f"{operator}.w{args.width}.start.pt")
-            cli = run_training([
-                "-c", str(CONFIGS / f"{operator}.yaml"),
-                "--model.net.init_args.width", str(args.width), "--model.net.init_args.norm", "running",
-                "--model.warm_start", str(start),
-                "--trainer.default_root_dir", f"runs/{operator}.w{args.width}",
-                "--trainer.max_time", max_time(args.minutes), "--trainer.enable_progress_bar", "false",
-            ])  # fmt: skip
-            tuned = load_model(cli.trainer.checkpoint_callback.best_model_path)
-            start_psnr, epochs = _test_psnr(pruned), cli.trainer.current_epoch
-            metrics = finish(operator, full, tuned, out_dir, args.suffix, photos, {
-                "pruned_from_width": full.net.width, "epochs": epochs, "minutes": args.minutes})  # fmt: skip
-        rows.append(f"| `{operator}` | {tuned.net.width} | {metrics['full_sample_test_psnr']:.2f} | {start_psnr:.2f} | "
-                    f"{metrics['sample_test_psnr']:.2f} | {metrics['int8_sample_test_psnr']:.2f} | {epochs} |")  # fmt: skip
-        print(rows[-1], flush=True)
-    print("| operator | width | sample-test PSNR, full | pruned | fine-tuned | int8 | epochs |\n"
-          "|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
-    print("\n".join(rows))
+    print_report("| operator | width | sample-test PSNR, full | pruned | fine-tuned | int8 | epochs |\n"
+                 "|---|---:|---:|---:|---:|---:|---:|", (compact(operator, args, out_dir, photos) for operator in args.operators))  # fmt: skip
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file

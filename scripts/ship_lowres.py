@@ -18,8 +18,8 @@ at 0.25 MP and a fixed filter), delete it, as was done for dehaze.dark_channel a
 import argparse
 from pathlib import Path
 
-from fip.data.sources import Resolution, sample_source
-from fip.evaluate import evaluate
+from _common import print_report, sample_test_psnr
+
 from fip.infer import SHIPPED_DIR, LoadedModel, export_model, load_model, net_config
 from fip.models import GuidedCAN
 from fip.training import max_time, run_training
@@ -28,8 +28,28 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "train" / "configs"
 
 
-def _test_psnr(model: LoadedModel, variant: str) -> float:
-    return evaluate(model, sample_source(), split="test", resolution=Resolution(1080), workers=1, variant=variant).mean_psnr
+def ship(operator: str, minutes: float, epochs: int) -> str:
+    """Train ``operator``'s low-resolution model, write it into the package; returns a Markdown row."""
+    shipped = SHIPPED_DIR / f"{operator}.pt"
+    cli = run_training([
+        "-c", str(CONFIGS / f"{operator}.yaml"), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
+        "--model.warm_start", str(shipped),
+        "--trainer.default_root_dir", f"runs/{operator}.lowres",
+        "--trainer.max_epochs", str(epochs), "--trainer.max_time", max_time(minutes),
+        "--trainer.enable_progress_bar", "false",
+    ])  # fmt: skip
+    trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
+    full = load_model(shipped)
+    start = GuidedCAN(**net_config(full.net), factor=trained.net.factor, radius=trained.net.filter.radius,
+                      guide_hidden=trained.net.guide.hidden)  # fmt: skip
+    start.can.load_state_dict(full.net.state_dict())
+    metrics = {"full_sample_test_psnr": sample_test_psnr(full, "fast"),
+               "start_sample_test_psnr": sample_test_psnr(LoadedModel(start.eval(), "start", operator, full.params), "lowres"),
+               "sample_test_psnr": sample_test_psnr(trained, "lowres"), "epochs": cli.trainer.current_epoch,
+               "minutes": minutes}  # fmt: skip
+    export_model(trained, SHIPPED_DIR / f"{operator}.lowres.pt", metrics)
+    return (f"| `{operator}` | {metrics['full_sample_test_psnr']:.2f} | {metrics['start_sample_test_psnr']:.2f} | "
+            f"{metrics['sample_test_psnr']:.2f} | {metrics['epochs']} |")
 
 
 def main() -> None:
@@ -38,32 +58,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per operator")
     parser.add_argument("--epochs", type=int, default=150, help="epochs of the cosine schedule (fit the budget)")
     args = parser.parse_args()
-    rows = []
-    for operator in args.operators:
-        shipped = SHIPPED_DIR / f"{operator}.pt"
-        cli = run_training([
-            "-c", str(CONFIGS / f"{operator}.yaml"), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
-            "--model.warm_start", str(shipped),
-            "--trainer.default_root_dir", f"runs/{operator}.lowres",
-            "--trainer.max_epochs", str(args.epochs), "--trainer.max_time", max_time(args.minutes),
-            "--trainer.enable_progress_bar", "false",
-        ])  # fmt: skip
-        trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
-        full = load_model(shipped)
-        start = GuidedCAN(**net_config(full.net), factor=trained.net.factor, radius=trained.net.filter.radius,
-                          guide_hidden=trained.net.guide.hidden)  # fmt: skip
-        start.can.load_state_dict(full.net.state_dict())
-        metrics = {"full_sample_test_psnr": _test_psnr(full, "fast"),
-                   "start_sample_test_psnr": _test_psnr(LoadedModel(start.eval(), "start", operator, full.params), "lowres"),
-                   "sample_test_psnr": _test_psnr(trained, "lowres"), "epochs": cli.trainer.current_epoch,
-                   "minutes": args.minutes}  # fmt: skip
-        export_model(trained, SHIPPED_DIR / f"{operator}.lowres.pt", metrics)
-        rows.append(f"| `{operator}` | {metrics['full_sample_test_psnr']:.2f} | {metrics['start_sample_test_psnr']:.2f} | "
-                    f"{metrics['sample_test_psnr']:.2f} | {metrics['epochs']} |")  # fmt: skip
-        print(rows[-1], flush=True)
-    print("| operator | sample-test PSNR, full (fast) | start (3x, untrained filter) | lowres, trained | epochs |\n"
-          "|---|---:|---:|---:|---:|")  # fmt: skip
-    print("\n".join(rows))
+    print_report("| operator | sample-test PSNR, full (fast) | start (3x, untrained filter) | lowres, trained | epochs |\n"
+                 "|---|---:|---:|---:|---:|", (ship(operator, args.minutes, args.epochs) for operator in args.operators))  # fmt: skip
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file
