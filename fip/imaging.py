@@ -46,10 +46,15 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
 
 
 def resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize with pixel-area averaging (the right filter for downscaling); a no-op at the same size."""
+    """Resize with pixel-area averaging (the right filter for downscaling); a no-op at the same size.
+
+    Area averages lie within the input's range; OpenCV's float32 weights can overshoot it by a few 1e-7 (an
+    all-ones image became 1.0000002), which operators that check ``[0, 1]`` refuse, so the result is clipped back.
+    """
     if image.shape[:2] == (height, width):
         return image
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return np.clip(resized, image.min(), image.max(), out=resized)
 
 
 def to_float(array: np.ndarray) -> np.ndarray:

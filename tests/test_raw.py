@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import rawpy
@@ -9,7 +10,7 @@ import rawpy
 from fip.data.unprocess import CaptureSettings, camera_from_srgb_matrix, unprocess
 from fip.dng import write_dng
 from fip.errors import UnreadablePhotoError
-from fip.imaging import encode_png, srgb_encode
+from fip.imaging import encode_png, resize_area, srgb_encode
 from fip.raw import Mosaic, load_photo
 
 from conftest import smooth_image, write_synthetic_dng
@@ -84,6 +85,17 @@ def test_plain_images_get_derived_views(tmp_path):
     assert np.abs(photo.srgb - image[:30, :44]).max() < 1 / 65535 + 1e-6
     assert photo.mosaic.cfa == "RGGB" and np.array_equal(photo.mosaic.white_balance, np.ones(3, np.float32))
     assert np.allclose(photo.mosaic.data[0::2, 0::2], photo.linear[0::2, 0::2, 0])
+
+
+def test_area_resize_stays_in_the_input_range():
+    # OpenCV's float32 area weights overshot an all-ones image to 1.0000002; operators refuse input above 1.
+    ones = np.ones((101, 203, 3), np.float32)
+    assert cv2.resize(ones, (71, 37), interpolation=cv2.INTER_AREA).max() > 1.0  # the overshoot this guards
+    resized = resize_area(ones, 37, 71)
+    assert resized.shape == (37, 71, 3) and resized.min() == resized.max() == 1.0
+    image = np.random.default_rng(0).uniform(0.2, 0.7, (64, 96, 3)).astype(np.float32)
+    small = resize_area(image, 21, 31)
+    assert 0.2 <= small.min() and small.max() <= 0.7 and abs(small.mean() - image.mean()) < 1e-3
 
 
 def test_mosaic_rejects_odd_sizes_and_unknown_patterns():
