@@ -1,0 +1,73 @@
+"""Choose an operator's shipped model among candidates by PSNR on validation photos, and ship the winner.
+
+Usage: python scripts/select_models.py OPERATOR CANDIDATE [CANDIDATE ...] [--photos DIR]
+
+Candidates are anything `fip eval -m` takes: `paper/<Operator>`, a `.ckpt` from `fip train`, a `.pt` model file;
+the shipped model always competes. Validation photos: the test split of a photo folder (default: the Debian
+photos of `scripts/debian_photos.sh`) and the sample set's test photos, all at 480p. The FiveK photos are never
+used here: they stay a test set (`benchmarks/shipped_models.py`). The winner is written to
+fip/models/weights/fip/OPERATOR.pt with its validation numbers; when the shipped model wins, nothing is written.
+Prints one Markdown row per candidate.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from fip.data.sources import Resolution, folder_source, sample_source
+from fip.evaluate import evaluate
+from fip.infer import SHIPPED_DIR, export_model, load_model
+
+RESOLUTION = Resolution(480)
+
+
+def validation_psnr(model, operator: str, photos: Path) -> tuple[float, float, int]:
+    """(mean PSNR over all validation photos, mean over the sample set's test photos, photo count)."""
+    folder = evaluate(model, folder_source(photos), operator=operator, split="test", resolution=RESOLUTION, workers=2)
+    sample = evaluate(model, sample_source(), operator=operator, split="test", resolution=RESOLUTION, workers=2)
+    values = [i["psnr"] for i in folder.images + sample.images]
+    return float(np.mean(values)), sample.mean_psnr, len(values)
+
+
+def provenance(name: str) -> str:
+    """What a candidate is, for the shipped file's metrics: a checkpoint's training, else the name itself."""
+    if not name.endswith(".ckpt"):
+        return name if name.startswith("paper/") else Path(name).name
+    import torch
+
+    checkpoint = torch.load(name, map_location="cpu", weights_only=False)
+    model, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters", {})
+    return (f"fip train, epoch {checkpoint['epoch']}, warm start {model.get('warm_start')}, lr {model.get('lr')}, "
+            f"{data.get('recipe')} at {data.get('resolution')} on {Path(str(data.get('source'))).name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("operator")
+    parser.add_argument("candidates", nargs="+")
+    parser.add_argument("--photos", type=Path, default=Path("data/debian-photos"),
+                        help="photo folder whose test split validates (scripts/debian_photos.sh)")  # fmt: skip
+    args = parser.parse_args()
+    if not args.photos.is_dir():
+        parser.error(f"{args.photos} is not a folder: run `bash scripts/debian_photos.sh {args.photos}` first")
+    shipped = SHIPPED_DIR / f"{args.operator}.pt"
+    scored = []
+    for name in [str(shipped), *args.candidates]:
+        model = load_model(name)
+        psnr, sample_psnr, count = validation_psnr(model, args.operator, args.photos)
+        scored.append((psnr, sample_psnr, name, model))
+        print(f"| `{args.operator}` | {Path(name).name} | {psnr:.2f} | {sample_psnr:.2f} | {count} |", flush=True)
+    psnr, sample_psnr, name, model = max(scored, key=lambda s: s[0])
+    if name == str(shipped):
+        print(f"{args.operator}: the shipped model scores highest ({psnr:.2f} dB); nothing written")
+        return
+    metrics = {"validation_psnr": psnr, "validation_photos": count, "sample_test_psnr": sample_psnr,
+               "selected_from": provenance(name)}  # fmt: skip
+    export_model(model, shipped, metrics)
+    print(f"{args.operator}: shipped {Path(name).name} ({psnr:.2f} dB on {count} validation photos); "
+          f"re-measure its variants: python scripts/measure_variants.py {args.operator}")
+
+
+if __name__ == "__main__":  # pair generation spawns processes that import this file
+    main()
