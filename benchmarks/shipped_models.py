@@ -57,16 +57,18 @@ def main() -> None:
         paths = [p for p in paths if p.stem in args.operators]
     for path in paths:
         model = load_model(path)
-        candidates = [("fip", model)]
+        # scripts/select_models.py may have shipped the authors' network itself
+        chosen = "authors' (shipped)" if str(model.metrics.get("selected_from", "")).startswith("paper/") else "fip"
+        candidates = [(chosen, model)]
         paper = paper_network_for(model.operator)
-        if paper is not None and not args.no_authors:
+        if paper is not None and not args.no_authors and chosen == "fip":
             candidates.append(("authors'", load_model(paper)))
         for label, candidate in candidates:
             sample = evaluate(candidate, sample_source(), operator=model.operator, split="test", resolution=Resolution(1080), workers=1)
             row = [f"`{model.operator}`", label, f"{sample.mean_psnr:.2f} / {sample.mean_ssim:.3f}"]
             if fivek is not None:
                 photos = folder_source(fivek / "fivek-1080p" / "input")
-                timed = label == "fip"
+                timed = candidate is model
                 full = evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
                                 timing=timed, workers=1)  # fmt: skip
                 fast = None if not timed else evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),

@@ -144,16 +144,22 @@ def test_exporting_a_guided_model_says_what_to_export_instead(tmp_path, capsys):
 
 
 def test_shipped_lowres_models_load_run_and_are_what_auto_picks_where_measured_close():
+    from dataclasses import replace
+
     from conftest import smooth_image as photo
 
     from fip.infer import model_for_operator
 
     pencil = model_for_operator("style.pencil")
     assert isinstance(pencil.lowres.net, GuidedCAN) and pencil.lowres.net.factor == 3.0
-    assert pencil.loss_db(Variant.LOWRES) <= 0.5  # measured on the FiveK photos beside the model
-    assert pencil.resolve(Variant.AUTO, 24.0) is Variant.LOWRES  # trained: any size
+    measured_close = pencil.loss_db(Variant.LOWRES) <= 0.5  # measured on the FiveK photos beside the model
+    assert (pencil.resolve(Variant.AUTO, 24.0) is Variant.LOWRES) == measured_close
+    full = pencil.scores["full"]
+    close, far = (replace(pencil, scores={**pencil.scores, "lowres": full - loss}) for loss in (0.4, 0.6))
+    assert close.resolve(Variant.AUTO, 24.0) is Variant.LOWRES  # trained: any size
+    assert far.resolve(Variant.AUTO, 24.0) is not Variant.LOWRES
     image = photo(480, 640, seed=5)  # 0.31 MP: over 0.25, so the guided network runs
-    out = run_loaded(pencil, image, variant=Variant.AUTO)
+    out = run_loaded(close, image, variant=Variant.AUTO)
     assert out.shape == image.shape and (out == run_model(pencil.lowres.net, image, variant=Variant.LOWRES)).all()
 
 
