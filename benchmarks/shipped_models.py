@@ -4,7 +4,9 @@ FiveK photos, the network both paper-exact (``full``) and in the ``fast`` varian
 folded into the convolutions). The authors' network of the same operator is evaluated for comparison (same
 architecture: paper-exact PSNR only, not timed).
 
-Usage: python benchmarks/shipped_models.py [OPERATOR ...] [--no-authors]   (prints the Markdown table of docs/models.md)
+Usage: python benchmarks/shipped_models.py [OPERATOR ...] [--no-authors] [--no-timing]
+(prints the Markdown table of docs/models.md; ``--no-timing`` leaves the time columns empty, for new weights of the
+same network: the times depend on the network's shape and the reference operator, not on the weights)
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("operators", nargs="*", help="only these operators (default: every shipped model)")
     parser.add_argument("--no-authors", action="store_true",
                         help="skip the authors' networks (their FiveK PSNR is in docs/operators.md's faithfulness table)")  # fmt: skip
+    parser.add_argument("--no-timing", action="store_true", help="PSNR/SSIM only (the time columns stay empty)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     fivek = reference_dir()
@@ -68,10 +71,10 @@ def main() -> None:
             row = [f"`{model.operator}`", label, f"{sample.mean_psnr:.2f} / {sample.mean_ssim:.3f}"]
             if fivek is not None:
                 photos = folder_source(fivek / "fivek-1080p" / "input")
-                timed = candidate is model
+                timed = candidate is model and not args.no_timing
                 full = evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
                                 timing=timed, workers=1)  # fmt: skip
-                fast = None if not timed else evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
+                fast = None if candidate is not model else evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
                                 workers=1, variant="fast")  # fmt: skip
                 row += [f"{full.mean_psnr:.2f} / {full.mean_ssim:.3f}", f"{fast.mean_psnr:.2f}" if fast else ""]
                 if timed:
