@@ -4,7 +4,7 @@
 # fip never ships them; models trained on them record it in their docs (docs/models.md).
 #
 # Usage: bash scripts/debian_photos.sh OUTDIR      (needs apt-get; writes OUTDIR/NAME.jpg, skips existing files)
-# Then:  fip train -c train/configs/OPERATOR.yaml --data.source OUTDIR
+# Then:  fip train -c train/configs/OPERATOR.yaml --data.source OUTDIR --data.val_resolution 480p
 set -euo pipefail
 out=${1:?usage: bash scripts/debian_photos.sh OUTDIR}
 mkdir -p "$out"
@@ -62,10 +62,14 @@ if [ "$missing" = 0 ]; then
   exit 0
 fi
 
-(cd "$work" && apt-get download "${packages[@]}") || {
-  echo "debian_photos: apt-get download failed; run 'apt-get update' first (as root) and retry" >&2
+for package in "${packages[@]}"; do  # one at a time: a package this release lacks costs only its photos
+  (cd "$work" && apt-get download "$package") ||
+    echo "debian_photos: apt-get could not download $package (not in this release, or run 'apt-get update' first); its photos are skipped" >&2
+done
+if ! ls "$work"/*.deb > /dev/null 2>&1; then
+  echo "debian_photos: no package downloaded; run 'apt-get update' first (as root) and retry" >&2
   exit 1
-}
+fi
 for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
 count=0
 while read -r name path; do
@@ -73,13 +77,15 @@ while read -r name path; do
   [ -e "$out/$name.jpg" ] && continue
   if [ "${path%/}" != "$path" ] && [ -d "$work/root/$path" ]; then
     # Plasma keeps one file per screen size, named WIDTHxHEIGHT.jpg: take the most pixels
-    path="$path$(ls "$work/root/$path" | awk -Fx '{ split($2, h, "."); print $1 * h[1], $0 }' | sort -n | tail -1 | cut -d' ' -f2)"
+    path="$path$(ls "$work/root/$path" | grep -E '^[0-9]+x[0-9]+\.jpg$' |
+      awk -Fx '{ split($2, h, "."); print $1 * h[1], $0 }' | sort -n | tail -1 | cut -d' ' -f2)"
   fi
   if [ ! -f "$work/root/$path" ]; then
     echo "debian_photos: $path is not in this version of the packages; skipping $name" >&2
     continue
   fi
-  cp "$work/root/$path" "$out/.$name.jpg.part" && mv "$out/.$name.jpg.part" "$out/$name.jpg"
+  cp "$work/root/$path" "$out/.$name.jpg.part"
+  mv "$out/.$name.jpg.part" "$out/$name.jpg"
   count=$((count + 1))
 done <<< "$photos"
 echo "debian_photos: wrote $count photos to $out"

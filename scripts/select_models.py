@@ -6,18 +6,23 @@ Candidates are anything `fip eval -m` takes: `paper/<Operator>`, a `.ckpt` from 
 the shipped model always competes. Validation photos: the test split of a photo folder (default: the Debian
 photos of `scripts/debian_photos.sh`) and the sample set's test photos, all at 480p. The FiveK photos are never
 used here: they stay a test set (`benchmarks/shipped_models.py`). The winner is written to
-fip/models/weights/fip/OPERATOR.pt with its validation numbers; when the shipped model wins, nothing is written.
+fip/models/weights/fip/OPERATOR.pt with its validation numbers, and OPERATOR.variants.json (measured on the model
+it replaces) is removed until `scripts/measure_variants.py` measures it again; siblings (.pruned, .lowres) stay as
+they are, trained from the earlier model. When the shipped model wins, nothing is written.
 Prints one Markdown row per candidate.
 """
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from fip.data.sources import Resolution, folder_source, sample_source
 from fip.evaluate import evaluate
+from fip.errors import FipError
 from fip.infer import SHIPPED_DIR, export_model, load_model
+from fip.registry import get_operator
 
 RESOLUTION = Resolution(480)
 
@@ -38,7 +43,10 @@ def provenance(name: str) -> str:
 
     checkpoint = torch.load(name, map_location="cpu", weights_only=False)
     model, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters", {})
-    return (f"fip train, epoch {checkpoint['epoch']}, warm start {model.get('warm_start')}, lr {model.get('lr')}, "
+    start = model.get("warm_start")
+    if start and Path(start).is_file():  # a model file, perhaps a scratch copy: name it by its content
+        start = f"{Path(start).name} (sha256 {hashlib.sha256(Path(start).read_bytes()).hexdigest()[:12]})"
+    return (f"fip train, epoch {checkpoint['epoch']}, warm start {start}, lr {model.get('lr')}, "
             f"{data.get('recipe')} at {data.get('resolution')} on {Path(str(data.get('source'))).name}")
 
 
@@ -51,10 +59,13 @@ def main() -> None:
     args = parser.parse_args()
     if not args.photos.is_dir():
         parser.error(f"{args.photos} is not a folder: run `bash scripts/debian_photos.sh {args.photos}` first")
+    get_operator(args.operator)  # an unknown name fails here, with the list of known ones
     shipped = SHIPPED_DIR / f"{args.operator}.pt"
     scored = []
     for name in [str(shipped), *args.candidates]:
         model = load_model(name)
+        if model.operator != args.operator:
+            raise FipError(f"{name} approximates {model.operator}, not {args.operator}: pass candidates for one operator")
         psnr, sample_psnr, count = validation_psnr(model, args.operator, args.photos)
         scored.append((psnr, sample_psnr, name, model))
         print(f"| `{args.operator}` | {Path(name).name} | {psnr:.2f} | {sample_psnr:.2f} | {count} |", flush=True)
@@ -65,9 +76,14 @@ def main() -> None:
     metrics = {"validation_psnr": psnr, "validation_photos": count, "sample_test_psnr": sample_psnr,
                "selected_from": provenance(name)}  # fmt: skip
     export_model(model, shipped, metrics)
-    print(f"{args.operator}: shipped {Path(name).name} ({psnr:.2f} dB on {count} validation photos); "
-          f"re-measure its variants: python scripts/measure_variants.py {args.operator}")
+    # The variant measurements described the replaced network; without them AUTO falls back to `fast`
+    (SHIPPED_DIR / f"{args.operator}.variants.json").unlink(missing_ok=True)
+    print(f"{args.operator}: shipped {Path(name).name} ({psnr:.2f} dB on {count} validation photos); its variants "
+          f"are unmeasured until: python scripts/measure_variants.py {args.operator}")
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file
-    main()
+    try:
+        main()
+    except FipError as exc:
+        raise SystemExit(f"select_models: {exc}") from None

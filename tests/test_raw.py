@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import rawpy
@@ -90,7 +89,6 @@ def test_plain_images_get_derived_views(tmp_path):
 def test_area_resize_stays_in_the_input_range():
     # OpenCV's float32 area weights overshot an all-ones image to 1.0000002; operators refuse input above 1.
     ones = np.ones((101, 203, 3), np.float32)
-    assert cv2.resize(ones, (71, 37), interpolation=cv2.INTER_AREA).max() > 1.0  # the overshoot this guards
     resized = resize_area(ones, 37, 71)
     assert resized.shape == (37, 71, 3) and resized.min() == resized.max() == 1.0
     image = np.random.default_rng(0).uniform(0.2, 0.7, (64, 96, 3)).astype(np.float32)
