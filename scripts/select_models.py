@@ -67,9 +67,9 @@ def main() -> None:
         if model.operator != args.operator:
             raise FipError(f"{name} approximates {model.operator}, not {args.operator}: pass candidates for one operator")
         psnr, sample_psnr, count = validation_psnr(model, args.operator, args.photos)
-        scored.append((psnr, sample_psnr, name, model))
+        scored.append((psnr, sample_psnr, count, name, model))
         print(f"| `{args.operator}` | {Path(name).name} | {psnr:.2f} | {sample_psnr:.2f} | {count} |", flush=True)
-    psnr, sample_psnr, name, model = max(scored, key=lambda s: s[0])
+    psnr, sample_psnr, count, name, model = max(scored, key=lambda s: s[0])
     if name == str(shipped):
         print(f"{args.operator}: the shipped model scores highest ({psnr:.2f} dB); nothing written")
         return
