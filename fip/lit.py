@@ -49,9 +49,11 @@ class Approximator(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        inputs, targets = batch
-        loss = nn.functional.mse_loss(self.net(inputs), targets)
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch[:2]
+        # Crops with their photos' previews (data.context_scale) are normalized with the photos' statistics.
+        prediction = self.net(inputs) if len(batch) == 2 else self.net.forward_in_context(inputs, batch[2])
+        loss = nn.functional.mse_loss(prediction, targets)
         self.log("train_loss", loss, prog_bar=True, batch_size=inputs.shape[0])
         return loss
 
@@ -89,9 +91,15 @@ class Approximator(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
-def check_input_channels(model: Approximator, datamodule: object) -> None:
-    """Raise, naming the fix, when the network's input channels differ from what the data feed it (RGB plus the
-    conditioning maps). Called before any pair is generated."""
+def check_net_against_data(model: Approximator, datamodule: object) -> None:
+    """Raise, naming the fix, when the network cannot take what the data feed it: other input channels than RGB
+    plus the conditioning maps, or crops with their photos' previews for a network other than the CAN. Called
+    before any pair is generated."""
+    if getattr(datamodule, "context_scale", None) and not hasattr(model.net, "forward_in_context"):
+        raise ValueError(
+            f"data.context_scale normalizes crops with their photo's statistics, which {type(model.net).__name__} "
+            "cannot do (ContextAggregationNet and GuidedCAN can): leave data.context_scale unset"
+        )
     wanted, has = getattr(datamodule, "in_channels", None), getattr(model.net, "in_channels", None)
     if wanted is not None and has is not None and wanted != has:
         raise ValueError(

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from fip.data.module import PairDataModule
-from fip.lit import Approximator, check_input_channels
+from fip.lit import Approximator, check_net_against_data
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -44,7 +44,7 @@ class FipCLI(LightningCLI):
     """LightningCLI that checks the network against the data before any work (pair generation included)."""
 
     def before_fit(self) -> None:
-        check_input_channels(self.model, self.datamodule)
+        check_net_against_data(self.model, self.datamodule)
 
     before_validate = before_test = before_predict = before_fit
 

@@ -133,6 +133,32 @@ def test_per_image_statistics_fold_for_one_image_only():
         assert not torch.allclose(folded(second), net(second), atol=1e-3)  # another image's statistics differ
 
 
+def test_crops_normalized_in_context_match_inference_on_the_whole_photo():
+    """Training on crops with their photos' statistics computes exactly what inference computes for those pixels
+    (``fold`` with the photo's statistics), and the gradient reaches the weights through the statistics."""
+    from fip.errors import InputError
+    from fip.models.can import fold, image_statistics
+
+    net = _randomized(ContextAggregationNet(width=8, depth=5)).double()
+    photos = [torch.rand(1, 3, 30, 44, dtype=torch.float64), torch.rand(1, 3, 26, 26, dtype=torch.float64) * 0.4]
+    crops = torch.cat([photos[0][..., 5:21, 10:26], photos[1][..., :16, 8:24]])
+    in_context = net.forward_in_context(crops, photos)
+    with torch.no_grad():
+        for index, photo in enumerate(photos):
+            expected = fold(net, image_statistics(net, photo))(crops[index : index + 1])
+            assert torch.allclose(in_context[index : index + 1], expected, atol=1e-9)
+        assert torch.allclose(net.forward_in_context(photos[0], [photos[0][0]]), net(photos[0]), atol=1e-9)
+        assert not torch.allclose(in_context[:1], net(crops[:1]), atol=1e-3)  # the crop's own statistics differ
+    # Only through the statistics does the context touch the loss: its gradient is non-zero.
+    context = photos[1].clone().requires_grad_(True)
+    net.forward_in_context(crops[1:], [context]).square().mean().backward()
+    assert context.grad.abs().sum() > 0
+    with pytest.raises(InputError, match="2 contexts for a batch of 1"):
+        net.forward_in_context(crops[:1], photos)
+    running = ContextAggregationNet(width=8, depth=4, norm="running").eval()  # its statistics are not the image's
+    assert torch.equal(running.forward_in_context(crops.float(), [p.float() for p in photos]), running(crops.float()))
+
+
 def test_conditioning_maps_and_their_errors():
     from fip.conditioning import OneHot, Sweep, from_json, make_conditioning
     from fip.errors import ParameterError

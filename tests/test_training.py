@@ -68,6 +68,47 @@ def test_pair_dataset_crops_and_flips(photo_folder, tmp_path):
     assert full[0][0].shape[1:] == (48, 64)
 
 
+def test_pair_dataset_returns_the_whole_photo_as_the_crops_context(photo_folder, tmp_path):
+    from fip.data.module import collate_in_context
+    from fip.data.pairs import generate_pairs
+    from fip.data.sources import open_source
+
+    generate_pairs("smooth.l0", open_source(photo_folder), out_dir=tmp_path / "p", workers=1, progress=False)
+    whole = PairDataset(tmp_path / "p", "all")[0][0]
+    x, y, preview = PairDataset(tmp_path / "p", "all", crop=16, context=0.5, seed=3)[0]
+    assert x.shape == y.shape == (3, 16, 16) and preview.shape == (3, 24, 32)
+    # The preview is the whole photo (flipped with the crop), not the crop: its mean is the photo's.
+    assert abs(preview.mean() - whole.mean()) < 1e-3 and abs(preview.mean() - x.mean()) > 1e-3
+    inputs, targets, contexts = collate_in_context([(x, y, preview), (x, y, preview[:, :10])])
+    assert inputs.shape == (2, 3, 16, 16) and [c.shape[1:] for c in contexts] == [(24, 32), (10, 32)]
+    with pytest.raises(ValueError, match="context 0.5 needs crops"):
+        PairDataset(tmp_path / "p", "all", context=0.5)
+
+
+def test_training_crops_in_context(photo_folder, tmp_path, monkeypatch):
+    from fip.models import ContextAggregationNet
+    from fip.training import run_training
+
+    seen = []
+    original = ContextAggregationNet.forward_in_context
+    monkeypatch.setattr(ContextAggregationNet, "forward_in_context",
+                        lambda net, x, contexts: seen.append([c.shape for c in contexts]) or original(net, x, contexts))  # fmt: skip
+    config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 2, "data.context_scale": 0.5})
+    cli = run_training(["-c", config])
+    assert cli.trainer.global_step == 2 and np.isfinite(cli.trainer.callback_metrics["train_loss"].item())
+    # Every step normalized its two crops with their photos at half size (the 48x64 training photos).
+    assert seen == [[(3, 24, 32)] * 2] * 2
+    with pytest.raises(ValueError, match="needs recipe 'crops'"):
+        run_training(["-c", config, "--data.recipe", "paper"])
+    with pytest.raises(ValueError, match="Identity cannot .* leave data.context_scale unset"):
+        run_training(["-c", config, "--model.net", json.dumps({"class_path": "torch.nn.Identity"})])
+    # The low-resolution form: its CAN, at a third of the crops' size, takes the photos at a third of theirs.
+    seen.clear()
+    guided = {"class_path": "fip.models.GuidedCAN", "init_args": {"width": 8, "depth": 4, "factor": 3.0}}
+    run_training(["-c", config, "--model.net", json.dumps(guided), "--data.context_scale", "0.3333"])
+    assert seen == [[(3, 16, 21)] * 2] * 2
+
+
 def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(photo_folder, tmp_path, capsys):
     from fip.training import run_training
 

@@ -22,7 +22,7 @@ from fip.conditioning import OneHot, Task, make_conditioning
 from fip.data.pairs import default_out_dir, generate_pairs, pair_set_name, read_manifest
 from fip.data.sources import Resolution, open_source
 from fip.errors import SourceError
-from fip.imaging import read_image_file
+from fip.imaging import read_image_file, resize_area
 from fip.registry import get_operator
 
 
@@ -37,6 +37,9 @@ class PairDataset(Dataset):
         seed: base seed of the crops and flips.
         maps: constant extra input maps appended to the input channels (one-hot operator or parameter maps,
             see :mod:`fip.conditioning`).
+        context: with ``crop``, also return the whole input downscaled by this factor (``0.5``: half the width
+            and height), flipped like the crop: the photo whose statistics normalize the crop
+            (:meth:`fip.models.ContextAggregationNet.forward_in_context`). Batch with :func:`collate_in_context`.
     """
 
     def __init__(
@@ -47,20 +50,23 @@ class PairDataset(Dataset):
         flips: bool = False,
         seed: int = 0,
         maps: tuple[float, ...] = (),
+        context: float | None = None,
     ):
+        if context is not None and (crop is None or not 0 < context <= 1):
+            raise SourceError(f"context {context!r} needs crops and a scale in (0, 1]")
         self.folder = Path(folder)
         self.maps = torch.tensor(maps, dtype=torch.float32).view(-1, 1, 1)
         manifest = read_manifest(self.folder)
         self.names = sorted(n for n, e in manifest["pairs"].items() if split == "all" or e["split"] == split)
         if not self.names:
             raise SourceError(f"{self.folder} holds no {split} pairs; generate them with `fip data --split {split}`")
-        self.crop, self.flips, self.seed = crop, flips, seed
+        self.crop, self.flips, self.seed, self.context = crop, flips, seed, context
         self.draws = 0
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         name = self.names[index]
         source = read_image_file(self.folder / "input" / f"{name}.png")
         target = read_image_file(self.folder / "target" / f"{name}.png")
@@ -68,6 +74,7 @@ class PairDataset(Dataset):
         # in DataLoader workers (whose copies of this dataset restart their counters every epoch).
         rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**63, self.draws, index])
         self.draws += 1
+        whole = source
         if self.crop is not None:
             height, width = source.shape[:2]
             size_y, size_x = min(self.crop, height), min(self.crop, width)
@@ -75,14 +82,30 @@ class PairDataset(Dataset):
             source, target = source[y : y + size_y, x : x + size_x], target[y : y + size_y, x : x + size_x]
         if self.flips:
             if rng.random() < 0.5:
-                source, target = source[:, ::-1], target[:, ::-1]
+                source, target, whole = source[:, ::-1], target[:, ::-1], whole[:, ::-1]
             if rng.random() < 0.5:
-                source, target = source[::-1], target[::-1]
-        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)  # noqa: E731
-        inputs = as_tensor(source)
+                source, target, whole = source[::-1], target[::-1], whole[::-1]
+        if self.context is None:
+            return self._with_maps(source), _as_tensor(target)
+        height, width = (max(1, round(n * self.context)) for n in whole.shape[:2])
+        preview = resize_area(np.ascontiguousarray(whole), height, width)
+        return self._with_maps(source), _as_tensor(target), self._with_maps(preview)
+
+    def _with_maps(self, image: np.ndarray) -> torch.Tensor:
+        inputs = _as_tensor(image)
         if len(self.maps):
             inputs = torch.cat([inputs, self.maps.expand(-1, *inputs.shape[1:])])
-        return inputs, as_tensor(target)
+        return inputs
+
+
+def _as_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def collate_in_context(batch: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Stack crops and targets; keep the photos' previews (of different sizes) as a list."""
+    inputs, targets, contexts = zip(*batch)
+    return torch.stack(inputs), torch.stack(targets), list(contexts)
 
 
 class PairDataModule(pl.LightningDataModule):
@@ -103,6 +126,10 @@ class PairDataModule(pl.LightningDataModule):
         finetune_epoch: first epoch of fine-tuning.
         val_resolution: validation resolution (``"1080p"``).
         crop_size, batch_size: for the ``crops`` recipe.
+        context_scale: for the ``crops`` recipe: normalize each crop with the statistics of its whole photo,
+            seen at this scale (``0.5``: a quarter of the pixels), as inference does, instead of the crop's own.
+            For operators whose output depends on the whole photo (tone curves from its histogram or
+            percentiles); costs a pass over each preview per step.
         num_workers: DataLoader worker processes.
         pair_workers: processes generating pairs in ``prepare_data`` (default: all cores).
         root: where pair sets go (default: fip's cache).
@@ -122,6 +149,7 @@ class PairDataModule(pl.LightningDataModule):
         val_resolution: str = "1080p",
         crop_size: int = 192,
         batch_size: int = 8,
+        context_scale: float | None = None,
         num_workers: int = 0,
         pair_workers: int | None = None,
         root: str | None = None,
@@ -130,6 +158,11 @@ class PairDataModule(pl.LightningDataModule):
         super().__init__()
         if recipe not in ("paper", "crops"):
             raise SourceError(f"recipe {recipe!r} must be 'paper' or 'crops'")
+        if context_scale is not None and (recipe != "crops" or not 0 < context_scale <= 1):
+            raise SourceError(
+                f"context_scale {context_scale!r} needs recipe 'crops' and a scale in (0, 1] (the paper recipe "
+                "trains on whole photos, which are their own context)"
+            )
         self.save_hyperparameters()
         # Resolved now: a wrong name or value fails before any work, and checkpoints record every parameter.
         self.conditioning = make_conditioning(operator, sweep)
@@ -146,6 +179,7 @@ class PairDataModule(pl.LightningDataModule):
             self.resolutions["finetune"] = Resolution.parse(finetune_resolution)
         self.finetune_epoch = finetune_epoch
         self.crop_size, self.batch_size, self.num_workers = crop_size, batch_size, num_workers
+        self.context_scale = context_scale
         self.pair_workers, self.root, self.seed = pair_workers, root, seed
         self.source_spec, self.split_file = source, split_file
         self.datasets: dict[str, Dataset] = {}
@@ -185,7 +219,7 @@ class PairDataModule(pl.LightningDataModule):
             training = key != "val"
             parts = [
                 PairDataset(self.folder(key, task), split, crop=crop if training else None, flips=training,
-                            seed=self.seed, maps=task.maps)  # fmt: skip
+                            seed=self.seed, maps=task.maps, context=self.context_scale if training else None)  # fmt: skip
                 for task in self.tasks
             ]
             self.datasets[key] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
@@ -196,7 +230,9 @@ class PairDataModule(pl.LightningDataModule):
         )
         dataset = self.datasets["finetune" if finetuning else "train"]
         batch = self.batch_size if self.recipe == "crops" else 1
-        return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=self.num_workers, drop_last=False)
+        collate = collate_in_context if self.context_scale else None
+        return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=self.num_workers, drop_last=False,
+                          collate_fn=collate)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["val"], batch_size=1, shuffle=False, num_workers=self.num_workers)

@@ -64,6 +64,10 @@ class AdaptiveNorm(nn.Module):
         else:
             mean = self.running_mean.view(1, -1, 1, 1)
             var = self.running_var.view(1, -1, 1, 1)
+        return self.normalize(x, mean, var)
+
+    def normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """``lambda * x + mu * BN(x)`` with the given statistics (broadcastable to ``x``)."""
         normalized = (x - mean) * torch.rsqrt(var + BN_EPSILON) + self.beta.view(1, -1, 1, 1)
         return self.lam * x + self.mu * normalized
 
@@ -135,6 +139,35 @@ class ContextAggregationNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
         return self.output(self.features(x))
+
+    def forward_in_context(self, x: torch.Tensor, contexts: list[torch.Tensor]) -> torch.Tensor:
+        """``x`` (crops, ``(B, C, H, W)``) normalized with the statistics of ``contexts`` (the photo each crop
+        comes from, one ``(1, C, h, w)`` or ``(C, h, w)`` tensor per crop, any size), with gradients through them.
+
+        In the paper-exact ``IMAGE`` mode a crop normalized by its own statistics is a different task from the
+        whole photo normalized by the photo's: training on crops then teaches the wrong one (the operators whose
+        output depends on the whole photo lost 2-11 dB on crops with their own statistics, and 0.2-3 dB with
+        the photo's). This is what :func:`fold` with :func:`image_statistics` of the photo computes at inference,
+        differentiable. A ``RUNNING`` network ignores the contexts (its statistics are not the image's)."""
+        if len(contexts) != x.shape[0]:
+            raise InputError(f"got {len(contexts)} contexts for a batch of {x.shape[0]}")
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        modes = {m.mode for m in self.modules() if isinstance(m, AdaptiveNorm)}
+        if NormMode.IMAGE not in modes:
+            return self(x)
+        if modes != {NormMode.IMAGE}:
+            raise InputError("forward_in_context needs every normalization in one mode; this network mixes them")
+        contexts = [c if c.ndim == 4 else c.unsqueeze(0) for c in contexts]
+        modules = list(self.features)
+        for index in range(0, len(modules), 3):
+            conv, norm, act = modules[index : index + 3]
+            x, contexts = conv(x), [conv(c) for c in contexts]
+            stats = [torch.var_mean(c, dim=(2, 3), keepdim=True, correction=0) for c in contexts]
+            var, mean = torch.cat([v for v, _ in stats]), torch.cat([m for _, m in stats])
+            x = act(norm.normalize(x, mean, var))
+            contexts = [act(norm.normalize(c, m, v)) for c, (v, m) in zip(contexts, stats)]
+        return self.output(x)
 
 
 def can24(in_channels: int = 3, norm: NormMode | str = NormMode.IMAGE) -> ContextAggregationNet:

@@ -190,3 +190,10 @@ class GuidedCAN(nn.Module):
             raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
         small = self.downscale(x)
         return self.upsample(small, self.can(small), x)
+
+    def forward_in_context(self, x: torch.Tensor, contexts: list[torch.Tensor]) -> torch.Tensor:
+        """``x`` (full-resolution crops) with the CAN normalized by the statistics of ``contexts``: the crops'
+        photos at the CAN's scale (``data.context_scale: 1 / factor``), as at inference, where the CAN sees the
+        whole downscaled photo (:meth:`ContextAggregationNet.forward_in_context`)."""
+        small = self.downscale(x)
+        return self.upsample(small, self.can.forward_in_context(small, contexts), x)
