@@ -46,8 +46,10 @@ def provenance(name: str) -> str:
     start = model.get("warm_start")
     if start and Path(start).is_file():  # a model file, perhaps a scratch copy: name it by its content
         start = f"{Path(start).name} (sha256 {hashlib.sha256(Path(start).read_bytes()).hexdigest()[:12]})"
+    context = data.get("context_scale")
+    recipe = f"{data.get('recipe')} in context {context}" if context else data.get("recipe")
     return (f"fip train, epoch {checkpoint['epoch']}, warm start {start}, lr {model.get('lr')}, "
-            f"{data.get('recipe')} at {data.get('resolution')} on {Path(str(data.get('source'))).name}")
+            f"{recipe} at {data.get('resolution')} on {Path(str(data.get('source'))).name}")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Train the low-resolution (Deep Guided Filter) form of shipped approximators and ship it inside the package.
 
-Usage: python scripts/ship_lowres.py OPERATOR [OPERATOR ...] [--minutes 10] [--epochs 150]
+Usage: python scripts/ship_lowres.py OPERATOR [OPERATOR ...] [--minutes 10] [--epochs 150] [FIP TRAIN OPTIONS]
+(options it does not know go to ``fip train``, e.g. ``--data.source data/debian-photos --data.context_scale 0.3333``)
 For each operator:
   1. ``fip train -c train/configs/OPERATOR.yaml -c train/configs/overlays/lowres.yaml`` with a warm start from the
      shipped ``fip/models/weights/fip/OPERATOR.pt`` (its CAN starts as the full model, the guidance map as the photo,
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "train" / "configs"
 
 
-def ship(operator: str, minutes: float, epochs: int) -> str:
+def ship(operator: str, minutes: float, epochs: int, extra: list[str]) -> str:
     """Train ``operator``'s low-resolution model, write it into the package; returns a Markdown row."""
     shipped = SHIPPED_DIR / f"{operator}.pt"
     cli = run_training([
@@ -36,7 +37,7 @@ def ship(operator: str, minutes: float, epochs: int) -> str:
         "--model.warm_start", str(shipped),
         "--trainer.default_root_dir", f"runs/{operator}.lowres",
         "--trainer.max_epochs", str(epochs), "--trainer.max_time", max_time(minutes),
-        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_progress_bar", "false", *extra,
     ])  # fmt: skip
     trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
     full = load_model(shipped)
@@ -57,9 +58,9 @@ def main() -> None:
     parser.add_argument("operators", nargs="+")
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per operator")
     parser.add_argument("--epochs", type=int, default=150, help="epochs of the cosine schedule (fit the budget)")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
     print_report("| operator | sample-test PSNR, full (fast) | start (3x, untrained filter) | lowres, trained | epochs |\n"
-                 "|---|---:|---:|---:|---:|", (ship(operator, args.minutes, args.epochs) for operator in args.operators))  # fmt: skip
+                 "|---|---:|---:|---:|---:|", (ship(operator, args.minutes, args.epochs, extra) for operator in args.operators))  # fmt: skip
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file
