@@ -3,8 +3,9 @@
 Usage: python scripts/select_models.py OPERATOR CANDIDATE [CANDIDATE ...] [--photos DIR]
 
 Candidates are anything `fip eval -m` takes: `paper/<Operator>`, a `.ckpt` from `fip train`, a `.pt` model file;
-the shipped model always competes. Validation photos: the test split of a photo folder (default: the Debian
-photos of `scripts/debian_photos.sh`) and the sample set's test photos, all at 480p. The FiveK photos are never
+the shipped model always competes, and only a candidate at least ``--min-gain`` dB (0.1) higher replaces it.
+Validation photos: the test split of a photo folder (default: the Debian photos of `scripts/debian_photos.sh`)
+and the sample set's test photos, all at 480p. The FiveK photos are never
 used here: they stay a test set (`benchmarks/shipped_models.py`). The winner is written to
 fip/models/weights/fip/OPERATOR.pt with its validation numbers, and OPERATOR.variants.json (measured on the model
 it replaces) is removed until `scripts/measure_variants.py` measures it again; siblings (.pruned, .lowres) stay as
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("candidates", nargs="+")
     parser.add_argument("--photos", type=Path, default=Path("data/debian-photos"),
                         help="photo folder whose test split validates (scripts/debian_photos.sh)")  # fmt: skip
+    parser.add_argument("--min-gain", type=float, default=0.1,
+                        help="dB a candidate must gain over the shipped model to replace it (ties are noise)")  # fmt: skip
     args = parser.parse_args()
     if not args.photos.is_dir():
         parser.error(f"{args.photos} is not a folder: run `bash scripts/debian_photos.sh {args.photos}` first")
@@ -74,6 +77,10 @@ def main() -> None:
     psnr, sample_psnr, count, name, model = max(scored, key=lambda s: s[0])
     if name == str(shipped):
         print(f"{args.operator}: the shipped model scores highest ({psnr:.2f} dB); nothing written")
+        return
+    if psnr < scored[0][0] + args.min_gain:
+        print(f"{args.operator}: {Path(name).name} scores {psnr - scored[0][0]:+.2f} dB against the shipped model, "
+              f"under --min-gain {args.min_gain}; nothing written")  # fmt: skip
         return
     metrics = {"validation_psnr": psnr, "validation_photos": count, "sample_test_psnr": sample_psnr,
                "selected_from": provenance(name)}  # fmt: skip
