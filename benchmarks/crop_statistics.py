@@ -67,7 +67,8 @@ def main() -> None:
                      f"--data.source {args.photos} --data.val_resolution 480p` (or `fip data`) first")  # fmt: skip
         with torch.inference_mode():
             values = scores(model.net.eval(), PairDataset(folder, "test"), args.crop)
-        print(f"| `{operator}` | {Path(name).name if name else 'shipped'} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+        cells = " | ".join(f"{v:.2f}" for v in values)
+        print(f"| `{operator}` | {Path(name).name if name else 'shipped'} | {cells} |")
 
 
 if __name__ == "__main__":

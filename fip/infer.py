@@ -62,21 +62,21 @@ class LoadedModel:
         return have + [Variant.PRUNED] * (self.pruned is not None) + [Variant.INT8] * (self.int8 is not None)
 
     def loss_db(self, variant: Variant) -> float:
-        """How much PSNR against the reference ``variant`` loses compared with the best variant measured for this
-        model (``scores``, from ``scripts/measure_variants.py``; usually ``FULL``, but a model trained with preview
-        statistics can score higher with them); infinite when not measured, 0 for ``FULL`` when nothing is."""
-        if not self.scores:
+        """How much PSNR against the reference ``variant`` loses compared with the model itself, as measured
+        (``scores``, from ``scripts/measure_variants.py``): the better of its two statistics modes, ``FULL`` and
+        ``FAST`` (a model trained with preview statistics scores higher with them); the approximations (``BF16``,
+        ``LOWRES``, ...) do not set the bar. Infinite when not measured, 0 for ``FULL`` when nothing is."""
+        exact = [self.scores[v.value] for v in (Variant.FULL, Variant.FAST) if v.value in self.scores]
+        if not exact or variant.value not in self.scores:
             return 0.0 if variant is Variant.FULL else float("inf")
-        if variant.value not in self.scores:
-            return float("inf")
-        return max(self.scores.values()) - self.scores[variant.value]
+        return max(exact) - self.scores[variant.value]
 
     def resolve(self, variant: Variant | str, megapixels: float | None = None) -> Variant:
         """``variant`` itself, or for ``AUTO`` the fastest one this model has within ``AUTO_MAX_LOSS_DB`` of the
-        best variant as measured (:meth:`loss_db`); ``LOWRES`` only for photos of known size, and without a trained ``lowres`` sibling
-        only up to ``AUTO_LOWRES_MAX_MEGAPIXELS`` (it was measured at ~2 MP, and that form keeps its network at
-        0.25 MP whatever the photo's size; the trained one scales with the photo). An error names the variants it
-        has."""
+        better of ``FULL`` and ``FAST`` as measured (:meth:`loss_db`); ``LOWRES`` only for photos of known size,
+        and without a trained ``lowres`` sibling only up to ``AUTO_LOWRES_MAX_MEGAPIXELS`` (it was measured at
+        ~2 MP, and that form keeps its network at 0.25 MP whatever the photo's size; the trained one scales with
+        the photo). An error names the variants it has."""
         try:
             variant = Variant(variant)
         except ValueError:

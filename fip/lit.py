@@ -49,7 +49,10 @@ class Approximator(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]],
+        batch_idx: int,
+    ) -> torch.Tensor:
         inputs, targets = batch[:2]
         # Crops with their photos' previews (data.context_scale) are normalized with the photos' statistics.
         prediction = self.net(inputs) if len(batch) == 2 else self.net.forward_in_context(inputs, batch[2])
@@ -95,11 +98,18 @@ def check_net_against_data(model: Approximator, datamodule: object) -> None:
     """Raise, naming the fix, when the network cannot take what the data feed it: other input channels than RGB
     plus the conditioning maps, or crops with their photos' previews for a network other than the CAN. Called
     before any pair is generated."""
-    if getattr(datamodule, "context_scale", None) and not hasattr(model.net, "forward_in_context"):
-        raise ValueError(
-            f"data.context_scale normalizes crops with their photo's statistics, which {type(model.net).__name__} "
-            "cannot do (ContextAggregationNet and GuidedCAN can): leave data.context_scale unset"
-        )
+    if getattr(datamodule, "context_scale", None):
+        can = getattr(model.net, "can", model.net)  # a GuidedCAN's statistics are its CAN's
+        if not hasattr(model.net, "forward_in_context"):
+            raise ValueError(
+                f"data.context_scale normalizes crops with their photo's statistics, which "
+                f"{type(model.net).__name__} cannot do (ContextAggregationNet and GuidedCAN can): leave it unset"
+            )
+        if getattr(can, "folds_exactly", False):
+            raise ValueError(
+                "data.context_scale gives crops their photo's statistics, but this network normalizes with running "
+                "averages (norm='running'), so it would only cost time: leave data.context_scale unset"
+            )
     wanted, has = getattr(datamodule, "in_channels", None), getattr(model.net, "in_channels", None)
     if wanted is not None and has is not None and wanted != has:
         raise ValueError(

@@ -22,9 +22,10 @@ class Variant(str, enum.Enum):
     * ``INT8``: the pruned sibling quantized to int8, run by ONNX Runtime.
     * ``AUTO``: the fastest variant (``AUTO_ORDER``, the order ``fip bench`` measures, ``docs/speed.md``) that the
       model has and whose PSNR against the reference is measured to be at most ``AUTO_MAX_LOSS_DB`` below the
-      best measured variant's, usually ``FULL`` (``scripts/measure_variants.py`` writes the measurements beside each shipped model; ``LOWRES``
-      of known size, and without a trained sibling only up to ``AUTO_LOWRES_MAX_MEGAPIXELS``); else
-      ``FAST``, whatever it measured (for a few global operators it loses more: ``docs/speed.md``).
+      better of ``FULL``'s and ``FAST``'s (``scripts/measure_variants.py`` writes the measurements beside each
+      shipped model; ``LOWRES`` of known size, and without a trained sibling only up to
+      ``AUTO_LOWRES_MAX_MEGAPIXELS``); else ``FAST``, whatever it measured (for a few global operators it loses
+      more: ``docs/speed.md``).
     """
 
     AUTO = "auto"
@@ -37,7 +38,7 @@ class Variant(str, enum.Enum):
 
 
 VARIANT_HELP = {
-    Variant.AUTO: "the fastest variant measured within 0.5 dB of the best one, else fast",
+    Variant.AUTO: "the fastest variant measured within 0.5 dB of full or fast, whichever scored higher",
     Variant.FULL: "paper-exact: per-image statistics over the whole photo",
     Variant.FAST: "statistics from a 0.1 MP preview pass, folded into the convolutions",
     Variant.BF16: "fast, in bfloat16",

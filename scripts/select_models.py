@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=Path("data/debian-photos"),
                         help="photo folder whose test split validates (scripts/debian_photos.sh)")  # fmt: skip
     parser.add_argument("--min-gain", type=float, default=0.1,
-                        help="dB a candidate must gain over the shipped model to replace it (ties are noise)")  # fmt: skip
+                        help="dB a candidate must gain over the shipped model to replace it")  # fmt: skip
     args = parser.parse_args()
     if not args.photos.is_dir():
         parser.error(f"{args.photos} is not a folder: run `bash scripts/debian_photos.sh {args.photos}` first")

@@ -1,7 +1,7 @@
 """Train the low-resolution (Deep Guided Filter) form of shipped approximators and ship it inside the package.
 
 Usage: python scripts/ship_lowres.py OPERATOR [OPERATOR ...] [--minutes 10] [--epochs 150] [FIP TRAIN OPTIONS]
-(options it does not know go to ``fip train``, e.g. ``--data.source data/debian-photos --data.context_scale 0.3333``)
+(options it does not know go to ``fip train``, e.g. ``--data.source=data/debian-photos --data.context_scale=0.17``)
 For each operator:
   1. ``fip train -c train/configs/OPERATOR.yaml -c train/configs/overlays/lowres.yaml`` with a warm start from the
      shipped ``fip/models/weights/fip/OPERATOR.pt`` (its CAN starts as the full model, the guidance map as the photo,
@@ -59,8 +59,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per operator")
     parser.add_argument("--epochs", type=int, default=150, help="epochs of the cosine schedule (fit the budget)")
     args, extra = parser.parse_known_args()
+    rows = (ship(operator, args.minutes, args.epochs, extra) for operator in args.operators)
     print_report("| operator | sample-test PSNR, full (fast) | start (3x, untrained filter) | lowres, trained | epochs |\n"
-                 "|---|---:|---:|---:|---:|", (ship(operator, args.minutes, args.epochs, extra) for operator in args.operators))  # fmt: skip
+                 "|---|---:|---:|---:|---:|", rows)  # fmt: skip
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file

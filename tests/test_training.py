@@ -81,7 +81,14 @@ def test_pair_dataset_returns_the_whole_photo_as_the_crops_context(photo_folder,
     assert abs(preview.mean() - whole.mean()) < 1e-3 and abs(preview.mean() - x.mean()) > 1e-3
     inputs, targets, contexts = collate_in_context([(x, y, preview), (x, y, preview[:, :10])])
     assert inputs.shape == (2, 3, 16, 16) and [c.shape[1:] for c in contexts] == [(24, 32), (10, 32)]
-    with pytest.raises(ValueError, match="context 0.5 needs crops"):
+    # Flipped with the crop: with a crop the size of the photo and a full-size context, the preview is the crop.
+    flipped = 0
+    for seed in range(6):
+        x, _, preview = PairDataset(tmp_path / "p", "all", crop=64, flips=True, context=1.0, seed=seed)[0]
+        assert torch.equal(preview, x)
+        flipped += not torch.equal(x, whole)
+    assert flipped > 0
+    with pytest.raises(ValueError, match=r"context 0.5 needs crop= \(a crop size\)"):
         PairDataset(tmp_path / "p", "all", context=0.5)
 
 
@@ -91,8 +98,11 @@ def test_training_crops_in_context(photo_folder, tmp_path, monkeypatch):
 
     seen = []
     original = ContextAggregationNet.forward_in_context
-    monkeypatch.setattr(ContextAggregationNet, "forward_in_context",
-                        lambda net, x, contexts: seen.append([c.shape for c in contexts]) or original(net, x, contexts))  # fmt: skip
+    def recording(net, x, contexts):
+        seen.append([c.shape for c in contexts])
+        return original(net, x, contexts)
+
+    monkeypatch.setattr(ContextAggregationNet, "forward_in_context", recording)
     config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 2, "data.context_scale": 0.5})
     cli = run_training(["-c", config])
     assert cli.trainer.global_step == 2 and np.isfinite(cli.trainer.callback_metrics["train_loss"].item())
@@ -100,8 +110,10 @@ def test_training_crops_in_context(photo_folder, tmp_path, monkeypatch):
     assert seen == [[(3, 24, 32)] * 2] * 2
     with pytest.raises(ValueError, match="needs recipe 'crops'"):
         run_training(["-c", config, "--data.recipe", "paper"])
-    with pytest.raises(ValueError, match="Identity cannot .* leave data.context_scale unset"):
+    with pytest.raises(ValueError, match="Identity cannot do .* leave it unset"):
         run_training(["-c", config, "--model.net", json.dumps({"class_path": "torch.nn.Identity"})])
+    with pytest.raises(ValueError, match="running averages .* leave data.context_scale unset"):
+        run_training(["-c", config, "--model.net.init_args.norm", "running"])
     # The low-resolution form: its CAN, at a third of the crops' size, takes the photos at a third of theirs.
     seen.clear()
     guided = {"class_path": "fip.models.GuidedCAN", "init_args": {"width": 8, "depth": 4, "factor": 3.0}}

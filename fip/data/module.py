@@ -53,7 +53,7 @@ class PairDataset(Dataset):
         context: float | None = None,
     ):
         if context is not None and (crop is None or not 0 < context <= 1):
-            raise SourceError(f"context {context!r} needs crops and a scale in (0, 1]")
+            raise SourceError(f"context {context!r} needs crop= (a crop size) and a scale in (0, 1]")
         self.folder = Path(folder)
         self.maps = torch.tensor(maps, dtype=torch.float32).view(-1, 1, 1)
         manifest = read_manifest(self.folder)
@@ -219,7 +219,8 @@ class PairDataModule(pl.LightningDataModule):
             training = key != "val"
             parts = [
                 PairDataset(self.folder(key, task), split, crop=crop if training else None, flips=training,
-                            seed=self.seed, maps=task.maps, context=self.context_scale if training else None)  # fmt: skip
+                            seed=self.seed, maps=task.maps,
+                            context=self.context_scale if training else None)  # fmt: skip
                 for task in self.tasks
             ]
             self.datasets[key] = parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -145,10 +145,10 @@ class ContextAggregationNet(nn.Module):
         comes from, one ``(1, C, h, w)`` or ``(C, h, w)`` tensor per crop, any size), with gradients through them.
 
         In the paper-exact ``IMAGE`` mode a crop normalized by its own statistics is a different task from the
-        whole photo normalized by the photo's: training on crops then teaches the wrong one (the operators whose
-        output depends on the whole photo lost 2-11 dB on crops with their own statistics, and 0.2-3 dB with
-        the photo's). This is what :func:`fold` with :func:`image_statistics` of the photo computes at inference,
-        differentiable. A ``RUNNING`` network ignores the contexts (its statistics are not the image's)."""
+        whole photo normalized by the photo's: training on crops then teaches the wrong one (docs/models.md,
+        "Crops in context", measures it). This is what :func:`fold` with :func:`image_statistics` of the photo
+        computes at inference, differentiable. A ``RUNNING`` network ignores the contexts (its statistics are
+        not the image's)."""
         if len(contexts) != x.shape[0]:
             raise InputError(f"got {len(contexts)} contexts for a batch of {x.shape[0]}")
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -157,7 +157,8 @@ class ContextAggregationNet(nn.Module):
         if NormMode.IMAGE not in modes:
             return self(x)
         if modes != {NormMode.IMAGE}:
-            raise InputError("forward_in_context needs every normalization in one mode; this network mixes them")
+            raise InputError("forward_in_context needs every normalization in norm='image' mode; this network mixes "
+                             "modes: train it without data.context_scale")  # fmt: skip
         contexts = [c if c.ndim == 4 else c.unsqueeze(0) for c in contexts]
         modules = list(self.features)
         for index in range(0, len(modules), 3):

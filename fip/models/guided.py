@@ -193,7 +193,10 @@ class GuidedCAN(nn.Module):
 
     def forward_in_context(self, x: torch.Tensor, contexts: list[torch.Tensor]) -> torch.Tensor:
         """``x`` (full-resolution crops) with the CAN normalized by the statistics of ``contexts``: the crops'
-        photos at the CAN's scale (``data.context_scale: 1 / factor``), as at inference, where the CAN sees the
-        whole downscaled photo (:meth:`ContextAggregationNet.forward_in_context`)."""
+        photos downscaled (:meth:`ContextAggregationNet.forward_in_context`). At inference those statistics come
+        from a ~0.05 MP preview (``fip.infer.GUIDED_STATS_MEGAPIXELS``): for 1080p training photos
+        ``data.context_scale: 0.17`` gives previews of that size."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
         small = self.downscale(x)
         return self.upsample(small, self.can.forward_in_context(small, contexts), x)
