@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from fip.errors import InputError
-from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold
+from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, check_input, fold
 
 Layers = list[tuple[nn.Conv2d, AdaptiveNorm, nn.Module]]
 
@@ -211,8 +211,7 @@ class QuantizationAwareCAN(nn.Module):
         return found
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        check_input(x, self.in_channels)
         points = zip(self.scales.tolist(), self.zero_points.tolist())
         x = torch.fake_quantize_per_tensor_affine(x, *next(points), 0, 255)
         for layer in self._layers():

@@ -18,6 +18,12 @@ from fip.errors import InputError
 BN_EPSILON = 1e-3
 
 
+def check_input(x: torch.Tensor, in_channels: int) -> None:
+    """Raise :class:`InputError` unless ``x`` is a ``(B, in_channels, H, W)`` batch (every network's first check)."""
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise InputError(f"expected input (B, {in_channels}, H, W); got {tuple(x.shape)}")
+
+
 class NormMode(str, enum.Enum):
     """How :class:`AdaptiveNorm` gets its batch-norm statistics.
 
@@ -136,8 +142,7 @@ class ContextAggregationNet(nn.Module):
         return all(m.mode is NormMode.RUNNING for m in self.modules() if isinstance(m, AdaptiveNorm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        check_input(x, self.in_channels)
         return self.output(self.features(x))
 
     def forward_in_context(self, x: torch.Tensor, contexts: list[torch.Tensor]) -> torch.Tensor:
@@ -151,8 +156,7 @@ class ContextAggregationNet(nn.Module):
         not the image's)."""
         if len(contexts) != x.shape[0]:
             raise InputError(f"got {len(contexts)} contexts for a batch of {x.shape[0]}")
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        check_input(x, self.in_channels)
         modes = {m.mode for m in self.modules() if isinstance(m, AdaptiveNorm)}
         if NormMode.IMAGE not in modes:
             return self(x)
@@ -225,8 +229,7 @@ class FoldedCAN(nn.Module):
         return sum(m.dilation[0] * (m.kernel_size[0] // 2) for m in self.features if isinstance(m, nn.Conv2d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        check_input(x, self.in_channels)
         return self.output(self.features(x))
 
 

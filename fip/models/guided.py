@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fip.errors import InputError
-from fip.models.can import ContextAggregationNet, NormMode
+from fip.models.can import ContextAggregationNet, NormMode, check_input
 
 
 class FastGuidedFilter(nn.Module):
@@ -186,8 +186,7 @@ class GuidedCAN(nn.Module):
         return apply_linear_model(coefficients, *x.shape[2:], lambda top, bottom: self.guide(x[:, :3, top:bottom]), band)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        check_input(x, self.in_channels)
         small = self.downscale(x)
         return self.upsample(small, self.can(small), x)
 
@@ -196,7 +195,6 @@ class GuidedCAN(nn.Module):
         photos downscaled (:meth:`ContextAggregationNet.forward_in_context`). At inference those statistics come
         from a ~0.05 MP preview (``fip.infer.GUIDED_STATS_MEGAPIXELS``): for 1080p training photos
         ``data.context_scale: 0.17`` gives previews of that size."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"expected input (B, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        check_input(x, self.in_channels)
         small = self.downscale(x)
         return self.upsample(small, self.can.forward_in_context(small, contexts), x)
