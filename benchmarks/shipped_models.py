@@ -1,7 +1,8 @@
 """Results of the shipped approximators: PSNR/SSIM against fip's reference operators on the held-out sample
 photos and on the four FiveK photos (1080p), with the reference operator and the network timed side by side on the
 FiveK photos, the network both paper-exact (``full``) and in the ``fast`` variant (statistics from a 0.1 MP pass
-folded into the convolutions). The authors' network of the same operator is evaluated for comparison (same
+folded into the convolutions). ``FiveK input PSNR`` is the photos themselves against the reference: what doing
+nothing scores. The authors' network of the same operator is evaluated for comparison (same
 architecture: paper-exact PSNR only, not timed).
 
 Usage: python benchmarks/shipped_models.py [OPERATOR ...] [--no-authors] [--no-timing]
@@ -76,7 +77,8 @@ def main() -> None:
                                 timing=timed, workers=1)  # fmt: skip
                 fast = None if candidate is not model else evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
                                 workers=1, variant="fast")  # fmt: skip
-                row += [f"{full.mean_psnr:.2f} / {full.mean_ssim:.3f}", f"{fast.mean_psnr:.2f}" if fast else ""]
+                row += [f"{full.mean_psnr:.2f} / {full.mean_ssim:.3f}", f"{fast.mean_psnr:.2f}" if fast else "",
+                        f"{full.mean_input_psnr:.2f}"]  # fmt: skip
                 if timed:
                     reference = _mean(i["reference_seconds"] for i in full.images)
                     exact = _mean(i["model_seconds"] for i in full.images)
@@ -90,8 +92,8 @@ def main() -> None:
     print(f"Machine: {machine()}; 2 threads, one 1080p photo at a time, eager PyTorch, channels_last; `full` = "
           "paper-exact per-image statistics, `fast` = statistics from a 0.1 MP pass folded into the convolutions.\n")  # fmt: skip
     print("| operator | network | sample test PSNR / SSIM | FiveK PSNR / SSIM (full) | FiveK PSNR (fast) "
-          "| reference s | full s | fast s | speed-up full | speed-up fast |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| FiveK input PSNR | reference s | full s | fast s | speed-up full | speed-up fast |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 
 

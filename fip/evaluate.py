@@ -36,6 +36,11 @@ class EvalReport:
     def mean_ssim(self) -> float:
         return float(np.mean([i["ssim"] for i in self.images]))
 
+    @property
+    def mean_input_psnr(self) -> float:
+        """PSNR of the photos themselves against the reference: what doing nothing scores, the bar a model clears."""
+        return float(np.mean([i["input_psnr"] for i in self.images]))
+
     def to_json(self) -> dict[str, Any]:
         out = {
             "model": self.model,
@@ -45,6 +50,7 @@ class EvalReport:
             "images": self.images,
             "mean_psnr": self.mean_psnr,
             "mean_ssim": self.mean_ssim,
+            "mean_input_psnr": self.mean_input_psnr,
         }
         if all("reference_seconds" in i for i in self.images):
             out["mean_speedup"] = float(np.mean([i["reference_seconds"] / i["model_seconds"] for i in self.images]))
@@ -53,14 +59,15 @@ class EvalReport:
     def table(self) -> str:
         timed = all("reference_seconds" in i for i in self.images)
         lines = [f"{self.model} vs {self.operator} {self.params} at {self.resolution}", ""]
-        header = "| photo | size | PSNR (dB) | SSIM |" + (" reference (s) | model (s) | speed-up |" if timed else "")
-        lines += [header, "|---|---|---:|---:|" + ("---:|---:|---:|" if timed else "")]
+        header = "| photo | size | PSNR (dB) | SSIM | input PSNR (dB) |" + (
+            " reference (s) | model (s) | speed-up |" if timed else "")  # fmt: skip
+        lines += [header, "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if timed else "")]
         for i in self.images:
-            row = f"| {i['name']} | {i['size'][1]}x{i['size'][0]} | {i['psnr']:.2f} | {i['ssim']:.4f} |"
+            row = f"| {i['name']} | {i['size'][1]}x{i['size'][0]} | {i['psnr']:.2f} | {i['ssim']:.4f} | {i['input_psnr']:.2f} |"
             if timed:
                 row += f" {i['reference_seconds']:.2f} | {i['model_seconds']:.2f} | {i['reference_seconds'] / i['model_seconds']:.1f}x |"
             lines.append(row)
-        lines.append(f"| **mean** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** |" + (
+        lines.append(f"| **mean** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** | {self.mean_input_psnr:.2f} |" + (
             f" | | **{self.to_json()['mean_speedup']:.1f}x** |" if timed else ""))  # fmt: skip
         return "\n".join(lines)
 
@@ -78,7 +85,8 @@ def evaluate(
     progress: bool = False,
     variant: Variant | str = Variant.FULL,
 ) -> EvalReport:
-    """PSNR/SSIM of ``model`` against the reference operator on ``source``'s ``split`` photos.
+    """PSNR/SSIM of ``model`` against the reference operator on ``source``'s ``split`` photos, and the input
+    photo's own PSNR against the reference (``input_psnr``: a model scoring below it does worse than no model).
 
     Targets come from the pair cache (generated if needed). With ``timing``, the reference operator and the model
     are also timed on each photo, side by side in this process. ``variant``: how the network runs
@@ -105,7 +113,8 @@ def evaluate(
         start = time.perf_counter()
         output = run_loaded(model, image, maps, variant=variant)
         model_seconds = time.perf_counter() - start
-        entry = {"name": name, "size": list(image.shape[:2]), "psnr": psnr(output, target), "ssim": ssim(output, target)}
+        entry = {"name": name, "size": list(image.shape[:2]), "psnr": psnr(output, target), "ssim": ssim(output, target),
+                 "input_psnr": psnr(image, target)}  # fmt: skip
         if timing:
             from fip.raw import load_photo
 
