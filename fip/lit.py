@@ -29,12 +29,19 @@ class Approximator(pl.LightningModule):
             checkpoint to start from; same shape only (``python scripts/ship_compact.py`` starts from a pruned one).
             A :class:`~fip.models.GuidedCAN` may start from a plain CAN: its ``can`` takes the weights, and its
             guidance map and filter start as the plain guided filter.
+        norm_lr_scale: learning-rate multiplier for the adaptive normalizations' scalars (lambda, mu). Adam moves
+            each parameter by about ``lr`` per step, so at 1 (the paper, 180k steps) mu, which gates the
+            normalized path and starts at 0, travels at most ~0.1 in the few hundred steps of a CPU run; operators
+            that depend on the whole photo's statistics need it near 0.5 (the authors' photographic-style network).
     """
 
-    def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None):
+    def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None,
+                 norm_lr_scale: float = 1.0):  # fmt: skip
         super().__init__()
         if schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule {schedule!r} must be 'constant' or 'cosine'")
+        if not norm_lr_scale > 0:
+            raise ValueError(f"norm_lr_scale {norm_lr_scale!r} must be positive (1 = the paper's single learning rate)")
         self.save_hyperparameters(ignore=["net"])
         self.net = net
         if warm_start:
@@ -86,7 +93,13 @@ class Approximator(pl.LightningModule):
         }
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+        from fip.models.can import AdaptiveNorm
+
+        scalars = [p for m in self.net.modules() if isinstance(m, AdaptiveNorm) for p in (m.lam, m.mu)]
+        ids = {id(p) for p in scalars}
+        rest = [p for p in self.net.parameters() if id(p) not in ids]
+        groups = [{"params": rest}] + [{"params": scalars, "lr": self.hparams.lr * self.hparams.norm_lr_scale}] * bool(scalars)
+        optimizer = torch.optim.Adam(groups, lr=self.hparams.lr)
         if self.hparams.schedule == "constant":
             return optimizer
         epochs = max(1, self.trainer.max_epochs or 1)

@@ -152,6 +152,21 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(photo_folder,
     report = json.loads(capsys.readouterr().out)
     assert {"mean_psnr", "mean_ssim", "images"} <= set(report) and len(report["images"]) == 3
     assert all(np.isfinite(i["psnr"]) and 0 < i["ssim"] <= 1 for i in report["images"])
+    assert report["mean_input_psnr"] == pytest.approx(np.mean([i["input_psnr"] for i in report["images"]]))
+
+
+def test_eval_reports_what_the_input_itself_scores(photo_folder):
+    """``input_psnr`` is the bar a model must clear: the untrained network is the identity and scores exactly it."""
+    from fip.data.sources import Resolution, folder_source
+    from fip.evaluate import evaluate
+    from fip.infer import LoadedModel
+    from fip.models import can24
+
+    identity = LoadedModel(can24().eval(), "identity", operator="smooth.rof")
+    report = evaluate(identity, folder_source(photo_folder), split="all", resolution=Resolution(96), workers=1)
+    assert [i["psnr"] for i in report.images] == pytest.approx([i["input_psnr"] for i in report.images], abs=1e-3)
+    assert all(15 < i["input_psnr"] < 80 for i in report.images)  # the operator changed the photos, not beyond recognition
+    assert "input PSNR" in report.table()
 
 
 def test_training_resumes_from_a_checkpoint(photo_folder, tmp_path):
@@ -172,6 +187,35 @@ def test_warm_start_from_the_authors_network():
     reference = load_paper_model("paper/L0_smoothing")
     x = torch.rand(1, 3, 20, 24)
     assert torch.allclose(module.net.eval()(x), reference(x))
+
+
+def test_normalization_scalars_learn_at_their_own_rate():
+    """``norm_lr_scale`` gives lambda and mu a larger step than the weights; every parameter is optimized once."""
+    from fip.lit import Approximator
+    from fip.models import can24
+
+    def train(scale: float) -> tuple[float, float]:
+        torch.manual_seed(0)
+        module = Approximator(can24(), lr=1e-3, norm_lr_scale=scale)
+        optimizer = module.configure_optimizers()
+        x = torch.rand(2, 3, 24, 24)
+        target = (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True) * 0.1 + 0.5  # exposure-normalized
+        first = module.net.features[1]
+        before = module.net.features[0].weight.detach().clone()
+        for _ in range(5):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(module.net(x), target).backward()
+            optimizer.step()
+        return abs(first.mu.item()), (module.net.features[0].weight - before).abs().max().item()
+
+    params = Approximator(can24(), norm_lr_scale=50).configure_optimizers().param_groups
+    assert [g["lr"] for g in params] == [1e-4, pytest.approx(5e-3)]
+    assert sum(len(g["params"]) for g in params) == len(list(can24().parameters()))
+    (mu_plain, weight_plain), (mu_scaled, weight_scaled) = train(1.0), train(50.0)
+    assert mu_scaled > 20 * mu_plain and mu_scaled > 0.1
+    assert weight_scaled < 2 * weight_plain + 1e-3  # the weights keep their step
+    with pytest.raises(ValueError, match="norm_lr_scale"):
+        Approximator(can24(), norm_lr_scale=0)
 
 
 def test_data_module_rejects_unknown_recipes():
