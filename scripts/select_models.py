@@ -1,6 +1,6 @@
 """Choose an operator's shipped model among candidates by PSNR on validation photos, and ship the winner.
 
-Usage: python scripts/select_models.py OPERATOR CANDIDATE [CANDIDATE ...] [--photos DIR]
+Usage: python scripts/select_models.py OPERATOR CANDIDATE [CANDIDATE ...] [--photos DIR [--split-file JSON]]
 
 Candidates are anything `fip eval -m` takes: `paper/<Operator>`, a `.ckpt` from `fip train`, a `.pt` model file;
 the shipped model always competes, and only a candidate at least ``--min-gain`` dB (0.1) higher replaces it.
@@ -28,9 +28,10 @@ from fip.registry import get_operator
 RESOLUTION = Resolution(480)
 
 
-def validation_psnr(model, operator: str, photos: Path) -> tuple[float, float, int]:
+def validation_psnr(model, operator: str, photos: Path, split_file: Path | None = None) -> tuple[float, float, int]:
     """(mean PSNR over all validation photos, mean over the sample set's test photos, photo count)."""
-    folder = evaluate(model, folder_source(photos), operator=operator, split="test", resolution=RESOLUTION, workers=2)
+    folder = evaluate(model, folder_source(photos, split_file), operator=operator, split="test", resolution=RESOLUTION,
+                      workers=2)  # fmt: skip
     sample = evaluate(model, sample_source(), operator=operator, split="test", resolution=RESOLUTION, workers=2)
     values = [i["psnr"] for i in folder.images + sample.images]
     return float(np.mean(values)), sample.mean_psnr, len(values)
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("candidates", nargs="+")
     parser.add_argument("--photos", type=Path, default=Path("data/debian-photos"),
                         help="photo folder whose test split validates (scripts/debian_photos.sh)")  # fmt: skip
+    parser.add_argument("--split-file", type=Path,
+                        help="the folder's split file (scripts/exposure_bracket.py writes one), else its hashed split")  # fmt: skip
     parser.add_argument("--min-gain", type=float, default=0.1,
                         help="dB a candidate must gain over the shipped model to replace it")  # fmt: skip
     args = parser.parse_args()
@@ -71,7 +74,7 @@ def main() -> None:
         model = load_model(name)
         if model.operator != args.operator:
             raise FipError(f"{name} approximates {model.operator}, not {args.operator}: pass candidates for one operator")
-        psnr, sample_psnr, count = validation_psnr(model, args.operator, args.photos)
+        psnr, sample_psnr, count = validation_psnr(model, args.operator, args.photos, args.split_file)
         scored.append((psnr, sample_psnr, count, name, model))
         print(f"| `{args.operator}` | {Path(name).name} | {psnr:.2f} | {sample_psnr:.2f} | {count} |", flush=True)
     psnr, sample_psnr, count, name, model = max(scored, key=lambda s: s[0])

@@ -86,3 +86,37 @@ def test_resolution_policy():
     assert Resolution.parse("1080p").short_side == 1080 and Resolution.parse("native").short_side is None
     with pytest.raises(SourceError, match="not understood"):
         Resolution.parse("big")
+
+
+def test_exposure_bracketing_keeps_each_copy_in_its_photos_split(tmp_path):
+    """scripts/exposure_bracket.py: darker copies in linear light, each in its original's split; a rerun resumes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from fip.imaging import encode_png, read_image_file, srgb_decode
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed, name in enumerate(["a", "b", "c", "d", "e", "f"]):
+        (photos / f"{name}.png").write_bytes(encode_png(smooth_image(24, 32, seed=seed)))
+    script = Path(__file__).parents[1] / "scripts" / "exposure_bracket.py"
+    out = tmp_path / "bracketed"
+
+    def run() -> str:
+        done = subprocess.run([sys.executable, str(script), str(photos), str(out), "--stops", "0", "-2"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout
+
+    run()
+    source = open_source(out, out / "split.json")
+    assert sorted(p.name for p in source.photos) == sorted(f"{n}_ev{s}" for n in "abcdef" for s in ("0", "-2"))
+    assert {p.name: p.split for p in source.photos} == {p.name: _hashed_split(p.name.split("_ev")[0]) for p in source.photos}
+    original = srgb_decode(read_image_file(photos / "a.png"))
+    assert np.allclose(srgb_decode(read_image_file(out / "a_ev0.png")), original, atol=1e-4)
+    assert np.allclose(srgb_decode(read_image_file(out / "a_ev-2.png")), original / 4, atol=1e-4)
+    stamp = (out / "a_ev-2.png").stat().st_mtime_ns
+    run()  # a rerun keeps what exists
+    assert (out / "a_ev-2.png").stat().st_mtime_ns == stamp
