@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
@@ -21,12 +22,27 @@ from fip.lit import Approximator, check_net_against_data
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that also writes ``last.ckpt`` after every training epoch.
+
+    In Lightning 2.6 ``save_last=True`` beside a monitored metric writes ``last.ckpt`` only when the monitored
+    checkpoint is saved, that is when validation improves; resuming from it would silently repeat every epoch
+    since the best one."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer) and (
+            self._last_global_step_saved != trainer.global_step
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 def trainer_defaults() -> dict:
     """Checkpointing on the best validation PSNR (and the last epoch, for resuming) and LR logging; loggers
     (CSV and TensorBoard) are named per operator in each config."""
     return {
         "callbacks": [
-            ModelCheckpoint(monitor="val_psnr", mode="max", save_last=True, filename="best-{epoch}-{val_psnr:.2f}"),
+            BestAndLastCheckpoint(monitor="val_psnr", mode="max", save_last=True, filename="best-{epoch}-{val_psnr:.2f}"),
             LearningRateMonitor(logging_interval="epoch"),
         ],
         "accelerator": "auto",

@@ -179,6 +179,18 @@ def test_training_resumes_from_a_checkpoint(photo_folder, tmp_path):
     assert resumed.trainer.current_epoch == 3 and resumed.trainer.global_step > first.trainer.global_step
 
 
+def test_last_checkpoint_is_the_last_epoch_even_when_validation_stops_improving(photo_folder, tmp_path):
+    """With lr 0 validation never improves after the first epoch; last.ckpt must still hold the final epoch."""
+    from fip.training import run_training
+
+    config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 3})
+    cli = run_training(["-c", config, "--model.lr", "0"])
+    best, last = cli.trainer.checkpoint_callback.best_model_path, cli.trainer.checkpoint_callback.last_model_path
+    assert "epoch=0" in best
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert (saved["epoch"], saved["global_step"]) == (2, cli.trainer.global_step)
+
+
 def test_warm_start_from_the_authors_network():
     from fip.lit import Approximator
     from fip.models import can24, load_paper_model
