@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_photo_arguments(p, split="test", resolution="1080p")
     p.add_argument("--timing", action="store_true", help="also time the reference operator and the model")
     p.add_argument("--workers", type=int, help="processes generating the reference targets")
-    p.add_argument("--json", action="store_true", help="print JSON with per-image values, mean_psnr, mean_ssim")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON with per-image values, mean_psnr, mean_ssim, mean_input_psnr")
     _add_variant_argument(p)
     p.set_defaults(run=_cmd_eval)
 

@@ -63,11 +63,13 @@ class EvalReport:
             " reference (s) | model (s) | speed-up |" if timed else "")  # fmt: skip
         lines += [header, "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if timed else "")]
         for i in self.images:
-            row = f"| {i['name']} | {i['size'][1]}x{i['size'][0]} | {i['psnr']:.2f} | {i['ssim']:.4f} | {i['input_psnr']:.2f} |"
+            row = (f"| {i['name']} | {i['size'][1]}x{i['size'][0]} | {i['psnr']:.2f} | {i['ssim']:.4f} "
+                   f"| {i['input_psnr']:.2f} |")  # fmt: skip
             if timed:
                 row += f" {i['reference_seconds']:.2f} | {i['model_seconds']:.2f} | {i['reference_seconds'] / i['model_seconds']:.1f}x |"
             lines.append(row)
-        lines.append(f"| **mean** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** | {self.mean_input_psnr:.2f} |" + (
+        mean = f"| **mean** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** | {self.mean_input_psnr:.2f} |"
+        lines.append(mean + (
             f" | | **{self.to_json()['mean_speedup']:.1f}x** |" if timed else ""))  # fmt: skip
         return "\n".join(lines)
 
@@ -113,8 +115,8 @@ def evaluate(
         start = time.perf_counter()
         output = run_loaded(model, image, maps, variant=variant)
         model_seconds = time.perf_counter() - start
-        entry = {"name": name, "size": list(image.shape[:2]), "psnr": psnr(output, target), "ssim": ssim(output, target),
-                 "input_psnr": psnr(image, target)}  # fmt: skip
+        entry = {"name": name, "size": list(image.shape[:2]), "psnr": psnr(output, target),
+                 "ssim": ssim(output, target), "input_psnr": psnr(image, target)}  # fmt: skip
         if timing:
             from fip.raw import load_photo
 

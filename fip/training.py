@@ -27,13 +27,12 @@ class BestAndLastCheckpoint(ModelCheckpoint):
 
     In Lightning 2.6 ``save_last=True`` beside a monitored metric writes ``last.ckpt`` only when the monitored
     checkpoint is saved, that is when validation improves; resuming from it would silently repeat every epoch
-    since the best one."""
+    since the best one. (Uses ModelCheckpoint's private helpers, present throughout Lightning 2.x; where the base
+    class already wrote the file at this step, they skip it.)"""
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer) and (
-            self._last_global_step_saved != trainer.global_step
-        ):
+        if self.save_last is True and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
@@ -42,7 +41,9 @@ def trainer_defaults() -> dict:
     (CSV and TensorBoard) are named per operator in each config."""
     return {
         "callbacks": [
-            BestAndLastCheckpoint(monitor="val_psnr", mode="max", save_last=True, filename="best-{epoch}-{val_psnr:.2f}"),
+            BestAndLastCheckpoint(
+                monitor="val_psnr", mode="max", save_last=True, filename="best-{epoch}-{val_psnr:.2f}"
+            ),
             LearningRateMonitor(logging_interval="epoch"),
         ],
         "accelerator": "auto",

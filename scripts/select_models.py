@@ -4,8 +4,9 @@ Usage: python scripts/select_models.py OPERATOR CANDIDATE [CANDIDATE ...] [--pho
 
 Candidates are anything `fip eval -m` takes: `paper/<Operator>`, a `.ckpt` from `fip train`, a `.pt` model file;
 the shipped model always competes, and only a candidate at least ``--min-gain`` dB (0.1) higher replaces it.
-Validation photos: the test split of a photo folder (default: the Debian photos of `scripts/debian_photos.sh`)
-and the sample set's test photos, all at 480p. The FiveK photos are never
+Validation photos: the test split of a photo folder (default: the Debian photos of `scripts/debian_photos.sh`;
+`--split-file` for a folder with one, such as `scripts/exposure_bracket.py` writes) and the sample set's test
+photos, all at 480p. The FiveK photos are never
 used here: they stay a test set (`benchmarks/shipped_models.py`). The winner is written to
 fip/models/weights/fip/OPERATOR.pt with its validation numbers, and OPERATOR.variants.json (measured on the model
 it replaces) is removed until `scripts/measure_variants.py` measures it again; siblings (.pruned, .lowres) stay as
@@ -61,7 +62,7 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=Path("data/debian-photos"),
                         help="photo folder whose test split validates (scripts/debian_photos.sh)")  # fmt: skip
     parser.add_argument("--split-file", type=Path,
-                        help="the folder's split file (scripts/exposure_bracket.py writes one), else its hashed split")  # fmt: skip
+                        help="the folder's split file (exposure_bracket.py writes one)")
     parser.add_argument("--min-gain", type=float, default=0.1,
                         help="dB a candidate must gain over the shipped model to replace it")  # fmt: skip
     args = parser.parse_args()

@@ -105,18 +105,23 @@ def test_exposure_bracketing_keeps_each_copy_in_its_photos_split(tmp_path):
     script = Path(__file__).parents[1] / "scripts" / "exposure_bracket.py"
     out = tmp_path / "bracketed"
 
-    def run() -> str:
-        done = subprocess.run([sys.executable, str(script), str(photos), str(out), "--stops", "0", "-2"],
-                              capture_output=True, text=True, check=True)  # fmt: skip
-        return done.stdout
+    def run(source: Path = photos, target: Path = out) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(source), str(target), "--stops", "0", "-2"],
+                              capture_output=True, text=True)  # fmt: skip
 
-    run()
+    assert "is inside" in run(target=photos / "bracketed").stderr  # the copies would join their own source
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_synthetic_dng(raw / "x.dng", smooth_image(8, 8), noise=False)
+    assert "1 raw files" in run(source=raw).stderr
+    assert run().returncode == 0
     source = open_source(out, out / "split.json")
     assert sorted(p.name for p in source.photos) == sorted(f"{n}_ev{s}" for n in "abcdef" for s in ("0", "-2"))
-    assert {p.name: p.split for p in source.photos} == {p.name: _hashed_split(p.name.split("_ev")[0]) for p in source.photos}
+    inherited = {p.name: _hashed_split(p.name.split("_ev")[0]) for p in source.photos}
+    assert {p.name: p.split for p in source.photos} == inherited
     original = srgb_decode(read_image_file(photos / "a.png"))
     assert np.allclose(srgb_decode(read_image_file(out / "a_ev0.png")), original, atol=1e-4)
     assert np.allclose(srgb_decode(read_image_file(out / "a_ev-2.png")), original / 4, atol=1e-4)
     stamp = (out / "a_ev-2.png").stat().st_mtime_ns
-    run()  # a rerun keeps what exists
+    assert run().returncode == 0  # a rerun keeps what exists
     assert (out / "a_ev-2.png").stat().st_mtime_ns == stamp

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 
@@ -159,13 +160,18 @@ def test_eval_reports_what_the_input_itself_scores(photo_folder):
     """``input_psnr`` is the bar a model must clear: the untrained network is the identity and scores exactly it."""
     from fip.data.sources import Resolution, folder_source
     from fip.evaluate import evaluate
+    from fip.imaging import read_image_file
     from fip.infer import LoadedModel
+    from fip.metrics import psnr
     from fip.models import can24
 
     identity = LoadedModel(can24().eval(), "identity", operator="smooth.rof")
     report = evaluate(identity, folder_source(photo_folder), split="all", resolution=Resolution(96), workers=1)
     assert [i["psnr"] for i in report.images] == pytest.approx([i["input_psnr"] for i in report.images], abs=1e-3)
-    assert all(15 < i["input_psnr"] < 80 for i in report.images)  # the operator changed the photos, not beyond recognition
+    for image in report.images:  # the input PNG of the pair against its target
+        pair = [read_image_file(report.pairs_dir / kind / f"{image['name']}.png") for kind in ("input", "target")]
+        assert image["input_psnr"] == pytest.approx(psnr(*pair))
+    assert all(15 < i["input_psnr"] < 80 for i in report.images)  # the operator changed the photos, within reason
     assert "input PSNR" in report.table()
 
 
@@ -183,12 +189,14 @@ def test_last_checkpoint_is_the_last_epoch_even_when_validation_stops_improving(
     """With lr 0 validation never improves after the first epoch; last.ckpt must still hold the final epoch."""
     from fip.training import run_training
 
-    config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 3})
-    cli = run_training(["-c", config, "--model.lr", "0"])
-    best, last = cli.trainer.checkpoint_callback.best_model_path, cli.trainer.checkpoint_callback.last_model_path
-    assert "epoch=0" in best
-    saved = torch.load(last, map_location="cpu", weights_only=False)
-    assert (saved["epoch"], saved["global_step"]) == (2, cli.trainer.global_step)
+    for every in (1, 2):  # validation after every epoch, and after every second one (as the configs do, by 10)
+        (tmp_path / str(every)).mkdir()
+        config = _config(tmp_path / str(every), photo_folder, **{"trainer.max_epochs": 3})
+        cli = run_training(["-c", config, "--model.lr", "0", "--trainer.check_val_every_n_epoch", str(every)])
+        best, last = cli.trainer.checkpoint_callback.best_model_path, cli.trainer.checkpoint_callback.last_model_path
+        assert f"epoch={every - 1}" in best
+        saved = torch.load(last, map_location="cpu", weights_only=False)
+        assert (saved["epoch"], saved["global_step"]) == (2, cli.trainer.global_step)
 
 
 def test_warm_start_from_the_authors_network():
@@ -211,7 +219,8 @@ def test_normalization_scalars_learn_at_their_own_rate():
         module = Approximator(can24(), lr=1e-3, norm_lr_scale=scale)
         optimizer = module.configure_optimizers()
         x = torch.rand(2, 3, 24, 24)
-        target = (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True) * 0.1 + 0.5  # exposure-normalized
+        mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True)
+        target = (x - mean) / std * 0.1 + 0.5  # exposure-normalized
         first = module.net.features[1]
         before = module.net.features[0].weight.detach().clone()
         for _ in range(5):
@@ -223,6 +232,15 @@ def test_normalization_scalars_learn_at_their_own_rate():
     params = Approximator(can24(), norm_lr_scale=50).configure_optimizers().param_groups
     assert [g["lr"] for g in params] == [1e-4, pytest.approx(5e-3)]
     assert sum(len(g["params"]) for g in params) == len(list(can24().parameters()))
+    assert len(Approximator(can24()).configure_optimizers().param_groups) == 1  # the default: checkpoints resume
+    # The cosine schedule takes each group to 1 % of its own rate.
+    module = Approximator(can24(), lr=1e-3, schedule="cosine", norm_lr_scale=50)
+    module.trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False)
+    configured = module.configure_optimizers()
+    for _ in range(4):
+        configured["optimizer"].step()
+        configured["lr_scheduler"]["scheduler"].step()
+    assert [g["lr"] for g in configured["optimizer"].param_groups] == [pytest.approx(1e-5), pytest.approx(5e-4)]
     (mu_plain, weight_plain), (mu_scaled, weight_scaled) = train(1.0), train(50.0)
     assert mu_scaled > 20 * mu_plain and mu_scaled > 0.1
     assert weight_scaled < 2 * weight_plain + 1e-3  # the weights keep their step
