@@ -97,12 +97,13 @@ class Approximator(pl.LightningModule):
         """One group, or with ``norm_lr_scale`` other than 1 a second one (named ``norm``) for lambda and mu."""
         from fip.models.can import AdaptiveNorm
 
-        if self.hparams.norm_lr_scale == 1:
-            return [{"params": list(self.net.parameters())}]
-        scalars = [p for m in self.net.modules() if isinstance(m, AdaptiveNorm) for p in (m.lam, m.mu)]
+        scalars = []
+        if self.hparams.norm_lr_scale != 1:
+            scalars = [p for m in self.net.modules() if isinstance(m, AdaptiveNorm) for p in (m.lam, m.mu)]
+            if not scalars:
+                logger.warning("norm_lr_scale %s has no effect: %s has no adaptive normalization",
+                               self.hparams.norm_lr_scale, type(self.net).__name__)  # fmt: skip
         if not scalars:
-            logger.warning("norm_lr_scale %s has no effect: %s has no adaptive normalization",
-                           self.hparams.norm_lr_scale, type(self.net).__name__)  # fmt: skip
             return [{"params": list(self.net.parameters())}]
         ids = {id(p) for p in scalars}
         rest = [p for p in self.net.parameters() if id(p) not in ids]
