@@ -76,7 +76,8 @@ def prune(net: ContextAggregationNet, width: int, images: list[torch.Tensor]) ->
     for active, reader in zip(activity, readers):
         outgoing = reader.detach().transpose(0, 1).flatten(1).norm(dim=1)  # per input channel of the next layer
         keep.append(torch.sort(torch.topk(active * outgoing, width).indices).values)
-    pruned = ContextAggregationNet(net.in_channels, width=width, depth=net.depth, norm=NormMode.RUNNING)
+    pruned = ContextAggregationNet(net.in_channels, width=width, depth=net.depth, norm=NormMode.RUNNING,
+                                   conv_bias=net.conv_bias)
     pruned = pruned.to(next(net.parameters()).dtype)
     previous = torch.arange(net.in_channels)
     with torch.no_grad():
@@ -84,6 +85,8 @@ def prune(net: ContextAggregationNet, width: int, images: list[torch.Tensor]) ->
             layers, _layers(pruned), keep, statistics
         ):
             new_conv.weight.copy_(conv.weight[kept][:, previous])
+            if conv.bias is not None:
+                new_conv.bias.copy_(conv.bias[kept])
             new_norm.lam.copy_(norm.lam)
             new_norm.mu.copy_(norm.mu)
             new_norm.beta.copy_(norm.beta[kept])

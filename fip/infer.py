@@ -111,6 +111,8 @@ def net_config(net: ContextAggregationNet | GuidedCAN) -> dict[str, Any]:
     """The constructor arguments that rebuild ``net`` (a ``guided`` entry for a :class:`GuidedCAN`)."""
     norm = next((m.mode.value for m in net.modules() if hasattr(m, "mode")), NormMode.IMAGE.value)
     config = {"in_channels": net.in_channels, "width": net.width, "depth": net.depth, "norm": norm}
+    if net.conv_bias:  # only then: files without the key load as the paper's bias-free network
+        config["conv_bias"] = True
     if isinstance(net, GuidedCAN):
         config["guided"] = {"factor": net.factor, "radius": net.filter.radius, "fit_hidden": net.filter.fit_hidden,
                             "guide_hidden": net.guide.hidden}  # fmt: skip

@@ -27,7 +27,8 @@ class Approximator(pl.LightningModule):
         lr: Adam learning rate (the paper: 1e-4).
         schedule: ``"constant"`` (the paper) or ``"cosine"`` (decays to 1 % over ``max_epochs``).
         warm_start: ``"paper/<Operator>"`` (the authors' network of that name) or the path of a fip model file or
-            checkpoint to start from; same shape only (``python scripts/ship_compact.py`` starts from a pruned one).
+            checkpoint to start from; same shape only (``python scripts/ship_compact.py`` starts from a pruned one),
+            except that a network with ``conv_bias`` may start from one without (its biases start at 0).
             A :class:`~fip.models.GuidedCAN` may start from a plain CAN: its ``can`` takes the weights, and its
             guidance map and filter start as the plain guided filter.
         norm_lr_scale: learning-rate multiplier for the adaptive normalizations' scalars (lambda, mu). Adam moves
@@ -51,7 +52,13 @@ class Approximator(pl.LightningModule):
 
             source = load_model(warm_start).net
             into_can = isinstance(self.net, GuidedCAN) and not isinstance(source, GuidedCAN)
-            (self.net.can if into_can else self.net).load_state_dict(source.state_dict())
+            target = self.net.can if into_can else self.net
+            # A network with conv_bias may start from one without: its biases stay 0, the same function.
+            missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
+            added_biases = getattr(target, "conv_bias", False) and not getattr(source, "conv_bias", False)
+            if unexpected or [k for k in missing if not (added_biases and k.endswith(".bias"))]:
+                raise ValueError(f"warm start {warm_start!r} does not fit the network: missing {missing}, "
+                                 f"unexpected {unexpected}; start from a network of the same shape")  # fmt: skip
             logger.info("warm start from %s", warm_start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

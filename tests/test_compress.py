@@ -22,14 +22,16 @@ from fip.variants import Variant
 from conftest import smooth_image
 
 
-def _busy_net(norm: str, seed: int = 0) -> ContextAggregationNet:
+def _busy_net(norm: str, seed: int = 0, conv_bias: bool = False) -> ContextAggregationNet:
     """A CAN with non-trivial weights and normalization (the identity start would hide mistakes)."""
     torch.manual_seed(seed)
-    net = ContextAggregationNet(width=8, depth=5, norm=norm)
+    net = ContextAggregationNet(width=8, depth=5, norm=norm, conv_bias=conv_bias)
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.Conv2d):
                 module.weight.normal_(0, 0.3)
+                if module.bias is not None:
+                    module.bias.uniform_(-0.2, 0.2)
             if isinstance(module, AdaptiveNorm):
                 module.mu.uniform_(0.3, 0.8)
                 module.beta.uniform_(-0.2, 0.2)
@@ -42,14 +44,15 @@ def _images(n: int = 2) -> list[torch.Tensor]:
     return [torch.from_numpy(smooth_image(24, 32, seed=i)).permute(2, 0, 1)[None] for i in range(n)]
 
 
-def test_pruning_removes_the_channels_nothing_reads_and_keeps_the_function():
-    net = _busy_net("running")
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_pruning_removes_the_channels_nothing_reads_and_keeps_the_function(conv_bias):
+    net = _busy_net("running", conv_bias=conv_bias)
     dead = [1, 4, 6]  # in every hidden layer, channels that the next layer never reads
     with torch.no_grad():
         for reader in [m for m in net.features if isinstance(m, torch.nn.Conv2d)][1:] + [net.output]:
             reader.weight[:, dead] = 0
     pruned = prune(net, 5, _images())
-    assert pruned.width == 5 and all(m.mode is NormMode.RUNNING for m in pruned.modules() if hasattr(m, "mode"))
+    assert pruned.width == 5 and pruned.conv_bias == conv_bias and all(m.mode is NormMode.RUNNING for m in pruned.modules() if hasattr(m, "mode"))
     assert pruned.features[0].weight.shape == (5, 3, 3, 3) and pruned.output.weight.shape == (3, 5, 1, 1)
     assert multiply_adds(pruned, 10, 10) < 0.5 * multiply_adds(net, 10, 10)
     x = torch.rand(1, 3, 20, 28)
@@ -61,10 +64,11 @@ def test_pruning_removes_the_channels_nothing_reads_and_keeps_the_function():
         prune(net, 9, _images())
 
 
-def test_pruning_a_per_image_network_calibrates_running_statistics():
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_pruning_a_per_image_network_calibrates_running_statistics(conv_bias):
     from fip.models.can import image_statistics
 
-    net = _busy_net("image")
+    net = _busy_net("image", conv_bias=conv_bias)
     images = _images(3)  # same size: the pooled statistics are plain averages over the images
     pruned = prune(net, net.width, images)  # same width: only the normalization changes mode
     per_image = [image_statistics(net, image) for image in images]

@@ -16,13 +16,16 @@ from fip.models import ContextAggregationNet
 from conftest import smooth_image, write_synthetic_dng
 
 
-def test_tiled_forward_equals_the_whole_image_pass():
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_tiled_forward_equals_the_whole_image_pass(conv_bias):
     torch.manual_seed(0)
-    net = ContextAggregationNet(width=8, depth=6).eval()
+    net = ContextAggregationNet(width=8, depth=6, conv_bias=conv_bias).eval()
     for module in net.modules():  # non-trivial normalization, so per-tile statistics would show
         if hasattr(module, "mu"):
             torch.nn.init.uniform_(module.mu, 0.5, 1.0)
             torch.nn.init.uniform_(module.beta, -0.2, 0.2)
+        if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
     x = torch.rand(1, 3, 45, 71)
     with torch.no_grad():
         whole = net(x)

@@ -34,6 +34,27 @@ def test_identity_initialization_and_norm_start():
     assert torch.allclose(net.features(x)[:, :3], x)
 
 
+def test_without_a_shift_the_network_only_scales_with_exposure():
+    # With every mu at 0 the paper's convolutions have no bias and LeakyReLU is positively homogeneous, so the
+    # network is f(x) = H(x) + b with H(k x) = k H(x): halving the exposure halves the output (up to the output
+    # bias), and no tone curve can be learned. mu * BN(x) (its shift beta, its scale-free normalization) or a
+    # convolution bias (conv_bias=True) breaks that.
+    def departure(conv_bias: bool, mu: float) -> float:
+        torch.manual_seed(0)
+        net = ContextAggregationNet(in_channels=3, width=8, depth=4, conv_bias=conv_bias)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+            for norm in [m for m in net.modules() if isinstance(m, AdaptiveNorm)]:
+                norm.mu.fill_(mu)
+            x, bias = torch.rand(1, 3, 24, 24), net.output.bias.view(1, -1, 1, 1)
+            return float((net(0.5 * x) - bias - 0.5 * (net(x) - bias)).abs().mean())
+
+    assert departure(conv_bias=False, mu=0.0) < 1e-6
+    assert departure(conv_bias=False, mu=0.3) > 1e-3
+    assert departure(conv_bias=True, mu=0.0) > 1e-3
+
+
 def test_image_statistics_make_each_image_independent_of_its_batch():
     torch.manual_seed(0)
     norm = AdaptiveNorm(4, NormMode.IMAGE)
@@ -100,13 +121,16 @@ def _randomized(net: ContextAggregationNet) -> ContextAggregationNet:
             torch.nn.init.uniform_(module.beta, -0.2, 0.2)
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 2.0)
+        if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
+            torch.nn.init.uniform_(module.bias, -0.3, 0.3)
     return net.eval()
 
 
-def test_running_statistics_fold_into_the_convolutions():
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_running_statistics_fold_into_the_convolutions(conv_bias):
     from fip.models.can import FoldedCAN, fold
 
-    net = _randomized(ContextAggregationNet(in_channels=4, width=8, depth=6, norm="running"))
+    net = _randomized(ContextAggregationNet(in_channels=4, width=8, depth=6, norm="running", conv_bias=conv_bias))
     folded = fold(net)
     assert isinstance(folded, FoldedCAN)
     assert not any(isinstance(m, AdaptiveNorm) for m in folded.modules())
@@ -117,11 +141,12 @@ def test_running_statistics_fold_into_the_convolutions():
     assert sum(p.numel() for p in folded.parameters()) < sum(p.numel() for p in net.parameters()) + 8 * 5
 
 
-def test_per_image_statistics_fold_for_one_image_only():
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_per_image_statistics_fold_for_one_image_only(conv_bias):
     from fip.errors import InputError
     from fip.models.can import fold, image_statistics
 
-    net = _randomized(ContextAggregationNet(width=8, depth=6))
+    net = _randomized(ContextAggregationNet(width=8, depth=6, conv_bias=conv_bias))
     first, second = torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40) * 0.5
     with pytest.raises(InputError, match="per-image statistics"):
         fold(net)

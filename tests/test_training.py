@@ -209,6 +209,23 @@ def test_warm_start_from_the_authors_network():
     assert torch.allclose(module.net.eval()(x), reference(x))
 
 
+def test_a_network_with_convolution_biases_starts_from_one_without_and_keeps_them_when_saved(tmp_path):
+    from fip.infer import LoadedModel, export_model, load_model
+    from fip.lit import Approximator
+    from fip.models import ContextAggregationNet
+
+    module = Approximator(ContextAggregationNet(conv_bias=True), warm_start="paper/L0_smoothing")
+    x = torch.rand(1, 3, 20, 24)
+    assert torch.allclose(module.net.eval()(x), load_model("paper/L0_smoothing").net(x), atol=1e-6)  # biases at 0
+    with torch.no_grad():
+        module.net.features[0].bias.fill_(0.05)
+    path = export_model(LoadedModel(module.net, "biased", operator="smooth.l0"), tmp_path / "biased.pt")
+    loaded = load_model(path).net
+    assert loaded.conv_bias and torch.allclose(loaded(x), module.net(x), atol=1e-6)
+    with pytest.raises(ValueError, match="does not fit the network"):  # the other way round drops what it learned
+        Approximator(ContextAggregationNet(), warm_start=str(path))
+
+
 def test_normalization_scalars_learn_at_their_own_rate():
     """``norm_lr_scale`` gives lambda and mu a larger step than the weights; every parameter is optimized once."""
     from fip.lit import Approximator

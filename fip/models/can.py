@@ -98,21 +98,29 @@ class ContextAggregationNet(nn.Module):
         width: feature channels of every hidden layer (24 for CAN24, 32 for CAN32).
         depth: number of layers including the 1x1 output layer (9 for CAN24, 10 for CAN32).
         norm: :class:`NormMode` of every :class:`AdaptiveNorm`.
+        conv_bias: give the 3x3 convolutions a bias (zero at the start). The paper has none: its only shift is
+            ``mu * beta`` inside the normalization, so while ``mu`` is 0 the network is positively homogeneous
+            up to its output bias (``f(k x) - b = k (f(x) - b)``) and can learn no tone curve; ``mu`` and ``beta``
+            start at 0 and open it only after many steps (the authors trained 180k). With biases a short CPU
+            run can learn tone curves from the identity (docs/models.md, "No tone curve without a shift").
 
     Input ``(B, in_channels, H, W)`` float in [0, 1] (RGB first); output ``(B, 3, H, W)``, not clipped.
     """
 
-    def __init__(self, in_channels: int = 3, width: int = 24, depth: int = 9, norm: NormMode | str = NormMode.IMAGE):
+    def __init__(self, in_channels: int = 3, width: int = 24, depth: int = 9, norm: NormMode | str = NormMode.IMAGE,
+                 conv_bias: bool = False):  # fmt: skip
         super().__init__()
         if depth < 3:
             raise InputError(f"depth must be at least 3 (two 3x3 layers and the output layer); got {depth}")
-        self.in_channels, self.width, self.depth = in_channels, width, depth
+        self.in_channels, self.width, self.depth, self.conv_bias = in_channels, width, depth, conv_bias
         dilations = [2**k for k in range(depth - 2)] + [1]
         layers: list[nn.Module] = []
         channels = in_channels
         for dilation in dilations:
-            conv = nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation, bias=False)
+            conv = nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation, bias=conv_bias)
             _identity_(conv.weight)
+            if conv_bias:
+                nn.init.zeros_(conv.bias)
             layers += [conv, AdaptiveNorm(width, norm), nn.LeakyReLU(0.2)]
             channels = width
         self.features = nn.Sequential(*layers)
@@ -238,7 +246,7 @@ def fold(net: ContextAggregationNet, statistics: Statistics | None = None) -> Fo
 
     With fixed statistics ``(m, v)`` the normalization is affine per channel:
     ``(lambda + mu / s) * z + mu * (beta - m / s)`` with ``s = sqrt(v + eps)``, so it becomes the convolution's
-    weight scale and bias. ``statistics`` (from :func:`image_statistics`) are required for the paper-exact
+    weight scale and bias (a convolution's own bias is scaled with its weights). ``statistics`` (from :func:`image_statistics`) are required for the paper-exact
     ``IMAGE`` mode, whose statistics belong to one image; ``RUNNING`` nets use their running averages.
     The result is an independent copy (``net`` is unchanged), in eval mode.
     """
@@ -263,7 +271,8 @@ def fold(net: ContextAggregationNet, statistics: Statistics | None = None) -> Fo
             folded = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=conv.padding,
                                dilation=conv.dilation, dtype=conv.weight.dtype)  # fmt: skip
             folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-            folded.bias.copy_(norm.mu * (norm.beta - mean.to(conv.weight.dtype) * inv_std))
+            shift = norm.mu * (norm.beta - mean.to(conv.weight.dtype) * inv_std)
+            folded.bias.copy_(shift if conv.bias is None else shift + scale * conv.bias)
             layers += [folded, nn.LeakyReLU(act.negative_slope)]
         output = nn.Conv2d(net.output.in_channels, net.output.out_channels, 1, dtype=net.output.weight.dtype)
         output.load_state_dict(net.output.state_dict())

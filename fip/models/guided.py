@@ -160,15 +160,16 @@ class GuidedCAN(nn.Module):
         eps: float = 1e-4,
         fit_hidden: int = 0,
         guide_hidden: int = 16,
+        conv_bias: bool = False,
     ):
         super().__init__()
         if factor < 1.0:
             raise InputError(f"the downscaling factor must be at least 1; got {factor}")
-        self.can = ContextAggregationNet(in_channels, width, depth, norm)
+        self.can = ContextAggregationNet(in_channels, width, depth, norm, conv_bias)
         self.guide = GuideMap(guide_hidden)
         self.filter = FastGuidedFilter(radius, eps, fit_hidden)
         self.factor = float(factor)
-        self.in_channels, self.width, self.depth = in_channels, width, depth
+        self.in_channels, self.width, self.depth, self.conv_bias = in_channels, width, depth, conv_bias
 
     def downscale(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` area-downscaled by ``factor`` (at least ``radius + 1`` and 4 pixels a side: the filter's boxes
