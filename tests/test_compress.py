@@ -52,7 +52,8 @@ def test_pruning_removes_the_channels_nothing_reads_and_keeps_the_function(conv_
         for reader in [m for m in net.features if isinstance(m, torch.nn.Conv2d)][1:] + [net.output]:
             reader.weight[:, dead] = 0
     pruned = prune(net, 5, _images())
-    assert pruned.width == 5 and pruned.conv_bias == conv_bias and all(m.mode is NormMode.RUNNING for m in pruned.modules() if hasattr(m, "mode"))
+    assert pruned.width == 5 and pruned.conv_bias == conv_bias
+    assert all(m.mode is NormMode.RUNNING for m in pruned.modules() if hasattr(m, "mode"))
     assert pruned.features[0].weight.shape == (5, 3, 3, 3) and pruned.output.weight.shape == (3, 5, 1, 1)
     assert multiply_adds(pruned, 10, 10) < 0.5 * multiply_adds(net, 10, 10)
     x = torch.rand(1, 3, 20, 28)

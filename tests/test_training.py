@@ -265,6 +265,29 @@ def test_normalization_scalars_learn_at_their_own_rate():
         Approximator(can24(), norm_lr_scale=0)
 
 
+def test_convolution_biases_learn_at_their_own_rate(caplog):
+    from fip.lit import Approximator
+    from fip.models import ContextAggregationNet, can24
+
+    net = ContextAggregationNet(conv_bias=True)
+    groups = Approximator(net, lr=1e-3, norm_lr_scale=50, bias_lr_scale=10).configure_optimizers().param_groups
+    assert [(g.get("name"), g["lr"]) for g in groups] == [(None, 1e-3), ("norm", 5e-2), ("bias", pytest.approx(1e-2))]
+    biases = [m.bias for m in net.features if isinstance(m, torch.nn.Conv2d)]
+    assert len(biases) == 8 and {id(p) for p in groups[2]["params"]} == {id(b) for b in biases}
+    assert id(net.output.bias) in {id(p) for p in groups[0]["params"]}  # the 1x1 output layer's: the base rate
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    x, target = torch.rand(2, 3, 24, 24), torch.rand(2, 3, 24, 24)
+    optimizer = torch.optim.Adam(groups)
+    torch.nn.functional.mse_loss(net(x), target).backward()
+    optimizer.step()
+    assert 5e-3 < biases[0].abs().max().item() <= 1.01e-2  # Adam's first step is the rate
+    with caplog.at_level("WARNING"):
+        assert len(Approximator(can24(), bias_lr_scale=10).configure_optimizers().param_groups) == 1
+    assert "has no 3x3 convolution biases" in caplog.text
+    with pytest.raises(ValueError, match="bias_lr_scale"):
+        Approximator(can24(), bias_lr_scale=-1)
+
+
 def test_data_module_rejects_unknown_recipes():
     with pytest.raises(ValueError, match="recipe 'fast'"):
         PairDataModule("smooth.l0", recipe="fast")

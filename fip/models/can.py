@@ -246,8 +246,9 @@ def fold(net: ContextAggregationNet, statistics: Statistics | None = None) -> Fo
 
     With fixed statistics ``(m, v)`` the normalization is affine per channel:
     ``(lambda + mu / s) * z + mu * (beta - m / s)`` with ``s = sqrt(v + eps)``, so it becomes the convolution's
-    weight scale and bias (a convolution's own bias is scaled with its weights). ``statistics`` (from :func:`image_statistics`) are required for the paper-exact
-    ``IMAGE`` mode, whose statistics belong to one image; ``RUNNING`` nets use their running averages.
+    weight scale and bias (a convolution's own bias is scaled with its weights). ``statistics`` (from
+    :func:`image_statistics`) are required for the paper-exact ``IMAGE`` mode, whose statistics belong to one
+    image; ``RUNNING`` nets use their running averages.
     The result is an independent copy (``net`` is unchanged), in eval mode.
     """
     norms = [m for m in net.modules() if isinstance(m, AdaptiveNorm)]
