@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from fip.metrics import psnr, ssim
+from fip.models.can import conv_biases
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +59,13 @@ class Approximator(pl.LightningModule):
             source = load_model(warm_start).net
             into_can = isinstance(self.net, GuidedCAN) and not isinstance(source, GuidedCAN)
             target = self.net.can if into_can else self.net
+            if getattr(source, "conv_bias", False) and not getattr(target, "conv_bias", False):
+                raise ValueError(f"warm start {warm_start!r} has convolution biases that this network lacks: set "
+                                 "model.net.init_args.conv_bias: true")  # fmt: skip
             # A network with conv_bias may start from one without: its biases stay 0, the same function.
-            missing, unexpected = target.load_state_dict(source.state_dict(), strict=False)
-            added_biases = getattr(target, "conv_bias", False) and not getattr(source, "conv_bias", False)
-            if unexpected or [k for k in missing if not (added_biases and k.endswith(".bias"))]:
-                raise ValueError(f"warm start {warm_start!r} does not fit the network: missing {missing}, "
-                                 f"unexpected {unexpected}; start from a network of the same shape")  # fmt: skip
+            state, biases = source.state_dict(), {id(b) for b in conv_biases(target)}
+            state.update({n: p for n, p in target.named_parameters() if id(p) in biases and n not in state})
+            target.load_state_dict(state)
             logger.info("warm start from %s", warm_start)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,17 +109,17 @@ class Approximator(pl.LightningModule):
 
     def _parameter_groups(self) -> list[dict]:
         """One group, plus one named ``norm`` for lambda and mu when ``norm_lr_scale`` is not 1 and one named
-        ``bias`` for the 3x3 convolutions' biases when ``bias_lr_scale`` is not 1, each at its scaled rate."""
+        ``bias`` for the 3x3 convolutions' own biases (:func:`~fip.models.can.conv_biases`) when ``bias_lr_scale``
+        is not 1, each at its scaled rate."""
         from fip.models.can import AdaptiveNorm
 
         chosen = {
             "norm": [p for m in self.net.modules() if isinstance(m, AdaptiveNorm) for p in (m.lam, m.mu)],
-            "bias": [m.bias for m in self.net.modules()
-                     if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.bias is not None],
-        }  # fmt: skip
+            "bias": conv_biases(self.net),
+        }
         groups, taken = [], set()
         for name, params in chosen.items():
-            scale = self.hparams.get(f"{name}_lr_scale", 1.0)  # checkpoints from before bias_lr_scale lack it
+            scale = self.hparams[f"{name}_lr_scale"]
             if scale == 1:
                 continue
             if not params:

@@ -51,7 +51,9 @@ def provenance(name: str) -> str:
         start = f"{Path(start).name} (sha256 {hashlib.sha256(Path(start).read_bytes()).hexdigest()[:12]})"
     context = data.get("context_scale")
     recipe = f"{data.get('recipe')} in context {context}" if context else data.get("recipe")
-    return (f"fip train, epoch {checkpoint['epoch']}, warm start {start}, lr {model.get('lr')}, "
+    scales = "".join(f", {key} {model[key]}" for key in ("norm_lr_scale", "bias_lr_scale") if model.get(key, 1) != 1)
+    biases = ", convolution biases" if checkpoint.get("fip", {}).get("net", {}).get("conv_bias") else ""
+    return (f"fip train, epoch {checkpoint['epoch']}, warm start {start}, lr {model.get('lr')}{scales}{biases}, "
             f"{recipe} at {data.get('resolution')} on {Path(str(data.get('source'))).name}")
 
 

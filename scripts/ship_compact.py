@@ -56,6 +56,7 @@ def quantization_aware(operator: str, out_dir: Path, minutes: float, lr: float, 
         "-c", str(CONFIGS / f"{operator}.yaml"),
         "--model.net", "fip.compress.QuantizationAwareCAN", "--model.net.init_args.model", str(pruned_path),
         "--model.warm_start", "null", "--model.lr", str(lr),
+        "--data.context_scale", "null",  # running statistics: crops need no photo's
         "--trainer.default_root_dir", f"runs/{operator}.qat",
         "--trainer.max_time", max_time(minutes), "--trainer.enable_progress_bar", "false",
     ])  # fmt: skip
@@ -84,6 +85,7 @@ def compact(operator: str, args: argparse.Namespace, out_dir: Path, photos: list
         cli = run_training([
             "-c", str(CONFIGS / f"{operator}.yaml"),
             "--model.net.init_args.width", str(args.width), "--model.net.init_args.norm", "running",
+            "--model.net.init_args.conv_bias", str(full.net.conv_bias).lower(), "--data.context_scale", "null",
             "--model.warm_start", str(start),
             "--trainer.default_root_dir", f"runs/{operator}.w{args.width}",
             "--trainer.max_time", max_time(args.minutes), "--trainer.enable_progress_bar", "false",

@@ -32,9 +32,10 @@ CONFIGS = REPO / "train" / "configs"
 def ship(operator: str, minutes: float, epochs: int, extra: list[str]) -> str:
     """Train ``operator``'s low-resolution model, write it into the package; returns a Markdown row."""
     shipped = SHIPPED_DIR / f"{operator}.pt"
+    conv_bias = str(load_model(shipped).net.conv_bias).lower()  # the shipped network's, whatever the config says
     cli = run_training([
         "-c", str(CONFIGS / f"{operator}.yaml"), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
-        "--model.warm_start", str(shipped),
+        "--model.warm_start", str(shipped), "--model.net.init_args.conv_bias", conv_bias,
         "--trainer.default_root_dir", f"runs/{operator}.lowres",
         "--trainer.max_epochs", str(epochs), "--trainer.max_time", max_time(minutes),
         "--trainer.enable_progress_bar", "false", *extra,

@@ -158,13 +158,14 @@ def test_per_image_statistics_fold_for_one_image_only(conv_bias):
         assert not torch.allclose(folded(second), net(second), atol=1e-3)  # another image's statistics differ
 
 
-def test_crops_normalized_in_context_match_inference_on_the_whole_photo():
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_crops_normalized_in_context_match_inference_on_the_whole_photo(conv_bias):
     """Training on crops with their photos' statistics computes exactly what inference computes for those pixels
     (``fold`` with the photo's statistics), and the gradient reaches the weights through the statistics."""
     from fip.errors import InputError
     from fip.models.can import fold, image_statistics
 
-    net = _randomized(ContextAggregationNet(width=8, depth=5)).double()
+    net = _randomized(ContextAggregationNet(width=8, depth=5, conv_bias=conv_bias)).double()
     photos = [torch.rand(1, 3, 30, 44, dtype=torch.float64), torch.rand(1, 3, 26, 26, dtype=torch.float64) * 0.4]
     crops = torch.cat([photos[0][..., 5:21, 10:26], photos[1][..., :16, 8:24]])
     in_context = net.forward_in_context(crops, photos)

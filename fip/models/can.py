@@ -2,8 +2,8 @@
 
 Architecture for depth ``d``: ``d - 2`` 3x3 convolutions with dilations 1, 2, 4, ..., 2**(d-3), one more 3x3
 convolution with dilation 1, then a 1x1 convolution with bias to 3 output channels. Every 3x3 layer is
-convolution (no bias) -> :class:`AdaptiveNorm` -> LeakyReLU(0.2). CAN24 is ``width=24, depth=9``; CAN32 is
-``width=32, depth=10``.
+convolution (no bias, as in the paper; ``conv_bias=True`` adds one) -> :class:`AdaptiveNorm` -> LeakyReLU(0.2).
+CAN24 is ``width=24, depth=9``; CAN32 is ``width=32, depth=10``.
 """
 
 from __future__ import annotations
@@ -181,6 +181,13 @@ class ContextAggregationNet(nn.Module):
             x = act(norm.normalize(x, mean, var))
             contexts = [act(norm.normalize(c, m, v)) for c, (v, m) in zip(contexts, stats)]
         return self.output(x)
+
+
+def conv_biases(net: nn.Module) -> list[nn.Parameter]:
+    """The 3x3 convolution biases of every :class:`ContextAggregationNet` in ``net`` built with ``conv_bias`` (not
+    the output layer's, which every CAN has, nor the biases that :func:`fold` writes)."""
+    return [m.bias for can in net.modules() if isinstance(can, ContextAggregationNet) and can.conv_bias
+            for m in can.features if isinstance(m, nn.Conv2d)]  # fmt: skip
 
 
 def can24(in_channels: int = 3, norm: NormMode | str = NormMode.IMAGE) -> ContextAggregationNet:

@@ -140,7 +140,7 @@ class GuidedCAN(nn.Module):
     ``warm_start`` loads a plain CAN's weights into ``can``).
 
     Args:
-        in_channels, width, depth, norm: the CAN's (:class:`~fip.models.ContextAggregationNet`).
+        in_channels, width, depth, norm, conv_bias: the CAN's (:class:`~fip.models.ContextAggregationNet`).
         factor: linear downscaling factor (3: a 1080p frame runs the CAN at 640x360, ~1/9 of the work).
         radius, eps, fit_hidden: the filter's (:class:`FastGuidedFilter`).
         guide_hidden: hidden channels of the guidance map.
@@ -165,7 +165,7 @@ class GuidedCAN(nn.Module):
         super().__init__()
         if factor < 1.0:
             raise InputError(f"the downscaling factor must be at least 1; got {factor}")
-        self.can = ContextAggregationNet(in_channels, width, depth, norm, conv_bias)
+        self.can = ContextAggregationNet(in_channels, width, depth, norm, conv_bias=conv_bias)
         self.guide = GuideMap(guide_hidden)
         self.filter = FastGuidedFilter(radius, eps, fit_hidden)
         self.factor = float(factor)
