@@ -38,8 +38,8 @@ class Approximator(pl.LightningModule):
             the authors' network for photographic style, an operator of the whole photo, has mu near 0.5.
         bias_lr_scale: learning-rate multiplier for the 3x3 convolutions' biases of a network built with
             ``conv_bias``. A bias is one number per channel against 9 x C_in weights; the same shift carried by a
-            constant input map (the paper's way of feeding one-hot maps) moves 9 weights per layer, and in a
-            300-step run learned as fast as biases at 10x (docs/models.md, "No tone curve without a shift").
+            constant input map (the paper's way of feeding one-hot maps) moves 9 weights per layer, and over 150
+            steps learned about as fast as biases at 10x (docs/models.md, "No tone curve without a shift").
     """
 
     def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None,
