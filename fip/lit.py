@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fip.metrics import psnr, ssim
-from fip.models.can import conv_biases
+from fip.models.can import AdaptiveNorm, conv_biases
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,6 @@ class Approximator(pl.LightningModule):
         """One group, plus one named ``norm`` for lambda and mu when ``norm_lr_scale`` is not 1 and one named
         ``bias`` for the 3x3 convolutions' own biases (:func:`~fip.models.can.conv_biases`) when ``bias_lr_scale``
         is not 1, each at its scaled rate."""
-        from fip.models.can import AdaptiveNorm
-
         chosen = {
             "norm": [p for m in self.net.modules() if isinstance(m, AdaptiveNorm) for p in (m.lam, m.mu)],
             "bias": conv_biases(self.net),

@@ -32,16 +32,16 @@ CONFIGS = REPO / "train" / "configs"
 def ship(operator: str, minutes: float, epochs: int, extra: list[str]) -> str:
     """Train ``operator``'s low-resolution model, write it into the package; returns a Markdown row."""
     shipped = SHIPPED_DIR / f"{operator}.pt"
-    conv_bias = str(load_model(shipped).net.conv_bias).lower()  # the shipped network's, whatever the config says
+    full = load_model(shipped)
     cli = run_training([
         "-c", str(CONFIGS / f"{operator}.yaml"), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
-        "--model.warm_start", str(shipped), "--model.net.init_args.conv_bias", conv_bias,
+        "--model.warm_start", str(shipped),
+        "--model.net.init_args.conv_bias", str(full.net.conv_bias).lower(),  # the shipped network's, not the config's
         "--trainer.default_root_dir", f"runs/{operator}.lowres",
         "--trainer.max_epochs", str(epochs), "--trainer.max_time", max_time(minutes),
         "--trainer.enable_progress_bar", "false", *extra,
     ])  # fmt: skip
     trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
-    full = load_model(shipped)
     start = GuidedCAN(**net_config(full.net), factor=trained.net.factor, radius=trained.net.filter.radius,
                       guide_hidden=trained.net.guide.hidden)  # fmt: skip
     start.can.load_state_dict(full.net.state_dict())
