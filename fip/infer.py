@@ -133,7 +133,7 @@ def load_model(name_or_path: str | os.PathLike[str]) -> LoadedModel:
     if text.startswith("paper/"):
         from fip.models.paper import FIP_OPERATOR, load_paper_model
 
-        paper_name = text.removeprefix("paper/")
+        paper_name = text.removeprefix("paper/").removeprefix("combined:")  # combined:X: the combined net as X
         conditioning = None
         if paper_name == "combined":
             from fip.conditioning import OneHot

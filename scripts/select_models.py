@@ -1,12 +1,15 @@
 """Choose an operator's shipped model among candidates by PSNR on validation photos, and ship the winner.
 
 Usage: python scripts/select_models.py OPERATOR CANDIDATE [CANDIDATE ...] [--photos DIR [--split-file JSON]]
+                                       [--resolution 480p]
 
 Candidates are anything `fip eval -m` takes: `paper/<Operator>`, a `.ckpt` from `fip train`, a `.pt` model file;
 the shipped model always competes, and only a candidate at least ``--min-gain`` dB (0.1) higher replaces it.
 Validation photos: the test split of a photo folder (default: the Debian photos of `scripts/debian_photos.sh`;
 `--split-file` for a folder with one, such as `scripts/exposure_bracket.py` writes) and the sample set's test
-photos, all at 480p. The FiveK photos are never
+photos, all at ``--resolution`` (default 480p, the resolution of the earlier rounds; 1080p is the size the
+results table and FiveK measure, and the networks learn the operator at the resolution they see; say which the
+choice used). The FiveK photos are never
 used here: they stay a test set (`benchmarks/shipped_models.py`). The winner is written to
 fip/models/weights/fip/OPERATOR.pt with its validation numbers, and OPERATOR.variants.json (measured on the model
 it replaces) is removed until `scripts/measure_variants.py` measures it again; siblings (.pruned, .lowres) stay as
@@ -26,14 +29,13 @@ from fip.errors import FipError
 from fip.infer import SHIPPED_DIR, export_model, load_model
 from fip.registry import get_operator
 
-RESOLUTION = Resolution(480)
 
-
-def validation_psnr(model, operator: str, photos: Path, split_file: Path | None = None) -> tuple[float, float, int]:
+def validation_psnr(model, operator: str, photos: Path, split_file: Path | None = None,
+                    resolution: Resolution = Resolution(480)) -> tuple[float, float, int]:  # fmt: skip
     """(mean PSNR over all validation photos, mean over the sample set's test photos, photo count)."""
-    folder = evaluate(model, folder_source(photos, split_file), operator=operator, split="test", resolution=RESOLUTION,
+    folder = evaluate(model, folder_source(photos, split_file), operator=operator, split="test", resolution=resolution,
                       workers=2)  # fmt: skip
-    sample = evaluate(model, sample_source(), operator=operator, split="test", resolution=RESOLUTION, workers=2)
+    sample = evaluate(model, sample_source(), operator=operator, split="test", resolution=resolution, workers=2)
     values = [i["psnr"] for i in folder.images + sample.images]
     return float(np.mean(values)), sample.mean_psnr, len(values)
 
@@ -65,6 +67,8 @@ def main() -> None:
                         help="photo folder whose test split validates (scripts/debian_photos.sh)")  # fmt: skip
     parser.add_argument("--split-file", type=Path,
                         help="the folder's split file (exposure_bracket.py writes one)")
+    parser.add_argument("--resolution", type=Resolution.parse, default=Resolution(480),
+                        help="validation resolution: 480p (default), 1080p, ...")  # fmt: skip
     parser.add_argument("--min-gain", type=float, default=0.1,
                         help="dB a candidate must gain over the shipped model to replace it")  # fmt: skip
     args = parser.parse_args()
@@ -77,7 +81,8 @@ def main() -> None:
         model = load_model(name)
         if model.operator != args.operator:
             raise FipError(f"{name} approximates {model.operator}, not {args.operator}: pass candidates for one operator")
-        psnr, sample_psnr, count = validation_psnr(model, args.operator, args.photos, args.split_file)
+        psnr, sample_psnr, count = validation_psnr(model, args.operator, args.photos, args.split_file,
+                                                     args.resolution)  # fmt: skip
         scored.append((psnr, sample_psnr, count, name, model))
         print(f"| `{args.operator}` | {Path(name).name} | {psnr:.2f} | {sample_psnr:.2f} | {count} |", flush=True)
     psnr, sample_psnr, count, name, model = max(scored, key=lambda s: s[0])
@@ -88,8 +93,8 @@ def main() -> None:
         print(f"{args.operator}: {Path(name).name} scores {psnr - scored[0][0]:+.2f} dB against the shipped model, "
               f"under --min-gain {args.min_gain}; nothing written")  # fmt: skip
         return
-    metrics = {"validation_psnr": psnr, "validation_photos": count, "sample_test_psnr": sample_psnr,
-               "selected_from": provenance(name)}  # fmt: skip
+    metrics = {"validation_psnr": psnr, "validation_photos": count, "validation_resolution": args.resolution.label(),
+               "sample_test_psnr": sample_psnr, "selected_from": provenance(name)}  # fmt: skip
     export_model(model, shipped, metrics)
     # The variant measurements described the replaced network; without them AUTO falls back to `fast`
     (SHIPPED_DIR / f"{args.operator}.variants.json").unlink(missing_ok=True)

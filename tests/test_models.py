@@ -215,3 +215,36 @@ def test_the_combined_network_answers_for_each_of_its_operators():
     combined = load_model("paper/combined")
     assert combined.net.in_channels == 13 and combined.conditioning.channels == 10
     assert combined.maps("smooth.l0") == tuple(1.0 if i == 4 else 0.0 for i in range(10))  # L0 is map 4
+
+
+def test_a_combined_networks_map_bakes_into_first_layer_biases():
+    from fip.models.paper import COMBINED_ORDER, bake_onehot
+
+    torch.manual_seed(0)
+    combined = ContextAggregationNet(in_channels=13, width=8, depth=4, norm="running").eval()  # dilations 1, 2, 4, 1
+    with torch.no_grad():
+        for p in combined.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    index = COMBINED_ORDER.index("Pencil_drawing")
+    baked = bake_onehot(combined, "Pencil_drawing")
+    assert baked.in_channels == 3 and baked.conv_bias and baked.width == 8
+    x = torch.rand(1, 3, 40, 40)
+    onehot = torch.zeros(1, 10, 40, 40)
+    onehot[:, index] = 1.0
+    with torch.no_grad():
+        want, got = combined(torch.cat([x, onehot], 1)), baked(x)
+    radius = 1 + 1 + 2 + 4 + 1  # the border pixels cut the map's kernel; their effect spreads this far
+    assert torch.allclose(got[..., radius:-radius, radius:-radius], want[..., radius:-radius, radius:-radius], atol=1e-5)
+    assert not torch.allclose(got, want, atol=1e-3)  # the docstring's caveat: the border differs
+
+
+def test_detail_manipulation_is_the_combined_network_with_its_map():
+    from fip.infer import load_model
+    from fip.models.paper import paper_network_for
+
+    assert paper_network_for("detail.multiscale") == "paper/Detail_manipulation"
+    model = load_model("paper/Detail_manipulation")
+    assert model.operator == "detail.multiscale" and model.net.in_channels == 3 and model.net.width == 32
+    assert load_model("paper/combined:Pencil_drawing").operator == "style.pencil"
+    x = torch.rand(1, 3, 24, 24)
+    assert torch.equal(model.net(x), load_model("paper/combined:Detail_manipulation").net(x))

@@ -7,8 +7,10 @@ fed BGR images read with OpenCV; the converter permutes the first layer's input 
 output channels, so fip's API stays RGB and nothing changes at run time).
 
 Names: ``paper/<Operator>`` for the nine CAN24 operators, ``paper/combined`` (CAN32, input RGB + ten one-hot
-operator maps in :data:`COMBINED_ORDER`) and ``paper/parameterized_L0`` (CAN32, input RGB + one constant map holding
-the L0 smoothing lambda; the authors sweep it over 0.01 ... 1).
+operator maps in :data:`COMBINED_ORDER`), ``paper/parameterized_L0`` (CAN32, input RGB + one constant map holding
+the L0 smoothing lambda; the authors sweep it over 0.01 ... 1), and ``paper/combined:<Operator>``: the combined
+network with that operator's map fixed (:func:`bake_onehot`), a 3-channel CAN32. ``paper/Detail_manipulation``, the
+one operator the authors released only inside the combined network, is ``paper/combined:Detail_manipulation``.
 """
 
 from __future__ import annotations
@@ -62,11 +64,15 @@ FIP_OPERATOR = {
 }
 
 
+# Operators the authors released only inside the combined CAN32; ``paper/<name>`` bakes their map in.
+COMBINED_ONLY = ("Detail_manipulation",)
+
+
 def paper_network_for(operator: str) -> str | None:
-    """The name of the authors' CAN24 trained for fip's ``operator`` (``"paper/L0_smoothing"``), or ``None`` when
-    they released none (detail manipulation exists only inside the combined CAN32)."""
+    """The name of the authors' network trained for fip's ``operator`` (``"paper/L0_smoothing"``; for detail
+    manipulation the combined CAN32 with its map baked in), or ``None`` when they released none."""
     for paper_name, fip_name in FIP_OPERATOR.items():
-        if fip_name == operator and paper_name in PAPER_OPERATORS:
+        if fip_name == operator and (paper_name in PAPER_OPERATORS or paper_name in COMBINED_ONLY):
             return f"paper/{paper_name}"
     return None
 
@@ -77,7 +83,27 @@ _FILES["paper/parameterized_L0"] = ("parameterized_l0_can32", 4, can32)
 
 
 def paper_model_names() -> list[str]:
-    return sorted(_FILES)
+    baked = [f"paper/combined:{name}" for name in COMBINED_ORDER] + [f"paper/{name}" for name in COMBINED_ONLY]
+    return sorted([*_FILES, *baked])
+
+
+def bake_onehot(combined: ContextAggregationNet, paper_name: str) -> ContextAggregationNet:
+    """The combined network with ``paper_name``'s one-hot map fixed: a 3-channel CAN whose first convolution has a
+    bias, that map's weights summed over the kernel (the other convolution biases are zero).
+
+    A constant map convolved is that constant sum except within the first layer's dilation (one pixel) of the
+    border, where the "same" zero padding cuts the kernel; there the two differ slightly."""
+    index = 3 + COMBINED_ORDER.index(paper_name)
+    first = combined.features[0].weight
+    baked = ContextAggregationNet(3, width=first.shape[0], depth=combined.depth, norm=combined.features[1].mode,
+                                  conv_bias=True)  # fmt: skip
+    state = {k: v.clone() for k, v in combined.state_dict().items()}
+    state["features.0.weight"] = first[:, :3].detach().clone()
+    state["features.0.bias"] = first[:, index].detach().sum(dim=(1, 2))
+    for name, value in baked.state_dict().items():
+        state.setdefault(name, torch.zeros_like(value))  # the other layers' biases
+    baked.load_state_dict(state)
+    return baked.eval()
 
 
 def convert_tf_arrays(arrays: dict[str, np.ndarray], in_channels: int) -> dict[str, np.ndarray]:
@@ -108,6 +134,10 @@ def load_paper_model(name: str, norm: NormMode | str = NormMode.IMAGE) -> Contex
 
     ``norm=NormMode.IMAGE`` (default) is the authors' semantics: per-image statistics at test time.
     """
+    if name.removeprefix("paper/") in COMBINED_ONLY:
+        name = name.replace("paper/", "paper/combined:", 1)
+    if name.startswith("paper/combined:") and name.removeprefix("paper/combined:") in COMBINED_ORDER:
+        return bake_onehot(load_paper_model("paper/combined", norm), name.removeprefix("paper/combined:"))
     if name not in _FILES:
         raise UnknownOperatorError(f"unknown paper model {name!r}; available: {', '.join(paper_model_names())}")
     stem, in_channels, build = _FILES[name]
