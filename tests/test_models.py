@@ -236,6 +236,8 @@ def test_a_combined_networks_map_bakes_into_first_layer_biases():
     radius = 1 + 1 + 2 + 4 + 1  # the border pixels cut the map's kernel; their effect spreads this far
     assert torch.allclose(got[..., radius:-radius, radius:-radius], want[..., radius:-radius, radius:-radius], atol=1e-5)
     assert not torch.allclose(got, want, atol=1e-3)  # the docstring's caveat: the border differs
+    with pytest.raises(ValueError, match="13 input channels"):
+        bake_onehot(ContextAggregationNet(in_channels=3, width=8, depth=4), "Pencil_drawing")
 
 
 def test_detail_manipulation_is_the_combined_network_with_its_map():

@@ -93,6 +93,9 @@ def bake_onehot(combined: ContextAggregationNet, paper_name: str) -> ContextAggr
 
     A constant map convolved is that constant sum except within the first layer's dilation (one pixel) of the
     border, where the "same" zero padding cuts the kernel; there the two differ slightly."""
+    if combined.in_channels != 3 + len(COMBINED_ORDER):
+        raise ValueError(f"bake_onehot needs the combined network's {3 + len(COMBINED_ORDER)} input channels (RGB and "
+                         f"a map per operator of COMBINED_ORDER), got {combined.in_channels}")  # fmt: skip
     index = 3 + COMBINED_ORDER.index(paper_name)
     first = combined.features[0].weight
     baked = ContextAggregationNet(3, width=first.shape[0], depth=combined.depth, norm=combined.features[1].mode,
