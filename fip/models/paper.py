@@ -96,13 +96,12 @@ def bake_onehot(combined: ContextAggregationNet, paper_name: str) -> ContextAggr
     if combined.in_channels != 3 + len(COMBINED_ORDER):
         raise ValueError(f"bake_onehot needs the combined network's {3 + len(COMBINED_ORDER)} input channels (RGB and "
                          f"a map per operator of COMBINED_ORDER), got {combined.in_channels}")  # fmt: skip
-    index = 3 + COMBINED_ORDER.index(paper_name)
-    first = combined.features[0].weight
-    baked = ContextAggregationNet(3, width=first.shape[0], depth=combined.depth, norm=combined.features[1].mode,
+    baked = ContextAggregationNet(3, width=combined.width, depth=combined.depth, norm=combined.features[1].mode,
                                   conv_bias=True)  # fmt: skip
-    state = {k: v.clone() for k, v in combined.state_dict().items()}
-    state["features.0.weight"] = first[:, :3].detach().clone()
-    state["features.0.bias"] = first[:, index].detach().sum(dim=(1, 2))
+    state = combined.state_dict()  # detached; load_state_dict copies it into baked's own parameters
+    first = state["features.0.weight"]
+    state["features.0.weight"] = first[:, :3]
+    state["features.0.bias"] = first[:, 3 + COMBINED_ORDER.index(paper_name)].sum(dim=(1, 2))
     for name, value in baked.state_dict().items():
         state.setdefault(name, torch.zeros_like(value))  # the other layers' biases
     baked.load_state_dict(state)
