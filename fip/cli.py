@@ -32,6 +32,14 @@ def _parse_param(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _parse_stops(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        message = f"--exposures takes stops separated by commas, e.g. 0,-1,-2; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def _cmd_operators(args: argparse.Namespace) -> int:
     from fip.registry import list_operators
 
@@ -92,6 +100,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             progress=not args.no_progress,
+            exposures=args.exposures,
         )
         print(report.summary())
         failed |= bool(report.failed)
@@ -230,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="pair set folder (default: under fip's cache)")
     p.add_argument("--workers", type=int, help="local processes (default: all cores)")
     p.add_argument("--scheduler", help="Dask distributed scheduler address, e.g. tcp://10.0.0.1:8786")
+    p.add_argument("--exposures", type=_parse_stops, default=[0.0], metavar="STOPS",
+                   help="each photo also at these exposures, e.g. 0,-1,-2 (default 0: as it is)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_cmd_data)
 

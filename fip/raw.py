@@ -166,6 +166,20 @@ class Photo:
         srgb = srgb_encode(linear) if self.is_raw else resize_area(self.srgb, height, width)
         return replace(self, srgb=srgb, linear=linear, mosaic=self.mosaic.resized(height, width))
 
+    def exposed(self, stops: float) -> Photo:
+        """The same scene ``stops`` brighter (negative: darker), as a longer or shorter exposure records it.
+
+        Scales light, not pixel values: the linear view and the mosaic by ``2**stops``, clipped at the white
+        level as a sensor clips; the sRGB view is encoded from the new linear view. A darker exposure keeps the
+        original's clipped highlights as flat grey, which a real one would have recorded.
+        """
+        if stops == 0:
+            return self
+        gain = np.float32(2.0**stops)
+        linear = np.clip(self.linear * gain, 0.0, 1.0)
+        mosaic = replace(self.mosaic, data=np.clip(self.mosaic.data * gain, 0.0, 1.0))
+        return replace(self, srgb=srgb_encode(linear), linear=linear, mosaic=mosaic)
+
 
 # Maps a native (height, width) to the wanted (height, width) (even numbers), or raises to skip the photo.
 SizePolicy = Callable[[int, int], tuple[int, int]]

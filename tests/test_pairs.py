@@ -79,6 +79,44 @@ def test_operators_get_the_view_they_ask_for(photo_folder, tmp_path):
     assert len(mosaics) == 1 and np.array_equal(mosaics[0].data, photo.mosaic.data)
 
 
+def test_exposures_make_exact_pairs_of_each_exposure(photo_folder, tmp_path):
+    source = open_source(photo_folder)
+    out = tmp_path / "ev"
+    report = generate_pairs("testing.invert", source, out_dir=out, workers=1, progress=False, exposures=[0, -1])
+    assert sorted(report.made) == ["first", "first@-1ev", "second", "second@-1ev", "third", "third@-1ev"]
+    pairs = read_manifest(out)["pairs"]
+    assert pairs["first@-1ev"]["exposure"] == -1 and "exposure" not in pairs["first"]
+    assert pairs["first@-1ev"]["split"] == pairs["first"]["split"]  # an exposure stays with its photo's split
+    # The operator ran on the darker photo: the target is the inverse of that input, not of the photo's.
+    darker = load_photo(photo_folder / "second.dng").exposed(-1)
+    stored = read_image_file(out / "input" / "second@-1ev.png")
+    assert np.abs(stored - darker.srgb).max() < 1 / 65535 + 1e-6
+    assert np.abs(read_image_file(out / "target" / "second@-1ev.png") - (1 - darker.srgb)).max() < 1 / 65535 + 1e-6
+    # The photo as it is keeps the key it had without exposures: adding exposures reuses those pairs.
+    plain = tmp_path / "plain"
+    generate_pairs("testing.invert", source, out_dir=plain, workers=1, progress=False)
+    again = generate_pairs("testing.invert", source, out_dir=plain, workers=1, progress=False, exposures=[0, -2])
+    assert sorted(again.reused) == ["first", "second", "third"] and len(again.made) == 3
+    # Default folders differ, so a set with exposures never mixes into one without.
+    folders = {pairs_module.default_out_dir(source, "smooth.l0", Resolution(), exposures=e).name for e in ([0], [0, -1])}
+    assert folders == {"480p", "480p-ev+0_-1"}
+    with pytest.raises(ValueError, match=r"distinct stops between -8 and 8, e\.g\. \[0, -1, -2\]"):
+        generate_pairs("testing.invert", source, out_dir=out, workers=1, progress=False, exposures=[0, 0])
+
+
+def test_data_module_adds_exposures_to_training_only(photo_folder, tmp_path):
+    from fip.data.module import PairDataModule
+
+    data = PairDataModule("testing.invert", source=str(photo_folder), resolution="480p", val_resolution="480p",
+                          exposures=[0, -1], root=str(tmp_path / "pairs"), pair_workers=1)  # fmt: skip
+    data.prepare_data()
+    data.setup()
+    train, val = data.datasets["train"].names, data.datasets["val"].names
+    assert train and val and all(f"{name}@-1ev" in train for name in train if "@" not in name)
+    assert not any("@" in name for name in val)
+    assert data.folder("train").name == "480p-ev+0_-1" and data.folder("val").name == "480p"
+
+
 def test_interrupted_run_resumes(photo_folder, tmp_path):
     source, out = open_source(photo_folder), tmp_path / "out"
     INTERRUPT.update(calls=0, at=2)
@@ -143,6 +181,11 @@ def test_cli_bad_input_messages(photo_folder, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["data", "-o", "smooth.l0", "--source", str(tmp_path / "empty")]) == 2
     assert "holds no photos" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["data", "-o", "smooth.l0", "--source", str(photo_folder), "--exposures", "0,dark"])
+    assert "--exposures takes stops separated by commas, e.g. 0,-1,-2; got '0,dark'" in capsys.readouterr().err
+    assert main(["data", "-o", "smooth.l0", "--source", str(photo_folder), "--exposures", "0,-1,-1"]) == 2
+    assert "exposures [0.0, -1.0, -1.0] must be distinct stops" in capsys.readouterr().err
     (photo_folder / "broken.png").write_bytes(b"garbage")
     out = tmp_path / "cli"
     assert main(["data", "-o", "smooth.l0", "--source", str(photo_folder), "--out", str(out), "--workers", "1"]) == 1

@@ -125,3 +125,16 @@ def test_truncated_dng_is_reported(tmp_path):
     (tmp_path / "cut.dng").write_bytes(data[: len(data) // 3])
     with pytest.raises(UnreadablePhotoError, match="cut.dng"):
         load_photo(tmp_path / "cut.dng")
+
+
+def test_exposure_scales_light_and_clips_like_a_sensor(tmp_path):
+    write_synthetic_dng(tmp_path / "x.dng", smooth_image(), seed=4)
+    photo = load_photo(tmp_path / "x.dng")
+    assert photo.exposed(0) is photo
+    darker, brighter = photo.exposed(-1), photo.exposed(2)
+    assert np.allclose(darker.linear, photo.linear * 0.5, atol=1e-7)
+    assert np.allclose(darker.mosaic.data, photo.mosaic.data * 0.5, atol=1e-7)
+    assert np.allclose(darker.srgb, srgb_encode(darker.linear), atol=1e-6)
+    assert brighter.linear.max() == 1.0 and brighter.mosaic.data.max() == 1.0  # clipped at the white level
+    assert np.allclose(brighter.linear, np.minimum(photo.linear * 4, 1), atol=1e-6)
+    assert darker.mosaic.cfa == photo.mosaic.cfa and darker.size == photo.size

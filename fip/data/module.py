@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from fip.conditioning import OneHot, Task, make_conditioning
-from fip.data.pairs import default_out_dir, generate_pairs, pair_set_name, read_manifest
+from fip.data.pairs import check_exposures, default_out_dir, exposures_label, generate_pairs, pair_set_name, read_manifest
 from fip.data.sources import Resolution, open_source
 from fip.errors import SourceError
 from fip.imaging import read_image_file, resize_area
@@ -125,6 +125,8 @@ class PairDataModule(pl.LightningDataModule):
             ``finetune_epoch`` on; ``None`` disables it.
         finetune_epoch: first epoch of fine-tuning.
         val_resolution: validation resolution (``"1080p"``).
+        exposures: the training photos also at these exposures, in stops (``[0, -1, -2]``: as they are, one and
+            two stops darker; :func:`fip.data.pairs.generate_pairs`); validation keeps the photos as they are.
         crop_size, batch_size: for the ``crops`` recipe.
         context_scale: for the ``crops`` recipe: normalize each crop with the statistics of its whole photo,
             seen at this scale (``0.5``: a quarter of the pixels), as inference does, instead of the crop's own.
@@ -147,6 +149,7 @@ class PairDataModule(pl.LightningDataModule):
         finetune_resolution: str | None = None,
         finetune_epoch: int = 0,
         val_resolution: str = "1080p",
+        exposures: list[float] | None = None,
         crop_size: int = 192,
         batch_size: int = 8,
         context_scale: float | None = None,
@@ -178,6 +181,7 @@ class PairDataModule(pl.LightningDataModule):
         if finetune_resolution:
             self.resolutions["finetune"] = Resolution.parse(finetune_resolution)
         self.finetune_epoch = finetune_epoch
+        self.exposures = check_exposures(exposures or [0.0])
         self.crop_size, self.batch_size, self.num_workers = crop_size, batch_size, num_workers
         self.context_scale = context_scale
         self.pair_workers, self.root, self.seed = pair_workers, root, seed
@@ -190,12 +194,16 @@ class PairDataModule(pl.LightningDataModule):
         """Input channels the network must take: RGB plus the conditioning maps."""
         return 3 + (self.conditioning.channels if self.conditioning else 0)
 
+    def _exposures(self, key: str) -> tuple[float, ...]:
+        return (0.0,) if key == "val" else self.exposures
+
     def folder(self, key: str, task: Task | None = None) -> Path:
         task = task or self.tasks[0]
-        resolution = self.resolutions[key]
+        resolution, exposures = self.resolutions[key], self._exposures(key)
         if self.root is not None:
-            return Path(self.root) / pair_set_name(task.operator, task.params) / resolution.label()
-        return default_out_dir(self._source(), task.operator, resolution, task.params)
+            label = resolution.label() + exposures_label(exposures)
+            return Path(self.root) / pair_set_name(task.operator, task.params) / label
+        return default_out_dir(self._source(), task.operator, resolution, task.params, exposures)
 
     def _source(self):
         if self._opened is None:  # listing FiveK or hashing the sample set once is enough
@@ -209,7 +217,7 @@ class PairDataModule(pl.LightningDataModule):
                 if key in self.resolutions:
                     generate_pairs(
                         task.operator, source, params=task.params, split=split, resolution=self.resolutions[key],
-                        out_dir=self.folder(key, task), workers=self.pair_workers,
+                        out_dir=self.folder(key, task), workers=self.pair_workers, exposures=self._exposures(key),
                     )  # fmt: skip
 
     def setup(self, stage: str | None = None) -> None:

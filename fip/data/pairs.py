@@ -21,10 +21,11 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import logging
+import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 
 from fip.cache import cache_dir
 from fip.data.sources import PhotoRef, PhotoSkipped, PhotoSource, Resolution
-from fip.errors import FipError, UnreadablePhotoError
+from fip.errors import FipError, SourceError, UnreadablePhotoError
 from fip.files import atomic_write_bytes, atomic_write_json, sha256_file, sha256_json
 from fip.registry import get_operator
 
@@ -50,6 +51,11 @@ class PairJob:
     photo: PhotoRef
     resolution: Resolution
     key: str
+    exposure: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return pair_name(self.photo.name, self.exposure)
 
 
 @dataclass(frozen=True)
@@ -114,10 +120,37 @@ def pair_set_name(operator: str, params: Mapping[str, Any] | None = None) -> str
     return f"{operator}@{digest}"
 
 
+def check_exposures(exposures: Sequence[float]) -> tuple[float, ...]:
+    """Exposures as a tuple of distinct stops in [-8, 8] (``0``: the photo as it is); raises on anything else."""
+    stops = tuple(float(e) for e in exposures)
+    if not stops or len(set(stops)) != len(stops) or not all(math.isfinite(e) and -8 <= e <= 8 for e in stops):
+        raise SourceError(
+            f"exposures {list(exposures)!r} must be distinct stops between -8 and 8, e.g. [0, -1, -2] "
+            "(0: the photo as it is, -1: one stop darker)"
+        )
+    return stops
+
+
+def pair_name(photo: str, exposure: float = 0.0) -> str:
+    """A pair's name: the photo's, with ``@<stops>ev`` for another exposure of it (``Dune@-1ev``)."""
+    return photo if exposure == 0 else f"{photo}@{exposure:+g}ev"
+
+
+def exposures_label(exposures: Sequence[float]) -> str:
+    """Folder suffix of a pair set with other exposures (``""`` for the photos as they are)."""
+    stops = check_exposures(exposures)
+    return "" if stops == (0.0,) else "-ev" + "_".join(f"{e:+g}" for e in stops)
+
+
 def default_out_dir(
-    source: PhotoSource, operator: str, resolution: Resolution, params: Mapping[str, Any] | None = None
+    source: PhotoSource,
+    operator: str,
+    resolution: Resolution,
+    params: Mapping[str, Any] | None = None,
+    exposures: Sequence[float] = (0.0,),
 ) -> Path:
-    return cache_dir() / "pairs" / source.name / pair_set_name(operator, params) / resolution.label()
+    label = resolution.label() + exposures_label(exposures)
+    return cache_dir() / "pairs" / source.name / pair_set_name(operator, params) / label
 
 
 def make_pair(job: PairJob) -> PairResult:
@@ -132,9 +165,10 @@ def make_pair(job: PairJob) -> PairResult:
     try:
         spec = get_operator(job.operator)
         photo = load_photo(job.photo.path, lambda h, w: job.resolution.size_for(job.photo.name, h, w))
+        photo = photo.exposed(job.exposure)
         target = spec.apply(photo.view(spec.input), job.params)
         return PairResult(
-            name=job.photo.name,
+            name=job.name,
             key=job.key,
             input_png=encode_png(photo.srgb),
             target_png=encode_png(target),
@@ -142,11 +176,11 @@ def make_pair(job: PairJob) -> PairResult:
             seconds=time.perf_counter() - start,
         )
     except PhotoSkipped as exc:
-        return PairResult(job.photo.name, job.key, skipped=str(exc))
+        return PairResult(job.name, job.key, skipped=str(exc))
     except UnreadablePhotoError as exc:
-        return PairResult(job.photo.name, job.key, error=str(exc))
+        return PairResult(job.name, job.key, error=str(exc))
     except Exception as exc:  # an operator bug must not lose the other photos
-        return PairResult(job.photo.name, job.key, error=f"{job.operator} failed: {type(exc).__name__}: {exc}")
+        return PairResult(job.name, job.key, error=f"{job.operator} failed: {type(exc).__name__}: {exc}")
 
 
 @contextmanager
@@ -205,6 +239,7 @@ def generate_pairs(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    exposures: Sequence[float] = (0.0,),
 ) -> PairReport:
     """Generate (input, target) pairs for ``operator`` from the photos of ``source``.
 
@@ -218,6 +253,10 @@ def generate_pairs(
         workers: local processes (default: all cores); 1 runs in this process.
         scheduler: address of a Dask distributed scheduler (``tcp://host:8786``); overrides ``workers``.
         progress: show a progress bar.
+        exposures: make each photo's pair at these exposures, in stops (:meth:`fip.raw.Photo.exposed`; ``0``:
+            the photo as it is, named as the photo; ``-1``: one stop darker, named ``<photo>@-1ev``). The
+            operator runs on each exposure, so every pair is exact; a network trained on several learns photos
+            exposed unlike the training set's (the FiveK photos are darker than most).
 
     Returns:
         A :class:`PairReport` naming what was made, reused, skipped and failed.
@@ -226,9 +265,10 @@ def generate_pairs(
 
     spec = get_operator(operator)
     resolved = spec.resolve_params(params)
+    exposures = check_exposures(exposures)
     resolution = resolution or Resolution()
     photos = source.select(split)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(source, operator, resolution, resolved)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(source, operator, resolution, resolved, exposures)
     out.mkdir(parents=True, exist_ok=True)
 
     recipe = {
@@ -258,25 +298,30 @@ def generate_pairs(
     start = time.perf_counter()
     jobs: list[PairJob] = []
     pending: dict[str, dict[str, Any]] = {}
-    for photo in photos:
+    for photo, exposure in ((photo, exposure) for photo in photos for exposure in exposures):
+        name = pair_name(photo.name, exposure)
         source_hash = hashes(photo.path)
-        key = sha256_json({"recipe": recipe_key, "source_sha256": source_hash})
-        entry = {"split": photo.split, "source": str(photo.path), "source_sha256": source_hash, "key": key}
-        record = _read_json(out / "records" / f"{photo.name}.json")
-        done = (out / "input" / f"{photo.name}.png").exists() and (out / "target" / f"{photo.name}.png").exists()
+        # The photo as it is keys as it always has, so existing pair sets stay valid.
+        stops = {"exposure": exposure} if exposure else {}
+        key = sha256_json({"recipe": recipe_key, "source_sha256": source_hash, **stops})
+        entry = {"split": photo.split, "source": str(photo.path), "source_sha256": source_hash, "key": key, **stops}
+        record = _read_json(out / "records" / f"{name}.json")
+        done = (out / "input" / f"{name}.png").exists() and (out / "target" / f"{name}.png").exists()
         if record and record.get("key") == key and done:
-            entries[photo.name] = {**entry, "size": record["size"]}
-            report.reused.append(photo.name)
+            entries[name] = {**entry, "size": record["size"]}
+            report.reused.append(name)
             continue
         if record:
-            report.stale.append(photo.name)
-        entries.pop(photo.name, None)
-        pending[photo.name] = entry
-        jobs.append(PairJob(spec.name, resolved, photo, resolution, key))
+            report.stale.append(name)
+        entries.pop(name, None)
+        pending[name] = entry
+        jobs.append(PairJob(spec.name, resolved, photo, resolution, key, exposure))
 
     workers = workers if workers is not None else (os.cpu_count() or 1)
     workers = max(1, min(workers, len(jobs)))
-    bar = tqdm(total=len(photos), initial=len(report.reused), desc=spec.name, unit="photo", disable=not progress)
+    unit = "photo" if exposures == (0.0,) else "pair"
+    bar = tqdm(total=len(photos) * len(exposures), initial=len(report.reused), desc=spec.name, unit=unit,
+               disable=not progress)  # fmt: skip
     with bar, _executor(workers, scheduler if jobs else None) as executor:
         if executor is None:
             results: Iterator[PairResult] = map(make_pair, jobs)
