@@ -2,8 +2,10 @@
 
 Usage: python scripts/exposure_bracket.py SRC DST [--stops 0 -1 -2 -3]
 
-Each photo is decoded to linear light, scaled by 2**stop and written as a 16-bit sRGB PNG
-``DST/<stem>_ev<stop>.png`` (``_ev0`` is the photo itself, ``_ev-2`` two stops darker; positive stops clip).
+Each photo (raw files included) is exposed by ``stop`` stops (:meth:`fip.raw.Photo.exposed`: light scaled by
+2**stop in linear light, clipped) and written as a 16-bit sRGB PNG ``DST/<stem>_ev<stop>.png`` (``_ev0`` is the
+photo itself, ``_ev-2`` two stops darker; positive stops clip). For training, ``--data.exposures`` makes the same
+exposures inside the pair cache (docs/data.md); this script writes photos, for validation sets and other tools.
 ``DST/split.json`` puts every copy in the split of its original photo (fip's hashed folder split of the original
 stem), so bracketing never moves a test photo into training:
 
@@ -25,8 +27,8 @@ from pathlib import Path
 
 from fip.data.sources import folder_source
 from fip.files import atomic_write_bytes
-from fip.imaging import encode_png, read_image_file, srgb_decode, srgb_encode
-from fip.raw import RAW_EXTENSIONS
+from fip.imaging import encode_png
+from fip.raw import load_photo
 
 
 def bracket_name(stem: str, stop: float) -> str:
@@ -44,23 +46,18 @@ def main() -> None:
         sys.exit(f"error: {args.out} is inside {args.source}: the copies would join the photos they come from "
                  "(and take their own hashed split); write them elsewhere")  # fmt: skip
     photos = folder_source(args.source).select("all")
-    raw = [p.path.name for p in photos if p.path.suffix.lower() in RAW_EXTENSIONS]
-    if raw:
-        sys.exit(f"error: {len(raw)} raw files in {args.source} (e.g. {raw[0]}): this script brackets rendered photos "
-                 "(PNG, JPEG, TIFF); bracket a folder without them")  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     split: dict[str, list[str]] = {"train": [], "test": []}
     for number, photo in enumerate(photos, 1):
-        linear = None
+        loaded = None
         for stop in args.stops:
             name = bracket_name(photo.name, stop)
             split[photo.split].append(name)
             target = args.out / f"{name}.png"
             if target.exists():
                 continue
-            if linear is None:
-                linear = srgb_decode(read_image_file(photo.path))
-            atomic_write_bytes(target, encode_png(srgb_encode((linear * 2.0**stop).clip(0.0, 1.0)), bits=16))
+            loaded = loaded or load_photo(photo.path)
+            atomic_write_bytes(target, encode_png(loaded.exposed(stop).srgb, bits=16))
         print(f"[{number}/{len(photos)}] {photo.name} ({photo.split})", flush=True)
     atomic_write_bytes(args.out / "split.json", (json.dumps(split, indent=1) + "\n").encode())
     print(f"{sum(map(len, split.values()))} photos in {args.out} ({len(split['train'])} train, "

@@ -89,7 +89,8 @@ def test_resolution_policy():
 
 
 def test_exposure_bracketing_keeps_each_copy_in_its_photos_split(tmp_path):
-    """scripts/exposure_bracket.py: darker copies in linear light, each in its original's split; a rerun resumes."""
+    """scripts/exposure_bracket.py: darker copies in linear light (raw files rendered first), each in its original's
+    split; a rerun resumes."""
     import subprocess
     import sys
     from pathlib import Path
@@ -97,6 +98,7 @@ def test_exposure_bracketing_keeps_each_copy_in_its_photos_split(tmp_path):
     import numpy as np
 
     from fip.imaging import encode_png, read_image_file, srgb_decode
+    from fip.raw import load_photo
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -112,8 +114,10 @@ def test_exposure_bracketing_keeps_each_copy_in_its_photos_split(tmp_path):
     assert "is inside" in run(target=photos / "bracketed").stderr  # the copies would join their own source
     raw = tmp_path / "raw"
     raw.mkdir()
-    write_synthetic_dng(raw / "x.dng", smooth_image(8, 8), noise=False)
-    assert "1 raw files" in run(source=raw).stderr
+    write_synthetic_dng(raw / "x.dng", smooth_image(), noise=False)
+    assert run(source=raw, target=tmp_path / "raw-bracketed").returncode == 0  # raw files are rendered first
+    rendered = load_photo(raw / "x.dng")
+    assert np.allclose(read_image_file(tmp_path / "raw-bracketed" / "x_ev-2.png"), rendered.exposed(-2).srgb, atol=1e-4)
     assert run().returncode == 0
     source = open_source(out, out / "split.json")
     assert sorted(p.name for p in source.photos) == sorted(f"{n}_ev{s}" for n in "abcdef" for s in ("0", "-2"))
