@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from fip.conditioning import OneHot, Task, make_conditioning
-from fip.data.pairs import check_exposures, default_out_dir, exposures_label, generate_pairs, pair_set_name, read_manifest
+from fip.data.pairs import check_exposures, default_out_dir, generate_pairs, pair_set_dir, read_manifest
 from fip.data.sources import Resolution, open_source
 from fip.errors import SourceError
 from fip.imaging import read_image_file, resize_area
@@ -201,8 +201,7 @@ class PairDataModule(pl.LightningDataModule):
         task = task or self.tasks[0]
         resolution, exposures = self.resolutions[key], self._exposures(key)
         if self.root is not None:
-            label = resolution.label() + exposures_label(exposures)
-            return Path(self.root) / pair_set_name(task.operator, task.params) / label
+            return pair_set_dir(self.root, task.operator, resolution, task.params, exposures)
         return default_out_dir(self._source(), task.operator, resolution, task.params, exposures)
 
     def _source(self):

@@ -142,6 +142,17 @@ def exposures_label(exposures: Sequence[float]) -> str:
     return "" if stops == (0.0,) else "-ev" + "_".join(f"{e:+g}" for e in stops)
 
 
+def pair_set_dir(
+    root: str | os.PathLike[str],
+    operator: str,
+    resolution: Resolution,
+    params: Mapping[str, Any] | None = None,
+    exposures: Sequence[float] = (0.0,),
+) -> Path:
+    """``root/<operator or operator@hash>/<resolution><exposures>``: where a pair set goes under ``root``."""
+    return Path(root) / pair_set_name(operator, params) / (resolution.label() + exposures_label(exposures))
+
+
 def default_out_dir(
     source: PhotoSource,
     operator: str,
@@ -149,8 +160,7 @@ def default_out_dir(
     params: Mapping[str, Any] | None = None,
     exposures: Sequence[float] = (0.0,),
 ) -> Path:
-    label = resolution.label() + exposures_label(exposures)
-    return cache_dir() / "pairs" / source.name / pair_set_name(operator, params) / label
+    return pair_set_dir(cache_dir() / "pairs" / source.name, operator, resolution, params, exposures)
 
 
 def make_pair(job: PairJob) -> PairResult:
