@@ -93,6 +93,25 @@ def test_pair_dataset_returns_the_whole_photo_as_the_crops_context(photo_folder,
         PairDataset(tmp_path / "p", "all", context=0.5)
 
 
+def test_pair_dataset_in_memory_decodes_each_pair_once_and_draws_the_same_crops(photo_folder, tmp_path):
+    from fip.data.pairs import generate_pairs
+    from fip.data.sources import open_source
+
+    generate_pairs("smooth.l0", open_source(photo_folder), out_dir=tmp_path / "p", workers=1, progress=False)
+    kept = PairDataset(tmp_path / "p", "all", crop=16, flips=True, context=0.5, seed=2, in_memory=True)
+    read = PairDataset(tmp_path / "p", "all", crop=16, flips=True, context=0.5, seed=2)
+    first = [kept[i] for i in range(len(kept))]
+    for i, items in enumerate(first):
+        assert all(torch.equal(a, b) for a, b in zip(items, read[i]))
+    for png in (tmp_path / "p").glob("*/*.png"):
+        png.unlink()  # from now on only the kept copies can answer
+    again = [kept[i] for i in range(len(kept))]
+    assert again[0][0].shape == (3, 16, 16) and again[0][2].shape == (3, 24, 32)
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(first, again))  # fresh crops from the kept pairs
+    with pytest.raises(FileNotFoundError):
+        read[0]  # the disk copies are gone
+
+
 def test_training_crops_in_context(photo_folder, tmp_path, monkeypatch):
     from fip.models import ContextAggregationNet
     from fip.training import run_training

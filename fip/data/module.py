@@ -40,6 +40,8 @@ class PairDataset(Dataset):
         context: with ``crop``, also return the whole input downscaled by this factor (``0.5``: half the width
             and height), flipped like the crop: the photo whose statistics normalize the crop
             (:meth:`fip.models.ContextAggregationNet.forward_in_context`). Batch with :func:`collate_in_context`.
+        in_memory: keep each pair decoded (and its downscaled whole photo) after its first read: 24 bytes a
+            pixel of each pair, paid once per process. For accelerators, which otherwise wait on PNG decoding.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class PairDataset(Dataset):
         seed: int = 0,
         maps: tuple[float, ...] = (),
         context: float | None = None,
+        in_memory: bool = False,
     ):
         if context is not None and (crop is None or not 0 < context <= 1):
             raise SourceError(f"context {context!r} needs crop= (a crop size) and a scale in (0, 1]")
@@ -62,19 +65,18 @@ class PairDataset(Dataset):
             raise SourceError(f"{self.folder} holds no {split} pairs; generate them with `fip data --split {split}`")
         self.crop, self.flips, self.seed, self.context = crop, flips, seed, context
         self.draws = 0
+        self.memory: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = {} if in_memory else None
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         name = self.names[index]
-        source = read_image_file(self.folder / "input" / f"{name}.png")
-        target = read_image_file(self.folder / "target" / f"{name}.png")
+        source, target, preview = self._read(name)
         # A fresh draw per call: the call counter varies it in the main process, torch's per-epoch worker seed
         # in DataLoader workers (whose copies of this dataset restart their counters every epoch).
         rng = np.random.default_rng([self.seed, torch.initial_seed() % 2**63, self.draws, index])
         self.draws += 1
-        whole = source
         if self.crop is not None:
             height, width = source.shape[:2]
             size_y, size_x = min(self.crop, height), min(self.crop, width)
@@ -82,14 +84,28 @@ class PairDataset(Dataset):
             source, target = source[y : y + size_y, x : x + size_x], target[y : y + size_y, x : x + size_x]
         if self.flips:
             if rng.random() < 0.5:
-                source, target, whole = source[:, ::-1], target[:, ::-1], whole[:, ::-1]
+                source, target = source[:, ::-1], target[:, ::-1]
+                preview = None if preview is None else preview[:, ::-1]
             if rng.random() < 0.5:
-                source, target, whole = source[::-1], target[::-1], whole[::-1]
-        if self.context is None:
+                source, target = source[::-1], target[::-1]
+                preview = None if preview is None else preview[::-1]
+        if preview is None:
             return self._with_maps(source), _as_tensor(target)
-        height, width = (max(1, round(n * self.context)) for n in whole.shape[:2])
-        preview = resize_area(np.ascontiguousarray(whole), height, width)
         return self._with_maps(source), _as_tensor(target), self._with_maps(preview)
+
+    def _read(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The pair and, with ``context``, its whole input downscaled (flipped with the crop by the caller)."""
+        if self.memory is not None and name in self.memory:
+            return self.memory[name]
+        source = read_image_file(self.folder / "input" / f"{name}.png")
+        target = read_image_file(self.folder / "target" / f"{name}.png")
+        preview = None
+        if self.context is not None:
+            height, width = (max(1, round(n * self.context)) for n in source.shape[:2])
+            preview = resize_area(source, height, width)
+        if self.memory is not None:
+            self.memory[name] = source, target, preview
+        return source, target, preview
 
     def _with_maps(self, image: np.ndarray) -> torch.Tensor:
         inputs = _as_tensor(image)
@@ -133,6 +149,8 @@ class PairDataModule(pl.LightningDataModule):
             For operators whose output depends on the whole photo (tone curves from its histogram or
             percentiles); costs a pass over each preview per step.
         num_workers: DataLoader worker processes.
+        in_memory: keep the decoded pairs in memory after the first epoch (:class:`PairDataset`); with
+            ``num_workers`` each worker keeps its own copy.
         pair_workers: processes generating pairs in ``prepare_data`` (default: all cores).
         root: where pair sets go (default: fip's cache).
     """
@@ -154,6 +172,7 @@ class PairDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         context_scale: float | None = None,
         num_workers: int = 0,
+        in_memory: bool = False,
         pair_workers: int | None = None,
         root: str | None = None,
         seed: int = 0,
@@ -183,6 +202,7 @@ class PairDataModule(pl.LightningDataModule):
         self.finetune_epoch = finetune_epoch
         self.exposures = check_exposures(exposures or [0.0])
         self.crop_size, self.batch_size, self.num_workers = crop_size, batch_size, num_workers
+        self.in_memory = in_memory
         self.context_scale = context_scale
         self.pair_workers, self.root, self.seed = pair_workers, root, seed
         self.source_spec, self.split_file = source, split_file
@@ -227,7 +247,7 @@ class PairDataModule(pl.LightningDataModule):
             parts = [
                 PairDataset(self.folder(key, task), split, crop=crop if training else None, flips=training,
                             seed=self.seed, maps=task.maps,
-                            context=self.context_scale if training else None)  # fmt: skip
+                            context=self.context_scale if training else None, in_memory=self.in_memory)  # fmt: skip
                 for task in self.tasks
             ]
             self.datasets[key] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
