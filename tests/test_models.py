@@ -181,6 +181,15 @@ def test_crops_normalized_in_context_match_inference_on_the_whole_photo(conv_bia
     assert context.grad.abs().sum() > 0
     with pytest.raises(InputError, match="2 contexts for a batch of 1"):
         net.forward_in_context(crops[:1], photos)
+    # Crops of one photo given the same tensor share one pass over it, and get what separate copies get.
+    passes = []
+    net.features[0].register_forward_hook(lambda module, args, out: passes.append(args[0].shape[0]))
+    two = torch.cat([crops[:1], photos[0][..., 1:17, 2:18]])
+    with torch.no_grad():
+        shared = net.forward_in_context(two, [photos[0], photos[0]])
+        assert passes == [2, 1]  # the crops, then the photo once
+        assert torch.allclose(shared, net.forward_in_context(two, [photos[0], photos[0].clone()]), atol=1e-12)
+        assert passes[2:] == [2, 1, 1]
     running = ContextAggregationNet(width=8, depth=4, norm="running").eval()  # its statistics are not the image's
     assert torch.equal(running.forward_in_context(crops.float(), [p.float() for p in photos]), running(crops.float()))
 

@@ -70,7 +70,7 @@ def test_pair_dataset_crops_and_flips(photo_folder, tmp_path):
 
 
 def test_pair_dataset_returns_the_whole_photo_as_the_crops_context(photo_folder, tmp_path):
-    from fip.data.module import collate_in_context
+    from fip.data.module import collate_crops
     from fip.data.pairs import generate_pairs
     from fip.data.sources import open_source
 
@@ -80,7 +80,7 @@ def test_pair_dataset_returns_the_whole_photo_as_the_crops_context(photo_folder,
     assert x.shape == y.shape == (3, 16, 16) and preview.shape == (3, 24, 32)
     # The preview is the whole photo (flipped with the crop), not the crop: its mean is the photo's.
     assert abs(preview.mean() - whole.mean()) < 1e-3 and abs(preview.mean() - x.mean()) > 1e-3
-    inputs, targets, contexts = collate_in_context([(x, y, preview), (x, y, preview[:, :10])])
+    inputs, targets, contexts = collate_crops([(x, y, preview), (x, y, preview[:, :10])])
     assert inputs.shape == (2, 3, 16, 16) and [c.shape[1:] for c in contexts] == [(24, 32), (10, 32)]
     # Flipped with the crop: with a crop the size of the photo and a full-size context, the preview is the crop.
     flipped = 0
@@ -91,6 +91,30 @@ def test_pair_dataset_returns_the_whole_photo_as_the_crops_context(photo_folder,
     assert flipped > 0
     with pytest.raises(ValueError, match=r"context 0.5 needs crop= \(a crop size\)"):
         PairDataset(tmp_path / "p", "all", context=0.5)
+
+
+def test_pair_dataset_draws_several_crops_of_one_photo_that_share_its_preview(photo_folder, tmp_path):
+    from fip.data.module import collate_crops
+    from fip.data.pairs import generate_pairs
+    from fip.data.sources import open_source
+
+    generate_pairs("smooth.l0", open_source(photo_folder), out_dir=tmp_path / "p", workers=1, progress=False)
+    x, y, preview = PairDataset(tmp_path / "p", "all", crop=16, flips=True, context=0.5, crops_per_photo=3)[0]
+    assert x.shape == y.shape == (3, 3, 16, 16) and preview.shape == (3, 24, 32)
+    assert not torch.equal(x[0], x[1])  # three places in the photo
+    # Flipped alike: with crops the size of the photo and a full-size context, every crop is the preview.
+    for seed in range(4):
+        x, _, preview = PairDataset(tmp_path / "p", "all", crop=64, flips=True, context=1.0, seed=seed,
+                                    crops_per_photo=2)[0]  # fmt: skip
+        assert torch.equal(x[0], preview) and torch.equal(x[1], preview)
+    dataset = PairDataset(tmp_path / "p", "all", crop=16, context=0.5, crops_per_photo=2)
+    inputs, targets, contexts = collate_crops([dataset[0], dataset[1]])
+    assert inputs.shape == targets.shape == (4, 3, 16, 16)
+    assert contexts[0] is contexts[1] and contexts[2] is contexts[3] and contexts[1] is not contexts[2]
+    x, y = PairDataset(tmp_path / "p", "all", crop=16, crops_per_photo=2, maps=(1.0,))[0]
+    assert x.shape == (2, 4, 16, 16) and torch.equal(x[:, 3], torch.ones(2, 16, 16)) and y.shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="crops_per_photo 2 needs crop="):
+        PairDataset(tmp_path / "p", "all", crops_per_photo=2)
 
 
 def test_pair_dataset_in_memory_decodes_each_pair_once_and_draws_the_same_crops(photo_folder, tmp_path):
@@ -130,6 +154,12 @@ def test_training_crops_in_context(photo_folder, tmp_path, monkeypatch):
     assert seen == [[(3, 24, 32)] * 2] * 2
     with pytest.raises(ValueError, match="needs recipe 'crops'"):
         run_training(["-c", config, "--data.recipe", "paper"])
+    # Two crops of one photo a step: one context per photo, listed once per crop.
+    seen.clear()
+    cli = run_training(["-c", config, "--data.crops_per_photo", "2", "--trainer.default_root_dir", str(tmp_path / "k")])
+    assert cli.trainer.global_step == 4 and seen == [[(3, 24, 32)] * 2] * 4
+    with pytest.raises(ValueError, match="crops_per_photo 3 must divide batch_size 2"):
+        run_training(["-c", config, "--data.crops_per_photo", "3"])
     with pytest.raises(ValueError, match="Identity cannot do .* leave it unset"):
         run_training(["-c", config, "--model.net", json.dumps({"class_path": "torch.nn.Identity"})])
     with pytest.raises(ValueError, match="running averages .* leave data.context_scale unset"):

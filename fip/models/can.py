@@ -171,15 +171,18 @@ class ContextAggregationNet(nn.Module):
         if modes != {NormMode.IMAGE}:
             raise InputError("forward_in_context needs every normalization in norm='image' mode; this network mixes "
                              "modes: train it without data.context_scale")  # fmt: skip
-        contexts = [c if c.ndim == 4 else c.unsqueeze(0) for c in contexts]
+        # Crops of one photo share its context (the same tensor): one pass per photo, not per crop.
+        photo_of: dict[int, int] = {}
+        rows = [photo_of.setdefault(id(c), len(photo_of)) for c in contexts]
+        photos = list({id(c): c if c.ndim == 4 else c.unsqueeze(0) for c in contexts}.values())
         modules = list(self.features)
         for index in range(0, len(modules), 3):
             conv, norm, act = modules[index : index + 3]
-            x, contexts = conv(x), [conv(c) for c in contexts]
-            stats = [torch.var_mean(c, dim=(2, 3), keepdim=True, correction=0) for c in contexts]
-            var, mean = torch.cat([v for v, _ in stats]), torch.cat([m for _, m in stats])
+            x, photos = conv(x), [conv(c) for c in photos]
+            stats = [torch.var_mean(c, dim=(2, 3), keepdim=True, correction=0) for c in photos]
+            var, mean = torch.cat([v for v, _ in stats])[rows], torch.cat([m for _, m in stats])[rows]
             x = act(norm.normalize(x, mean, var))
-            contexts = [act(norm.normalize(c, m, v)) for c, (v, m) in zip(contexts, stats)]
+            photos = [act(norm.normalize(c, m, v)) for c, (v, m) in zip(photos, stats)]
         return self.output(x)
 
 
