@@ -124,8 +124,9 @@ class PairDataset(Dataset):
 
 
 def _as_tensor(image: np.ndarray) -> torch.Tensor:
-    """``(H, W, C)`` to ``(C, H, W)``, ``(K, H, W, C)`` to ``(K, C, H, W)``."""
-    return torch.from_numpy(np.ascontiguousarray(image)).movedim(-1, -3)
+    """``(H, W, C)`` to ``(C, H, W)``, ``(K, H, W, C)`` to ``(K, C, H, W)``, contiguous: a channels-last view of the
+    array made oneDNN's bf16 backward of the dilated convolutions return NaN (torch 2.13 on CPU)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).movedim(-1, -3).contiguous()
 
 
 def collate_crops(batch: list[tuple[torch.Tensor, ...]]) -> tuple:
