@@ -167,7 +167,7 @@ class PairDataModule(pl.LightningDataModule):
             percentiles); costs a pass over each preview per step.
         crops_per_photo: for the ``crops`` recipe: draw this many crops from each photo a batch takes (a divisor of
             ``batch_size``), which share one context pass: with ``context_scale`` 0.25 at 1080p, 4 crops of 192
-            pixels a photo train about three times as many crops a second as 1 (docs/training.md).
+            pixels a photo train about twice as many crops a second as 1 (``benchmarks/training_throughput.py``).
         num_workers: DataLoader worker processes.
         in_memory: keep the decoded pairs in memory after the first epoch (:class:`PairDataset`); with
             ``num_workers`` each worker keeps its own copy.
