@@ -126,7 +126,7 @@ class PairDataset(Dataset):
 def _as_tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W, C)`` to ``(C, H, W)``, ``(K, H, W, C)`` to ``(K, C, H, W)``, contiguous: a channels-last view of the
     array made oneDNN's bf16 backward of the dilated convolutions return NaN (torch 2.13 on CPU)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).movedim(-1, -3).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, -3)))  # one copy, in that layout
 
 
 def collate_crops(batch: list[tuple[torch.Tensor, ...]]) -> tuple:
@@ -138,7 +138,6 @@ def collate_crops(batch: list[tuple[torch.Tensor, ...]]) -> tuple:
     if len(columns) == 2:
         return inputs, targets
     return inputs, targets, [preview for preview, count in zip(columns[2], counts) for _ in range(count)]
-
 
 
 class PairDataModule(pl.LightningDataModule):
@@ -275,7 +274,7 @@ class PairDataModule(pl.LightningDataModule):
                 PairDataset(self.folder(key, task), split, crop=crop if training else None, flips=training,
                             seed=self.seed, maps=task.maps,
                             context=self.context_scale if training else None, in_memory=self.in_memory,
-                            crops_per_photo=self.crops_per_photo if training and crop else 1)  # fmt: skip
+                            crops_per_photo=self.crops_per_photo if training else 1)  # fmt: skip
                 for task in self.tasks
             ]
             self.datasets[key] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
@@ -286,9 +285,8 @@ class PairDataModule(pl.LightningDataModule):
         )
         dataset = self.datasets["finetune" if finetuning else "train"]
         batch = self.batch_size // self.crops_per_photo if self.recipe == "crops" else 1
-        collate = collate_crops if self.context_scale or self.crops_per_photo > 1 else None
         return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=self.num_workers, drop_last=False,
-                          collate_fn=collate)  # fmt: skip
+                          collate_fn=collate_crops)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["val"], batch_size=1, shuffle=False, num_workers=self.num_workers)
