@@ -36,6 +36,9 @@ def export_program(model: LoadedModel, path: str | os.PathLike[str]) -> Path:
     if isinstance(model.net, GuidedCAN):
         raise InputError(f"{model.name} is a low-resolution (guided-filter) model, which fip cannot export yet; "
                          "export the operator's full model instead (-o OPERATOR, or -m OPERATOR.pt)")  # fmt: skip
+    if getattr(model.net, "input_norm", None):
+        raise InputError(f"{model.name} normalizes each photo's input by its {model.net.input_norm} estimate, which "
+                         "fip's export does not carry yet; run it with fip (fip apply, fip.infer.run_loaded)")  # fmt: skip
     net = copy.deepcopy(model.net).eval().to(memory_format=torch.contiguous_format)
     folded = net.folds_exactly
     if folded:

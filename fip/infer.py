@@ -27,6 +27,7 @@ from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
 from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold, image_statistics
 from fip.models.guided import GuidedCAN
+from fip.models.inputs import normalize_input
 from fip.variants import (
     AUTO_LOWRES_MAX_MEGAPIXELS,
     AUTO_MAX_LOSS_DB,
@@ -113,6 +114,8 @@ def net_config(net: ContextAggregationNet | GuidedCAN) -> dict[str, Any]:
     config = {"in_channels": net.in_channels, "width": net.width, "depth": net.depth, "norm": norm}
     if net.conv_bias:  # only then: files without the key load as the paper's bias-free network
         config["conv_bias"] = True
+    if getattr(net, "input_norm", None):  # likewise: files without it load as networks of the plain input
+        config["input_norm"] = net.input_norm
     if isinstance(net, GuidedCAN):
         config["guided"] = {"factor": net.factor, "radius": net.filter.radius, "fit_hidden": net.filter.fit_hidden,
                             "guide_hidden": net.guide.hidden}  # fmt: skip
@@ -334,7 +337,8 @@ def run_model(
     if variant in (Variant.AUTO, Variant.PRUNED, Variant.INT8) and not _is_ort(net):
         raise InputError(f"the {variant.value!r} variant picks among a model's networks: call "
                          "run_loaded(model, ...) with a LoadedModel, not run_model with one network")  # fmt: skip
-    x = to_batch(image)
+    # Before the maps, tiles and statistics previews: the normalization is the whole photo's.
+    x = normalize_input(getattr(net, "input_norm", None), to_batch(image))
     if extra is not None:
         maps = torch.as_tensor(extra, dtype=torch.float32).view(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
         x = torch.cat([x, maps], dim=1)

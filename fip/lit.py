@@ -157,6 +157,12 @@ def check_net_against_data(model: Approximator, datamodule: object) -> None:
                 "data.context_scale gives crops their photo's statistics, but this network normalizes with running "
                 "averages (norm='running'), so it would only cost time: leave data.context_scale unset"
             )
+    data_norm, net_norm = getattr(datamodule, "input_norm", None), getattr(model.net, "input_norm", None)
+    if data_norm != net_norm:  # the network would be trained on one input and run on another
+        raise ValueError(
+            f"the data normalize the input by {data_norm!r} but the network expects {net_norm!r}: set "
+            f"data.input_norm and model.net.init_args.input_norm alike"
+        )
     wanted, has = getattr(datamodule, "in_channels", None), getattr(model.net, "in_channels", None)
     if wanted is not None and has is not None and wanted != has:
         raise ValueError(

@@ -23,6 +23,7 @@ from fip.data.pairs import check_exposures, default_out_dir, generate_pairs, pai
 from fip.data.sources import Resolution, open_source
 from fip.errors import SourceError
 from fip.imaging import read_image_file, resize_area
+from fip.models.inputs import check_input_norm, normalize_input
 from fip.registry import get_operator
 
 
@@ -44,6 +45,9 @@ class PairDataset(Dataset):
             pixel of each pair, paid once per process. For accelerators, which otherwise wait on PNG decoding.
         crops_per_photo: with ``crop``, each item is this many crops of one photo, flipped alike, stacked
             ``(K, C, crop, crop)``, with the one preview they share: one context pass serves them all.
+        input_norm: normalize each whole input photo's RGB before cropping (:mod:`fip.models.inputs`), as
+            :func:`fip.infer.run_model` does for a network built with the same ``input_norm``; targets stay as
+            they are.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class PairDataset(Dataset):
         context: float | None = None,
         in_memory: bool = False,
         crops_per_photo: int = 1,
+        input_norm: str | None = None,
     ):
         if context is not None and (crop is None or not 0 < context <= 1):
             raise SourceError(f"context {context!r} needs crop= (a crop size) and a scale in (0, 1]")
@@ -70,6 +75,7 @@ class PairDataset(Dataset):
             raise SourceError(f"crops_per_photo {crops_per_photo!r} needs crop= (a crop size) and a count of 1 or more")
         self.crop, self.flips, self.seed, self.context = crop, flips, seed, context
         self.crops_per_photo = crops_per_photo
+        self.input_norm = check_input_norm(input_norm)
         self.draws = 0
         self.memory: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = {} if in_memory else None
 
@@ -108,6 +114,8 @@ class PairDataset(Dataset):
             return self.memory[name]
         source = read_image_file(self.folder / "input" / f"{name}.png")
         target = read_image_file(self.folder / "target" / f"{name}.png")
+        if self.input_norm is not None:
+            source = normalize_input(self.input_norm, _as_tensor(source)[None])[0].permute(1, 2, 0).numpy()
         preview = None
         if self.context is not None:
             height, width = (max(1, round(n * self.context)) for n in source.shape[:2])
@@ -167,6 +175,9 @@ class PairDataModule(pl.LightningDataModule):
         crops_per_photo: for the ``crops`` recipe: draw this many crops from each photo a batch takes (a divisor of
             ``batch_size``), which share one context pass: with ``context_scale`` 0.25 at 1080p, 4 crops of 192
             pixels a photo train about twice as many crops a second as 1 (``benchmarks/training_throughput.py``).
+        input_norm: normalize each photo's input (:mod:`fip.models.inputs`, e.g. ``"airlight"``) for training and
+            validation; the network must be built with the same (``model.net.init_args.input_norm``), which
+            applies it at inference.
         num_workers: DataLoader worker processes.
         in_memory: keep the decoded pairs in memory after the first epoch (:class:`PairDataset`); with
             ``num_workers`` each worker keeps its own copy.
@@ -191,6 +202,7 @@ class PairDataModule(pl.LightningDataModule):
         batch_size: int = 8,
         context_scale: float | None = None,
         crops_per_photo: int = 1,
+        input_norm: str | None = None,
         num_workers: int = 0,
         in_memory: bool = False,
         pair_workers: int | None = None,
@@ -230,6 +242,7 @@ class PairDataModule(pl.LightningDataModule):
         self.crops_per_photo = crops_per_photo
         self.in_memory = in_memory
         self.context_scale = context_scale
+        self.input_norm = check_input_norm(input_norm)
         self.pair_workers, self.root, self.seed = pair_workers, root, seed
         self.source_spec, self.split_file = source, split_file
         self.datasets: dict[str, Dataset] = {}
@@ -274,7 +287,8 @@ class PairDataModule(pl.LightningDataModule):
                 PairDataset(self.folder(key, task), split, crop=crop if training else None, flips=training,
                             seed=self.seed, maps=task.maps,
                             context=self.context_scale if training else None, in_memory=self.in_memory,
-                            crops_per_photo=self.crops_per_photo if training else 1)  # fmt: skip
+                            crops_per_photo=self.crops_per_photo if training else 1,
+                            input_norm=self.input_norm)  # fmt: skip
                 for task in self.tasks
             ]
             self.datasets[key] = parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from fip.errors import InputError
+from fip.models.inputs import check_input_norm
 
 BN_EPSILON = 1e-3
 
@@ -103,13 +104,18 @@ class ContextAggregationNet(nn.Module):
             up to its output bias (``f(k x) - b = k (f(x) - b)``) and can learn no tone curve; ``mu`` and ``beta``
             start at 0 and open it only after many steps (the authors trained 180k). With biases a short CPU
             run can learn tone curves from the identity (docs/models.md, "No tone curve without a shift").
+        input_norm: how each photo's RGB is rescaled before the network sees it (:mod:`fip.models.inputs`,
+            e.g. ``"airlight"``), or ``None``. Applied to whole photos by :func:`fip.infer.run_model` and by the
+            training data, not by :meth:`forward`, which takes the input as it comes (crops cannot know their
+            photo's estimate).
 
     Input ``(B, in_channels, H, W)`` float in [0, 1] (RGB first); output ``(B, 3, H, W)``, not clipped.
     """
 
     def __init__(self, in_channels: int = 3, width: int = 24, depth: int = 9, norm: NormMode | str = NormMode.IMAGE,
-                 conv_bias: bool = False):  # fmt: skip
+                 conv_bias: bool = False, input_norm: str | None = None):  # fmt: skip
         super().__init__()
+        self.input_norm = check_input_norm(input_norm)
         if depth < 3:
             raise InputError(f"depth must be at least 3 (two 3x3 layers and the output layer); got {depth}")
         self.in_channels, self.width, self.depth, self.conv_bias = in_channels, width, depth, conv_bias

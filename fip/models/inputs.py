@@ -1,0 +1,69 @@
+"""Input normalizations: a per-photo rescaling of the RGB input that a network is trained and run behind.
+
+A CAN sees a photo only through its pixels and, in its adaptive normalizations, the mean and variance of each
+feature map. Some operators hinge on one global quantity that those cannot give. The dehazing operators estimate
+the airlight ``A`` (the colour of the haze) from the brightest pixels of the dark channel and work in ``I / A``;
+dividing the input by the same estimate hands the network that quantity and removes it from what it must learn:
+on the seven validation photos the shipped ``dehaze.nonlocal`` network gained 1.0 dB from it without retraining
+(docs/models.md, "The airlight as an input: a twelfth round").
+
+The normalization belongs to the network (``ContextAggregationNet(input_norm=...)``, saved with its weights):
+:func:`fip.infer.run_model` applies it to the whole photo before any tiling or statistics preview, and the
+training data (``PairDataModule(input_norm=...)``) apply it to each whole photo before cropping, so both see the
+photo-level estimate.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from fip.errors import InputError
+
+AIRLIGHT_PATCH = 15  # the dark channel's window, pixels, as fip's dehazing operators use
+AIRLIGHT_FRACTION = 0.001  # the brightest share of the dark channel among which the airlight pixel is chosen
+AIRLIGHT_FLOOR = 0.05  # a channel of the airlight below this would blow the input up by more than 20x
+
+INPUT_NORMS = {
+    "airlight": "RGB divided by the photo's airlight (He et al.'s dark-channel estimate, as the dehazing operators)",
+}
+
+
+def check_input_norm(kind: str | None) -> str | None:
+    """``kind`` if it names an input normalization (or is ``None``); else an error listing them."""
+    if kind is not None and kind not in INPUT_NORMS:
+        raise InputError(f"unknown input normalization {kind!r}; choose one of {', '.join(INPUT_NORMS)} (or none)")
+    return kind
+
+
+def airlight(rgb: torch.Tensor, patch: int = AIRLIGHT_PATCH, fraction: float = AIRLIGHT_FRACTION) -> torch.Tensor:
+    """He et al.'s airlight: among the brightest ``fraction`` of the dark channel (minimum over the colours, then
+    over a ``patch`` x ``patch`` window), the pixel of the largest R + G + B.
+
+    Args:
+        rgb: ``(B, 3, H, W)`` float sRGB in [0, 1].
+
+    Returns:
+        ``(B, 3, 1, 1)``, each channel at least ``AIRLIGHT_FLOOR``.
+    """
+    if rgb.ndim != 4 or rgb.shape[1] != 3:
+        raise InputError(f"airlight takes (B, 3, H, W) RGB; got shape {tuple(rgb.shape)}")
+    rgb = rgb.float()
+    # An erosion whose window ignores the border, as OpenCV's erode does.
+    dark = -F.max_pool2d(-rgb.amin(dim=1, keepdim=True), patch, stride=1, padding=patch // 2)
+    dark = dark[..., : rgb.shape[2], : rgb.shape[3]]  # an even patch would add a row and a column
+    count = max(1, int(rgb.shape[2] * rgb.shape[3] * fraction))
+    candidates = dark.flatten(1).topk(count, dim=1).indices  # (B, count)
+    pixels = rgb.flatten(2).gather(2, candidates.unsqueeze(1).expand(-1, 3, -1))  # (B, 3, count)
+    best = pixels.sum(dim=1).argmax(dim=1)
+    chosen = pixels[torch.arange(rgb.shape[0]), :, best]  # (B, 3)
+    return chosen.clamp_min(AIRLIGHT_FLOOR)[..., None, None]
+
+
+def normalize_input(kind: str | None, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (``(B, C, H, W)``, RGB first, then any constant maps) with its RGB normalized by ``kind``, each
+    photo of the batch by its own estimate; ``None`` returns ``x`` itself."""
+    if check_input_norm(kind) is None:
+        return x
+    rgb = x[:, :3]
+    return torch.cat([rgb / airlight(rgb).to(x.dtype), x[:, 3:]], dim=1)
