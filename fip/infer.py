@@ -27,7 +27,7 @@ from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError, InputError
 from fip.models.can import AdaptiveNorm, ContextAggregationNet, FoldedCAN, NormMode, fold, image_statistics
 from fip.models.guided import GuidedCAN
-from fip.models.inputs import normalize_input
+from fip.models.inputs import input_scale, normalize_input, scales_output
 from fip.variants import (
     AUTO_LOWRES_MAX_MEGAPIXELS,
     AUTO_MAX_LOSS_DB,
@@ -338,12 +338,16 @@ def run_model(
         raise InputError(f"the {variant.value!r} variant picks among a model's networks: call "
                          "run_loaded(model, ...) with a LoadedModel, not run_model with one network")  # fmt: skip
     # Before the maps, tiles and statistics previews: the normalization is the whole photo's.
-    x = normalize_input(getattr(net, "input_norm", None), to_batch(image))
+    x, input_norm = to_batch(image), getattr(net, "input_norm", None)
+    scale = input_scale(input_norm, x)
+    x = normalize_input(input_norm, x, scale)
     if extra is not None:
         maps = torch.as_tensor(extra, dtype=torch.float32).view(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
         x = torch.cat([x, maps], dim=1)
     with torch.inference_mode():
         out = _forward(net, x, variant, tile)
+        if scales_output(input_norm):
+            out = out * scale
         return out[0].clamp(0.0, 1.0).permute(1, 2, 0).contiguous().numpy()
 
 

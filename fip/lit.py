@@ -16,6 +16,7 @@ from torch import nn
 
 from fip.metrics import psnr, ssim
 from fip.models.can import AdaptiveNorm, conv_biases
+from fip.models.inputs import scales_output
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,11 @@ class Approximator(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         inputs, targets = batch
-        prediction = self.net(inputs).clamp(0.0, 1.0)
+        prediction = self.net(inputs)
+        # A network whose output is scaled back by its input's airlight (input_norm "airlight_scaled") is
+        # validated where it learns, against the targets divided by it, which may exceed 1: no clamp there.
+        if not scales_output(getattr(self.net, "input_norm", None)):
+            prediction = prediction.clamp(0.0, 1.0)
         self.log("val_psnr", psnr(prediction, targets), prog_bar=True, batch_size=1, sync_dist=True)
         self.log("val_ssim", ssim(prediction, targets), batch_size=1, sync_dist=True)
 

@@ -89,6 +89,19 @@ def test_a_network_with_an_input_norm_runs_on_the_normalized_photo(variant):
     assert np.abs(run_model(plain, image, variant=variant) - expected).max() > 0.01  # the normalization mattered
 
 
+def test_a_scaled_input_norm_multiplies_the_output_back():
+    """``airlight_scaled``: the network runs on I / A and its output is multiplied by A (then clipped)."""
+    torch.manual_seed(0)
+    plain = ContextAggregationNet(width=8, depth=5).eval()
+    scaled = ContextAggregationNet(width=8, depth=5, input_norm="airlight_scaled").eval()
+    scaled.load_state_dict(plain.state_dict())
+    image, _ = _hazy(3, 50, 70)
+    haze = airlight(_batch(image)).flatten().numpy()
+    with torch.inference_mode():
+        expected = plain(_batch((image / haze).astype(np.float32)))[0].permute(1, 2, 0).numpy() * haze
+    np.testing.assert_allclose(run_model(scaled, image), np.clip(expected, 0, 1), atol=1e-5)
+
+
 def test_model_files_keep_the_input_norm_and_export_refuses_it(tmp_path):
     net = ContextAggregationNet(width=8, depth=4, input_norm="airlight")
     export_model(LoadedModel(net, "hazy", "dehaze.nonlocal"), tmp_path / "hazy.pt")
@@ -112,6 +125,10 @@ def test_pair_dataset_normalizes_whole_inputs_and_leaves_targets(photo_folder, t
     (x, y), (xn, yn) = plain[0], normalized[0]
     assert torch.equal(y, yn)
     torch.testing.assert_close(xn, x / airlight(x[None])[0])
+    scaled = PairDataset(tmp_path / "p", "all", input_norm="airlight_scaled")
+    xs, ys = scaled[0]
+    torch.testing.assert_close(xs, xn)
+    torch.testing.assert_close(ys, y / airlight(x[None])[0])  # learned where the network works
     crops = PairDataset(tmp_path / "p", "all", crop=16, context=0.5, input_norm="airlight")
     crop, _, preview = crops[0]
     assert crop.max() <= (x / airlight(x[None])[0]).max() + 1e-6 and preview.shape[1:] == (24, 32)

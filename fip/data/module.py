@@ -23,7 +23,7 @@ from fip.data.pairs import check_exposures, default_out_dir, generate_pairs, pai
 from fip.data.sources import Resolution, open_source
 from fip.errors import SourceError
 from fip.imaging import read_image_file, resize_area
-from fip.models.inputs import check_input_norm, normalize_input
+from fip.models.inputs import check_input_norm, input_scale, normalize_input, scales_output
 from fip.registry import get_operator
 
 
@@ -47,7 +47,7 @@ class PairDataset(Dataset):
             ``(K, C, crop, crop)``, with the one preview they share: one context pass serves them all.
         input_norm: normalize each whole input photo's RGB before cropping (:mod:`fip.models.inputs`), as
             :func:`fip.infer.run_model` does for a network built with the same ``input_norm``; targets stay as
-            they are.
+            they are, except for a norm that scales the output back (``"airlight_scaled"``), which divides them.
     """
 
     def __init__(
@@ -115,7 +115,10 @@ class PairDataset(Dataset):
         source = read_image_file(self.folder / "input" / f"{name}.png")
         target = read_image_file(self.folder / "target" / f"{name}.png")
         if self.input_norm is not None:
-            source = normalize_input(self.input_norm, _as_tensor(source)[None])[0].permute(1, 2, 0).numpy()
+            scale = input_scale(self.input_norm, _as_tensor(source)[None])
+            source = normalize_input(self.input_norm, _as_tensor(source)[None], scale)[0].permute(1, 2, 0).numpy()
+            if scales_output(self.input_norm):  # the network learns target / scale; inference multiplies back
+                target = (target / scale[0].permute(1, 2, 0).numpy()).astype(np.float32)
         preview = None
         if self.context is not None:
             height, width = (max(1, round(n * self.context)) for n in source.shape[:2])

@@ -26,6 +26,8 @@ AIRLIGHT_FLOOR = 0.05  # a channel of the airlight below this would blow the inp
 
 INPUT_NORMS = {
     "airlight": "RGB divided by the photo's airlight (He et al.'s dark-channel estimate, as the dehazing operators)",
+    "airlight_scaled": "as airlight, and the output multiplied back by it: for outputs that are the airlight times "
+    "a function of I / A (dark-channel dehazing: J = A ((I / A - 1) / t + 1))",
 }
 
 
@@ -60,10 +62,23 @@ def airlight(rgb: torch.Tensor, patch: int = AIRLIGHT_PATCH, fraction: float = A
     return chosen.clamp_min(AIRLIGHT_FLOOR)[..., None, None]
 
 
-def normalize_input(kind: str | None, x: torch.Tensor) -> torch.Tensor:
-    """``x`` (``(B, C, H, W)``, RGB first, then any constant maps) with its RGB normalized by ``kind``, each
-    photo of the batch by its own estimate; ``None`` returns ``x`` itself."""
+def input_scale(kind: str | None, x: torch.Tensor) -> torch.Tensor | None:
+    """What ``kind`` divides the RGB of ``x`` (``(B, C, H, W)``, RGB first) by: ``(B, 3, 1, 1)``, each photo's own
+    estimate; ``None`` for no normalization."""
     if check_input_norm(kind) is None:
+        return None
+    return airlight(x[:, :3]).to(x.dtype)
+
+
+def scales_output(kind: str | None) -> bool:
+    """Whether ``kind`` multiplies the network's output back by the input's scale (and so divides the targets)."""
+    return kind == "airlight_scaled"
+
+
+def normalize_input(kind: str | None, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """``x`` (``(B, C, H, W)``, RGB first, then any constant maps) with its RGB divided by ``scale``
+    (default: :func:`input_scale`); ``None`` returns ``x`` itself."""
+    scale = input_scale(kind, x) if scale is None else scale
+    if scale is None:
         return x
-    rgb = x[:, :3]
-    return torch.cat([rgb / airlight(rgb).to(x.dtype), x[:, 3:]], dim=1)
+    return torch.cat([x[:, :3] / scale, x[:, 3:]], dim=1)
