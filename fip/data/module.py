@@ -23,7 +23,7 @@ from fip.data.pairs import check_exposures, default_out_dir, generate_pairs, pai
 from fip.data.sources import Resolution, open_source
 from fip.errors import SourceError
 from fip.imaging import read_image_file, resize_area
-from fip.models.inputs import check_input_norm, input_scale, normalize_input, scales_output
+from fip.models.inputs import check_input_norm, input_scale, scales_output
 from fip.registry import get_operator
 
 
@@ -114,11 +114,11 @@ class PairDataset(Dataset):
             return self.memory[name]
         source = read_image_file(self.folder / "input" / f"{name}.png")
         target = read_image_file(self.folder / "target" / f"{name}.png")
-        if self.input_norm is not None:
-            scale = input_scale(self.input_norm, _as_tensor(source)[None])
-            source = normalize_input(self.input_norm, _as_tensor(source)[None], scale)[0].permute(1, 2, 0).numpy()
+        if self.input_norm is not None:  # the whole photo's estimate, one float32 per colour channel
+            scale = input_scale(self.input_norm, _as_tensor(source)[None]).flatten().numpy()
+            source = source / scale
             if scales_output(self.input_norm):  # the network learns target / scale; inference multiplies back
-                target = (target / scale[0].permute(1, 2, 0).numpy()).astype(np.float32)
+                target = target / scale
         preview = None
         if self.context is not None:
             height, width = (max(1, round(n * self.context)) for n in source.shape[:2])
