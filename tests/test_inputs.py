@@ -12,7 +12,8 @@ from fip.data.module import PairDataset
 from fip.errors import InputError
 from fip.infer import LoadedModel, export_model, load_model, run_model
 from fip.models import ContextAggregationNet
-from fip.models.inputs import AIRLIGHT_FLOOR, airlight, normalize_input
+from fip.imaging import srgb_decode, srgb_encode
+from fip.models.inputs import AIRLIGHT_FLOOR, EXPOSURE_FLOOR, airlight, exposure, input_scale, normalize_input
 
 from conftest import smooth_image
 from test_training import _config
@@ -63,14 +64,34 @@ def test_normalize_input_divides_each_photos_rgb_by_its_own_airlight_and_keeps_t
         np.testing.assert_allclose(normalized[index, :3].permute(1, 2, 0).numpy(), expected, rtol=1e-6)
     assert (normalized[:, 3:] == 0.25).all()
     assert normalize_input(None, x) is x
-    with pytest.raises(InputError, match="unknown input normalization 'exposure'; choose one of airlight"):
-        normalize_input("exposure", x)
+    with pytest.raises(InputError, match="unknown input normalization 'haze'; choose one of airlight"):
+        normalize_input("haze", x)
     with pytest.raises(InputError, match="unknown input normalization"):
-        ContextAggregationNet(input_norm="exposure")
+        ContextAggregationNet(input_norm="haze")
 
 
+def test_exposure_is_the_luma_percentile_and_divides_darker_copies_alike():
+    image = smooth_image(64, 96, seed=5)
+    luma = image @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    level = exposure(_batch(image))
+    assert level.shape == (1, 3, 1, 1) and (level == level[0, 0]).all()
+    assert float(level[0, 0]) == pytest.approx(np.percentile(luma, 99.5), abs=2e-3)
+    # One and two stops darker in linear light: the sRGB values shrink by roughly 2**(stops / 2.4), as the level
+    # (roughly: the curve is a power only up to its offset), so the normalized copies nearly meet the photo.
+    reference = normalize_input("exposure", _batch(image))
+    for stop in (-1, -2):
+        copy = _batch(srgb_encode(srgb_decode(image) * 2.0**stop))
+        assert float(exposure(copy)[0, 0]) < float(level[0, 0]) * 0.8
+        assert (copy - _batch(image)).abs().max() > 0.15
+        assert (normalize_input("exposure", copy) - reference).abs().max() < 0.06
+    assert float(exposure(_batch(np.zeros((4, 4, 3), np.float32)))[0, 0]) == pytest.approx(EXPOSURE_FLOOR)  # no blow-up
+    with pytest.raises(InputError, match=r"\(B, 3, H, W\)"):
+        exposure(torch.zeros(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("kind", ["airlight", "exposure"])
 @pytest.mark.parametrize("variant", ["full", "fast", "bf16"])
-def test_a_network_with_an_input_norm_runs_on_the_normalized_photo(variant):
+def test_a_network_with_an_input_norm_runs_on_the_normalized_photo(kind, variant):
     """run_model normalizes the whole photo first: the same as the plain network on the photo divided by hand,
     tiled or not (the estimate is the photo's, not a tile's)."""
     torch.manual_seed(0)
@@ -78,10 +99,11 @@ def test_a_network_with_an_input_norm_runs_on_the_normalized_photo(variant):
     for module in plain.modules():
         if hasattr(module, "mu"):
             torch.nn.init.uniform_(module.mu, 0.2, 0.5)
-    normalized = ContextAggregationNet(width=8, depth=5, input_norm="airlight").eval()
+    normalized = ContextAggregationNet(width=8, depth=5, input_norm=kind).eval()
     normalized.load_state_dict(plain.state_dict())
     image, _ = _hazy(2, 70, 90)
-    by_hand = (image / airlight(_batch(image)).flatten().numpy()).astype(np.float32)
+    image = image * 0.6 if kind == "exposure" else image  # a darker photo, which the normalization brightens
+    by_hand = (image / input_scale(kind, _batch(image)).flatten().numpy()).astype(np.float32)
     expected = run_model(plain, by_hand, variant=variant)
     tolerance = 2e-2 if variant == "bf16" else 1e-5
     np.testing.assert_allclose(run_model(normalized, image, variant=variant), expected, atol=tolerance)

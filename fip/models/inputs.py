@@ -23,11 +23,16 @@ from fip.errors import InputError
 AIRLIGHT_PATCH = 15  # the dark channel's window, pixels, as fip's dehazing operators use
 AIRLIGHT_FRACTION = 0.001  # the brightest share of the dark channel among which the airlight pixel is chosen
 AIRLIGHT_FLOOR = 0.05  # a channel of the airlight below this would blow the input up by more than 20x
+EXPOSURE_QUANTILE = 0.995  # tone.mapping maps the brightest 0.5 % of its photo to white
+EXPOSURE_FLOOR = 0.05  # a black photo is not blown up by more than 20x
+LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709 weights
 
 INPUT_NORMS = {
     "airlight": "RGB divided by the photo's airlight (He et al.'s dark-channel estimate, as the dehazing operators)",
     "airlight_scaled": "as airlight, and the output multiplied back by it: for outputs that are the airlight times "
     "a function of I / A (dark-channel dehazing: J = A ((I / A - 1) / t + 1))",
+    "exposure": "RGB divided by the photo's 99.5th percentile of luma (Rec. 709 weights on the sRGB values): for "
+    "outputs that do not change with the photo's exposure (tone.mapping maps its brightest 0.5 % to white)",
 }
 
 
@@ -62,12 +67,35 @@ def airlight(rgb: torch.Tensor, patch: int = AIRLIGHT_PATCH, fraction: float = A
     return chosen.clamp_min(AIRLIGHT_FLOOR)[..., None, None]
 
 
+def exposure(rgb: torch.Tensor, quantile: float = EXPOSURE_QUANTILE) -> torch.Tensor:
+    """The ``quantile`` of each photo's luma (Rec. 709 weights on the sRGB values), the same for the three channels.
+
+    Dividing sRGB values by a constant is, up to the curve's linear toe, scaling the light by its 2.4th power: a
+    photo and a copy of it some stops darker (unclipped) divide to the same input.
+
+    Args:
+        rgb: ``(B, 3, H, W)`` float sRGB in [0, 1].
+
+    Returns:
+        ``(B, 3, 1, 1)``, at least ``EXPOSURE_FLOOR``.
+    """
+    if rgb.ndim != 4 or rgb.shape[1] != 3:
+        raise InputError(f"exposure takes (B, 3, H, W) RGB; got shape {tuple(rgb.shape)}")
+    luma = (rgb.float() * rgb.new_tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(dim=1).flatten(1)
+    # kthvalue, not torch.quantile, which refuses inputs over 16M values (a 24-megapixel photo).
+    k = min(luma.shape[1], max(1, round(quantile * luma.shape[1])))
+    level = luma.kthvalue(k, dim=1).values.clamp_min(EXPOSURE_FLOOR)
+    return level.view(-1, 1, 1, 1).expand(-1, 3, 1, 1)
+
+
 def input_scale(kind: str | None, x: torch.Tensor) -> torch.Tensor | None:
     """What ``kind`` divides the RGB of ``x`` (``(B, C, H, W)``, RGB first) by: ``(B, 3, 1, 1)``, each photo's own
     estimate; ``None`` for no normalization."""
-    if check_input_norm(kind) is None:
+    kind = check_input_norm(kind)
+    if kind is None:
         return None
-    return airlight(x[:, :3]).to(x.dtype)
+    estimate = exposure if kind == "exposure" else airlight
+    return estimate(x[:, :3]).to(x.dtype)
 
 
 def scales_output(kind: str | None) -> bool:
