@@ -5,7 +5,9 @@ feature map. Some operators hinge on one global quantity that those cannot give.
 the airlight ``A`` (the colour of the haze) from the brightest pixels of the dark channel and work in ``I / A``;
 dividing the input by the same estimate hands the network that quantity and removes it from what it must learn:
 on the seven validation photos the shipped ``dehaze.nonlocal`` network gained 1.0 dB from it without retraining
-(docs/models.md, "The airlight as an input: a twelfth round").
+(docs/models.md, "The airlight as an input: a twelfth round"). ``tone.mapping`` maps its photo's brightest 0.5 % to
+white whatever the exposure; ``exposure`` divides the input by the photo's own bright level, so a photo and a darker
+copy of it look alike to the network (docs/models.md, "Exposure as an input: a thirteenth round").
 
 The normalization belongs to the network (``ContextAggregationNet(input_norm=...)``, saved with its weights):
 :func:`fip.infer.run_model` applies it to the whole photo before any tiling or statistics preview, and the
