@@ -76,8 +76,8 @@ def test_exposure_is_the_luma_percentile_and_divides_darker_copies_alike():
     level = exposure(_batch(image))
     assert level.shape == (1, 3, 1, 1) and (level == level[0, 0]).all()
     assert float(level[0, 0]) == pytest.approx(np.percentile(luma, 99.5), abs=2e-3)
-    # One and two stops darker in linear light: the sRGB values shrink by roughly 2**(stops / 2.4), as the level
-    # (roughly: the curve is a power only up to its offset), so the normalized copies nearly meet the photo.
+    # One and two stops darker in linear light: the sRGB values shrink by roughly 2**(stops / 2.2), as the level
+    # (roughly: the curve is not exactly a power), so the normalized copies nearly meet the photo.
     reference = normalize_input("exposure", _batch(image))
     for stop in (-1, -2):
         copy = _batch(srgb_encode(srgb_decode(image) * 2.0**stop))

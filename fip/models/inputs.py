@@ -72,8 +72,9 @@ def airlight(rgb: torch.Tensor, patch: int = AIRLIGHT_PATCH, fraction: float = A
 def exposure(rgb: torch.Tensor, quantile: float = EXPOSURE_QUANTILE) -> torch.Tensor:
     """The ``quantile`` of each photo's luma (Rec. 709 weights on the sRGB values), the same for the three channels.
 
-    Dividing sRGB values by a constant is, up to the curve's linear toe, scaling the light by its 2.4th power: a
-    photo and a copy of it some stops darker (unclipped) divide to the same input.
+    The sRGB curve is close to a 2.2 power, so dividing its values by ``c`` is close to dividing the light by
+    ``c ** 2.2``: a photo and an unclipped copy of it some stops darker divide to nearly the same input (on
+    tests/test_inputs.py's image, within 0.02 one stop down and 0.05 two stops down).
 
     Args:
         rgb: ``(B, 3, H, W)`` float sRGB in [0, 1].
