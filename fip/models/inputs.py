@@ -91,14 +91,16 @@ def exposure(rgb: torch.Tensor, quantile: float = EXPOSURE_QUANTILE) -> torch.Te
     return level.view(-1, 1, 1, 1).expand(-1, 3, 1, 1)
 
 
+_ESTIMATES = {"airlight": airlight, "airlight_scaled": airlight, "exposure": exposure}  # one per INPUT_NORMS key
+
+
 def input_scale(kind: str | None, x: torch.Tensor) -> torch.Tensor | None:
     """What ``kind`` divides the RGB of ``x`` (``(B, C, H, W)``, RGB first) by: ``(B, 3, 1, 1)``, each photo's own
     estimate; ``None`` for no normalization."""
     kind = check_input_norm(kind)
     if kind is None:
         return None
-    estimate = exposure if kind == "exposure" else airlight
-    return estimate(x[:, :3]).to(x.dtype)
+    return _ESTIMATES[kind](x[:, :3]).to(x.dtype)
 
 
 def scales_output(kind: str | None) -> bool:
