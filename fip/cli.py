@@ -23,6 +23,7 @@ from pathlib import Path
 from fip.errors import FipError, ParameterError
 from fip.variants import BENCH_ROWS, VARIANT_HELP, Variant
 
+MODEL_HELP = "paper/<Operator> (the authors'), fip/<operator> (fip's shipped), a .ckpt from fip train or a .pt model file"
 
 
 def _parse_param(text: str) -> tuple[str, str]:
@@ -249,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train an approximator: fip train -c train/configs/OPERATOR.yaml (LightningCLI)")
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a model against its reference operator")
-    p.add_argument("--model", "-m", required=True, help="paper/<Operator>, a .ckpt from fip train or a .pt model")
+    p.add_argument("--model", "-m", required=True, help=MODEL_HELP)
     p.add_argument("--operator", "-o", help="the reference operator (default: the one the model was trained for)")
     _add_photo_arguments(p, split="test", resolution="1080p")
     p.add_argument("--timing", action="store_true", help="also time the reference operator and the model")
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("apply", help="run a model on photos or raw files")
     p.add_argument("inputs", nargs="+", type=Path, help="photos (PNG, JPEG, TIFF, ...) or raw files (DNG, CR2, NEF, ...)")
-    p.add_argument("--model", "-m", help="paper/<Operator>, a .ckpt from fip train or a .pt model file")
+    p.add_argument("--model", "-m", help=MODEL_HELP)
     p.add_argument("--operator", "-o", help="use the model shipped for this operator; with --model, the operator "
                    "to ask a multi-operator network for (e.g. -m paper/combined -o smooth.l0)")
     p.add_argument("--out", type=Path, required=True, help="output folder (<stem>.png per input)")
@@ -273,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_apply)
 
     p = sub.add_parser("export", help="write a model as a torch.export program (.pt2) or ONNX file that runs without fip")
-    p.add_argument("--model", "-m", help="paper/<Operator>, a .ckpt from fip train or a .pt model file")
+    p.add_argument("--model", "-m", help=MODEL_HELP)
     p.add_argument("--operator", "-o", help="export the model shipped for this operator")
     p.add_argument("--out", type=Path, required=True, help="the file to write: .pt2 (torch.export) or .onnx "
                    "(ONNX, running-statistics models only, e.g. pruned ones)")

@@ -4,6 +4,8 @@ evaluation and the demo share.
 A model is named by:
 
 * ``paper/<Operator>``: the authors' released networks (:mod:`fip.models.paper`);
+* ``fip/<operator>``: the model fip ships for that operator, with its siblings (:func:`model_for_operator`),
+  for example ``fip/smooth.rtv``, which warm-starts ``style.stylize``'s training;
 * a Lightning checkpoint (``*.ckpt``) written by ``fip train``;
 * a fip model file (``*.pt``) written by :func:`export_model`: the network's weights and configuration, the
   operator and its parameters, and nothing of the training code.
@@ -146,8 +148,15 @@ def load_model(name_or_path: str | os.PathLike[str]) -> LoadedModel:
         net = load_paper_model(text).to(memory_format=torch.channels_last)  # the layout run_model uses
         return LoadedModel(net, text, FIP_OPERATOR.get(paper_name), conditioning=conditioning)
     path = Path(text).expanduser()
+    if text.startswith("fip/") and not path.is_file():  # a file wins: fip/models/... is also a path in a checkout
+        operator = text.removeprefix("fip/")
+        if not (SHIPPED_DIR / f"{operator}.pt").is_file():
+            raise FipError(f"fip ships no model for {operator!r}; shipped: {', '.join(shipped_operators())}")
+        return model_for_operator(operator)
     if not path.is_file():
-        raise FipError(f"model {text!r} is neither 'paper/<Operator>' nor an existing .ckpt or .pt file")
+        raise FipError(
+            f"model {text!r} is neither 'paper/<Operator>', 'fip/<operator>' nor an existing .ckpt or .pt file"
+        )
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt file or another format
@@ -395,6 +404,11 @@ SHIPPED_DIR = Path(__file__).parent / "models" / "weights" / "fip"
 SIBLINGS = (".pruned", ".lowres")  # OPERATOR.pruned.pt and OPERATOR.lowres.pt ship beside OPERATOR.pt
 
 
+def shipped_operators() -> list[str]:
+    """The operators fip ships a trained model file for, sorted."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.pt") if not p.stem.endswith(SIBLINGS))
+
+
 def model_for_operator(operator: str) -> LoadedModel:
     """The shipped approximator of ``operator``: fip's trained model file if one ships, else the authors' network
     of the same paper operator."""
@@ -418,7 +432,7 @@ def model_for_operator(operator: str) -> LoadedModel:
     if (paper := paper_network_for(operator)) is not None:
         return load_model(paper)
     with_paper = {name for name in FIP_OPERATOR.values() if paper_network_for(name)}
-    available = sorted({p.stem for p in SHIPPED_DIR.glob("*.pt") if not p.stem.endswith(SIBLINGS)} | with_paper)
+    available = sorted(set(shipped_operators()) | with_paper)
     raise FipError(f"no model ships for operator {operator!r} yet; operators with a model: {', '.join(available)}")
 
 

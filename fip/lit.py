@@ -28,9 +28,11 @@ class Approximator(pl.LightningModule):
         net: the network (``(B, C, H, W)`` in, ``(B, 3, H, W)`` out).
         lr: Adam learning rate (the paper: 1e-4).
         schedule: ``"constant"`` (the paper) or ``"cosine"`` (decays to 1 % over ``max_epochs``).
-        warm_start: ``"paper/<Operator>"`` (the authors' network of that name) or the path of a fip model file or
-            checkpoint to start from; same shape only (``python scripts/ship_compact.py`` starts from a pruned one),
-            except that a network with ``conv_bias`` may start from one without (its biases start at 0).
+        warm_start: ``"paper/<Operator>"`` (the authors' network of that name), ``"fip/<operator>"`` (the model fip
+            ships for an operator, possibly another one: ``style.stylize`` starts from ``fip/smooth.rtv``) or the
+            path of a fip model file or checkpoint to start from; same shape only (``python scripts/ship_compact.py``
+            starts from a pruned one), except that a network with ``conv_bias`` may start from one without (its
+            biases start at 0).
             A :class:`~fip.models.GuidedCAN` may start from a plain CAN: its ``can`` takes the weights, and its
             guidance map and filter start as the plain guided filter.
         norm_lr_scale: learning-rate multiplier for the adaptive normalizations' scalars (lambda, mu). Adam moves

@@ -71,6 +71,7 @@ def test_operator_models_fall_back_to_the_authors_networks(tmp_path, monkeypatch
         model_for_operator("style.stylize")
     export_model(load_model("paper/TV_L1"), tmp_path / "style.stylize.pt")
     assert model_for_operator("style.stylize").name == str(tmp_path / "style.stylize.pt")
+    assert load_model("fip/style.stylize").name == str(tmp_path / "style.stylize.pt")  # fip/<operator>: the same
     assert main(["apply", "-m", "paper/L0_smoothing", "-o", "smooth.rof", "x.png", "--out", "y"]) == 2
 
 

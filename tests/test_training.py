@@ -361,8 +361,10 @@ def test_data_module_rejects_unknown_recipes():
 def test_load_model_errors_name_the_problem(tmp_path):
     from fip.errors import FipError
 
-    with pytest.raises(FipError, match="neither 'paper/<Operator>' nor an existing"):
+    with pytest.raises(FipError, match="neither 'paper/<Operator>', 'fip/<operator>' nor an existing"):
         load_model(tmp_path / "missing.pt")
+    with pytest.raises(FipError, match="fip ships no model for 'smooth.nothing'; shipped: .*smooth.rtv"):
+        load_model("fip/smooth.nothing")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(FipError, match="junk.pt is not a fip model"):
         load_model(tmp_path / "junk.pt")
@@ -477,10 +479,17 @@ def test_training_configs_are_valid(config, capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["data"]["operator"] == config.stem and printed["model"]["net"]["class_path"].endswith("ContextAggregationNet")
     warm = printed["model"].get("warm_start")
-    if warm:
+    if warm and warm.startswith("paper/"):
         from fip.models.paper import FIP_OPERATOR
 
         assert FIP_OPERATOR[warm.removeprefix("paper/")] == config.stem  # the authors' network of the same operator
+    elif warm:  # a model fip ships, perhaps another operator's: it must load into the config's network
+        from fip.lit import Approximator
+        from fip.models import ContextAggregationNet
+
+        assert warm.startswith("fip/"), f"{config.name}: warm start {warm!r} is neither paper/... nor fip/..."
+        net = ContextAggregationNet(**printed["model"]["net"]["init_args"])
+        Approximator(net, warm_start=warm)  # raises on a shape the network cannot take
 
 
 EXTENSION_CONFIGS = sorted((CONFIGS[0].parent / "extensions").glob("*.yaml"))
