@@ -41,6 +41,25 @@ def one_megapixel_photo() -> np.ndarray:
     return resize_area(image, int(image.shape[0] * scale) // 2 * 2, int(image.shape[1] * scale) // 2 * 2)
 
 
+def labelled(row: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """One row of titled pictures ``(H, W, 3)`` in [0, 1], drawn side by side: an ``(H, W, 3)`` float32 image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(row), figsize=(3.2 * len(row), 3.6), dpi=100)
+    for axis, (title, picture) in zip(axes, row):
+        axis.imshow(np.clip(picture, 0, 1))
+        axis.set_title(title, fontsize=9)
+        axis.axis("off")
+    figure.tight_layout()
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255
+    plt.close(figure)
+    return pixels
+
+
 def machine() -> str:
     from fip.bench import machine_description
 

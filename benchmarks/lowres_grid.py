@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import REPO, fivek_photos  # noqa: E402
+from _common import REPO, fivek_photos, labelled  # noqa: E402
 from fip.files import atomic_write_bytes  # noqa: E402
 from fip.imaging import encode_png, read_image_file  # noqa: E402
 from fip.infer import LoadedModel, model_for_operator, run_loaded, run_model  # noqa: E402
@@ -36,24 +36,6 @@ def panels(operator: str, image: np.ndarray, crop: tuple[slice, slice]) -> list[
                ("lowres, trained", run_loaded(model, image, variant=Variant.LOWRES))]  # fmt: skip
     found = [("input", image[crop]), (f"reference ({operator})", reference[crop])]
     return found + [(f"{name}: {psnr(out, reference):.2f} dB", out[crop]) for name, out in outputs]
-
-
-def labelled(row: list[tuple[str, np.ndarray]]) -> np.ndarray:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(row), figsize=(3.2 * len(row), 3.6), dpi=100)
-    for axis, (title, picture) in zip(axes, row):
-        axis.imshow(np.clip(picture, 0, 1))
-        axis.set_title(title, fontsize=9)
-        axis.axis("off")
-    figure.tight_layout()
-    figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255
-    plt.close(figure)
-    return pixels
 
 
 def main() -> None:

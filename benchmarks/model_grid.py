@@ -1,0 +1,64 @@
+"""Before/after picture of a model change: a crop of a FiveK photo at 1080p through the reference operator and
+through each given model (``full``), each labelled with its PSNR against the reference on the whole frame.
+
+Usage: python benchmarks/model_grid.py OPERATOR MODEL[=LABEL] [MODEL[=LABEL] ...] [--photo 000001.png]
+                                       [--out docs/images/OPERATOR-models.png]
+
+MODEL is anything ``fip eval -m`` takes: ``fip/<operator>`` (the shipped model), ``paper/<Operator>``, a ``.pt`` file
+(an earlier shipped model, say, from ``git show REV:fip/models/weights/fip/OPERATOR.pt > old.pt``) or a ``.ckpt``.
+Writes one row: input | reference | each model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import REPO, fivek_photos, labelled  # noqa: E402
+from fip.files import atomic_write_bytes  # noqa: E402
+from fip.imaging import encode_png, read_image_file  # noqa: E402
+from fip.infer import load_model, run_model  # noqa: E402
+from fip.metrics import psnr  # noqa: E402
+from fip.registry import get_operator  # noqa: E402
+from fip.variants import Variant  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("operator")
+    parser.add_argument("models", nargs="+", help="MODEL or MODEL=LABEL (the label titles its panel)")
+    parser.add_argument("--photo", default="000001.png", help="one of the FiveK photos")
+    parser.add_argument("--out", type=Path, help="default: docs/images/OPERATOR-models.png")
+    args = parser.parse_args()
+    photo = next((p for p in fivek_photos() if p.name == args.photo), None)
+    if photo is None:
+        raise SystemExit(f"no FiveK photo named {args.photo}; have: {', '.join(p.name for p in fivek_photos())}")
+    image = read_image_file(photo)
+    models = []
+    for text in args.models:
+        # Lightning's checkpoint names hold "=" too: the label is what follows the last one, if the whole is no file
+        name, label = (text, "") if Path(text).is_file() or "=" not in text else text.rpartition("=")[::2]
+        model = load_model(name)
+        if model.operator not in (None, args.operator):
+            raise SystemExit(f"{name} approximates {model.operator}, not {args.operator}")
+        models.append((label or Path(name).name, model))
+    spec = get_operator(args.operator)
+    params = [spec.resolve_params(model.params) for _, model in models]
+    if any(p != params[0] for p in params):
+        raise SystemExit(f"the models approximate {args.operator} with different parameters: {params}")
+    reference = spec.apply(image, params[0])
+    height, width = image.shape[:2]
+    crop = (slice(height // 2 - 160, height // 2 + 160), slice(width // 2 - 240, width // 2 + 240))
+    row = [("input", image[crop]), (f"reference ({args.operator})", reference[crop])]
+    for label, model in models:
+        output = run_model(model.net, image, variant=Variant.FULL)
+        row.append((f"{label}: {psnr(output, reference):.2f} dB", output[crop]))
+    out = args.out or REPO / "docs" / "images" / f"{args.operator}-models.png"
+    atomic_write_bytes(out, encode_png(labelled(row), bits=8))
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
