@@ -23,7 +23,9 @@ from pathlib import Path
 from fip.errors import FipError, ParameterError
 from fip.variants import BENCH_ROWS, VARIANT_HELP, Variant
 
-MODEL_HELP = "paper/<Operator> (the authors'), fip/<operator> (fip's shipped), a .ckpt from fip train or a .pt model file"
+MODEL_HELP = (
+    "paper/<Operator> (the authors'), fip/<operator> (fip's shipped), a .ckpt from fip train or a .pt model file"
+)
 
 
 def _parse_param(text: str) -> tuple[str, str]:

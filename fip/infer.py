@@ -148,9 +148,11 @@ def load_model(name_or_path: str | os.PathLike[str]) -> LoadedModel:
         net = load_paper_model(text).to(memory_format=torch.channels_last)  # the layout run_model uses
         return LoadedModel(net, text, FIP_OPERATOR.get(paper_name), conditioning=conditioning)
     path = Path(text).expanduser()
-    if text.startswith("fip/") and not path.is_file():  # a file wins: fip/models/... is also a path in a checkout
-        operator = text.removeprefix("fip/")
-        if not (SHIPPED_DIR / f"{operator}.pt").is_file():
+    operator = text.removeprefix("fip/")
+    # A file wins (fip/models/... is also a path in a checkout); a name with a "/" or a model file's suffix is a
+    # missing file, not an operator.
+    if text.startswith("fip/") and not path.is_file() and "/" not in operator and path.suffix not in (".pt", ".ckpt"):
+        if operator not in shipped_operators():
             raise FipError(f"fip ships no model for {operator!r}; shipped: {', '.join(shipped_operators())}")
         return model_for_operator(operator)
     if not path.is_file():

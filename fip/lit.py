@@ -7,8 +7,10 @@ operator's output. Validation logs PSNR and SSIM of the clipped prediction, one 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -55,11 +57,15 @@ class Approximator(pl.LightningModule):
                 raise ValueError(f"{name} {scale!r} must be positive (1 = the paper's single learning rate)")
         self.save_hyperparameters(ignore=["net"])
         self.net = net
+        self.warm_start_sha256: str | None = None  # of the file started from, which may be replaced later
         if warm_start:
             from fip.infer import load_model
             from fip.models import GuidedCAN
 
-            source = load_model(warm_start).net
+            loaded = load_model(warm_start)
+            source = loaded.net
+            if Path(loaded.name).is_file():  # a model file or checkpoint (fip/<operator>: the shipped file)
+                self.warm_start_sha256 = hashlib.sha256(Path(loaded.name).read_bytes()).hexdigest()
             into_can = isinstance(self.net, GuidedCAN) and not isinstance(source, GuidedCAN)
             target = self.net.can if into_can else self.net
             if getattr(source, "conv_bias", False) and not getattr(target, "conv_bias", False):
@@ -112,6 +118,7 @@ class Approximator(pl.LightningModule):
             "operator": getattr(datamodule, "operator", None),
             "params": getattr(datamodule, "params", {}),
             "conditioning": conditioning.to_json() if conditioning else None,
+            "warm_start_sha256": self.warm_start_sha256,
         }
 
     def _parameter_groups(self) -> list[dict]:

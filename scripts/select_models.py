@@ -55,8 +55,13 @@ def provenance(name: str) -> str:
     checkpoint = torch.load(name, map_location="cpu", weights_only=False)
     model, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters", {})
     start = model.get("warm_start")
-    if start and Path(start).is_file():  # a model file, perhaps a scratch copy: name it by its content
-        start = f"{Path(start).name} (sha256 {hashlib.sha256(Path(start).read_bytes()).hexdigest()[:12]})"
+    # A file (a scratch copy, or fip/<operator>'s shipped file, which may be replaced since) is named by its content,
+    # as training read it where the checkpoint records it.
+    digest = checkpoint.get("fip", {}).get("warm_start_sha256")
+    if not digest and start and Path(start).is_file():
+        digest = hashlib.sha256(Path(start).read_bytes()).hexdigest()
+    if digest:
+        start = f"{Path(start).name if Path(start).is_file() else start} (sha256 {digest[:12]})"
     context = data.get("context_scale")
     recipe = f"{data.get('recipe')} in context {context}" if context else data.get("recipe")
     scales = "".join(f", {key} {model[key]}" for key in ("norm_lr_scale", "bias_lr_scale") if model.get(key, 1) != 1)

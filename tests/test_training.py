@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,6 +249,10 @@ def test_training_resumes_from_a_checkpoint(photo_folder, tmp_path):
     last = first.trainer.checkpoint_callback.last_model_path
     resumed = run_training(["-c", config, "--trainer.max_epochs", "3", "--ckpt_path", last])
     assert resumed.trainer.current_epoch == 3 and resumed.trainer.global_step > first.trainer.global_step
+    # A run started from a checkpoint records what the file held then (it may be overwritten later)
+    started = run_training(["-c", config, "--trainer.max_epochs", "1", "--model.warm_start", last])
+    saved = torch.load(started.trainer.checkpoint_callback.last_model_path, map_location="cpu", weights_only=False)
+    assert saved["fip"]["warm_start_sha256"] == hashlib.sha256(Path(last).read_bytes()).hexdigest()
 
 
 def test_last_checkpoint_is_the_last_epoch_even_when_validation_stops_improving(photo_folder, tmp_path):
@@ -271,6 +277,20 @@ def test_warm_start_from_the_authors_network():
     reference = load_paper_model("paper/L0_smoothing")
     x = torch.rand(1, 3, 20, 24)
     assert torch.allclose(module.net.eval()(x), reference(x))
+
+
+def test_warm_start_from_another_operators_shipped_model_records_its_content():
+    """``fip/<operator>`` starts from the model fip ships, any operator's (style.stylize's config starts from
+    fip/smooth.rtv); the file's digest goes into checkpoints, as the shipped file may be replaced later."""
+    from fip.infer import SHIPPED_DIR, load_model
+    from fip.lit import Approximator
+    from fip.models import ContextAggregationNet
+
+    module = Approximator(ContextAggregationNet(conv_bias=True), warm_start="fip/smooth.rtv")
+    x = torch.rand(1, 3, 20, 24)
+    assert torch.allclose(module.net.eval()(x), load_model("fip/smooth.rtv").net(x), atol=1e-6)
+    assert module.warm_start_sha256 == hashlib.sha256((SHIPPED_DIR / "smooth.rtv.pt").read_bytes()).hexdigest()
+    assert Approximator(ContextAggregationNet(), warm_start="paper/L0_smoothing").warm_start_sha256 is None
 
 
 def test_a_network_with_convolution_biases_starts_from_one_without_and_keeps_them_when_saved(tmp_path):
@@ -365,6 +385,10 @@ def test_load_model_errors_name_the_problem(tmp_path):
         load_model(tmp_path / "missing.pt")
     with pytest.raises(FipError, match="fip ships no model for 'smooth.nothing'; shipped: .*smooth.rtv"):
         load_model("fip/smooth.nothing")
+    with pytest.raises(FipError, match="fip ships no model for 'smooth.rtv.pruned'"):  # a sibling is no operator
+        load_model("fip/smooth.rtv.pruned")
+    with pytest.raises(FipError, match="neither"):  # a missing file under fip/, not a name
+        load_model("fip/../fip/smooth.rtv")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(FipError, match="junk.pt is not a fip model"):
         load_model(tmp_path / "junk.pt")
@@ -459,7 +483,7 @@ def test_ddp_on_cpu_with_two_processes(photo_folder, tmp_path):
     assert list((tmp_path / "runs" / "tiny").rglob("last.ckpt"))
 
 
-CONFIGS = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "train" / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "train" / "configs").glob("*.yaml"))
 
 
 def test_every_builtin_operator_has_a_training_config():
