@@ -27,6 +27,18 @@ def fivek_photos() -> list[Path]:
     return sorted((found / "fivek-1080p" / "input").glob("*.png"))
 
 
+def fivek_photo_and_crop(name: str) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The FiveK photo ``name`` (e.g. ``000001.png``) and the 320x480 crop at its centre that the picture scripts
+    show (``benchmarks/lowres_grid.py``, ``benchmarks/model_grid.py``)."""
+    photos = fivek_photos()
+    photo = next((p for p in photos if p.name == name), None)
+    if photo is None:
+        raise SystemExit(f"no FiveK photo named {name}; have: {', '.join(p.name for p in photos)}")
+    image = read_image_file(photo)
+    height, width = image.shape[:2]
+    return image, (slice(height // 2 - 160, height // 2 + 160), slice(width // 2 - 240, width // 2 + 240))
+
+
 def one_megapixel_photo() -> np.ndarray:
     """A FiveK photo scaled to ~1 MP if the reference photos are present, else a sample-set photo."""
     found = reference_dir()

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import REPO, fivek_photos, labelled  # noqa: E402
+from _common import REPO, fivek_photo_and_crop, labelled  # noqa: E402
 from fip.files import atomic_write_bytes  # noqa: E402
-from fip.imaging import encode_png, read_image_file  # noqa: E402
+from fip.imaging import encode_png  # noqa: E402
 from fip.infer import LoadedModel, model_for_operator, run_loaded, run_model  # noqa: E402
 from fip.metrics import psnr  # noqa: E402
 from fip.registry import get_operator  # noqa: E402
@@ -44,12 +44,7 @@ def main() -> None:
     parser.add_argument("--photo", default="000001.png", help="one of the FiveK photos")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     args = parser.parse_args()
-    photo = next((p for p in fivek_photos() if p.name == args.photo), None)
-    if photo is None:
-        raise SystemExit(f"no FiveK photo named {args.photo}; have: {', '.join(p.name for p in fivek_photos())}")
-    image = read_image_file(photo)
-    height, width = image.shape[:2]
-    crop = (slice(height // 2 - 160, height // 2 + 160), slice(width // 2 - 240, width // 2 + 240))
+    image, crop = fivek_photo_and_crop(args.photo)
     for operator in args.operators:
         path = args.out / f"lowres-{operator}.png"
         atomic_write_bytes(path, encode_png(labelled(panels(operator, image, crop)), bits=8))

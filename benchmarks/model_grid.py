@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import REPO, fivek_photos, labelled  # noqa: E402
+from _common import REPO, fivek_photo_and_crop, labelled  # noqa: E402
 from fip.files import atomic_write_bytes  # noqa: E402
-from fip.imaging import encode_png, read_image_file  # noqa: E402
+from fip.imaging import encode_png  # noqa: E402
 from fip.infer import load_model, run_model  # noqa: E402
 from fip.metrics import psnr  # noqa: E402
 from fip.registry import get_operator  # noqa: E402
@@ -32,10 +32,7 @@ def main() -> None:
     parser.add_argument("--photo", default="000001.png", help="one of the FiveK photos")
     parser.add_argument("--out", type=Path, help="default: docs/images/OPERATOR-models.png")
     args = parser.parse_args()
-    photo = next((p for p in fivek_photos() if p.name == args.photo), None)
-    if photo is None:
-        raise SystemExit(f"no FiveK photo named {args.photo}; have: {', '.join(p.name for p in fivek_photos())}")
-    image = read_image_file(photo)
+    image, crop = fivek_photo_and_crop(args.photo)
     models = []
     for text in args.models:
         # Lightning's checkpoint names hold "=" too: the label is what follows the last one, if the whole is no file
@@ -49,8 +46,6 @@ def main() -> None:
     if any(p != params[0] for p in params):
         raise SystemExit(f"the models approximate {args.operator} with different parameters: {params}")
     reference = spec.apply(image, params[0])
-    height, width = image.shape[:2]
-    crop = (slice(height // 2 - 160, height // 2 + 160), slice(width // 2 - 240, width // 2 + 240))
     row = [("input", image[crop]), (f"reference ({args.operator})", reference[crop])]
     for label, model in models:
         output = run_model(model.net, image, variant=Variant.FULL)

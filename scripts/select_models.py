@@ -58,10 +58,11 @@ def provenance(name: str) -> str:
     # A file (a scratch copy, or fip/<operator>'s shipped file, which may be replaced since) is named by its content,
     # as training read it where the checkpoint records it.
     digest = checkpoint.get("fip", {}).get("warm_start_sha256")
-    if not digest and start and Path(start).is_file():
-        digest = hashlib.sha256(Path(start).read_bytes()).hexdigest()
+    if start and Path(start).is_file():
+        digest = digest or hashlib.sha256(Path(start).read_bytes()).hexdigest()
+        start = Path(start).name
     if digest:
-        start = f"{Path(start).name if Path(start).is_file() else start} (sha256 {digest[:12]})"
+        start = f"{start} (sha256 {digest[:12]})"
     context = data.get("context_scale")
     recipe = f"{data.get('recipe')} in context {context}" if context else data.get("recipe")
     scales = "".join(f", {key} {model[key]}" for key in ("norm_lr_scale", "bias_lr_scale") if model.get(key, 1) != 1)
