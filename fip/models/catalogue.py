@@ -1,0 +1,384 @@
+"""The model catalogue: installed models, found through the entry-point group ``fip.models``.
+
+Each entry point names a package (or module) whose folder holds model folders, one ``card.json`` each
+(:mod:`fip.models.cards`), or a list of model folders, or a function returning one. fip's own models arrive through
+the same group (``fip = "fip.models.zoo"``), so a plugin distribution ships models for its operators exactly as fip
+does::
+
+    [project.entry-points."fip.models"]
+    my_models = "my_plugin.models"          # my_plugin/models/<model>/card.json, ...
+
+Discovery is lazy, cached and in a deterministic order (fip's own first, then by distribution and entry point).
+A card that cannot be read, or a second card with a name already taken, is skipped with a
+:class:`ModelLoadWarning` naming it; fip keeps working. ``FIP_DISABLE_PLUGINS=1`` skips third-party models too.
+
+:func:`open_model` turns any name a user may type into a :class:`Model`: a catalogue name (``fip/smooth.l0``), an
+operator name (``smooth.l0``: the model installed for it), ``paper/<Operator>`` (the authors' networks), a model
+folder, or a single network file (``.pt``, ``.ckpt``). Every model has the approximator ``reference-lowres``, and
+an operator without any model gets a model of that approximator alone.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import threading
+import types
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from fip.conditioning import Conditioning, from_json
+from fip.errors import FipError
+from fip.files import sha256_file
+from fip.models.cards import (
+    CARD_FILE,
+    REFERENCE_LOWRES,
+    Approximator,
+    CardError,
+    ModelCard,
+    NetworkEntry,
+    Upsampler,
+    read_card,
+)
+from fip.models.storage import NetworkFile, load_network, net_config
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "fip.models"
+DISABLE_PLUGINS_ENV = "FIP_DISABLE_PLUGINS"
+BUILTIN_DISTRIBUTION = "fip"
+
+# The untrained approximation every operator has: the reference on the photo at a third of its size, brought back
+# with a colour guided filter fitted between the small photo and the small result.
+REFERENCE_LOWRES_APPROXIMATOR = Approximator(
+    name=REFERENCE_LOWRES,
+    scale=1 / 3,
+    max_working_megapixels=2.0,
+    upsampler=Upsampler("colour-guided", radius=1, eps=1e-4),
+    description="the reference operator at a third of the size, colour-guided upsampling (no training)",
+)
+# The same at half the size: four times the reference's work of a third's, for operators whose detail a third loses.
+REFERENCE_HALFRES_APPROXIMATOR = Approximator(
+    name="reference-halfres",
+    scale=1 / 2,
+    max_working_megapixels=2.0,
+    upsampler=Upsampler("colour-guided", radius=1, eps=1e-4),
+    description="the reference operator at half the size, colour-guided upsampling (no training)",
+)
+PREVIEW_MEGAPIXELS = 0.1  # the statistics preview of a network run at full resolution
+GUIDED_PREVIEW_MEGAPIXELS = 0.05  # the statistics preview of a guided network's low-resolution pass
+
+
+class ModelLoadWarning(UserWarning):
+    """An installed model could not be read, or its name was taken; fip goes on without it."""
+
+
+class Model:
+    """A model card opened for use: its networks are loaded on first use and checked against the card's digests.
+
+    Args:
+        card: what the model is (:class:`~fip.models.cards.ModelCard`).
+    """
+
+    def __init__(self, card: ModelCard):
+        self.card = card
+        self._networks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of_network(cls, network: NetworkFile | Any, operator: str | None = None) -> Model:
+        """A model of one network already in memory (a :class:`~fip.models.storage.NetworkFile`, or a bare network
+        for ``operator``), with the approximators of :func:`card_for_network`."""
+        if not isinstance(network, NetworkFile):
+            network = NetworkFile(network, f"network for {operator}", operator)
+        model = cls(card_for_network(network, kind="memory"))
+        model._networks["net"], model._networks["net#file"] = network.net, network
+        return model
+
+    def __repr__(self) -> str:
+        return f"Model({self.card.name!r}, approximators={list(self.card.approximators)})"
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def operator(self) -> str | None:
+        return self.card.operator
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.card.params
+
+    @property
+    def conditioning(self) -> Conditioning | None:
+        return from_json(self.card.conditioning)
+
+    def maps(self, operator: str | None = None, params: dict[str, Any] | None = None) -> tuple[float, ...] | None:
+        """The extra input maps that ask the networks for ``operator`` with ``params`` (``None``: RGB only)."""
+        conditioning = self.conditioning
+        if conditioning is None:
+            return None
+        operator = operator or self.operator
+        if operator is None:
+            raise FipError(f"{self.name} serves several operators ({', '.join(conditioning.operators)}): "
+                           "name one (--operator)")  # fmt: skip
+        return conditioning.maps(operator, params if params is not None else self.params)
+
+    def network(self, key: str) -> Any:
+        """Network ``key`` of the card: a PyTorch module (float32, CPU, eval mode) or, for an ONNX file, its path.
+
+        Raises:
+            FipError: the file is missing, does not match the card's SHA-256, or holds no network.
+        """
+        with self._lock:
+            if key not in self._networks:
+                self._networks[key] = self._open(key)
+            return self._networks[key]
+
+    def network_file(self, key: str) -> NetworkFile | None:
+        """The network file behind ``key`` (``None`` for ONNX files)."""
+        self.network(key)
+        return self._networks.get(f"{key}#file")
+
+    def _open(self, key: str) -> Any:
+        entry = self.card.networks[key]
+        where = self.card.path_of(key)
+        if entry.kind == "paper":
+            network = load_network(str(where))
+            self._networks[f"{key}#file"] = network
+            return network.net
+        path = Path(where)
+        if not path.is_file():
+            raise FipError(f"model {self.name}: its {key!r} file {path} is missing; reinstall the model")
+        if entry.sha256 is not None and sha256_file(path) != entry.sha256:
+            raise FipError(f"model {self.name}: {path} does not match the SHA-256 its card records (damaged or "
+                           "replaced); reinstall the model")  # fmt: skip
+        if entry.kind == "onnx":
+            return path
+        network = load_network(path)
+        self._networks[f"{key}#file"] = network
+        return network.net
+
+
+class Catalogue:
+    """The models installed through entry points; see the module docstring."""
+
+    def __init__(self, entry_points: Callable[[], Iterable[importlib.metadata.EntryPoint]] | None = None):
+        self._entry_points = entry_points or (lambda: importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        self._cards: dict[str, ModelCard] | None = None
+        self._lock = threading.RLock()
+
+    def cards(self) -> list[ModelCard]:
+        """Every installed model's card, fip's own first."""
+        return list(self._discover().values())
+
+    def get(self, name: str) -> ModelCard | None:
+        return self._discover().get(name)
+
+    def for_operator(self, operator: str) -> ModelCard | None:
+        """The first installed model made for ``operator`` (fip's own before plugins')."""
+        return next((c for c in self._discover().values() if c.operator == operator), None)
+
+    def refresh(self) -> None:
+        """Forget what was discovered (after installing a model into a running process)."""
+        with self._lock:
+            self._cards = None
+
+    def _discover(self) -> dict[str, ModelCard]:
+        with self._lock:
+            if self._cards is not None:
+                return self._cards
+            cards: dict[str, ModelCard] = {}
+            disabled = os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower() in {"1", "true", "yes"}
+            for ep in sorted(self._entry_points(), key=_entry_point_order):
+                builtin = _distribution_name(ep) == BUILTIN_DISTRIBUTION
+                if disabled and not builtin:
+                    continue
+                source = f"{_distribution_name(ep) or 'unknown distribution'} (entry point {ep.name} = {ep.value})"
+                try:
+                    folders = _folders_of(ep.load())
+                except Exception as exc:  # noqa: BLE001 - a broken plugin must not take fip down
+                    _warn(f"model plugin {source} failed to load and is skipped: {type(exc).__name__}: {exc}")
+                    continue
+                for folder in folders:
+                    try:
+                        card = read_card(folder)
+                    except CardError as exc:
+                        _warn(f"skipping the model in {folder} from {source}: {exc}")
+                        continue
+                    if card.name in cards:
+                        _warn(f"skipping the model {card.name!r} in {folder} from {source}: that name is already "
+                              f"installed from {cards[card.name].root}")  # fmt: skip
+                        continue
+                    cards[card.name] = card
+            self._cards = cards
+            return cards
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"fip: {message}. Set {DISABLE_PLUGINS_ENV}=1 to skip third-party models.", ModelLoadWarning,
+                  stacklevel=4)  # fmt: skip
+
+
+def _folders_of(loaded: Any) -> list[Path]:
+    """The model folders an entry point names: a package's subfolders holding a card (and its own folder, if it
+    holds one), a list of folders, or what a function returns."""
+    if callable(loaded) and not isinstance(loaded, types.ModuleType):
+        loaded = loaded()
+    if isinstance(loaded, types.ModuleType):
+        folder = Path(loaded.__file__).parent if getattr(loaded, "__file__", None) else None
+        if folder is None:
+            raise TypeError(f"module {loaded.__name__} has no folder")
+        found = sorted(p.parent for p in folder.glob(f"*/{CARD_FILE}"))
+        return [folder, *found] if (folder / CARD_FILE).is_file() else found
+    if isinstance(loaded, (list, tuple)):
+        return [Path(p) for p in loaded]
+    raise TypeError(f"entry point value is a {type(loaded).__name__}; it must name a package of model folders, "
+                    "a list of folders, or a function returning one")  # fmt: skip
+
+
+def _distribution_name(ep: importlib.metadata.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return None if dist is None else dist.metadata["Name"]
+
+
+def _entry_point_order(ep: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
+    dist = _distribution_name(ep) or ""
+    return (0 if dist == BUILTIN_DISTRIBUTION else 1, dist.lower(), ep.name)
+
+
+_catalogue = Catalogue()
+
+
+def default_catalogue() -> Catalogue:
+    return _catalogue
+
+
+def list_models(operator: str | None = None) -> list[ModelCard]:
+    """Installed models' cards (optionally only those made for ``operator``), fip's own first."""
+    return [c for c in _catalogue.cards() if operator is None or c.operator == operator]
+
+
+def network_approximators(net: Any, *, guided: bool = False, running: bool = False) -> list[Approximator]:
+    """The approximators fip offers for one network without measurements: at full resolution ``full`` (the
+    statistics of the photo at every layer), ``fast`` (statistics from a preview, folded) and ``bf16``, and
+    ``network-lowres`` (the network at a third of the size, guided-filter upsampling); for a guided (Deep Guided
+    Filter) network, ``lowres``; for a network with running statistics, ``full`` and ``bf16`` with those."""
+    if guided:
+        return [Approximator("lowres", "net", "bf16", "preview", GUIDED_PREVIEW_MEGAPIXELS,
+                             description="the network's own low-resolution pass and learned guided filter, bf16")]  # fmt: skip
+    if running:
+        return [Approximator("full", "net", "fp32", "running", description="running statistics, folded, fp32"),
+                Approximator("bf16", "net", "bf16", "running", description="running statistics, folded, bf16")]  # fmt: skip
+    return [
+        Approximator("full", "net", "fp32", "image", description="paper-exact: the photo's statistics at every layer"),
+        Approximator("fast", "net", "fp32", "preview", PREVIEW_MEGAPIXELS,
+                     description=f"statistics from a {PREVIEW_MEGAPIXELS:g} MP preview, folded into the convolutions"),
+        Approximator("bf16", "net", "bf16", "preview", PREVIEW_MEGAPIXELS, description="fast, in bfloat16"),
+        Approximator("network-lowres", "net", "bf16", "preview", PREVIEW_MEGAPIXELS, scale=1 / 3,
+                     upsampler=Upsampler("guided", radius=1, eps=1e-4),
+                     description="the network at a third of the size in bf16, guided-filter upsampling"),
+    ]  # fmt: skip
+
+
+def card_for_network(network: NetworkFile, kind: str = "fip") -> ModelCard:
+    """A card made on the fly for one network (``kind``: ``fip`` for a file, ``paper`` for ``paper/<Operator>``,
+    ``memory`` for one only in memory): its approximators are :func:`network_approximators` and
+    ``reference-lowres``; nothing is measured, so ``auto`` runs ``fast``."""
+    from fip.models.guided import GuidedCAN
+
+    net = network.net
+    running = getattr(net, "folds_exactly", False)
+    path = Path(network.name) if kind == "fip" else None
+    entry = NetworkEntry(path.name if path else network.name, "paper" if kind == "paper" else "fip",
+                         architecture=net_config(net))  # fmt: skip
+    approximators = network_approximators(net, guided=isinstance(net, GuidedCAN), running=running)
+    approximators.append(REFERENCE_LOWRES_APPROXIMATOR)
+    return ModelCard(
+        name=network.name, operator=network.operator, params=network.params, networks={"net": entry},
+        approximators={a.name: a for a in approximators},
+        conditioning=network.conditioning.to_json() if network.conditioning else None,
+        description="a single network file, not measured", root=path.parent if path else None,
+    )  # fmt: skip
+
+
+def reference_card(operator: str) -> ModelCard:
+    """The model of an operator that has none: ``reference-lowres`` alone."""
+    from fip.registry import get_operator
+
+    spec = get_operator(operator)  # an unknown name fails here, naming the registered ones
+    return ModelCard(name=f"reference/{spec.name}", operator=spec.name, params=spec.resolve_params(),
+                     approximators={REFERENCE_LOWRES: REFERENCE_LOWRES_APPROXIMATOR},
+                     description="no trained model: the reference operator at low resolution")  # fmt: skip
+
+
+def open_model(name_or_path: str | os.PathLike[str] | ModelCard) -> Model:
+    """A :class:`Model` from any name a user may give (see the module docstring), tried in this order: a card; an
+    installed model's name; ``paper/<Operator>``; a registered operator's name (its installed model, else the
+    authors' network for it, else ``reference-lowres`` alone); an existing model folder, card file or network file.
+
+    Raises:
+        FipError: nothing of that name, or a file that holds no model; the message lists what exists.
+    """
+    if isinstance(name_or_path, ModelCard):
+        return Model(name_or_path)
+    text = str(name_or_path)
+    if (card := _catalogue.get(text)) is not None:
+        return Model(card)
+    if text.startswith("paper/"):
+        return Model(card_for_network(load_network(text), kind="paper"))
+    path = Path(text).expanduser()
+    if path.is_dir() or path.name == CARD_FILE:
+        return Model(read_card(path))
+    if path.is_file():
+        return Model(card_for_network(load_network(path)))
+    from fip.registry import default_registry
+
+    if text in default_registry().names():
+        return model_for_operator(text)
+    installed = ", ".join(c.name for c in _catalogue.cards()) or "none"
+    raise FipError(f"no model, operator or file named {text!r}. Installed models: {installed}; also "
+                   "'paper/<Operator>', any registered operator's name (`fip operators`), a model folder, "
+                   "or a .pt/.ckpt file")  # fmt: skip
+
+
+def model_for_operator(operator: str) -> Model:
+    """The model for ``operator``: the installed one, else the authors' network for it, else ``reference-lowres``."""
+    from fip.models.paper import paper_network_for
+
+    if (card := _catalogue.for_operator(operator)) is not None:
+        return Model(card)
+    if (paper := paper_network_for(operator)) is not None:
+        return Model(card_for_network(load_network(paper), kind="paper"))
+    return Model(reference_card(operator))
+
+
+def open_warm_start(name_or_path: str | os.PathLike[str]) -> NetworkFile:
+    """The network a training run starts from: an installed model's main network for its name (``fip/smooth.rtv``,
+    a related operator's model) or a model folder, ``paper/<Operator>``, or a network file.
+
+    Raises:
+        FipError: no such model or file (an unknown ``fip/...`` name lists the installed models).
+    """
+    text = str(name_or_path)
+    card = _catalogue.get(text)
+    if card is None and Path(text).expanduser().is_dir():
+        card = read_card(Path(text).expanduser())
+    if card is not None:
+        key = "net" if "net" in card.networks else next((k for k, e in card.networks.items() if e.kind != "onnx"), None)
+        if key is None:
+            raise FipError(f"model {card.name} has no PyTorch network to start training from")
+        return Model(card).network_file(key)
+    if text.startswith("fip/") and not Path(text).exists():
+        installed = ", ".join(c.name for c in _catalogue.cards()) or "none"
+        raise FipError(f"no installed model {text!r} to start from; installed: {installed}")
+    return load_network(text)
+
+
+__all__ = ["Catalogue", "ENTRY_POINT_GROUP", "GUIDED_PREVIEW_MEGAPIXELS", "Model", "PREVIEW_MEGAPIXELS",
+           "REFERENCE_HALFRES_APPROXIMATOR", "REFERENCE_LOWRES_APPROXIMATOR", "ModelLoadWarning", "card_for_network", "default_catalogue",
+           "list_models", "model_for_operator", "network_approximators", "open_model", "open_warm_start", "reference_card"]  # fmt: skip
