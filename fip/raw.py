@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from fip.errors import InputError, UnreadablePhotoError
+from fip.errors import UnreadablePhotoError
 from fip.imaging import IMAGE_EXTENSIONS, read_image_file, resize_area, srgb_decode, srgb_encode
+from fip.mosaic import Mosaic, mosaic_samples
 from fip.registry import InputKind
 
 RAW_EXTENSIONS = frozenset(
@@ -44,10 +45,6 @@ RAW_EXTENSIONS = frozenset(
     }
 )  # fmt: skip
 PHOTO_EXTENSIONS = RAW_EXTENSIONS | IMAGE_EXTENSIONS
-
-CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
-_CHANNEL_INDEX = {"R": 0, "G": 1, "B": 2}
-
 
 def postprocess_settings() -> dict:
     """The keyword arguments fip passes to ``rawpy.RawPy.postprocess`` (see the module docstring)."""
@@ -66,75 +63,6 @@ def postprocess_settings() -> dict:
         user_flip=0,
     )
 
-
-
-@dataclass(frozen=True, eq=False)
-class Mosaic:
-    """A Bayer mosaic with what is needed to render it like the sRGB view.
-
-    Attributes:
-        data: ``(H, W)`` float32 in [0, 1]: ``(raw - black) / (white - black)``, clipped; H and W even.
-        cfa: colours of the 2x2 tile read row by row, one of ``RGGB``, ``BGGR``, ``GRBG``, ``GBRG``
-            (OpenCV's ``BayerBG`` and kornia's ``CFA.BG`` both mean ``RGGB``).
-        white_balance: ``(3,)`` R, G, B multipliers applied to camera RGB, smallest = 1 (LibRaw's convention).
-        camera_to_srgb: ``(3, 3)`` matrix from white-balanced camera RGB to linear sRGB primaries.
-        black_level: black level per 2x2 tile position, in raw units (metadata).
-        white_level: white level in raw units (metadata).
-    """
-
-    data: np.ndarray
-    cfa: str = "RGGB"
-    white_balance: np.ndarray = field(default_factory=lambda: np.ones(3, dtype=np.float32))
-    camera_to_srgb: np.ndarray = field(default_factory=lambda: np.eye(3, dtype=np.float32))
-    black_level: tuple[int, ...] = (0, 0, 0, 0)
-    white_level: int = 1
-
-    def __post_init__(self) -> None:
-        if self.cfa not in CFA_PATTERNS:
-            raise InputError(f"CFA pattern {self.cfa!r} is not one of {', '.join(CFA_PATTERNS)}")
-        if self.data.ndim != 2 or self.data.shape[0] % 2 or self.data.shape[1] % 2:
-            raise InputError(f"a mosaic must be (H, W) with even H and W; got shape {self.data.shape}")
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.data.shape  # type: ignore[return-value]
-
-    def channel_index(self) -> np.ndarray:
-        """``(H, W)`` int array: the colour (0 R, 1 G, 2 B) each pixel samples."""
-        tile = np.array([_CHANNEL_INDEX[c] for c in self.cfa]).reshape(2, 2)
-        height, width = self.shape
-        return np.tile(tile, (height // 2, width // 2))
-
-    def resized(self, height: int, width: int) -> Mosaic:
-        """Resample to an even ``(height, width)`` keeping the CFA: each of the four 2x2 tile positions is a
-        half-resolution plane, area-resized on its own and interleaved again. Averaging same-colour samples
-        lowers the noise, as binning on a sensor would."""
-        if (height, width) == self.shape:
-            return self
-        if height % 2 or width % 2:
-            raise InputError(f"a mosaic's size must be even; got ({height}, {width})")
-        out = np.empty((height, width), dtype=np.float32)
-        for dy in (0, 1):
-            for dx in (0, 1):
-                out[dy::2, dx::2] = resize_area(self.data[dy::2, dx::2], height // 2, width // 2)
-        return replace(self, data=out)
-
-    def render_linear(self, camera_rgb: np.ndarray) -> np.ndarray:
-        """Demosaiced camera RGB ``(H, W, 3)`` -> linear sRGB view, with LibRaw's clipping order."""
-        balanced = np.clip(camera_rgb * self.white_balance.astype(np.float32), 0.0, 1.0)
-        return np.clip(balanced @ self.camera_to_srgb.T.astype(np.float32), 0.0, 1.0).astype(np.float32)
-
-
-def mosaic_samples(camera_rgb: np.ndarray, cfa: str = "RGGB") -> np.ndarray:
-    """Sample an ``(H, W, 3)`` image in a Bayer pattern -> ``(H, W)``; H and W must be even."""
-    height, width = camera_rgb.shape[:2]
-    if height % 2 or width % 2:
-        raise InputError(f"a mosaic needs even height and width; got ({height}, {width})")
-    out = np.empty((height, width), dtype=camera_rgb.dtype)
-    for position, colour in enumerate(cfa):
-        dy, dx = divmod(position, 2)
-        out[dy::2, dx::2] = camera_rgb[dy::2, dx::2, _CHANNEL_INDEX[colour]]
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,8 +150,10 @@ def load_srgb(path: str | os.PathLike[str]) -> np.ndarray:
     return load_photo(path).srgb  # raises the unsupported-type error
 
 
-def _load_image(path: Path, size_policy: SizePolicy | None) -> Photo:
-    srgb = read_image_file(path)
+def photo_from_srgb(srgb: np.ndarray, name: str = "image", size_policy: SizePolicy | None = None) -> Photo:
+    """A :class:`Photo` of an sRGB image ``(H, W, 3)`` float32 in [0, 1], as image files are read: sized by
+    ``size_policy`` (default: cropped to even sides), its linear view decoded from the sRGB, its mosaic sampled
+    from that in an RGGB pattern."""
     native = srgb.shape[:2]
     height, width = size_policy(*native) if size_policy else _even_crop(*native)
     if (height, width) == _even_crop(*native):
@@ -231,7 +161,11 @@ def _load_image(path: Path, size_policy: SizePolicy | None) -> Photo:
     srgb = resize_area(srgb, height, width)
     linear = srgb_decode(srgb)
     mosaic = Mosaic(mosaic_samples(linear, "RGGB"))
-    return Photo(path.stem, srgb, linear, mosaic, is_raw=False, native_size=native)
+    return Photo(name, srgb, linear, mosaic, is_raw=False, native_size=native)
+
+
+def _load_image(path: Path, size_policy: SizePolicy | None) -> Photo:
+    return photo_from_srgb(read_image_file(path), path.stem, size_policy)
 
 
 def _cfa_string(raw) -> str:

@@ -222,7 +222,7 @@ class OperatorSpec:
             check_image(view, name=f"input of {self.name}")
             height, width = view.shape[:2]
         else:
-            from fip.raw import Mosaic
+            from fip.mosaic import Mosaic
 
             if not isinstance(view, Mosaic):
                 raise InputError(

@@ -19,6 +19,15 @@ from fip.errors import InputError
 from fip.models.can import ContextAggregationNet, NormMode, check_input
 
 
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Box mean over ``(2 * radius + 1)``-pixel squares, borders reflected: ``kornia.filters.box_blur``'s result
+    (the tests compare them), ~6x faster here as one depthwise convolution over a padded map. The map must be
+    larger than ``radius`` on each side (reflection needs it)."""
+    r, channels = radius, x.shape[1]
+    kernel = x.new_full((channels, 1, 2 * r + 1, 2 * r + 1), 1.0 / (2 * r + 1) ** 2)
+    return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), kernel, groups=channels)
+
+
 class FastGuidedFilter(nn.Module):
     """``out_high = A_high * guide_high + b_high``, where per channel ``(A, b)`` is the guided filter's local linear
     fit of ``target_low`` from ``guide_low`` in ``(2 * radius + 1)``-pixel boxes, bilinearly upsampled.
@@ -46,11 +55,7 @@ class FastGuidedFilter(nn.Module):
             nn.init.zeros_(self.fit[4].bias)
 
     def _box(self, x: torch.Tensor) -> torch.Tensor:
-        """Box mean over ``(2 * radius + 1)``-pixel squares, borders reflected: ``kornia.filters.box_blur``'s result
-        (the tests compare them), ~6x faster here as one depthwise convolution over a padded map."""
-        r, channels = self.radius, x.shape[1]
-        kernel = x.new_full((channels, 1, 2 * r + 1, 2 * r + 1), 1.0 / (2 * r + 1) ** 2)
-        return F.conv2d(F.pad(x, (r, r, r, r), mode="reflect"), kernel, groups=channels)
+        return box_mean(x, self.radius)
 
     def coefficients(self, guide_low: torch.Tensor, target_low: torch.Tensor) -> torch.Tensor:
         """The box-averaged linear model at low resolution: ``(B, 2C, h, w)``, ``A`` channels then ``b``."""
@@ -73,20 +78,86 @@ class FastGuidedFilter(nn.Module):
 
 
 def apply_linear_model(coefficients: torch.Tensor, height: int, width: int,
-                       guide_rows: Callable[[int, int], torch.Tensor], band: int | None = None) -> torch.Tensor:  # fmt: skip
-    """``A * guide + b`` at ``height x width`` from the low-resolution ``coefficients`` (``A`` channels then ``b``,
-    :meth:`FastGuidedFilter.coefficients`), bilinearly upsampled. ``guide_rows(top, bottom)`` gives those rows of
-    the full-resolution guide; with ``band``, they are asked for and computed that many rows at a time (the same
+                       guide_rows: Callable[[int, int], torch.Tensor], band: int | None = None,
+                       colour: bool = False) -> torch.Tensor:  # fmt: skip
+    """``A * guide + b`` at ``height x width`` from the low-resolution ``coefficients``, bilinearly upsampled:
+    per channel (``A`` channels then ``b``, :meth:`FastGuidedFilter.coefficients`), or with ``colour`` a 3x3 matrix
+    ``A`` per pixel (:func:`colour_guided_coefficients`). ``guide_rows(top, bottom)`` gives those rows of the
+    full-resolution guide; with ``band``, they are asked for and computed that many rows at a time (the same
     result), so no full-size map but the output exists for the whole photo at once."""
+    if colour and coefficients.shape[1] != COLOUR_COEFFICIENTS:
+        raise InputError(f"colour coefficients have {COLOUR_COEFFICIENTS} channels; got {coefficients.shape[1]}")
+    combine = _combine_colour if colour else _combine_channels
     if band is None or band >= height:
-        a, b = F.interpolate(coefficients, size=(height, width), mode="bilinear", align_corners=False).chunk(2, 1)
-        return a * guide_rows(0, height) + b
-    out = coefficients.new_empty(coefficients.shape[0], coefficients.shape[1] // 2, height, width)
+        coefficients = F.interpolate(coefficients, size=(height, width), mode="bilinear", align_corners=False)
+        return combine(coefficients, guide_rows(0, height))
+    channels = 3 if combine is _combine_colour else coefficients.shape[1] // 2
+    out = coefficients.new_empty(coefficients.shape[0], channels, height, width)
     for top in range(0, height, band):
         bottom = min(height, top + band)
-        a, b = upsample_rows(coefficients, height, width, top, bottom).chunk(2, dim=1)
-        out[:, :, top:bottom] = a * guide_rows(top, bottom) + b
+        out[:, :, top:bottom] = combine(upsample_rows(coefficients, height, width, top, bottom), guide_rows(top, bottom))
     return out
+
+
+def _combine_channels(coefficients: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    a, b = coefficients.chunk(2, dim=1)
+    return a * guide + b
+
+
+def _combine_colour(coefficients: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """``A @ guide + b`` per pixel: ``coefficients`` holds the 3x3 matrix ``A`` row by row, then ``b``."""
+    batch, _, height, width = coefficients.shape
+    a = coefficients[:, :9].view(batch, 3, 3, height, width)
+    return (a * guide.unsqueeze(1)).sum(dim=2) + coefficients[:, 9:]
+
+
+COLOUR_COEFFICIENTS = 12  # a 3x3 matrix and a 3-vector per pixel
+
+
+def colour_guided_coefficients(guide_low: torch.Tensor, target_low: torch.Tensor, radius: int = 1,
+                               eps: float = 1e-4) -> torch.Tensor:  # fmt: skip
+    """He et al.'s colour guided filter, fitted at low resolution: in every ``(2 * radius + 1)``-pixel box, each
+    output channel as an affine function of the three guide channels, ``q = A @ I + b``, with ``A`` regularized
+    by ``eps`` (larger: smoother). Unlike the per-channel filter, a colour edge in the guide can carry an edge of
+    any output channel, so operators that move colours (tone mapping, stylization, dehazing) upsample well.
+
+    Args:
+        guide_low: ``(B, 3, h, w)`` the guide (the photo) at low resolution.
+        target_low: ``(B, 3, h, w)`` the result to upsample, at the same size.
+
+    Returns:
+        ``(B, 12, h, w)`` box-averaged coefficients: ``A`` row by row (output channel, then guide channel), then
+        ``b``; :func:`apply_linear_model` applies them to the full-size guide.
+    """
+    if guide_low.shape[1] != 3 or target_low.shape[1] != 3 or guide_low.shape[2:] != target_low.shape[2:]:
+        raise InputError(f"the colour guided filter takes a 3-channel guide and target of one size; got "
+                         f"{tuple(guide_low.shape)} and {tuple(target_low.shape)}")  # fmt: skip
+    dtype = guide_low.dtype
+    guide, target = guide_low.float(), target_low.float()
+    products = [guide[:, i : i + 1] * guide[:, j : j + 1] for i, j in _UPPER]
+    cross = [target[:, c : c + 1] * guide[:, i : i + 1] for c in range(3) for i in range(3)]
+    # Box means in float32 (fast); the covariances and 3x3 inverses of near-singular boxes in float64.
+    means = box_mean(torch.cat([guide, target, *products, *cross], dim=1), radius).to(_SOLVE_DTYPE)
+    mean_i, mean_p = means[:, 0:3], means[:, 3:6]
+    var = [means[:, 6 + k] - mean_i[:, i] * mean_i[:, j] + (eps if i == j else 0.0) for k, (i, j) in enumerate(_UPPER)]
+    s00, s01, s02, s11, s12, s22 = var
+    # The inverse of the symmetric 3x3 matrix by its adjugate, elementwise over the boxes.
+    c00, c01, c02 = s11 * s22 - s12 * s12, s02 * s12 - s01 * s22, s01 * s12 - s02 * s11
+    c11, c12, c22 = s00 * s22 - s02 * s02, s01 * s02 - s00 * s12, s00 * s11 - s01 * s01
+    determinant = s00 * c00 + s01 * c01 + s02 * c02
+    inverse = [[c00, c01, c02], [c01, c11, c12], [c02, c12, c22]]
+    a_rows, b_rows = [], []
+    for c in range(3):
+        cov = [means[:, 12 + 3 * c + i] - mean_i[:, i] * mean_p[:, c] for i in range(3)]
+        row = [(inverse[i][0] * cov[0] + inverse[i][1] * cov[1] + inverse[i][2] * cov[2]) / determinant for i in range(3)]
+        a_rows += row
+        b_rows.append(mean_p[:, c] - row[0] * mean_i[:, 0] - row[1] * mean_i[:, 1] - row[2] * mean_i[:, 2])
+    coefficients = torch.stack(a_rows + b_rows, dim=1).float()
+    return box_mean(coefficients, radius).to(dtype)
+
+
+_SOLVE_DTYPE = torch.float64  # float32 inverses of near-grey boxes reach NaN at eps 1e-5
+_UPPER = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the distinct entries of a symmetric 3x3 matrix
 
 
 def upsample_rows(x: torch.Tensor, height: int, width: int, top: int, bottom: int) -> torch.Tensor:
@@ -194,7 +265,7 @@ class GuidedCAN(nn.Module):
     def forward_in_context(self, x: torch.Tensor, contexts: list[torch.Tensor]) -> torch.Tensor:
         """``x`` (full-resolution crops) with the CAN normalized by the statistics of ``contexts``: the crops'
         photos downscaled (:meth:`ContextAggregationNet.forward_in_context`). At inference those statistics come
-        from a ~0.05 MP preview (``fip.infer.GUIDED_STATS_MEGAPIXELS``): for 1080p training photos
+        from a ~0.05 MP preview (the card's ``preview_megapixels``): for 1080p training photos
         ``data.context_scale: 0.17`` gives previews of that size."""
         check_input(x, self.in_channels)
         small = self.downscale(x)

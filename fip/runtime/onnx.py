@@ -1,0 +1,54 @@
+"""Running ONNX files with ONNX Runtime behind the calling convention of fip's folded networks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fip.errors import FipError, InputError
+from fip.ort import INPUT, OUTPUT
+
+
+class OrtNet:
+    """An ONNX model with input ``image`` and output ``output`` (as :mod:`fip.ort` writes them): ``(1, C, H, W)``
+    float tensor in, ``(1, 3, H, W)`` float tensor out, on the CPU, plus ``receptive_radius`` and ``in_channels`` so
+    :func:`fip.runtime.execute.forward_tiles` can run it tile by tile.
+
+    Args:
+        path: the ONNX file.
+        receptive_radius: how far an output pixel sees (the halo tiles need).
+        device: ``cuda`` runs on ONNX Runtime's CUDA provider (``onnxruntime-gpu``), anything else on the CPU.
+        threads: CPU threads (default: PyTorch's).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], receptive_radius: int, device: torch.device | None = None,
+                 threads: int | None = None):  # fmt: skip
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise FipError("ONNX Runtime is not installed: pip install onnxruntime") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if device is not None and device.type == "cuda":
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for bad files
+            raise FipError(f"{path} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+        self.in_channels = self.session.get_inputs()[0].shape[1]
+        self.receptive_radius = receptive_radius
+        self.path = Path(path)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise InputError(f"expected input (1, {self.in_channels}, H, W); got {tuple(x.shape)}")
+        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: array})[0]).to(x.device)
+
+
+__all__ = ["OrtNet"]

@@ -1,0 +1,340 @@
+"""Execution plans: a request (``auto`` or a named approximator), a photo's size and a device, resolved once into
+exactly what will run: which approximator, in which precision, with which statistics, at which working size, in
+which tiles or bands, and why. :func:`make_plan` resolves; :func:`fip.runtime.execute.run_plan` runs any plan;
+:meth:`Plan.explain` says it in words (``fip apply --explain``) and :meth:`Plan.to_json` records it with results.
+
+``auto`` is the fastest approximator measured on the device's class whose PSNR against the reference, on the
+model's validation photos (the card's photo set with the role ``choose``), is within :data:`AUTO_MAX_LOSS_DB` of the
+best approximator's or at least :data:`AUTO_GOOD_ENOUGH_DB`. Approximators the device cannot run, and networks
+trained for other operator parameters than those asked, are left out, with the reason in the plan. Where the
+reference operator itself was measured faster on the class than every approximator within that bar, ``auto`` runs
+the reference (``reference``: exact), and the plan says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from fip.errors import FipError, InputError
+from fip.models.cards import REFERENCE, Approximator, ModelCard
+from fip.models.catalogue import Model
+from fip.registry import OperatorSpec, get_operator
+from fip.runtime.devices import (
+    DeviceError,
+    available_memory,
+    describe,
+    device_class,
+    dtype_for,
+    int8_unavailable,
+    resolve_device,
+)
+
+AUTO = "auto"
+AUTO_MAX_LOSS_DB = 0.5  # auto may lose this much against the best approximator...
+AUTO_GOOD_ENOUGH_DB = 40.0  # ...or score at least this: about 2.5 levels of 255 RMS, where differences stop showing
+MIN_WORKING_SIDE = 8  # a low-resolution pass needs this many pixels on its short side (the filters' boxes)
+MIN_LOWRES_GAIN = 2.0  # and at least this many times fewer pixels than the photo; otherwise it runs at full size
+BAND_ROWS = 256  # full-size rows an upsampler computes at a time
+MEMORY_HEADROOM = 0.7  # plans use at most this share of the memory available
+MIN_TILE = 256
+FALLBACK_CLASSES = {"cpu": ("cpu-bf16",), "cpu-bf16": ("cpu",)}  # a CPU class without timings ranks by the other's
+
+
+class PlanError(FipError, ValueError):
+    """A request that cannot be planned: an unknown approximator, or one this device or photo cannot run."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will run for one photo; see the module docstring. ``size``, ``working_size``: (height, width)."""
+
+    model: str
+    operator: str
+    params: dict[str, Any]
+    request: str
+    approximator: str
+    reason: str
+    device: str
+    device_class: str
+    precision: str
+    statistics: str | None
+    preview_megapixels: float | None
+    size: tuple[int, int]
+    working_size: tuple[int, int] | None
+    upsampler: str | None
+    tile: int | None
+    band_rows: int | None
+    compile: bool
+    estimated_megabytes: float
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["size"], out["notes"] = list(self.size), list(self.notes)
+        out["working_size"] = list(self.working_size) if self.working_size else None
+        return out
+
+    def explain(self) -> str:
+        """The plan in words, one fact a line."""
+        height, width = self.size
+        lines = [f"model:        {self.model} ({self.operator}{_params_text(self.params)})",
+                 f"request:      {self.request}",
+                 f"approximator: {self.approximator}",
+                 f"why:          {self.reason}",
+                 f"device:       {self.device} (timings of class {self.device_class!r})",
+                 f"precision:    {self.precision}"]  # fmt: skip
+        if self.statistics:
+            preview = f", from a {self.preview_megapixels:g} MP preview" if self.statistics == "preview" else ""
+            lines.append(f"statistics:   {self.statistics}{preview}")
+        if self.working_size:
+            lines.append(f"resolution:   works at {self.working_size[1]}x{self.working_size[0]}, then {self.upsampler} "
+                         f"to {width}x{height}" + (f" in bands of {self.band_rows} rows" if self.band_rows else ""))  # fmt: skip
+        else:
+            lines.append(f"resolution:   {width}x{height} (full)")
+        lines.append(f"tiling:       {f'tiles of {self.tile} pixels' if self.tile else 'whole photo'}; "
+                     f"about {self.estimated_megabytes:.0f} MB of working memory")  # fmt: skip
+        if self.compile:
+            lines.append("compiled:     torch.compile")
+        lines += [f"note:         {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return (": " + ", ".join(f"{k}={v}" for k, v in params.items())) if params else ""
+
+
+def make_plan(
+    model: Model,
+    request: str = AUTO,
+    size: tuple[int, int] = (1080, 1920),
+    device: str | torch.device | None = None,
+    *,
+    operator: str | None = None,
+    params: dict[str, Any] | None = None,
+    tile: int | None = None,
+    compile: bool = False,
+    memory_budget: int | None = None,
+) -> Plan:
+    """Resolve ``request`` for a photo of ``size`` (height, width) on ``device`` (default: CUDA when available).
+
+    Args:
+        model: the model (:func:`fip.models.catalogue.open_model`).
+        request: ``auto`` or the name of one of the model's approximators.
+        operator: the operator to approximate (default: the model's; required for a network of several).
+        params: operator parameters (default: the model's); networks serve only those they were trained for.
+        tile: run full-resolution networks in tiles of this size (default: only when memory requires).
+        compile: run networks through ``torch.compile``.
+        memory_budget: bytes the plan may use (default: a share of what the device has available).
+
+    Raises:
+        PlanError: an unknown approximator, or one this device, photo or parameter set cannot run.
+        DeviceError: the device does not exist here.
+    """
+    height, width = size
+    if min(height, width) < 2:
+        raise InputError(f"the photo is {width}x{height} pixels; fip needs at least 2x2")
+    card = model.card
+    operator = operator or card.operator
+    if operator is None:
+        raise PlanError(f"{card.name} serves several operators; name one (--operator)")
+    spec = get_operator(operator)
+    wanted, differing = _parameters(model, spec, params)
+    torch_device = resolve_device(device)
+    dclass = device_class(torch_device)
+    excluded = {a.name: why for a in card.approximators.values() if (why := _unavailable(a, card, torch_device, differing))}
+    notes: list[str] = []
+    if request == AUTO:
+        chosen, reason = choose(card, dclass, excluded)
+    else:
+        chosen = card.approximator(request)
+        if request in excluded:
+            raise PlanError(f"{card.name}'s {request!r} cannot run here: {excluded[request]}")
+        reason = "asked for by name"
+    working = _working_size(chosen, card, size)
+    if working is None and (chosen.scale is not None or _guided_factor(chosen, card)):
+        notes.append("the photo is too small for a low-resolution pass: it runs at full size")
+    budget = memory_budget if memory_budget is not None else int(available_memory(torch_device) * MEMORY_HEADROOM)
+    tile, estimate = _tiling(chosen, card, size, working, tile, budget, torch_device)
+    dtype = dtype_for(chosen.precision, torch_device) if chosen.precision != "int8" else None
+    if chosen.precision == "bf16" and dtype != torch.bfloat16:
+        notes.append(f"declared bf16; {torch_device.type} has no native bfloat16 here, so it runs in "
+                     f"{str(dtype).removeprefix('torch.')}")  # fmt: skip
+    upsampler = None
+    if working is not None:
+        upsampler = "learned guided filter" if chosen.upsampler is None else (
+            f"{chosen.upsampler.kind} filter (radius {chosen.upsampler.radius}, eps {chosen.upsampler.eps:g})")  # fmt: skip
+    return Plan(
+        model=card.name, operator=spec.name, params=wanted, request=request, approximator=chosen.name, reason=reason,
+        device=str(torch_device), device_class=dclass,
+        precision="int8" if dtype is None else str(dtype).removeprefix("torch."),
+        statistics=chosen.statistics, preview_megapixels=chosen.preview_megapixels if chosen.statistics == "preview" else None,
+        size=(height, width), working_size=working, upsampler=upsampler, tile=tile,
+        band_rows=BAND_ROWS if working is not None else None, compile=compile,
+        estimated_megabytes=round(estimate / 2**20, 1), notes=tuple(notes),
+    )  # fmt: skip
+
+
+def _parameters(model: Model, spec: OperatorSpec, params: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """The parameters asked for, all filled in, and those the model's networks cannot follow (``name=trained``)."""
+    from fip.conditioning import OneHot, Sweep
+
+    card = model.card
+    conditioning = model.conditioning
+    if card.operator not in (None, spec.name) and not isinstance(conditioning, OneHot):
+        raise PlanError(f"model {card.name} approximates {card.operator}, not {spec.name}")
+    trained = spec.resolve_params(card.params if card.operator == spec.name else None)
+    wanted = spec.resolve_params(params if params is not None else trained)
+    followed = {conditioning.param} if isinstance(conditioning, Sweep) else set()  # an input map takes it
+    differing = [f"{n}={trained[n]}" for n in wanted if n not in followed and not _same(wanted[n], trained[n])]
+    if isinstance(conditioning, Sweep):
+        conditioning.maps(spec.name, wanted)  # a value outside the swept range fails here, naming the range
+    return wanted, differing
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+    return a == b
+
+
+def _unavailable(approximator: Approximator, card: ModelCard, device: torch.device, differing: list[str]) -> str | None:
+    """Why ``approximator`` cannot serve this request on ``device`` (``None``: it can)."""
+    if approximator.network is not None and differing:
+        return f"its network was trained for {', '.join(differing)}"
+    if approximator.network is not None and card.networks[approximator.network].kind == "onnx":
+        return int8_unavailable(device)
+    if approximator.precision == "fp16" and device.type == "cpu":
+        return "fp16 runs on GPUs only"
+    return None  # the reference at low resolution runs anywhere: the operator on the CPU, its upsampling on the device
+
+
+def choose(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None) -> tuple[Approximator, str]:
+    """``auto``'s pick among ``card``'s approximators for a device of class ``dclass`` (see the module docstring),
+    and the reason in words. Without validation measurements, ``fast`` (else the first network approximator,
+    else ``reference-lowres``)."""
+    excluded = excluded or {}
+    candidates = [a for a in card.approximators.values() if a.name not in excluded]
+    if not candidates:
+        reasons = "; ".join(f"{k}: {v}" for k, v in excluded.items())
+        raise PlanError(f"none of {card.name}'s approximators can run here ({reasons})")
+    skipped = f" (left out: {'; '.join(f'{k}, {v}' for k, v in excluded.items())})" if excluded else ""
+    photo_set = card.choice_set
+    scored = {a.name: a.quality[photo_set].psnr for a in candidates if photo_set and photo_set in a.quality}
+    if not scored:
+        fallback = next((a for a in candidates if a.name == "fast"), None) or next(
+            (a for a in candidates if a.network is not None), candidates[0])  # fmt: skip
+        return fallback, f"no approximator of {card.name} is measured on validation photos: the default{skipped}"
+    best_name = max(scored, key=scored.get)
+    floor = scored[best_name] - AUTO_MAX_LOSS_DB
+    eligible = [a for a in candidates if a.name in scored and (scored[a.name] >= floor or scored[a.name] >= AUTO_GOOD_ENOUGH_DB)]
+    timed = [(seconds, a) for a in eligible if (seconds := _seconds(a, dclass)) is not None]
+    if timed:
+        seconds, pick = min(timed, key=lambda item: item[0][0])
+        where = f"on {dclass}" if seconds[1] == dclass else f"on {seconds[1]} (none measured on {dclass})"
+        speed = f"fastest {where}: {seconds[0]:.3f} s at {seconds[2]}"
+        reference = _reference_seconds(card, seconds[1])
+        if reference is not None and reference < seconds[0]:
+            return card.approximator(REFERENCE), (
+                f"the reference itself: {reference:.3f} s on {seconds[1]}, faster than every approximator within "
+                f"{AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos or at least {AUTO_GOOD_ENOUGH_DB:g} dB "
+                f"(the fastest, {pick.name}: {seconds[0]:.3f} s){skipped}")  # fmt: skip
+    else:
+        pick, speed = max(eligible, key=lambda a: scored[a.name]), "no timings: the best scoring"
+    rule = (f"{speed}, among approximators within {AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos "
+            f"({best_name} {scored[best_name]:.2f} dB) or at least {AUTO_GOOD_ENOUGH_DB:g} dB; "
+            f"{pick.name} scored {scored[pick.name]:.2f} dB")  # fmt: skip
+    return pick, rule + skipped
+
+
+def _reference_seconds(card: ModelCard, dclass: str) -> float | None:
+    timing = card.reference_seconds.get(dclass)
+    return None if timing is None else timing.seconds
+
+
+def _seconds(approximator: Approximator, dclass: str) -> tuple[float, str, str] | None:
+    """(seconds, class, size) measured on ``dclass``, else on the other CPU class (for a CPU)."""
+    for klass in (dclass, *FALLBACK_CLASSES.get(dclass, ())):
+        if (timing := approximator.seconds.get(klass)) is not None:
+            return timing.seconds, klass, f"{timing.size[1]}x{timing.size[0]}"
+    return None
+
+
+def _guided_factor(approximator: Approximator, card: ModelCard) -> float | None:
+    if approximator.network is None:
+        return None
+    guided = card.networks[approximator.network].architecture.get("guided")
+    return float(guided["factor"]) if guided else None
+
+
+def _working_size(approximator: Approximator, card: ModelCard, size: tuple[int, int]) -> tuple[int, int] | None:
+    """Where a low-resolution approximator works for a photo of ``size`` (``None``: at full size, also when the
+    photo is too small for a low-resolution pass to pay). Even sizes, so raw mosaics keep their pattern."""
+    height, width = size
+    factor = _guided_factor(approximator, card)
+    if factor is not None:
+        small = (max(4, round(height / factor)), max(4, round(width / factor)))  # GuidedCAN.downscale's sizes
+    elif approximator.scale is not None:
+        scale = approximator.scale
+        if approximator.max_working_megapixels is not None:
+            scale = min(scale, math.sqrt(approximator.max_working_megapixels * 1e6 / (height * width)))
+        small = (max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2))
+    else:
+        return None
+    if min(small) < MIN_WORKING_SIDE or small[0] * small[1] * MIN_LOWRES_GAIN > height * width:
+        return None
+    return small
+
+
+def _tiling(approximator: Approximator, card: ModelCard, size: tuple[int, int], working: tuple[int, int] | None,
+            tile: int | None, budget: int, device: torch.device) -> tuple[int | None, int]:  # fmt: skip
+    """The tile size (``None``: the whole photo at once) and the estimated working bytes."""
+    if tile is not None and tile < 16:
+        raise InputError(f"--tile {tile}: tiles need at least 16 pixels a side")
+    pixels = size[0] * size[1]
+    output = 3 * 4 * pixels * 2  # the output and the input as float32 on the device
+    entry = card.networks.get(approximator.network) if approximator.network else None
+    architecture = entry.architecture if entry else {}
+    width = int(architecture.get("width", 24))
+    item = 4 if approximator.precision in ("fp32", "int8") else 2
+    if working is not None or approximator.network is None:
+        small = working[0] * working[1] if working else pixels
+        per_pixel = 2 * width * item if approximator.network else 400  # a reference: ~100 floats a pixel, generous
+        return None, output + per_pixel * small + 2 * 12 * 4 * BAND_ROWS * size[1]
+    exact = approximator.statistics == "image"
+    whole = output + (4 if exact else 2) * width * item * pixels
+    if tile is None and whole <= budget:
+        return None, whole
+    if exact:  # whole-photo statistics: tiles bound the convolution's workspace, two full maps remain
+        layered = output + 2 * width * item * pixels
+        if layered > budget and tile is None:
+            raise PlanError(_too_large(approximator, size, layered, budget, device))
+        return tile or 1024, layered
+    radius = entry.receptive_radius if entry and entry.receptive_radius else 2 ** (int(architecture.get("depth", 9)) - 2)
+    def tiled(side: int) -> int:  # a tile's crop with its halo, at most the photo
+        return output + 3 * width * item * min(size[0], side + 2 * radius) * min(size[1], side + 2 * radius)
+
+    tile = tile or 2048
+    while tile > MIN_TILE and tiled(tile) > budget:
+        tile //= 2
+    estimate = tiled(tile)
+    if estimate > budget:
+        raise PlanError(_too_large(approximator, size, estimate, budget, device))
+    return tile, estimate
+
+
+def _too_large(approximator: Approximator, size: tuple[int, int], needed: int, budget: int, device: torch.device) -> str:
+    megapixels = size[0] * size[1] / 1e6
+    if 3 * 4 * 2 * size[0] * size[1] > budget:
+        return (f"the {megapixels:.0f} MP photo alone needs about {24 * size[0] * size[1] / 2**30:.1f} GB as input "
+                f"and output, and about {budget / 2**30:.1f} GB is available on {describe(device)}: pass "
+                "--max-megapixels to downscale it first")  # fmt: skip
+    return (f"the {megapixels:.0f} MP photo needs about {needed / 2**30:.1f} GB for {approximator.name!r} on "
+            f"{describe(device)}, and about {budget / 2**30:.1f} GB is available: choose a tiled approximator "
+            "(fast, bf16), a smaller --tile, or --max-megapixels to downscale first")  # fmt: skip
+
+
+__all__ = ["AUTO", "AUTO_GOOD_ENOUGH_DB", "AUTO_MAX_LOSS_DB", "DeviceError", "Plan", "PlanError", "choose", "make_plan"]
