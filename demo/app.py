@@ -1,7 +1,8 @@
-"""fip's photo-editing demo: a Gradio app over :mod:`fip.pipeline` (fip's inference API).
+"""fip's photo-editing demo: a Gradio app over :mod:`fip.pipeline`, the front door ``fip apply`` uses too.
 
 Run it with ``fip demo`` (or ``python -m fip_demo``). The app adds no image processing of its own: opening
-photos, the size policy, the networks, the reference operators and the PNG export all come from fip.
+photos, the size limits, the engine's plans (``auto`` included), the reference operators and the PNG export all
+come from fip.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from fip.pipeline import (
     run_approximation,
     run_reference,
 )
+from fip.models.catalogue import model_for_operator
 from fip.raw import PHOTO_EXTENSIONS
 from fip.registry import OperatorSpec, Param, get_operator, list_operators
-from fip.variants import VARIANT_HELP, Variant
+from fip.runtime.devices import resolve_device
+from fip.runtime.plan import AUTO
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +129,10 @@ def _error_text(exc: Exception) -> str:
 class Editor:
     """The app's handlers, kept apart from the layout so tests can call them directly."""
 
-    def __init__(self, preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS, scratch: Path | None = None):
+    def __init__(self, preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS, scratch: Path | None = None,
+                 device: str | None = None):  # fmt: skip
         self.policy = SizePolicy(preview_megapixels)
+        self.device = resolve_device(device)
         self.scratch = Path(scratch or tempfile.mkdtemp(prefix="fip-demo-"))
         # Each Run reuses the photo decoded on upload (a raw file takes LibRaw a second or more); uploads get
         # fresh paths, so a path names one file's content. Failures are not cached: they raise again.
@@ -137,7 +142,7 @@ class Editor:
         return (
             f"**Large photos:** the preview and the before/after comparison are computed at up to "
             f"{self.policy.max_megapixels:g} MP (larger photos are downscaled for them); *Render full resolution* "
-            f"runs the network on the original pixels for download. Files over {MAX_FILE_MEGABYTES} MB and photos "
+            f"runs the approximation on the original pixels for download (in tiles where memory requires). Files over {MAX_FILE_MEGABYTES} MB and photos "
             f"over {MAX_MEGAPIXELS:g} MP are refused."
         )
 
@@ -167,10 +172,12 @@ class Editor:
             spec = get_operator(operator)
             params = collect_params(spec, values)
             photo = self._photo(path)
-            fast = run_approximation(operator, photo, params, variant)
-            lines = [f"**Approximation** ({fast.variant}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]}"]
+            fast = run_approximation(operator, photo, params, variant or AUTO, operator=operator, device=self.device)
+            ran = fast.approximator if fast.plan.request != AUTO else f"auto → {fast.approximator}"
+            lines = [f"**Approximation** ({ran}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]} on "
+                     f"{fast.plan.device}"]  # fmt: skip
             if fast.note:
-                lines.append(f"Note: {fast.note}; the reference follows your settings.")
+                lines.append(f"Note: {fast.note}.")
             reference = None
             before = photo.srgb
             if compare:
@@ -195,25 +202,42 @@ class Editor:
             return None, _LOADING.format(operator=operator)
         try:
             params = collect_params(get_operator(operator), values)
-            output, result = render_to_file(operator, path, self.scratch, params, variant)
+            output, result = render_to_file(operator, path, self.scratch, params, variant or AUTO, operator=operator,
+                                            device=self.device)  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             return None, _error_text(exc)
         height, width = result.image.shape[:2]
-        return str(output), f"Full resolution {width}×{height} in {result.seconds:.2f} s ({result.variant}): {output.name}"
+        return str(output), (f"Full resolution {width}×{height} in {result.seconds:.2f} s ({result.approximator}): "
+                             f"{output.name}")  # fmt: skip
 
     def operator_changed(self, operator: str) -> list[Any]:
-        """Updates of every parameter widget for ``operator``, then ``operator`` (for the session state saying
-        which operator the widgets show)."""
+        """Updates of every parameter widget for ``operator``, then of the approximator choice (``auto`` and the
+        approximators of the operator's model), then ``operator`` (for the session state saying which operator the
+        widgets show)."""
         spec = get_operator(operator)
         params: list[Param | None] = list(spec.params[:PARAM_SLOTS])
         params += [None] * (PARAM_SLOTS - len(params))
-        return [update for param in params for update in _slot_updates(param)] + [operator]
+        choices = approximator_choices(operator)
+        return [update for param in params for update in _slot_updates(param)] + [
+            gr.update(choices=choices, value=AUTO), operator]
+
+
+def approximator_choices(operator: str) -> list[tuple[str, str]]:
+    """(label, name) of ``auto`` and each approximator of ``operator``'s model, with its measured quality."""
+    card = model_for_operator(operator).card
+    choices = [("auto — the fastest measured within 0.5 dB of the best, or at least 40 dB", AUTO)]
+    for approximator in card.approximators.values():
+        quality = approximator.quality.get(card.choice_set) if card.choice_set else None
+        scored = f" ({quality.psnr:.1f} dB)" if quality else ""
+        choices.append((f"{approximator.name}{scored} — {approximator.description}", approximator.name))
+    return choices
 
 
 def build_app(
     examples: Mapping[str, Path] | None = None,
     preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS,
     operators: Sequence[str] | None = None,
+    device: str | None = None,
 ) -> gr.Blocks:
     """The demo as a :class:`gradio.Blocks` (not launched).
 
@@ -221,14 +245,15 @@ def build_app(
         examples: name -> photo path offered as built-in examples (default: the sample set's DNG files).
         preview_megapixels: working size of the preview and comparison.
         operators: operator names to offer (default: every registered operator, plugins included).
+        device: where approximations run (default: CUDA when available, else the CPU).
     """
     if examples is None:
         from fip.data.sample import ensure_sample_set
 
         examples = {p.name: p.path for p in ensure_sample_set()}
     specs = [get_operator(name) for name in operators] if operators else list_operators()
-    editor = Editor(preview_megapixels)
-    variants = [(f"{v.value} — {help_}", v.value) for v, help_ in VARIANT_HELP.items()]
+    editor = Editor(preview_megapixels, device=device)
+    variants = approximator_choices(specs[0].name)
     accepted = sorted(PHOTO_EXTENSIONS)
 
     with gr.Blocks(title="fip — fast image processing") as app:
@@ -249,8 +274,7 @@ def build_app(
                     choices=[(_operator_label(s), s.name) for s in specs], value=specs[0].name, label="Operator",
                     elem_id="operator",
                 )  # fmt: skip
-                variant = gr.Dropdown(choices=variants, value=Variant.AUTO.value, label="Model variant",
-                                      elem_id="variant")  # fmt: skip
+                variant = gr.Dropdown(choices=variants, value=AUTO, label="Approximator", elem_id="variant")
                 slots = []
                 with gr.Accordion("Parameters", open=True):
                     for _ in range(PARAM_SLOTS):
@@ -276,8 +300,8 @@ def build_app(
         upload.change(editor.load, inputs=upload, outputs=[source, path_state, status])
         example.change(lambda name: editor.load(str(examples[name]) if name else None), inputs=example,
                        outputs=[source, path_state, status])  # fmt: skip
-        operator.change(editor.operator_changed, inputs=operator, outputs=[*param_widgets, widgets_for])
-        app.load(editor.operator_changed, inputs=operator, outputs=[*param_widgets, widgets_for])
+        operator.change(editor.operator_changed, inputs=operator, outputs=[*param_widgets, variant, widgets_for])
+        app.load(editor.operator_changed, inputs=operator, outputs=[*param_widgets, variant, widgets_for])
         run.click(editor.run, inputs=[path_state, operator, widgets_for, variant, compare, *param_widgets],
                   outputs=[slider, result, reference, status], concurrency_id="compute")  # fmt: skip
         full.click(editor.render_full, inputs=[path_state, operator, widgets_for, variant, *param_widgets],
@@ -292,8 +316,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: localhost only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--preview-megapixels", type=float, default=DEFAULT_PREVIEW_MEGAPIXELS)
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     args = parser.parse_args(argv)
-    app = build_app(preview_megapixels=args.preview_megapixels)
+    try:
+        app = build_app(preview_megapixels=args.preview_megapixels, device=args.device)
+    except FipError as exc:
+        parser.exit(2, f"fip demo: error: {exc}\n")
     app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MEGABYTES}mb")
 
 

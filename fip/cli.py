@@ -4,8 +4,9 @@
     fip sample [--json]                    build the built-in sample set (DNG files) and list it
     fip data --operator NAME [...]         generate (input, target) pairs for one or more operators
     fip train -c train/configs/OP.yaml     train an approximator (LightningCLI: fit, validate, ...)
+    fip models [--json]                    installed models: their approximators, quality and speed
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
-    fip apply --model M INPUT... --out D   run a model on photos or raw files
+    fip apply -o OPERATOR INPUT... --out D approximate an operator on photos or raw files (or --model M)
     fip quickstart                         the README's main job: train on the sample set, report, grid
     fip export -m M --out F.pt2            a torch.export program that runs without fip
     fip demo [--port 7860]                 the Gradio photo-editing demo on localhost
@@ -21,11 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fip.errors import FipError, ParameterError
-from fip.variants import BENCH_ROWS, VARIANT_HELP, Variant
 
-MODEL_HELP = (
-    "paper/<Operator> (the authors'), fip/<operator> (fip's shipped), a .ckpt from fip train or a .pt model file"
-)
+MODEL_HELP = ("an installed model (fip models: e.g. fip/smooth.l0), paper/<Operator> (the authors'), a model folder, "
+              "a .ckpt from fip train or a .pt network file")  # fmt: skip
+VARIANT_HELP = ("auto (default): the fastest approximator measured on this device class within 0.5 dB of the best "
+                "on validation photos, or at least 40 dB; or an approximator's name (fip models lists them: full, "
+                "fast, bf16, network-lowres, lowres, pruned, int8, reference-lowres)")  # fmt: skip
 
 
 def _parse_param(text: str) -> tuple[str, str]:
@@ -113,9 +115,9 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from fip.data.sources import open_source
     from fip.evaluate import evaluate
-    from fip.infer import load_model
+    from fip.pipeline import resolve
 
-    model = load_model(args.model)
+    model = resolve(args.model, args.operator)
     report = evaluate(
         model,
         open_source(args.source, args.split_file),
@@ -126,57 +128,88 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         timing=args.timing,
         workers=args.workers,
         progress=not args.json,
-        variant=args.variant,
+        request=args.variant,
+        device=args.device,
     )
     print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
     return 0
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from fip.infer import apply_to_files, load_model, model_for_operator
+    from fip.pipeline import apply_to_files, resolve
 
-    if args.model is None and args.operator is None:
-        raise ParameterError("give --model NAME_OR_PATH, --operator NAME, or both for a multi-operator model")
-    model = load_model(args.model) if args.model else model_for_operator(args.operator)
-    if args.model and args.operator and model.conditioning is None and args.operator != model.operator:
-        raise ParameterError(f"model {args.model} approximates {model.operator}, not {args.operator}")
+    from fip.runtime.devices import resolve_device
+
+    model = resolve(args.model, args.operator)
+    params = dict(args.param) if args.param else None
+    resolve_device(args.device)  # usage errors stop here, before any photo is read
+    if args.variant != "auto":
+        model.card.approximator(args.variant)
     results = apply_to_files(
-        model, args.inputs, args.out, max_megapixels=args.max_megapixels, tile=args.tile, bits=args.bits,
-        overwrite=args.overwrite, variant=args.variant, operator=args.operator,
+        model, args.inputs, args.out, request=args.variant, operator=args.operator, params=params, device=args.device,
+        max_megapixels=args.max_megapixels, tile=args.tile, bits=args.bits, overwrite=args.overwrite,
+        on_plan=(lambda source, plan: print(f"{source}:\n{plan.explain()}\n", flush=True)) if args.explain else None,
     )  # fmt: skip
     for r in results:
         if r.error:
             print(f"FAILED {r.source}: {r.error}", file=sys.stderr)
         else:
-            print(f"{r.source} -> {r.output} ({r.size[1]}x{r.size[0]}, {r.seconds:.2f} s)")
+            print(f"{r.source} -> {r.output} ({r.size[1]}x{r.size[0]}, {r.seconds:.2f} s, {r.plan.approximator} on "
+                  f"{r.plan.device})" + "".join(f"; {note}" for note in r.notes))  # fmt: skip
     return 1 if any(r.error for r in results) else 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from fip.models.catalogue import list_models
+
+    cards = list_models(args.operator)
+    if args.json:
+        print(json.dumps([{**card.to_json(), "folder": str(card.root) if card.root else None} for card in cards],
+                         indent=2))  # fmt: skip
+        return 0
+    for card in cards:
+        print(f"{card.name:<26} {card.operator or 'several operators'}: {card.description}")
+        photo_set = card.choice_set
+        for approximator in card.approximators.values():
+            quality = approximator.quality.get(photo_set) if photo_set else None
+            timing = next(iter(approximator.seconds.items()), None)
+            measured = (f"{quality.psnr:6.2f} dB" if quality else "   -     ") + (
+                f"  {timing[1].seconds:6.3f} s on {timing[0]}" if timing else "")  # fmt: skip
+            print(f"    {approximator.name:<17} {measured}  {approximator.description}")
+        for klass, timing in card.reference_seconds.items():
+            print(f"    {'(reference)':<17}    -       {timing.seconds:6.3f} s on {klass}  the operator itself")
+        if card.root:
+            print(f"    in {card.root}")
+    if cards and not args.json:
+        print("\ndB: PSNR against the reference on each model's validation photos at 1080p; s: one 1920x1080 photo")
+    return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from fip.export import export_program
-    from fip.infer import load_model, model_for_operator
+    from fip.pipeline import resolve
 
-    if args.model is None and args.operator is None:
-        raise ParameterError("give --model NAME_OR_PATH or --operator NAME")
     if args.out.exists() and not args.overwrite:
         raise ParameterError(f"{args.out} exists; pass --overwrite to replace it")
-    model = load_model(args.model) if args.model else model_for_operator(args.operator)
+    model = resolve(args.model, args.operator)
+    approximator = model.card.approximator(args.variant)
+    if approximator.network is None or model.card.networks[approximator.network].kind == "onnx":
+        raise ParameterError(f"{model.name}'s {args.variant!r} runs no PyTorch network to export; export 'full'")
+    network = model.network_file(approximator.network)
     if args.out.suffix == ".onnx":
         from fip.compress import calibration_photos
         from fip.ort import write_onnx
 
         calibration = [p.numpy() for p in calibration_photos()] if args.int8 else None
-        print(f"{model.name} -> {write_onnx(model.net, args.out, calibration)}")
+        print(f"{model.name} ({args.variant}) -> {write_onnx(network.net, args.out, calibration)}")
     elif args.int8:
         raise ParameterError("--int8 writes ONNX: give an --out file ending in .onnx")
     else:
-        print(f"{model.name} -> {export_program(model, args.out)}")
+        print(f"{model.name} ({args.variant}) -> {export_program(network, args.out)}")
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    import json
-
     from fip.bench import format_table, plot_curve, run_bench, to_json
     from fip.data.sources import Resolution
 
@@ -184,17 +217,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if resolution.short_side is None:
         raise ParameterError(f"--size {args.size!r}: give a frame height such as 1080p or 2160p")
     size = (resolution.short_side, resolution.short_side * 16 // 9 // 2 * 2)
-    rows = tuple(args.rows.split(",")) if args.rows else BENCH_ROWS
+    rows = tuple(r.strip() for r in args.rows.split(",")) if args.rows else None
 
     def progress(row) -> None:
         if not args.json:
-            print(f"  {row.variant}: {row.seconds:.3f} s", file=sys.stderr, flush=True)
+            print(f"  {row.name}: {row.seconds:.3f} s", file=sys.stderr, flush=True)
 
-    results, machine = run_bench(args.operator, size, args.runs, args.image, rows, args.reference_runs, progress)
-    print(json.dumps(to_json(results), indent=2) if args.json else format_table(results, machine, args.operator,
-                                                                               size, args.runs))  # fmt: skip
+    bench = run_bench(args.operator, size, args.runs, args.image, rows, args.reference_runs, args.device, progress,
+                      model=args.model)  # fmt: skip
+    print(json.dumps(to_json(bench), indent=2) if args.json else format_table(bench))
     if args.plot:
-        print(f"curve: {plot_curve(results, args.operator, args.plot)}", file=sys.stderr)
+        print(f"curve: {plot_curve(bench, args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -217,9 +250,10 @@ def _add_photo_arguments(p: argparse.ArgumentParser, split: str, resolution: str
     p.add_argument("--over-budget", default="resize", choices=["resize", "skip"], help="what to do over budget")
 
 
-def _add_variant_argument(parser: argparse.ArgumentParser, default: str = "full") -> None:
-    parser.add_argument("--variant", default=default, choices=[v.value for v in Variant],
-                        help="how the network runs: " + "; ".join(f"{v.value}: {h}" for v, h in VARIANT_HELP.items()))  # fmt: skip
+def _add_engine_arguments(parser: argparse.ArgumentParser, default: str = "auto") -> None:
+    """The approximator and the device: shared by `apply`, `eval` and `bench`."""
+    parser.add_argument("--variant", "--approximator", default=default, metavar="NAME", help=VARIANT_HELP)
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,40 +292,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing", action="store_true", help="also time the reference operator and the model")
     p.add_argument("--workers", type=int, help="processes generating the reference targets")
     p.add_argument("--json", action="store_true",
-                   help="print JSON with per-image values, mean_psnr, mean_ssim, mean_input_psnr")
-    _add_variant_argument(p)
+                   help="print JSON with per-image values and plans, mean_psnr, mean_ssim, mean_input_psnr")
+    _add_engine_arguments(p)
     p.set_defaults(run=_cmd_eval)
 
-    p = sub.add_parser("apply", help="run a model on photos or raw files")
+    p = sub.add_parser("models", help="installed models: approximators, their quality and speed")
+    p.add_argument("--json", action="store_true", help="print the cards as a JSON list (name, operator, approximators)")
+    p.add_argument("--operator", "-o", help="only the models of this operator")
+    p.set_defaults(run=_cmd_models)
+
+    p = sub.add_parser("apply", help="approximate an operator on photos or raw files")
     p.add_argument("inputs", nargs="+", type=Path, help="photos (PNG, JPEG, TIFF, ...) or raw files (DNG, CR2, NEF, ...)")
     p.add_argument("--model", "-m", help=MODEL_HELP)
-    p.add_argument("--operator", "-o", help="use the model shipped for this operator; with --model, the operator "
-                   "to ask a multi-operator network for (e.g. -m paper/combined -o smooth.l0)")
+    p.add_argument("--operator", "-o", help="the operator: its installed model (any registered operator has at least "
+                   "reference-lowres); with --model, the operator to ask a multi-operator network for")
+    p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE",
+                   help="operator parameter (networks serve the values they were trained for; auto otherwise runs "
+                   "reference-lowres, which follows any)")
     p.add_argument("--out", type=Path, required=True, help="output folder (<stem>.png per input)")
     p.add_argument("--max-megapixels", type=float, help="downscale larger photos to this size first")
-    p.add_argument("--tile", type=int, help="run convolutions in tiles of this size (same result, less memory)")
+    p.add_argument("--tile", type=int, help="run networks in tiles of this size (same result, less memory; default: "
+                   "tiles only where the memory available requires)")
     p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    _add_variant_argument(p, default="auto")
+    p.add_argument("--explain", action="store_true", help="print each photo's plan (what runs, where and why) first")
+    _add_engine_arguments(p)
     p.set_defaults(run=_cmd_apply)
 
     p = sub.add_parser("export", help="write a model as a torch.export program (.pt2) or ONNX file that runs without fip")
     p.add_argument("--model", "-m", help=MODEL_HELP)
-    p.add_argument("--operator", "-o", help="export the model shipped for this operator")
+    p.add_argument("--operator", "-o", help="export the model installed for this operator")
+    p.add_argument("--variant", "--approximator", default="full", metavar="NAME",
+                   help="the approximator whose network to export (default full; e.g. pruned)")
     p.add_argument("--out", type=Path, required=True, help="the file to write: .pt2 (torch.export) or .onnx "
-                   "(ONNX, running-statistics models only, e.g. pruned ones)")
+                   "(ONNX, running-statistics networks only, e.g. pruned ones)")
     p.add_argument("--int8", action="store_true", help="ONNX only: static int8, calibrated on the sample photos")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(run=_cmd_export)
 
-    p = sub.add_parser("bench", help="time every way to run an operator's model, against its limits")
-    p.add_argument("--operator", "-o", default="smooth.l0", help="operator whose shipped model to bench (smooth.l0)")
+    p = sub.add_parser("bench", help="time every approximator of an operator side by side through the engine")
+    p.add_argument("--operator", "-o", default="smooth.l0", help="operator whose model to bench (smooth.l0)")
+    p.add_argument("--model", "-m", help="bench this model instead of the one installed for the operator")
     p.add_argument("--size", default="1080p", help="frame height: 1080p (1920x1080, default), 2160p, 480p, ...")
     p.add_argument("--runs", type=int, default=3, help="timed runs per row after one warm-up (median reported)")
     p.add_argument("--reference-runs", type=int, default=1, help="timed runs of the reference operator")
     p.add_argument("--image", type=Path, help="photo or raw file to use (default: a sample-set photo)")
-    p.add_argument("--rows", help="comma-separated subset of: " + ", ".join(BENCH_ROWS))
-    p.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
+    p.add_argument("--rows", help="comma-separated rows: reference, baseline, auto and approximator names "
+                   "(default: all of them)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    p.add_argument("--json", action="store_true", help="print the bench as JSON instead of the table")
     p.add_argument("--plot", type=Path, help="write the speed-quality curve here (PNG)")
     p.set_defaults(run=_cmd_bench)
 
@@ -305,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = argv[:1] in (["-v"], ["--verbose"])
+    if verbose and argv[1:2] in (["train"], ["demo"]):  # `fip -v train ...`: the flag is fip's, the rest theirs
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        argv = argv[1:]
     if argv[:1] == ["train"]:
         from fip.training import run_training
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -145,7 +146,6 @@ def calibration_photos(megapixels: float = 0.25, split: str = "train") -> list[t
     tensors: what :func:`prune` and int8 calibration look at."""
     from fip.data.sources import sample_source
     from fip.imaging import resize_area
-    from fip.infer import to_batch
     from fip.raw import load_srgb
 
     photos = []
@@ -154,7 +154,7 @@ def calibration_photos(megapixels: float = 0.25, split: str = "train") -> list[t
         scale = min(1.0, (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5)
         if scale < 1.0:
             image = resize_area(image, round(image.shape[0] * scale), round(image.shape[1] * scale))
-        photos.append(to_batch(image))
+        photos.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
     return photos
 
 
@@ -188,12 +188,12 @@ class QuantizationAwareCAN(nn.Module):
 
     def __init__(self, model: str, calibration_megapixels: float = 0.25):
         super().__init__()
-        from fip.infer import load_model
+        from fip.models.storage import load_network
 
-        net = load_model(model).net
+        net = load_network(model).net
         if not isinstance(net, ContextAggregationNet) or not net.folds_exactly:
             raise InputError(f"{model} holds no running-statistics CAN to quantize; pass a pruned model "
-                             "(fip/models/weights/fip/OPERATOR.pruned.pt, made by scripts/ship_compact.py)")  # fmt: skip
+                             "(fip/models/zoo/OPERATOR/pruned.pt, made by scripts/ship_compact.py)")  # fmt: skip
         photos = calibration_photos(calibration_megapixels)
         self.net = equalize(fold(net), photos).train()
         self.in_channels, self.width = self.net.in_channels, self.net.width

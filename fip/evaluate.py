@@ -1,4 +1,4 @@
-"""Evaluating an approximator against its reference operator: PSNR, SSIM and timing per photo."""
+"""Evaluating an approximator against its reference operator: PSNR, SSIM and timing per photo, through the engine."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from fip.data.pairs import generate_pairs, read_manifest
 from fip.data.sources import PhotoSource, Resolution
 from fip.errors import FipError
 from fip.imaging import read_image_file
-from fip.infer import LoadedModel, run_loaded
 from fip.metrics import psnr, ssim
-from fip.registry import get_operator
-from fip.variants import Variant
+from fip.models.catalogue import Model
+from fip.raw import load_photo
+from fip.registry import InputKind, get_operator
+from fip.runtime.devices import synchronize
+from fip.runtime.execute import Views, run_plan, to_image
+from fip.runtime.plan import AUTO, make_plan
 
 
 @dataclass
@@ -26,6 +30,7 @@ class EvalReport:
     params: dict[str, Any]
     resolution: str
     pairs_dir: Path
+    request: str = AUTO
     images: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -41,12 +46,19 @@ class EvalReport:
         """PSNR of the photos themselves against the reference: what doing nothing scores, the bar a model clears."""
         return float(np.mean([i["input_psnr"] for i in self.images]))
 
+    @property
+    def approximators(self) -> list[str]:
+        """The approximators that ran (``auto`` may pick differently for photos of different sizes)."""
+        return sorted({i["plan"]["approximator"] for i in self.images})
+
     def to_json(self) -> dict[str, Any]:
         out = {
             "model": self.model,
             "operator": self.operator,
             "params": self.params,
             "resolution": self.resolution,
+            "request": self.request,
+            "approximators": self.approximators,
             "images": self.images,
             "mean_psnr": self.mean_psnr,
             "mean_ssim": self.mean_ssim,
@@ -58,7 +70,8 @@ class EvalReport:
 
     def table(self) -> str:
         timed = all("reference_seconds" in i for i in self.images)
-        lines = [f"{self.model} vs {self.operator} {self.params} at {self.resolution}", ""]
+        lines = [f"{self.model} ({self.request}: {', '.join(self.approximators)}) vs {self.operator} {self.params} "
+                 f"at {self.resolution}", ""]  # fmt: skip
         header = "| photo | size | PSNR (dB) | SSIM | input PSNR (dB) |" + (
             " reference (s) | model (s) | speed-up |" if timed else "")  # fmt: skip
         lines += [header, "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if timed else "")]
@@ -75,7 +88,7 @@ class EvalReport:
 
 
 def evaluate(
-    model: LoadedModel,
+    model: Model,
     source: PhotoSource,
     *,
     operator: str | None = None,
@@ -85,42 +98,58 @@ def evaluate(
     timing: bool = False,
     workers: int | None = None,
     progress: bool = False,
-    variant: Variant | str = Variant.FULL,
+    request: str = AUTO,
+    device: str | torch.device | None = None,
 ) -> EvalReport:
-    """PSNR/SSIM of ``model`` against the reference operator on ``source``'s ``split`` photos, and the input
-    photo's own PSNR against the reference (``input_psnr``: a model scoring below it does worse than no model).
+    """PSNR/SSIM of ``model``'s approximator ``request`` against the reference operator on ``source``'s ``split``
+    photos, and the input photo's own PSNR against the reference (``input_psnr``: an approximation scoring below it
+    does worse than doing nothing). Each photo's plan is recorded with its numbers.
 
-    Targets come from the pair cache (generated if needed). With ``timing``, the reference operator and the model
-    are also timed on each photo, side by side in this process. ``variant``: how the network runs
-    (:class:`fip.variants.Variant`).
+    Targets come from the pair cache (generated if needed). With ``timing``, the reference operator and the
+    approximation are also timed on each photo, side by side in this process, after one untimed warm-up.
     """
     operator = operator or model.operator
     if operator is None:
         raise FipError(f"model {model.name} does not say which operator it approximates: pass --operator")
     spec = get_operator(operator)
-    params = spec.resolve_params(params if params is not None else model.params)
+    params = spec.resolve_params(params if params is not None else (model.params if model.operator == operator else None))
     resolution = resolution or Resolution(1080)
     report = generate_pairs(
         operator, source, params=params, split=split, resolution=resolution, workers=workers, progress=progress
     )
     manifest = read_manifest(report.out_dir)
     names = sorted(n for n, e in manifest["pairs"].items() if e["split"] == split or split == "all")
-    result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir))
+    result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir), request)
     maps = model.maps(operator, params)
+
+    def photo_of(name: str):
+        return load_photo(manifest["pairs"][name]["source"], lambda h, w: resolution.size_for(name, h, w))
+
+    def views_of(name: str) -> Views:
+        image = read_image_file(Path(report.out_dir) / "input" / f"{name}.png")
+        # Operators of the linear or raw view need the photo itself for their reference at low resolution.
+        return Views.of_array(image) if spec.input is InputKind.SRGB else Views(
+            Views.of_array(image).srgb, lambda: photo_of(name))  # fmt: skip
+
+    def run(views: Views):
+        plan = make_plan(model, request, views.size, device, operator=operator, params=params)
+        synchronize(torch.device(plan.device))
+        start = time.perf_counter()
+        output = to_image(run_plan(plan, model, views, maps))
+        synchronize(torch.device(plan.device))
+        return output, time.perf_counter() - start, plan
+
     if timing and names:  # one untimed pass first: thread pools and kernel selection warm up on the first call
-        run_loaded(model, read_image_file(Path(report.out_dir) / "input" / f"{names[0]}.png"), maps, variant=variant)
+        run(views_of(names[0]))
     for name in names:
+        views = views_of(name)
         image = read_image_file(Path(report.out_dir) / "input" / f"{name}.png")
         target = read_image_file(Path(report.out_dir) / "target" / f"{name}.png")
-        start = time.perf_counter()
-        output = run_loaded(model, image, maps, variant=variant)
-        model_seconds = time.perf_counter() - start
+        output, model_seconds, plan = run(views)
         entry = {"name": name, "size": list(image.shape[:2]), "psnr": psnr(output, target),
-                 "ssim": ssim(output, target), "input_psnr": psnr(image, target)}  # fmt: skip
+                 "ssim": ssim(output, target), "input_psnr": psnr(image, target), "plan": plan.to_json()}  # fmt: skip
         if timing:
-            from fip.raw import load_photo
-
-            photo = load_photo(manifest["pairs"][name]["source"], lambda h, w, n=name: resolution.size_for(n, h, w))
+            photo = photo_of(name)
             start = time.perf_counter()
             spec.apply(photo.view(spec.input), params)
             entry["reference_seconds"] = time.perf_counter() - start

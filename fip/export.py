@@ -23,22 +23,22 @@ import torch
 
 from fip.errors import InputError
 from fip.files import atomic_write_bytes
-from fip.infer import LoadedModel, net_config
 from fip.models.can import fold
 from fip.models.guided import GuidedCAN
+from fip.models.storage import NetworkFile, net_config
 
 EXPORT_FORMAT = "fip-export-1"
 MAX_SIDE = 65536
 
 
-def export_program(model: LoadedModel, path: str | os.PathLike[str]) -> Path:
+def export_program(model: NetworkFile, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` as a ``torch.export`` archive with dynamic height and width (atomically); return the path."""
     if isinstance(model.net, GuidedCAN):
         raise InputError(f"{model.name} is a low-resolution (guided-filter) model, which fip cannot export yet; "
-                         "export the operator's full model instead (-o OPERATOR, or -m OPERATOR.pt)")  # fmt: skip
+                         "export the model's full network instead (--variant full)")  # fmt: skip
     if getattr(model.net, "input_norm", None):
         raise InputError(f"{model.name} normalizes each photo's input by its {model.net.input_norm} estimate, which "
-                         "fip's export does not carry yet; run it with fip (fip apply, fip.infer.run_loaded)")  # fmt: skip
+                         "fip's export does not carry yet; run it with fip (fip apply, fip.apply)")  # fmt: skip
     net = copy.deepcopy(model.net).eval().to(memory_format=torch.contiguous_format)
     folded = net.folds_exactly
     if folded:

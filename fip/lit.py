@@ -59,10 +59,10 @@ class Approximator(pl.LightningModule):
         self.net = net
         self.warm_start_sha256: str | None = None  # of the file started from, which may be replaced later
         if warm_start:
-            from fip.infer import load_model
             from fip.models import GuidedCAN
+            from fip.models.catalogue import open_warm_start
 
-            loaded = load_model(warm_start)
+            loaded = open_warm_start(warm_start)
             source = loaded.net
             if Path(loaded.name).is_file():  # a model file or checkpoint (fip/<operator>: the shipped file)
                 self.warm_start_sha256 = hashlib.sha256(Path(loaded.name).read_bytes()).hexdigest()
@@ -105,7 +105,7 @@ class Approximator(pl.LightningModule):
         """Store what rebuilds the network and names its operator, so a checkpoint loads without the config
         (CANs and guided CANs; other networks, such as :class:`fip.compress.QuantizationAwareCAN`, are read from
         the module that trained them)."""
-        from fip.infer import net_config
+        from fip.models.storage import net_config
         from fip.models import ContextAggregationNet, GuidedCAN
 
         if not isinstance(self.net, (ContextAggregationNet, GuidedCAN)):

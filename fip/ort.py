@@ -1,4 +1,4 @@
-"""ONNX export and ONNX Runtime inference, fp32 and int8 (static quantization calibrated on photos).
+"""ONNX export, fp32 and int8 (static quantization calibrated on photos); :mod:`fip.runtime.onnx` runs the files.
 
 Only networks whose normalization folds into constant weights export here: a :class:`~fip.models.FoldedCAN`, or a
 :class:`~fip.models.ContextAggregationNet` with running statistics (folded on export). The paper-exact networks
@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fip.errors import FipError, InputError
+from fip.compress import equalize
+from fip.errors import InputError
 from fip.files import atomic_write_bytes
 from fip.models.can import ContextAggregationNet, FoldedCAN, fold
 
-INPUT, OUTPUT = "image", "output"
+INPUT, OUTPUT = "image", "output"  # the names of the files' input and output
 
 
 def _folded(net: nn.Module) -> FoldedCAN:
@@ -36,11 +37,11 @@ def _folded(net: nn.Module) -> FoldedCAN:
             return fold(net)
         raise InputError(
             "this network normalizes with per-image statistics (the paper's mode), which ONNX weights cannot hold: "
-            "export it as a torch.export program (--out FILE.pt2), or export its pruned running-statistics model "
-            "(-m fip/models/weights/fip/OPERATOR.pruned.pt, made by scripts/ship_compact.py)"
+            "export it as a torch.export program (--out FILE.pt2), or export a model's pruned running-statistics "
+            "network (-o OPERATOR --variant pruned)"
         )
-    raise InputError(f"cannot export a {type(net).__name__} to ONNX; expected a CAN with running statistics (export "
-                     "the operator's pruned model: -m fip/models/weights/fip/OPERATOR.pruned.pt)")
+    raise InputError(f"cannot export a {type(net).__name__} to ONNX; expected a CAN with running-statistics (export "
+                     "a model's pruned network: -o OPERATOR --variant pruned)")
 
 
 def onnx_bytes(net: nn.Module) -> bytes:
@@ -99,38 +100,8 @@ def write_onnx(net: nn.Module, path: str | os.PathLike[str], calibration: list[n
     if any(np.asarray(c).shape[1] != folded.in_channels for c in calibration):
         raise InputError(f"the network takes {folded.in_channels} input channels but the calibration images have "
                          f"{np.asarray(calibration[0]).shape[1]}: int8 calibration supports RGB-only networks")  # fmt: skip
-    from fip.compress import equalize
-
     balanced = folded if equalized else equalize(folded, [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in calibration])
     return atomic_write_bytes(path, quantized_bytes(onnx_bytes(balanced), calibration))
 
 
-class OrtNet:
-    """An ONNX model from this module behind the ``FoldedCAN`` calling convention: ``(1, C, H, W)`` float tensor in,
-    ``(1, 3, H, W)`` float tensor out, plus ``receptive_radius`` and ``in_channels`` so
-    :func:`fip.infer.forward_tiles` can run it tile by tile."""
-
-    def __init__(self, path: str | os.PathLike[str], receptive_radius: int, threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise FipError("ONNX Runtime is not installed: pip install onnxruntime") from exc
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise FipError(f"{path} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
-        self.in_channels = self.session.get_inputs()[0].shape[1]
-        self.receptive_radius = receptive_radius
-        self.path = Path(path)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise InputError(f"expected input (1, {self.in_channels}, H, W); got {tuple(x.shape)}")
-        array = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: array})[0])
-
-
-__all__ = ["OrtNet", "onnx_bytes", "quantized_bytes", "write_onnx"]
+__all__ = ["onnx_bytes", "quantized_bytes", "write_onnx"]

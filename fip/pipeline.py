@@ -1,127 +1,214 @@
-"""Edit one photo: open it under a size policy, run an operator's approximation or its reference, time both.
+"""The front door: open photos under one set of limits, run approximations through the engine, write results.
 
-The functions the demo (and any other front end) calls; everything that touches pixels lives here or below, so
-front ends add no image processing of their own.
+``fip apply``, the demo and the Python API open photos here, so they share the same checks:
+
+* a file larger than :data:`MAX_FILE_MEGABYTES` is refused before it is read;
+* an image's or raw file's header is read first, and one declaring more than :data:`MAX_MEGAPIXELS` (a
+  decompression bomb, or simply too large) is refused before any pixel is decoded;
+* photos need at least 2x2 pixels;
+* large photos are tiled automatically: the engine plans tiles or bands from the memory available
+  (:func:`fip.runtime.plan.make_plan`), and says what to do when even that cannot fit.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
+import torch
 
-from fip.conditioning import Sweep
-from fip.errors import InputError, UnreadablePhotoError
-from fip.imaging import IMAGE_EXTENSIONS, check_image
-from fip.infer import LoadedModel, model_for_operator, run_loaded
-from fip.raw import Photo, load_photo, load_srgb
+from fip.errors import FipError, InputError, UnreadablePhotoError
+from fip.imaging import IMAGE_EXTENSIONS, check_image, encode_png, read_image_file, resize_area
+from fip.models.catalogue import Model, model_for_operator, open_model
+from fip.raw import RAW_EXTENSIONS, Photo, load_photo
 from fip.registry import get_operator
-from fip.variants import Variant
+from fip.runtime.execute import Views, run_plan, to_image
+from fip.runtime.plan import AUTO, Plan, make_plan
 
-# Files bigger than this are refused before decoding (a 60 MP 16-bit TIFF is ~360 MB).
-MAX_FILE_MEGABYTES = 400
-# Photos with more pixels are refused after decoding: beyond what one CPU machine edits interactively.
-MAX_MEGAPIXELS = 100.0
-# Above this the network runs tile by tile (tiles of TILE pixels).
-TILE_ABOVE_MEGAPIXELS = 8.0
-TILE = 1536
-# The paper-exact variant keeps whole-image feature maps (~0.3 GB per MP for CAN24 even when tiled): its limit.
-FULL_MAX_MEGAPIXELS = 24.0
+# Files bigger than this are refused before decoding (a 100 MP 16-bit TIFF is ~600 MB).
+MAX_FILE_MEGABYTES = 800
+# Photos with more pixels are refused from their header, before decoding.
+MAX_MEGAPIXELS = 150.0
+MIN_SIDE = 2
 
 
 @dataclass(frozen=True)
 class SizePolicy:
     """Photos above ``max_megapixels`` are area-downscaled to it (aspect kept, even sizes), never upscaled;
-    photos above :data:`MAX_MEGAPIXELS` are refused."""
+    photos above :data:`MAX_MEGAPIXELS` or below 2x2 pixels are refused."""
 
     max_megapixels: float | None = None
 
     def __call__(self, height: int, width: int) -> tuple[int, int]:
-        if min(height, width) < 2:
-            raise InputError(f"the photo is {width}x{height} pixels; fip needs at least 2 pixels on each side")
-        if height * width > MAX_MEGAPIXELS * 1e6:
-            raise InputError(
-                f"the photo has {height * width / 1e6:.0f} MP; fip edits photos up to {MAX_MEGAPIXELS:.0f} MP — "
-                "downscale it first"
-            )
+        check_size(height, width)
         if self.max_megapixels is None or height * width <= self.max_megapixels * 1e6:
             return height - height % 2, width - width % 2
         scale = (self.max_megapixels * 1e6 / (height * width)) ** 0.5
         return max(2, int(height * scale) // 2 * 2), max(2, int(width * scale) // 2 * 2)
 
 
-def _check_file(path: Path) -> None:
-    """Refuse missing and oversized files, and images whose header declares too many pixels, before decoding."""
-    if not path.is_file():
+def check_size(height: int, width: int, name: str = "the photo") -> None:
+    """Refuse photos under 2x2 pixels or over :data:`MAX_MEGAPIXELS`, with the fix in the message."""
+    if min(height, width) < MIN_SIDE:
+        raise InputError(f"{name} is {width}x{height} pixels; fip needs at least {MIN_SIDE} pixels on each side")
+    if height * width > MAX_MEGAPIXELS * 1e6:
+        raise InputError(f"{name} has {height * width / 1e6:.0f} MP ({width}x{height}); fip opens photos up to "
+                         f"{MAX_MEGAPIXELS:g} MP: downscale it first")  # fmt: skip
+
+
+def check_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a missing or oversized file, and one whose header declares a size :func:`check_size` refuses, before
+    any pixel is decoded.
+
+    Raises:
+        UnreadablePhotoError: no such file, or not a file.
+        InputError: the file or the photo it declares is too large or too small (the message gives the limit).
+    """
+    path = Path(path)
+    if not path.exists():
         raise UnreadablePhotoError(f"{path}: no such file")
+    if not path.is_file():
+        raise UnreadablePhotoError(f"{path}: not a file (a folder or a device); give photo files")
     megabytes = path.stat().st_size / 2**20
     if megabytes > MAX_FILE_MEGABYTES:
         raise InputError(f"{path.name} is {megabytes:.0f} MB; fip opens files up to {MAX_FILE_MEGABYTES} MB")
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
+    size = _declared_size(path)
+    if size is not None:
+        check_size(*size, name=path.name)
+
+
+def _declared_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from the file's header, or ``None`` when the header cannot tell (the decoder reports)."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
         from PIL import Image
 
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we judge the size ourselves
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # judged against fip's own limit
                 with Image.open(path) as header:  # reads the header only
                     width, height = header.size
-        except Image.DecompressionBombError as exc:
-            raise InputError(f"{path.name}: {exc}; fip edits photos up to {MAX_MEGAPIXELS:g} MP") from exc
+        except Image.DecompressionBombError:  # PIL refuses past twice its own limit, which is above fip's
+            raise InputError(f"{path.name} declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP; fip opens "
+                             f"photos up to {MAX_MEGAPIXELS:g} MP") from None
         except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder gives the real message later
-            return
-        SizePolicy()(height, width)
+            return None
+        return height, width
+    if suffix in RAW_EXTENSIONS:
+        import rawpy
+
+        try:
+            with rawpy.imread(str(path)) as raw:  # opens and parses the file; decodes nothing yet
+                return raw.sizes.raw_height, raw.sizes.raw_width
+        except Exception:  # noqa: BLE001 - LibRaw's errors are reported by the reader with context
+            return None
+    return None
 
 
 def open_photo(path: str | os.PathLike[str], policy: SizePolicy = SizePolicy()) -> Photo:
-    """Open an image or raw file as a :class:`~fip.raw.Photo` sized by ``policy``.
+    """Open an image or raw file as a :class:`~fip.raw.Photo` sized by ``policy``, after :func:`check_file`.
 
     Raises:
         UnreadablePhotoError: not an image or raw file fip reads (the message names the file and why).
-        InputError: the file or the photo is too large (the message gives the limit).
+        InputError: the file or the photo is too large or too small (the message gives the limit).
     """
-    path = Path(path)
-    _check_file(path)
-    return load_photo(path, policy)
+    check_file(path)
+    return load_photo(Path(path), policy)
 
 
-def open_full_resolution(path: str | os.PathLike[str]) -> np.ndarray:
-    """The sRGB view of an image or raw file at its native size (odd sizes kept), within the same limits as
-    :func:`open_photo`."""
+def open_views(path: str | os.PathLike[str], max_megapixels: float | None = None) -> Views:
+    """Open a photo at its native size for the engine (image files keep odd sides), after :func:`check_file`;
+    ``max_megapixels`` downscales larger photos first."""
     path = Path(path)
-    _check_file(path)
-    image = load_srgb(path)
-    SizePolicy()(*image.shape[:2])  # refuses photos above MAX_MEGAPIXELS
-    return image
+    check_file(path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        return Views.of_photo(load_photo(path, SizePolicy(max_megapixels) if max_megapixels else None))
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        load_photo(path)  # raises the unsupported-type error, naming the types fip reads
+    image = read_image_file(path)
+    check_size(*image.shape[:2], name=path.name)
+    height, width = image.shape[:2]
+    if max_megapixels is not None and height * width > max_megapixels * 1e6:
+        scale = (max_megapixels * 1e6 / (height * width)) ** 0.5
+        image = resize_area(image, max(2, int(height * scale)), max(2, int(width * scale)))
+    return Views.of_array(image)
 
 
 @dataclass(frozen=True)
 class Result:
-    """One edited photo: ``(H, W, 3)`` float32 sRGB in [0, 1], the seconds it took, and a note for the user
-    (for example that the network was trained at other parameter values)."""
+    """One edited photo: ``image`` ``(H, W, 3)`` float32 sRGB in [0, 1], the seconds it took, the plan that made
+    it (``None`` for the reference operator) and a note for the user."""
 
     image: np.ndarray
     seconds: float
+    plan: Plan | None = None
     note: str = ""
-    variant: str = ""  # the network variant that made it ('auto' resolved), empty for the reference
+
+    @property
+    def approximator(self) -> str:
+        return self.plan.approximator if self.plan else "reference"
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
-    return a == b
+def resolve(operator_or_model: str | os.PathLike[str] | Model | None, operator: str | None = None) -> Model:
+    """The model for a user's ``--model``/``--operator`` pair: a model (any name :func:`open_model` takes), or the
+    one installed for ``operator``; a model of one operator must match ``operator`` when both are given."""
+    if operator_or_model is None and operator is None:
+        raise InputError("give a model (--model NAME_OR_PATH), an operator (--operator NAME), or both for a network "
+                         "of several operators")  # fmt: skip
+    if operator_or_model is None:
+        get_operator(operator)  # an unknown name fails here, listing the registered ones
+        return model_for_operator(operator)
+    model = operator_or_model if isinstance(operator_or_model, Model) else open_model(operator_or_model)
+    if operator is not None and model.conditioning is None and model.operator not in (None, operator):
+        raise InputError(f"model {model.name} approximates {model.operator}, not {operator}")
+    return model
 
 
-@functools.lru_cache(maxsize=16)
-def shipped_model(operator: str) -> LoadedModel:
-    """:func:`fip.infer.model_for_operator`, loaded once per process."""
-    return model_for_operator(operator)
+def run_approximation(
+    model: Model | str,
+    photo: Photo | Views | np.ndarray,
+    params: Mapping[str, Any] | None = None,
+    request: str = AUTO,
+    *,
+    operator: str | None = None,
+    device: str | torch.device | None = None,
+    tile: int | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> Result:
+    """Approximate the operator on one photo through the engine, timed (plan included in the result).
+
+    Args:
+        model: a model, or any name :func:`resolve` takes (an operator's name gives its installed model).
+        photo: a :class:`~fip.raw.Photo`, engine :class:`~fip.runtime.execute.Views`, or an sRGB array.
+        params: operator parameters (networks serve those they were trained for; ``auto`` then runs the
+            reference at low resolution, which follows any).
+        request: ``auto`` or an approximator's name.
+        on_plan: called with the plan before it runs (``fip apply --explain`` prints it).
+    """
+    model = resolve(model, operator) if not isinstance(model, Model) else model
+    if isinstance(photo, np.ndarray):
+        photo = Views.of_array(check_image(photo))
+    views = Views.of_photo(photo) if isinstance(photo, Photo) else photo
+    plan = make_plan(model, request, views.size, device, operator=operator, params=dict(params) if params else None,
+                     tile=tile)  # fmt: skip
+    maps = model.maps(plan.operator, plan.params)
+    if on_plan is not None:
+        on_plan(plan)
+    start = time.perf_counter()
+    image = to_image(run_plan(plan, model, views, maps))
+    return Result(image, time.perf_counter() - start, plan, _note(model, plan))
+
+
+def _note(model: Model, plan: Plan) -> str:
+    if plan.request == AUTO and plan.approximator == "reference-lowres" and "trained for" in plan.reason:
+        return "the networks were trained at other parameter values, so the reference ran at low resolution"
+    return ""
 
 
 def run_reference(operator: str, photo: Photo, params: Mapping[str, Any] | None = None) -> Result:
@@ -133,59 +220,89 @@ def run_reference(operator: str, photo: Photo, params: Mapping[str, Any] | None 
     return Result(image, time.perf_counter() - start)
 
 
-def run_approximation(
-    operator: str,
-    photo: Photo | np.ndarray,
+@dataclass
+class FileResult:
+    """What became of one input of :func:`apply_to_files`."""
+
+    source: Path
+    output: Path | None
+    seconds: float = 0.0
+    size: tuple[int, int] | None = None
+    plan: Plan | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def apply_to_files(
+    model: Model,
+    inputs: list[Path],
+    out_dir: Path,
+    *,
+    request: str = AUTO,
+    operator: str | None = None,
     params: Mapping[str, Any] | None = None,
-    variant: Variant | str = Variant.FAST,
-    model: LoadedModel | None = None,
+    device: str | torch.device | None = None,
+    max_megapixels: float | None = None,
     tile: int | None = None,
-) -> Result:
-    """The operator's network (``model``, default the shipped one) on ``photo``'s sRGB view (or an sRGB array),
-    timed; photos above ``TILE_ABOVE_MEGAPIXELS`` run tile by tile (same result, bounded memory). The network
-    was trained at fixed parameters (except a swept one, which it takes as an input map); when ``params`` ask
-    for others, the result's note says so."""
-    spec = get_operator(operator)
-    model = model or shipped_model(operator)
-    if model.conditioning is None and model.operator not in (None, operator):
-        raise InputError(f"model {model.name} approximates {model.operator}, not {operator}")
-    wanted = spec.resolve_params(params)
-    trained = spec.resolve_params(model.params) if model.operator == operator else spec.resolve_params()
-    followed = {model.conditioning.param} if isinstance(model.conditioning, Sweep) else set()  # a slider input
-    differing = [f"{n}={trained[n]}" for n in wanted if n not in followed and not _same(wanted[n], trained[n])]
-    maps = model.maps(operator, wanted)
-    note = f"the network approximates {', '.join(differing)} (its training values)" if differing else ""
-    image = photo.srgb if isinstance(photo, Photo) else check_image(photo)
-    megapixels = image.shape[0] * image.shape[1] / 1e6
-    variant = model.resolve(variant, megapixels)
-    if variant is Variant.FULL and megapixels > FULL_MAX_MEGAPIXELS:
-        raise InputError(
-            f"the photo has {megapixels:.0f} MP; the paper-exact 'full' variant holds whole-image feature maps and "
-            f"runs up to {FULL_MAX_MEGAPIXELS:g} MP: choose the 'fast' variant (tiled, any size)"
-        )
-    if tile is None and megapixels > TILE_ABOVE_MEGAPIXELS:
-        tile = TILE
-    start = time.perf_counter()
-    image = run_loaded(model, image, maps, tile=tile, variant=variant)
-    return Result(image, time.perf_counter() - start, note, variant.value)
+    bits: int = 8,
+    overwrite: bool = False,
+    on_plan: Callable[[Path, Plan], None] | None = None,
+) -> list[FileResult]:
+    """Approximate the operator on photos or raw files and write ``out_dir/<stem>.png`` each (atomically).
+
+    Photos keep their size (odd ones too); raw files are rendered as :mod:`fip.raw` says. An existing output is
+    never replaced unless ``overwrite``; a photo that cannot be read or run is reported in its result and the
+    others go on. ``on_plan`` is called with each input and its plan before it runs.
+    """
+    from fip.files import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file; give a folder for the results")
+    results = []
+    for source in map(Path, inputs):
+        output = out_dir / f"{source.stem}.png"
+        if output.exists() and not overwrite:
+            results.append(FileResult(source, None, error=f"{output} exists; pass --overwrite to replace it"))
+            continue
+        try:
+            views = open_views(source, max_megapixels)
+            result = run_approximation(model, views, params, request, operator=operator, device=device, tile=tile,
+                                       on_plan=(lambda plan, s=source: on_plan(s, plan)) if on_plan else None)  # fmt: skip
+            atomic_write_bytes(output, encode_png(result.image, bits=bits))
+        except FipError as exc:
+            results.append(FileResult(source, None, error=str(exc)))
+            continue
+        except OSError as exc:  # the output folder: read-only, full disk, ...
+            results.append(FileResult(source, None, error=f"could not write {output}: {exc.strerror or exc}"))
+            continue
+        notes = [result.note] if result.note else []
+        results.append(FileResult(source, output, result.seconds, result.image.shape[:2], result.plan, notes=notes))
+    return results
 
 
 def render_to_file(
-    operator: str,
+    model: Model | str,
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     params: Mapping[str, Any] | None = None,
-    variant: Variant | str = Variant.FAST,
+    request: str = AUTO,
+    *,
+    operator: str | None = None,
+    device: str | torch.device | None = None,
     bits: int = 8,
 ) -> tuple[Path, Result]:
-    """The approximation of ``operator`` on the photo at ``path`` at its native resolution, written atomically as
+    """The approximation on the photo at ``path`` at its native resolution, written atomically as
     ``out_dir/<stem>-<operator>.png`` (an existing file of that name is replaced: ``out_dir`` is the caller's
     scratch folder)."""
     from fip.files import atomic_write_bytes
-    from fip.imaging import encode_png
 
-    image = open_full_resolution(path)
-    result = run_approximation(operator, image, params, variant)
-    output = Path(out_dir) / f"{Path(path).stem}-{operator}.png"
+    result = run_approximation(model, open_views(path), params, request, operator=operator, device=device)
+    output = Path(out_dir) / f"{Path(path).stem}-{result.plan.operator}.png"
     atomic_write_bytes(output, encode_png(result.image, bits=bits))
     return output, result
+
+
+__all__ = ["FileResult", "MAX_FILE_MEGABYTES", "MAX_MEGAPIXELS", "Result", "SizePolicy", "apply_to_files",
+           "check_file", "check_size", "open_photo", "open_views", "render_to_file", "resolve", "run_approximation",
+           "run_reference"]  # fmt: skip

@@ -33,8 +33,10 @@ def run_quickstart(operator: str, minutes: float, out: Path) -> None:
     from fip.data.sources import Resolution, sample_source
     from fip.evaluate import evaluate
     from fip.imaging import read_image_file
-    from fip.infer import export_model, load_model, run_model
+    from fip.models.catalogue import Model, card_for_network
     from fip.models.paper import paper_network_for
+    from fip.models.storage import load_network, save_network
+    from fip.pipeline import run_approximation
     from fip.training import max_time, run_training
 
     config = CONFIGS / f"{operator}.yaml"
@@ -49,16 +51,18 @@ def run_quickstart(operator: str, minutes: float, out: Path) -> None:
     print(f"training {operator} for at most {minutes:g} min ({config})")
     cli = run_training(["-c", str(config), "--trainer.max_time", budget, "--trainer.default_root_dir", str(out)])
     checkpoint = cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path
-    model = load_model(checkpoint)
+    network = load_network(checkpoint)
+    model = Model(card_for_network(network))
     out.mkdir(parents=True, exist_ok=True)
 
     resolution = Resolution(1080)
-    report = evaluate(model, source, split="test", resolution=resolution, timing=True, workers=1)
-    model_file = export_model(model, out / f"{operator}.pt", {"mean_psnr": report.mean_psnr, "mean_ssim": report.mean_ssim})
+    report = evaluate(model, source, split="test", resolution=resolution, timing=True, workers=1, request="full")
+    model_file = save_network(network, out / f"{operator}.pt", {"mean_psnr": report.mean_psnr, "mean_ssim": report.mean_ssim})
     lines = ["", "## Held-out sample photos: the trained approximation vs the reference operator", "", report.table()]
     paper = paper_network_for(operator)
     if paper is not None:
-        before = evaluate(load_model(paper), source, operator=operator, split="test", resolution=resolution)
+        before = evaluate(Model(card_for_network(load_network(paper), kind="paper")), source, operator=operator,
+                          split="test", resolution=resolution, request="full")  # fmt: skip
         lines += ["", f"Before training (the authors' network {paper}, the warm start): "
                   f"{before.mean_psnr:.2f} dB PSNR, SSIM {before.mean_ssim:.4f}"]  # fmt: skip
     (out / "report.md").write_text("\n".join(lines) + "\n")
@@ -68,7 +72,8 @@ def run_quickstart(operator: str, minutes: float, out: Path) -> None:
     rows = []
     for image in report.images:
         x = read_image_file(pairs / "input" / f"{image['name']}.png")
-        rows.append([x, read_image_file(pairs / "target" / f"{image['name']}.png"), run_model(model.net, x)])
+        approximation = run_approximation(model, x, request="full").image
+        rows.append([x, read_image_file(pairs / "target" / f"{image['name']}.png"), approximation])
     grid = _grid(rows)
     cv2.imwrite(str(out / "grid.png"), cv2.cvtColor((grid * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR))
     print("\n".join(lines))

@@ -46,7 +46,7 @@ class PairDataset(Dataset):
         crops_per_photo: with ``crop``, each item is this many crops of one photo, flipped alike, stacked
             ``(K, C, crop, crop)``, with the one preview they share: one context pass serves them all.
         input_norm: normalize each whole input photo's RGB before cropping (:mod:`fip.models.inputs`), as
-            :func:`fip.infer.run_model` does for a network built with the same ``input_norm``; targets stay as
+            :func:`fip.runtime.execute.run_plan` does for a network built with the same ``input_norm``; targets stay as
             they are, except for a norm that scales the output back (``"airlight_scaled"``), which divides them.
     """
 

@@ -105,7 +105,7 @@ class ContextAggregationNet(nn.Module):
             start at 0 and open it only after many steps (the authors trained 180k). With biases a short CPU
             run can learn tone curves from the identity (docs/models.md, "No tone curve without a shift").
         input_norm: how each photo's RGB is rescaled before the network sees it (:mod:`fip.models.inputs`,
-            e.g. ``"airlight"``), or ``None``. Applied to whole photos by :func:`fip.infer.run_model` and by the
+            e.g. ``"airlight"``), or ``None``. Applied to whole photos by the engine (:mod:`fip.runtime`) and by the
             training data, not by :meth:`forward`, which takes the input as it comes (crops cannot know their
             photo's estimate).
 
@@ -240,7 +240,7 @@ def image_statistics(net: ContextAggregationNet, x: torch.Tensor) -> Statistics:
 class FoldedCAN(nn.Module):
     """A :class:`ContextAggregationNet` whose normalizations are folded into its convolutions: each 3x3 layer is
     one convolution with bias and a LeakyReLU. Same ``features`` / ``output`` layout, so
-    :func:`fip.infer.forward_tiled` runs it too. Built by :func:`fold`."""
+    :func:`fip.runtime.execute.forward_tiled` runs it too. Built by :func:`fold`."""
 
     def __init__(self, features: nn.Sequential, output: nn.Conv2d, in_channels: int):
         super().__init__()

@@ -10,7 +10,7 @@ white whatever the exposure; ``exposure`` divides the input by the photo's own b
 copy of it look alike to the network (docs/models.md, "Exposure as an input: a thirteenth round").
 
 The normalization belongs to the network (``ContextAggregationNet(input_norm=...)``, saved with its weights):
-:func:`fip.infer.run_model` applies it to the whole photo before any tiling or statistics preview, and the
+:func:`fip.runtime.execute.run_plan` applies it to the whole photo before any tiling or statistics preview, and the
 training data (``PairDataModule(input_norm=...)``) apply it to each whole photo before cropping, so both see the
 photo-level estimate.
 """

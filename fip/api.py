@@ -1,0 +1,231 @@
+"""fip's Python API: load a fast approximation as a PyTorch module, or apply one to an image.
+
+    import fip
+
+    module = fip.load("smooth.l0", device="cuda")        # a torch.nn.Module
+    y = module(x)                                       # x: (B, 3, H, W) float in [0, 1], sRGB
+
+    out = fip.apply("smooth.l0", photo)                 # NumPy, PIL or torch in, the same kind out
+    out = fip.apply("smooth.l0", photo, variant="reference-lowres", params={"lambda_": 0.05})
+
+Both run through the engine (:mod:`fip.runtime`): the same plans, and the same ``auto`` as ``fip apply`` and the demo.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from fip.errors import InputError
+from fip.models.catalogue import Model, open_model
+from fip.runtime.devices import resolve_device
+from fip.runtime.execute import Views, forward_approximator, reference_lowres
+from fip.runtime.plan import AUTO, Plan, make_plan
+
+TYPICAL_SIZE = (1080, 1920)  # the photo size ``load`` resolves ``auto`` for; cards are timed at this size
+
+
+class FastOperator(nn.Module):
+    """One approximator of a model as a PyTorch module: a slow operator made fast.
+
+    ``forward(x)`` takes ``(B, 3, H, W)`` or ``(3, H, W)`` float sRGB in [0, 1] (any size of at least 2x2, on the
+    module's device) and returns the approximation in the same shape and dtype, clipped to [0, 1]. Each image of a
+    batch is processed on its own (the networks normalize with each photo's own statistics). Build one with
+    :func:`fip.load`; move it with ``.to(device)``. Network approximators run PyTorch code only, so the module
+    can go through ``torch.compile``; ``int8`` (ONNX Runtime) and ``reference-lowres`` (the reference operator, on the
+    CPU) run outside PyTorch.
+
+    Attributes:
+        model: the model (:class:`fip.models.catalogue.Model`; its card says what it is and how well it does).
+        approximator: the approximator's name.
+        plan: the plan ``load`` resolved, for a 1920x1080 photo (see :meth:`plan_for` for other sizes).
+    """
+
+    def __init__(self, model: Model, plan: Plan):
+        super().__init__()
+        self.model, self.plan, self.approximator = model, plan, plan.approximator
+        self.operator, self.params = plan.operator, plan.params
+        self._maps = model.maps(plan.operator, plan.params)
+        spec = model.card.approximator(plan.approximator)
+        self._spec = spec
+        self._onnx = None
+        self.net: nn.Module | None = None
+        if spec.network is not None:
+            network = model.network(spec.network)
+            if isinstance(network, nn.Module):
+                self.net = _copy(network)
+            else:
+                from fip.runtime.execute import _onnx_session
+
+                entry = model.card.networks[spec.network]
+                self._onnx = _onnx_session(str(network), entry.receptive_radius or 0, torch.device(plan.device))
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # follows .to(device)
+
+    def extra_repr(self) -> str:
+        return f"model={self.model.name!r}, approximator={self.approximator!r}, operator={self.operator!r}"
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @torch.compiler.disable  # planning reads the device and the card: Python, kept out of compiled graphs
+    def plan_for(self, height: int, width: int) -> Plan:
+        """The plan this module runs for an image of ``height x width`` on its device."""
+        return make_plan(self.model, self.approximator, (height, width), self.device, operator=self.operator,
+                         params=self.params, memory_budget=1 << 62)  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4) or x.shape[-3] != 3:
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise InputError(f"expected a (B, 3, H, W) or (3, H, W) float tensor in [0, 1]; got {shape}")
+        if not x.is_floating_point():
+            raise InputError(f"expected a float tensor in [0, 1]; got {x.dtype}: divide by 255 (or 65535) first")
+        batch = x if x.ndim == 4 else x[None]
+        plan = self.plan_for(*batch.shape[2:])
+        outputs = []
+        with torch.no_grad():
+            for image in batch.float():
+                image = image[None].to(self.device)
+                if self._spec.runs_reference:
+                    out = reference_lowres(self.operator, self.params, Views(image), self._spec.upsampler,
+                                           plan.working_size, plan.band_rows, self.device)  # fmt: skip
+                else:
+                    out = forward_approximator(self._spec, self.net if self._onnx is None else self._onnx, image,
+                                               self._maps, plan.working_size, None, plan.band_rows)  # fmt: skip
+                outputs.append(out.float().clamp(0.0, 1.0))
+        out = torch.cat(outputs).to(dtype=x.dtype)
+        return out if x.ndim == 4 else out[0]
+
+
+def _copy(net: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(net).eval()
+
+
+def load(
+    name_or_path: str | os.PathLike[str] | Model,
+    device: str | torch.device | None = None,
+    *,
+    variant: str = AUTO,
+    operator: str | None = None,
+) -> FastOperator:
+    """A fast approximation as a :class:`FastOperator` (a ``torch.nn.Module``) on ``device``.
+
+    Args:
+        name_or_path: an operator's name (``"smooth.l0"``: the model installed for it), a model's name
+            (``"fip/smooth.l0"``, ``"paper/L0_smoothing"``), a model folder, or a network file (``.pt``, ``.ckpt``).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; default CUDA when available, else the CPU.
+        variant: ``"auto"`` (the fastest approximator measured on this device class within 0.5 dB of the best, or at
+            least 40 dB) or an approximator's name (``fip models`` lists them).
+        operator: the operator, for a network of several (``"paper/combined"``).
+
+    Raises:
+        fip.FipError: an unknown name, an approximator the device cannot run, a damaged file.
+    """
+    model = name_or_path if isinstance(name_or_path, Model) else open_model(name_or_path)
+    torch_device = resolve_device(device)
+    plan = make_plan(model, variant, TYPICAL_SIZE, torch_device, operator=operator, memory_budget=1 << 62)
+    return FastOperator(model, plan).to(torch_device)
+
+
+def apply(
+    operator_or_model: str | os.PathLike[str] | Model | FastOperator,
+    image: Any,
+    *,
+    variant: str = AUTO,
+    device: str | torch.device | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Any:
+    """Approximate an operator on one image (or a batch of tensors) and return the result as the same kind.
+
+    Args:
+        operator_or_model: an operator's or model's name or folder (as :func:`load` takes), a
+            :class:`~fip.models.catalogue.Model`, or a module from :func:`load`.
+        image: a NumPy array ``(H, W, 3)`` of uint8, uint16 or float in [0, 1]; a PIL image (converted to RGB); or a
+            torch tensor ``(3, H, W)`` or ``(B, 3, H, W)`` float in [0, 1]. sRGB, at least 2x2.
+        variant: ``"auto"`` or an approximator's name.
+        device: where it runs; default: a tensor's own device, else CUDA when available, else the CPU.
+        params: operator parameters; networks serve the values they were trained for, and ``auto`` runs the
+            reference at low resolution (``reference-lowres``) for others.
+
+    Returns:
+        The approximation: a NumPy array of the input's dtype and shape, a PIL RGB image, or a tensor of the input's
+        shape, dtype and device.
+    """
+    from fip.pipeline import run_approximation
+
+    if isinstance(operator_or_model, FastOperator):
+        if params is not None or variant != AUTO:
+            raise InputError("a module from fip.load runs the approximator and parameters it was loaded with; pass "
+                             "the model's name to fip.apply to choose others")  # fmt: skip
+        return _as_kind(image, lambda rgb: operator_or_model(rgb.to(operator_or_model.device)))
+    model = operator_or_model if isinstance(operator_or_model, Model) else open_model(operator_or_model)
+    if isinstance(image, torch.Tensor) and device is None:
+        device = image.device
+    torch_device = resolve_device(device)
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        results = [run_approximation(model, Views(item[None].float()), params, variant, device=torch_device).image
+                   for item in batch]  # fmt: skip
+        return torch.from_numpy(np.stack(results)).permute(0, 3, 1, 2)
+
+    return _as_kind(image, run)
+
+
+def _as_kind(image: Any, run: Any) -> Any:
+    """Convert ``image`` to a ``(B, 3, H, W)`` float32 batch, ``run`` it, and convert the result back."""
+    if isinstance(image, torch.Tensor):
+        if image.ndim not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point():
+            raise InputError(f"a tensor image must be (3, H, W) or (B, 3, H, W) float in [0, 1]; got "
+                             f"{tuple(image.shape)} {image.dtype}")  # fmt: skip
+        batch = image if image.ndim == 4 else image[None]
+        _check_range(batch)
+        out = run(batch.float()).to(device=image.device, dtype=image.dtype)
+        return out if image.ndim == 4 else out[0]
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        out = run(_to_batch(array))[0].permute(1, 2, 0).numpy()
+        return Image.fromarray(np.round(out * 255.0).astype(np.uint8), mode="RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(f"a NumPy image must be (H, W, 3); got shape {image.shape}. Convert grey images to RGB.")
+        if image.dtype == np.uint8:
+            scale = 255.0
+        elif image.dtype == np.uint16:
+            scale = 65535.0
+        elif np.issubdtype(image.dtype, np.floating):
+            scale = None
+        else:
+            raise InputError(f"a NumPy image must be uint8, uint16 or float in [0, 1]; got {image.dtype}")
+        array = image.astype(np.float32) / scale if scale else image.astype(np.float32)
+        batch = _to_batch(array)
+        _check_range(batch)
+        out = run(batch)[0].permute(1, 2, 0).numpy()
+        if scale:
+            return np.round(out * scale).astype(image.dtype)
+        return out.astype(image.dtype)
+    raise InputError(f"fip.apply takes a NumPy array, a PIL image or a torch tensor; got {type(image).__name__}")
+
+
+def _to_batch(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
+
+
+def _check_range(batch: torch.Tensor) -> None:
+    if min(batch.shape[2:]) < 2:
+        raise InputError(f"the image is {batch.shape[3]}x{batch.shape[2]} pixels; fip needs at least 2x2")
+    if not torch.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
+        raise InputError(f"image values must lie in [0, 1] without NaN; got [{batch.min().item():g}, "
+                         f"{batch.max().item():g}]. Divide 8-bit values by 255 first.")  # fmt: skip
+
+
+__all__ = ["FastOperator", "apply", "load"]
