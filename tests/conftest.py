@@ -52,7 +52,8 @@ def photo_folder(tmp_path) -> Path:
     return folder
 
 
-def make_distribution(root: Path, name: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
+def make_distribution(root: Path, name: str, modules: dict[str, str], entry_points: dict[str, str],
+                      group: str = "fip.operators") -> Path:  # fmt: skip
     """Write an installed-looking distribution (``*.dist-info`` with entry points, plus its modules) into ``root``.
 
     Putting ``root`` on ``sys.path`` makes ``importlib.metadata`` find it exactly like a pip-installed package.
@@ -64,5 +65,36 @@ def make_distribution(root: Path, name: str, modules: dict[str, str], entry_poin
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
     lines = "\n".join(f"{key} = {value}" for key, value in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[fip.operators]\n{lines}\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
     return root
+
+
+def run_net(net, image: np.ndarray, request: str = "full", *, tile: int | None = None, maps=None,
+            operator: str = "smooth.l0") -> np.ndarray:  # fmt: skip
+    """One network (a module, a :class:`fip.models.storage.NetworkFile` or a model of one) run by the engine on an ``(H, W, 3)``
+    image as approximator ``request`` on the CPU; ``maps``: its conditioning maps."""
+    from fip.models.catalogue import Model
+    from fip.models.storage import NetworkFile
+    from fip.runtime.execute import Views, run_plan, to_image
+    from fip.runtime.plan import make_plan
+
+    if isinstance(net, Model):
+        model = net
+    else:
+        model = Model.of_network(net if isinstance(net, NetworkFile) else NetworkFile(net, "test network", operator))
+    plan = make_plan(model, request, image.shape[:2], "cpu", operator=model.operator or operator, tile=tile)
+    return to_image(run_plan(plan, model, Views.of_array(image), maps))
+
+
+def declared_png(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG file whose header declares ``width x height`` pixels (a decompression bomb's shape): a real 8x8
+    image with its IHDR size and checksum rewritten."""
+    import struct
+    import zlib
+
+    data = bytearray(encode_png(smooth_image(8, 8), bits=8))
+    start = data.index(b"IHDR")
+    data[start + 4 : start + 12] = struct.pack(">II", width, height)
+    data[start + 17 : start + 21] = struct.pack(">I", zlib.crc32(bytes(data[start : start + 17])))
+    path.write_bytes(bytes(data))
+    return path

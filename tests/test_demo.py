@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 
 from fip.imaging import encode_png, read_image_file
+from fip.models.catalogue import model_for_operator
 from fip.registry import get_operator, list_operators
 from fip_demo.app import PARAM_SLOTS, Editor, _slider_step, build_app, collect_params
 
-from conftest import smooth_image, write_synthetic_dng
+from conftest import declared_png, smooth_image, write_synthetic_dng
 
 
 def default_values(editor: Editor, operator: str) -> list:
     """The flat widget values the browser sends right after choosing ``operator``."""
-    *updates, shown_for = editor.operator_changed(operator)
-    assert shown_for == operator
+    *updates, approximators, shown_for = editor.operator_changed(operator)
+    assert shown_for == operator and approximators["value"] == "auto"
     return [update.get("value") for update in updates]
 
 
@@ -38,15 +39,19 @@ def test_app_offers_every_registered_operator_and_variant(photo):
         assert elem_id in by_id, elem_id
     offered = [value for _, value in by_id["operator"].choices]
     assert offered == [spec.name for spec in list_operators()]
-    assert [value for _, value in by_id["variant"].choices] == ["auto", "full", "fast", "bf16", "lowres", "pruned", "int8"]
+    first = list_operators()[0].name
+    card = model_for_operator(first).card
+    assert [value for _, value in by_id["variant"].choices] == ["auto", *card.approximators]
     assert [value for _, value in by_id["example"].choices] == ["example"]
-    assert "100 MP" in by_id["policy"].value  # the large-photo policy is stated in the UI
+    assert "150 MP" in by_id["policy"].value  # the large-photo policy is stated in the UI
 
 
 def test_choosing_an_operator_shows_one_widget_per_parameter():
     editor = Editor()
-    *updates, shown_for = editor.operator_changed("tone.mapping")
+    *updates, approximators, shown_for = editor.operator_changed("tone.mapping")
     assert len(updates) == 4 * PARAM_SLOTS and shown_for == "tone.mapping"
+    offered = [value for _, value in approximators["choices"]]
+    assert offered == ["auto", *model_for_operator("tone.mapping").card.approximators]
     shown = [(index, update) for index, update in enumerate(updates) if update.get("visible")]
     spec = get_operator("tone.mapping")
     assert len(shown) == len(spec.params)
@@ -68,7 +73,6 @@ def test_slider_steps_land_on_every_default():
 
 
 def test_editor_runs_the_approximation_the_reference_and_a_full_resolution_render(photo, tmp_path, monkeypatch):
-    monkeypatch.setattr("fip.infer.STATS_MEGAPIXELS", 0.0002)  # the fast variant really folds a preview pass
     editor = Editor(preview_megapixels=0.001, scratch=tmp_path / "scratch")
     preview, path, status = editor.load(str(photo))
     assert path == str(photo) and "Loaded" in status and "61×45" in status and "preview" in status
@@ -78,21 +82,23 @@ def test_editor_runs_the_approximation_the_reference_and_a_full_resolution_rende
     pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", False, *values)
     assert reference is None and approx.shape == preview.shape and "Approximation** (fast)" in status
     assert np.array_equal(pair[0], preview) and np.array_equal(pair[1], approx)  # before = the input
-    assert "Approximation** (fast)" in editor.run(path, "smooth.rof", "smooth.rof", "auto", False, *values)[3]
+    assert "Approximation** (auto → " in editor.run(path, "smooth.rof", "smooth.rof", "auto", False, *values)[3]
     status = editor.run(path, "smooth.rof", "smooth.rof", "int8", False, *values)[3]
-    assert "no 'int8' variant" in status and "Error" in status  # only some operators ship a pruned model
+    assert "has no approximator 'int8'" in status and "Error" in status  # only some operators ship a pruned model
 
     pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "full", True, *values)
     assert reference.shape == approx.shape and np.array_equal(pair[0], reference)
     assert "**Reference**" in status and "speed-up" in status and "dB PSNR" in status
 
-    values[0] = 0.2  # weight: the network was trained at the default; the user is told
+    values[0] = 0.2  # weight: the networks were trained at the default, so auto runs the reference at low resolution
+    _, _, _, status = editor.run(path, "smooth.rof", "smooth.rof", "auto", True, *values)
+    assert "auto → reference-lowres" in status and "trained at other parameter values" in status
     _, _, _, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", True, *values)
-    assert "the network approximates weight=0.05" in status
+    assert "Error" in status and "its network was trained for weight=0.05" in status
 
-    output, status = editor.render_full(path, "smooth.rof", "smooth.rof", "fast", *values)
+    output, status = editor.render_full(path, "smooth.rof", "smooth.rof", "auto", *values)
     assert read_image_file(output).shape == (45, 61, 3)  # the original size, odd included
-    assert "Full resolution 61×45" in status
+    assert "Full resolution 61×45" in status and "reference-lowres" in status
     # Clicked before the widgets caught up with a new operator: a message, not the old operator's values.
     assert "still loading" in editor.run(path, "smooth.l0", "smooth.rof", "fast", False, *values)[3]
     assert "still loading" in editor.render_full(path, "smooth.l0", "smooth.rof", "fast", *values)[1]
@@ -140,13 +146,12 @@ def test_huge_files_are_refused_before_decoding(photo, tmp_path, monkeypatch):
     assert "fip opens files up to 0.001 MB" in status
     monkeypatch.undo()
     # A small file whose header declares a huge image (a decompression bomb) is refused from its header.
-    from PIL import Image
-
-    bomb = tmp_path / "bomb.png"
-    Image.new("L", (12_000, 10_000)).save(bomb, optimize=True)
-    assert bomb.stat().st_size < 2**20
-    _, _, status = Editor().load(str(bomb))
-    assert "the photo has 120 MP; fip edits photos up to 100 MP" in status
+    for width, height, message in ((13_000, 12_000, "has 156 MP (13000x12000); fip opens photos up to 150 MP"),
+                                   (30_000, 30_000, "declares more than 179 MP; fip opens photos up to 150 MP")):  # fmt: skip
+        bomb = declared_png(tmp_path / f"bomb{width}.png", width, height)
+        assert bomb.stat().st_size < 1000
+        _, _, status = Editor().load(str(bomb))
+        assert message in status, status
 
 
 def test_tiny_photos_are_refused_with_a_message(tmp_path):

@@ -1,5 +1,6 @@
 """The low-resolution form: fip.models.GuidedCAN (Deep Guided Filter), its banded upsampling, its model files,
-its warm start and training through Lightning, and the ``lowres`` variant that uses it."""
+its warm start and training through Lightning, the ``lowres`` approximator that uses it, and the colour guided filter
+behind ``reference-lowres``."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import torch.nn.functional as F
 from conftest import smooth_image
 
 from fip.errors import FipError
-from fip.infer import LoadedModel, export_model, load_model, net_config, run_loaded, run_model
 from fip.lit import Approximator
 from fip.models import ContextAggregationNet, GuidedCAN
-from fip.models.guided import FastGuidedFilter, upsample_rows
-from fip.variants import Variant
+from fip.models.catalogue import Model, model_for_operator, open_model
+from fip.models.guided import FastGuidedFilter, apply_linear_model, colour_guided_coefficients, upsample_rows
+from fip.models.storage import NetworkFile, load_network, net_config, save_network
+from fip.pipeline import run_approximation
+from fip.runtime.execute import forward_approximator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
@@ -70,34 +73,27 @@ def test_every_part_learns_end_to_end():
     assert moved == {"can", "guide", "filter"}
 
 
-def test_model_files_keep_the_guided_network_and_it_runs_only_as_lowres(tmp_path):
+def test_model_files_keep_the_guided_network_and_it_runs_as_lowres(tmp_path):
     net = _busy_guided()
     assert net_config(net)["guided"] == {"factor": 3.0, "radius": 1, "fit_hidden": 0, "guide_hidden": 6}
-    loaded = load_model(export_model(LoadedModel(net, "g", "smooth.l0"), tmp_path / "smooth.l0.lowres.pt"))
-    assert isinstance(loaded.net, GuidedCAN) and loaded.variants() == [Variant.AUTO, Variant.FULL, Variant.LOWRES]
+    path = save_network(NetworkFile(net, "g", "smooth.l0"), tmp_path / "lowres.pt")
+    model = open_model(path)
+    assert isinstance(model.network("net"), GuidedCAN) and list(model.card.approximators) == ["lowres", "reference-lowres"]
     image = smooth_image(60, 90, seed=2)
-    expected = run_model(net, image, variant=Variant.LOWRES)
-    assert torch.allclose(torch.from_numpy(run_loaded(loaded, image, variant="auto")), torch.from_numpy(expected), atol=1e-6)
-    assert run_loaded(loaded, image, variant="full").shape == image.shape  # exact statistics at low resolution
-    with pytest.raises(FipError, match="low-resolution .guided-filter. model: it runs as 'lowres'"):
-        run_loaded(loaded, image, variant="fast")
-
-
-def test_lowres_variant_takes_the_trained_sibling_for_photos_big_enough(monkeypatch):
-    import fip.infer
-
-    monkeypatch.setattr(fip.infer, "LOWRES_MEGAPIXELS", 0.004)  # tiny photos stand for large ones
-    full = ContextAggregationNet(width=8, depth=4).eval()
-    model = LoadedModel(full, "m", "smooth.l0", lowres=LoadedModel(_busy_guided(), "g", "smooth.l0"))
-    large, small = smooth_image(60, 90, seed=3), smooth_image(40, 60, seed=4)  # 0.0054 and 0.0024 MP
-    with torch.no_grad():
-        assert (run_loaded(model, large, variant="lowres") == run_model(model.lowres.net, large, variant="lowres")).all()
-        assert (run_loaded(model, small, variant="lowres") == run_model(full, small, variant="lowres")).all()
+    auto = run_approximation(model, image)
+    assert auto.plan.approximator == "lowres" and auto.plan.working_size == (20, 30)
+    direct = forward_approximator(model.card.approximators["lowres"], net, torch.from_numpy(image).permute(2, 0, 1)[None],
+                                  working_size=(20, 30))  # fmt: skip
+    assert torch.allclose(torch.from_numpy(auto.image), direct[0].clamp(0, 1).permute(1, 2, 0), atol=1e-6)
+    with pytest.raises(FipError, match="has no approximator 'fast'; it has: lowres, reference-lowres"):
+        run_approximation(model, image, request="fast")
+    tiny = run_approximation(model, smooth_image(12, 15, seed=2))  # a third would be 4x5: its network at full size
+    assert tiny.plan.working_size is None and tiny.image.shape == (12, 15, 3) and tiny.plan.notes
 
 
 def test_warm_start_from_a_plain_model_fills_the_guided_networks_can():
     approximator = Approximator(GuidedCAN(), warm_start="paper/L0_smoothing")
-    paper = load_model("paper/L0_smoothing").net.state_dict()
+    paper = load_network("paper/L0_smoothing").net.state_dict()
     assert all(torch.equal(v, paper[k]) for k, v in approximator.net.can.state_dict().items())
     assert not approximator.net.guide.body[2].weight.any()  # the rest starts as the plain guided filter
 
@@ -112,55 +108,33 @@ def test_lowres_config_trains_a_guided_network_through_lightning(photo_folder, t
     start = ContextAggregationNet(width=8, depth=4)  # the tiny config's shape
     with torch.no_grad():
         start.output.weight.normal_(0, 0.3)
-    path = export_model(LoadedModel(start, "start", "smooth.l0"), tmp_path / "start.pt")
+    path = save_network(NetworkFile(start, "start", "smooth.l0"), tmp_path / "start.pt")
     cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
                         "--model.warm_start", str(path), "--trainer.max_epochs", "0"])  # fmt: skip
     assert isinstance(cli.model.net, GuidedCAN) and (cli.model.net.width, cli.model.net.depth) == (8, 4)
     assert torch.equal(cli.model.net.can.output.weight, start.output.weight)
     cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
                         "--model.warm_start", str(path), "--trainer.max_epochs", "2", "--data.crop_size", "48"])  # fmt: skip
-    trained = load_model(cli.trainer.checkpoint_callback.last_model_path)
+    trained = load_network(cli.trainer.checkpoint_callback.last_model_path)
     assert isinstance(trained.net, GuidedCAN) and trained.net.factor == 3.0 and trained.operator == "smooth.l0"
     assert trained.net.guide.body[2].weight.any()  # the guidance map left its zero start
-
-
-def test_auto_takes_a_trained_lowres_at_any_known_size_and_an_untrained_one_only_up_to_4_mp():
-    full = ContextAggregationNet(width=8, depth=4).eval()
-    scores = {"full": 30.0, "fast": 30.0, "lowres": 29.8}
-    trained = LoadedModel(full, "m", "smooth.l0", lowres=LoadedModel(_busy_guided(), "g", "smooth.l0"), scores=scores)
-    untrained = LoadedModel(full, "m", "smooth.l0", scores=scores)
-    assert trained.resolve(Variant.AUTO, 24.0) is Variant.LOWRES and untrained.resolve(Variant.AUTO, 24.0) is Variant.FAST
-    assert trained.resolve(Variant.AUTO, 2.0) is untrained.resolve(Variant.AUTO, 2.0) is Variant.LOWRES
-    assert trained.resolve(Variant.AUTO) is Variant.FAST  # the size unknown: nothing to compare with 0.25 MP
 
 
 def test_exporting_a_guided_model_says_what_to_export_instead(tmp_path, capsys):
     from fip.cli import main
 
-    path = export_model(LoadedModel(_busy_guided(), "g", "smooth.l0"), tmp_path / "smooth.l0.lowres.pt")
-    for out, names in (("m.pt2", "-o OPERATOR"), ("m.onnx", "OPERATOR.pruned.pt")):
-        assert main(["export", "-m", str(path), "--out", str(tmp_path / out)]) != 0
+    path = save_network(NetworkFile(_busy_guided(), "g", "smooth.l0"), tmp_path / "lowres.pt")
+    for out, names in (("m.pt2", "--variant full"), ("m.onnx", "running-statistics")):
+        assert main(["export", "-m", str(path), "--variant", "lowres", "--out", str(tmp_path / out)]) != 0
         assert names in capsys.readouterr().err and not (tmp_path / out).exists()
 
 
-def test_shipped_lowres_models_load_run_and_are_what_auto_picks_where_measured_close():
-    from dataclasses import replace
-
-    from conftest import smooth_image as photo
-
-    from fip.infer import model_for_operator
-
+def test_shipped_lowres_models_load_and_run_at_a_third_of_the_size():
     pencil = model_for_operator("style.pencil")
-    assert isinstance(pencil.lowres.net, GuidedCAN) and pencil.lowres.net.factor == 3.0
-    measured_close = pencil.loss_db(Variant.LOWRES) <= 0.5  # measured on the FiveK photos beside the model
-    assert (pencil.resolve(Variant.AUTO, 24.0) is Variant.LOWRES) == measured_close
-    best = max(pencil.scores["full"], pencil.scores["fast"])  # within 0.5 dB of the better statistics mode
-    close, far = (replace(pencil, scores={**pencil.scores, "lowres": best - loss}) for loss in (0.4, 0.6))
-    assert close.resolve(Variant.AUTO, 24.0) is Variant.LOWRES  # trained: any size
-    assert far.resolve(Variant.AUTO, 24.0) is not Variant.LOWRES
-    image = photo(480, 640, seed=5)  # 0.31 MP: over 0.25, so the guided network runs
-    out = run_loaded(close, image, variant=Variant.AUTO)
-    assert out.shape == image.shape and (out == run_model(pencil.lowres.net, image, variant=Variant.LOWRES)).all()
+    assert isinstance(pencil.network("lowres"), GuidedCAN) and pencil.network("lowres").factor == 3.0
+    image = smooth_image(120, 180, seed=5)
+    result = run_approximation(pencil, image, request="lowres")
+    assert result.image.shape == image.shape and result.plan.working_size == (40, 60)
 
 
 @pytest.mark.parametrize("radius", [1, 2])
@@ -181,10 +155,12 @@ def test_guided_network_under_tiling_with_maps_and_batches_matches_the_plain_pas
             if isinstance(module, torch.nn.Conv2d):
                 module.weight.normal_(0, 0.3)
     image = smooth_image(150, 200, seed=6)
-    maps = torch.tensor([0.0, 1.0])
-    whole = run_model(net, image, extra=maps, variant=Variant.LOWRES)
-    tiled = run_model(net, image, extra=maps, tile=32, variant=Variant.LOWRES)  # bands of 32 rows, tiled CAN
-    assert whole.shape == image.shape and float(abs(tiled - whole).max()) < 1e-4  # tiles with a halo: exact
+    approximator = Model.of_network(net, "smooth.l0").card.approximators["lowres"]
+    x = torch.from_numpy(image).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        whole = forward_approximator(approximator, net, x, (0.0, 1.0), (50, 67))
+        banded = forward_approximator(approximator, net, x, (0.0, 1.0), (50, 67), band_rows=32)  # bands of 32 rows
+    assert whole.shape == x.shape and float(abs(banded - whole).max()) < 1e-4
     x = torch.rand(2, 5, 40, 61)
     with torch.no_grad():
         small = net.downscale(x)
@@ -197,3 +173,49 @@ def test_the_fixed_guided_filter_computes_in_bands_with_the_same_result():
     plain = FastGuidedFilter(radius=1)
     assert torch.allclose(plain(guide_low, target_low, guide_high, band=16), plain(guide_low, target_low, guide_high),
                           atol=1e-5)  # fmt: skip
+
+
+def _colour_guided_by_solving(guide: torch.Tensor, target: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """He et al.'s colour guided filter written plainly, in float64, with torch.linalg.solve per box."""
+    from fip.models.guided import box_mean
+
+    guide, target = guide.double(), target.double()
+    mean_i, mean_p = box_mean(guide, radius), box_mean(target, radius)
+    batch, _, height, width = guide.shape
+    sigma = torch.empty(batch, height, width, 3, 3, dtype=torch.float64)
+    cov = torch.empty_like(sigma)
+    for i in range(3):
+        for j in range(3):
+            sigma[..., i, j] = (box_mean(guide[:, i : i + 1] * guide[:, j : j + 1], radius)
+                                - mean_i[:, i : i + 1] * mean_i[:, j : j + 1])[:, 0] + (eps if i == j else 0.0)  # fmt: skip
+            cov[..., i, j] = (box_mean(guide[:, i : i + 1] * target[:, j : j + 1], radius)
+                              - mean_i[:, i : i + 1] * mean_p[:, j : j + 1])[:, 0]  # fmt: skip
+    a = torch.linalg.solve(sigma, cov).permute(0, 4, 3, 1, 2)  # (B, output, guide, h, w)
+    b = mean_p - (a * mean_i[:, None]).sum(dim=2)
+    return box_mean(torch.cat([a.reshape(batch, 9, height, width), b], dim=1), radius)
+
+
+@pytest.mark.parametrize("eps", [1e-3, 1e-5])
+def test_colour_guided_filter_matches_a_plain_solve_and_carries_colour_edges(eps):
+    torch.manual_seed(0)
+    guide = torch.rand(1, 3, 24, 31)
+    grey = guide.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1) + 1e-3 * torch.rand(1, 3, 24, 31)  # near-singular
+    for g in (guide, grey):
+        target = torch.rand(1, 3, 24, 31)
+        fast = colour_guided_coefficients(g, target, 1, eps)
+        assert fast.shape == (1, 12, 24, 31) and fast.dtype == torch.float32
+        high = F.interpolate(g, size=(48, 62), mode="bilinear", align_corners=False)
+        rows = lambda top, bottom: high[:, :, top:bottom].double()  # noqa: E731
+        out = apply_linear_model(fast.double(), 48, 62, rows, colour=True)
+        plain = apply_linear_model(_colour_guided_by_solving(g, target, 1, eps), 48, 62, rows, colour=True)
+        assert (out - plain).abs().max() < 1e-3  # a quarter of an 8-bit level, on near-singular boxes too
+    # An output that is an affine function of the guide's colours comes back exactly at full size.
+    high = torch.rand(1, 3, 48, 62)
+    low = F.interpolate(high, size=(16, 21), mode="area")
+    mix = torch.tensor([[0.2, 0.5, 0.3], [0.6, -0.1, 0.2], [0.0, 0.3, 0.7]])
+    affine = lambda x: torch.einsum("oc,bchw->bohw", mix, x) + 0.05  # noqa: E731
+    coefficients = colour_guided_coefficients(low, affine(low), 1, 1e-8)
+    out = apply_linear_model(coefficients, 48, 62, lambda top, bottom: high[:, :, top:bottom], band=16, colour=True)
+    assert torch.allclose(out, affine(high), atol=2e-3)
+    with pytest.raises(FipError, match="colour coefficients have 12 channels"):
+        apply_linear_model(coefficients[:, :6], 48, 62, lambda top, bottom: high[:, :, top:bottom], colour=True)

@@ -10,12 +10,12 @@ import torch
 
 from fip.data.module import PairDataset
 from fip.errors import InputError
-from fip.infer import LoadedModel, export_model, load_model, run_model
+from fip.models.storage import NetworkFile, load_network, save_network
 from fip.models import ContextAggregationNet
 from fip.imaging import srgb_decode, srgb_encode
 from fip.models.inputs import AIRLIGHT_FLOOR, EXPOSURE_FLOOR, airlight, exposure, input_scale, normalize_input
 
-from conftest import smooth_image
+from conftest import run_net, smooth_image
 from test_training import _config
 
 
@@ -92,7 +92,7 @@ def test_exposure_is_the_luma_percentile_and_divides_darker_copies_alike():
 @pytest.mark.parametrize("kind", ["airlight", "exposure"])
 @pytest.mark.parametrize("variant", ["full", "fast", "bf16"])
 def test_a_network_with_an_input_norm_runs_on_the_normalized_photo(kind, variant):
-    """run_model normalizes the whole photo first: the same as the plain network on the photo divided by hand,
+    """The engine normalizes the whole photo first: the same as the plain network on the photo divided by hand,
     tiled or not (the estimate is the photo's, not a tile's)."""
     torch.manual_seed(0)
     plain = ContextAggregationNet(width=8, depth=5).eval()
@@ -104,11 +104,11 @@ def test_a_network_with_an_input_norm_runs_on_the_normalized_photo(kind, variant
     image, _ = _hazy(2, 70, 90)
     image = image * 0.6 if kind == "exposure" else image  # a darker photo, which the normalization brightens
     by_hand = (image / input_scale(kind, _batch(image)).flatten().numpy()).astype(np.float32)
-    expected = run_model(plain, by_hand, variant=variant)
+    expected = run_net(plain, by_hand, variant)
     tolerance = 2e-2 if variant == "bf16" else 1e-5
-    np.testing.assert_allclose(run_model(normalized, image, variant=variant), expected, atol=tolerance)
-    np.testing.assert_allclose(run_model(normalized, image, variant=variant, tile=32), expected, atol=tolerance)
-    assert np.abs(run_model(plain, image, variant=variant) - expected).max() > 0.01  # the normalization mattered
+    np.testing.assert_allclose(run_net(normalized, image, variant), expected, atol=tolerance)
+    np.testing.assert_allclose(run_net(normalized, image, variant, tile=32), expected, atol=tolerance)
+    assert np.abs(run_net(plain, image, variant) - expected).max() > 0.01  # the normalization mattered
 
 
 def test_a_scaled_input_norm_multiplies_the_output_back():
@@ -121,19 +121,19 @@ def test_a_scaled_input_norm_multiplies_the_output_back():
     haze = airlight(_batch(image)).flatten().numpy()
     with torch.inference_mode():
         expected = plain(_batch((image / haze).astype(np.float32)))[0].permute(1, 2, 0).numpy() * haze
-    np.testing.assert_allclose(run_model(scaled, image), np.clip(expected, 0, 1), atol=1e-5)
+    np.testing.assert_allclose(run_net(scaled, image), np.clip(expected, 0, 1), atol=1e-5)
 
 
 def test_model_files_keep_the_input_norm_and_export_refuses_it(tmp_path):
     net = ContextAggregationNet(width=8, depth=4, input_norm="airlight")
-    export_model(LoadedModel(net, "hazy", "dehaze.nonlocal"), tmp_path / "hazy.pt")
-    assert load_model(tmp_path / "hazy.pt").net.input_norm == "airlight"
-    export_model(LoadedModel(ContextAggregationNet(width=8, depth=4), "plain"), tmp_path / "plain.pt")
-    assert load_model(tmp_path / "plain.pt").net.input_norm is None
+    save_network(NetworkFile(net, "hazy", "dehaze.nonlocal"), tmp_path / "hazy.pt")
+    assert load_network(tmp_path / "hazy.pt").net.input_norm == "airlight"
+    save_network(NetworkFile(ContextAggregationNet(width=8, depth=4), "plain"), tmp_path / "plain.pt")
+    assert load_network(tmp_path / "plain.pt").net.input_norm is None
     from fip.export import export_program
 
     with pytest.raises(InputError, match="airlight estimate, which fip's export does not carry yet"):
-        export_program(load_model(tmp_path / "hazy.pt"), tmp_path / "hazy.pt2")
+        export_program(load_network(tmp_path / "hazy.pt"), tmp_path / "hazy.pt2")
     assert not (tmp_path / "hazy.pt2").exists()
 
 
@@ -165,5 +165,5 @@ def test_training_with_an_input_norm_checks_the_network_and_saves_it(photo_folde
     assert not (tmp_path / "pairs").exists()  # refused before any pair was generated
     run_training(["-c", config, "--data.input_norm", "airlight", "--model.net.init_args.input_norm", "airlight"])
     checkpoint = next((tmp_path / "runs").rglob("last.ckpt"))
-    model = load_model(checkpoint)
+    model = load_network(checkpoint)
     assert model.net.input_norm == "airlight"

@@ -219,10 +219,10 @@ def test_conditioning_maps_and_their_errors():
 
 
 def test_the_combined_network_answers_for_each_of_its_operators():
-    from fip.infer import load_model
+    from fip.models.catalogue import open_model
 
-    combined = load_model("paper/combined")
-    assert combined.net.in_channels == 13 and combined.conditioning.channels == 10
+    combined = open_model("paper/combined")
+    assert combined.network("net").in_channels == 13 and combined.conditioning.channels == 10
     assert combined.maps("smooth.l0") == tuple(1.0 if i == 4 else 0.0 for i in range(10))  # L0 is map 4
 
 
@@ -250,12 +250,12 @@ def test_a_combined_networks_map_bakes_into_first_layer_biases():
 
 
 def test_detail_manipulation_is_the_combined_network_with_its_map():
-    from fip.infer import load_model
     from fip.models.paper import paper_network_for
+    from fip.models.storage import load_network
 
     assert paper_network_for("detail.multiscale") == "paper/Detail_manipulation"
-    model = load_model("paper/Detail_manipulation")
+    model = load_network("paper/Detail_manipulation")
     assert model.operator == "detail.multiscale" and model.net.in_channels == 3 and model.net.width == 32
-    assert load_model("paper/combined:Pencil_drawing").operator == "style.pencil"
+    assert load_network("paper/combined:Pencil_drawing").operator == "style.pencil"
     x = torch.rand(1, 3, 24, 24)
-    assert torch.equal(model.net(x), load_model("paper/combined:Detail_manipulation").net(x))
+    assert torch.equal(model.net(x), load_network("paper/combined:Detail_manipulation").net(x))

@@ -17,7 +17,9 @@ import yaml
 
 from fip.cli import main
 from fip.data.module import PairDataModule, PairDataset
-from fip.infer import export_model, load_model, run_model
+from fip.models.storage import NetworkFile, load_network, save_network
+
+from conftest import run_net
 
 
 def _config(tmp_path, photo_folder, **overrides) -> str:
@@ -199,7 +201,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(photo_folder,
     header = metrics[0].split(",")
     assert sum(1 for row in metrics[1:] if row.split(",")[header.index("val_psnr")]) == 2  # validation ran
     checkpoint = cli.trainer.checkpoint_callback.last_model_path
-    model = load_model(checkpoint)
+    model = load_network(checkpoint)
     assert model.operator == "style.stylize" and model.params == {"sigma_s": 60.0, "sigma_r": 0.45}
     # On the training pairs, whole images: the trained network is closer to the targets than the start.
     train = PairDataset(tmp_path / "pairs" / "style.stylize" / "480p", "train")
@@ -209,11 +211,11 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(photo_folder,
         after = np.mean([torch.nn.functional.mse_loss(model.net(x[None]), y[None]).item() for x, y in train])
     assert after < 0.8 * before, (before, after)
     image = np.random.default_rng(0).random((17, 23, 3), dtype=np.float32)  # odd sizes work
-    out = run_model(model.net, image)
+    out = run_net(model.net, image, operator="style.stylize")
     assert out.shape == (17, 23, 3)
     # A model file holds the same network without the training code.
-    exported = export_model(model, tmp_path / "model.pt", {"val_psnr": 1.0})
-    assert np.array_equal(run_model(load_model(exported).net, image), out)
+    exported = save_network(model, tmp_path / "model.pt", {"val_psnr": 1.0})
+    assert np.array_equal(run_net(load_network(exported), image), out)
     capsys.readouterr()  # drop what training printed
     assert main(["eval", "-m", str(exported), "--source", str(photo_folder), "--split", "all", "--json", "--workers", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -227,12 +229,13 @@ def test_eval_reports_what_the_input_itself_scores(photo_folder):
     from fip.data.sources import Resolution, folder_source
     from fip.evaluate import evaluate
     from fip.imaging import read_image_file
-    from fip.infer import LoadedModel
     from fip.metrics import psnr
     from fip.models import can24
+    from fip.models.catalogue import Model
 
-    identity = LoadedModel(can24().eval(), "identity", operator="smooth.rof")
-    report = evaluate(identity, folder_source(photo_folder), split="all", resolution=Resolution(96), workers=1)
+    identity = Model.of_network(NetworkFile(can24().eval(), "identity", operator="smooth.rof"))
+    report = evaluate(identity, folder_source(photo_folder), split="all", resolution=Resolution(96), workers=1,
+                      request="full")  # fmt: skip
     assert [i["psnr"] for i in report.images] == pytest.approx([i["input_psnr"] for i in report.images], abs=1e-3)
     for image in report.images:  # the input PNG of the pair against its target
         pair = [read_image_file(report.pairs_dir / kind / f"{image['name']}.png") for kind in ("input", "target")]
@@ -282,29 +285,31 @@ def test_warm_start_from_the_authors_network():
 def test_warm_start_from_another_operators_shipped_model_records_its_content():
     """``fip/<operator>`` starts from the model fip ships, any operator's (style.stylize's config starts from
     fip/smooth.rtv); the file's digest goes into checkpoints, as the shipped file may be replaced later."""
-    from fip.infer import SHIPPED_DIR, load_model
     from fip.lit import Approximator
     from fip.models import ContextAggregationNet
+    from fip.models.catalogue import open_model
 
     module = Approximator(ContextAggregationNet(conv_bias=True), warm_start="fip/smooth.rtv")
     x = torch.rand(1, 3, 20, 24)
-    assert torch.allclose(module.net.eval()(x), load_model("fip/smooth.rtv").net(x), atol=1e-6)
-    assert module.warm_start_sha256 == hashlib.sha256((SHIPPED_DIR / "smooth.rtv.pt").read_bytes()).hexdigest()
+    shipped = open_model("fip/smooth.rtv")
+    assert torch.allclose(module.net.eval()(x), shipped.network("net")(x), atol=1e-6)
+    assert module.warm_start_sha256 == hashlib.sha256(shipped.card.path_of("net").read_bytes()).hexdigest()
+    assert module.warm_start_sha256 == shipped.card.networks["net"].sha256  # the card records the same digest
     assert Approximator(ContextAggregationNet(), warm_start="paper/L0_smoothing").warm_start_sha256 is None
 
 
 def test_a_network_with_convolution_biases_starts_from_one_without_and_keeps_them_when_saved(tmp_path):
-    from fip.infer import LoadedModel, export_model, load_model, net_config
     from fip.lit import Approximator
     from fip.models import ContextAggregationNet
+    from fip.models.storage import net_config
 
     module = Approximator(ContextAggregationNet(conv_bias=True), warm_start="paper/L0_smoothing")
     x = torch.rand(1, 3, 20, 24)
-    assert torch.allclose(module.net.eval()(x), load_model("paper/L0_smoothing").net(x), atol=1e-6)  # biases at 0
+    assert torch.allclose(module.net.eval()(x), load_network("paper/L0_smoothing").net(x), atol=1e-6)  # biases at 0
     with torch.no_grad():
         module.net.features[0].bias.fill_(0.05)
-    path = export_model(LoadedModel(module.net, "biased", operator="smooth.l0"), tmp_path / "biased.pt")
-    loaded = load_model(path).net
+    path = save_network(NetworkFile(module.net, "biased", operator="smooth.l0"), tmp_path / "biased.pt")
+    loaded = load_network(path).net
     assert loaded.conv_bias and torch.allclose(loaded(x), module.net(x), atol=1e-6)
     with pytest.raises(ValueError, match="set model.net.init_args.conv_bias: true"):  # would drop what it learned
         Approximator(ContextAggregationNet(), warm_start=str(path))
@@ -378,20 +383,26 @@ def test_data_module_rejects_unknown_recipes():
         PairDataModule("smooth.l0", recipe="fast")
 
 
-def test_load_model_errors_name_the_problem(tmp_path):
+def test_loading_errors_name_the_problem(tmp_path):
     from fip.errors import FipError
+    from fip.models.catalogue import open_model, open_warm_start
 
-    with pytest.raises(FipError, match="neither 'paper/<Operator>', 'fip/<operator>' nor an existing"):
-        load_model(tmp_path / "missing.pt")
-    with pytest.raises(FipError, match="fip ships no model for 'smooth.nothing'; shipped: .*smooth.rtv"):
-        load_model("fip/smooth.nothing")
-    with pytest.raises(FipError, match="fip ships no model for 'smooth.rtv.pruned'"):  # a sibling is no operator
-        load_model("fip/smooth.rtv.pruned")
-    with pytest.raises(FipError, match="neither"):  # a missing file under fip/, not a name
-        load_model("fip/../fip/smooth.rtv")
+    with pytest.raises(FipError, match="no model, operator or file named .*missing.pt"):
+        open_model(tmp_path / "missing.pt")
+    with pytest.raises(FipError, match="no model, operator or file named 'fip/smooth.nothing'. Installed models: .*fip/smooth.rtv"):
+        open_model("fip/smooth.nothing")
+    with pytest.raises(FipError, match="no installed model 'fip/smooth.rtv.pruned' to start from; installed: "):
+        open_warm_start("fip/smooth.rtv.pruned")  # a sibling file is no model
+    with pytest.raises(FipError, match="does not exist"):
+        load_network(tmp_path / "fip" / "smooth.rtv")
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(FipError, match="junk.pt is not a fip model"):
-        load_model(tmp_path / "junk.pt")
+    with pytest.raises(FipError, match="junk.pt is not a fip network file or Lightning checkpoint") as caught:
+        load_network(tmp_path / "junk.pt")
+    assert "weights_only" not in str(caught.value)  # PyTorch's advice to load unsafely is not passed on
+    for holding in (torch.zeros(3), [1, 2]):  # something else torch can read safely
+        torch.save(holding, tmp_path / "other.pt")
+        with pytest.raises(FipError, match="other.pt is not a fip network file: it holds a"):
+            load_network(tmp_path / "other.pt")
 
 
 def _output_and_target(model, folder, name, maps):
@@ -399,7 +410,8 @@ def _output_and_target(model, folder, name, maps):
     from fip.imaging import read_image_file
 
     image = read_image_file(folder / "input" / f"{name}.png")
-    return run_model(model.net, image, maps), read_image_file(folder / "target" / f"{name}.png")
+    operator = folder.parent.name.split("@")[0]  # pairs/<operator>[@params]/<resolution>
+    return run_net(model, image, maps=maps, operator=operator), read_image_file(folder / "target" / f"{name}.png")
 
 
 # About 200 optimizer steps on 48-pixel crops, no validation: seconds on a CPU.
@@ -416,7 +428,9 @@ def test_one_network_learns_two_operators_from_one_hot_maps(photo_folder, tmp_pa
     config = _config(tmp_path, photo_folder, **_SHORT_RUN)
     cli = run_training(["-c", config, "--data.operator", json.dumps(operators),
                         "--model.net.init_args.in_channels", "5"])  # fmt: skip
-    model = load_model(cli.trainer.checkpoint_callback.last_model_path)
+    from fip.models.catalogue import Model, open_model
+
+    model = Model.of_network(load_network(cli.trainer.checkpoint_callback.last_model_path))
     assert model.operator is None and model.conditioning.to_json() == {"kind": "one_hot", "operators": operators}
     folders = {op: tmp_path / "pairs" / op / "native" for op in operators}
     # Asked for an operator, the network answers with that operator's look rather than the other's.
@@ -424,7 +438,7 @@ def test_one_network_learns_two_operators_from_one_hot_maps(photo_folder, tmp_pa
         out, target = _output_and_target(model, folders[asked], "second", model.maps(asked))
         _, other_target = _output_and_target(model, folders[other], "second", model.maps(asked))
         assert psnr(out, target) > psnr(out, other_target) + 1.0, asked
-    exported = load_model(export_model(model, tmp_path / "both.pt"))
+    exported = open_model(save_network(model.network_file("net"), tmp_path / "both.pt"))
     assert exported.maps("style.stylize") == (0.0, 1.0)
     with pytest.raises(ValueError, match="trained for smooth.rof, style.stylize; not for 'smooth.l0'"):
         exported.maps("smooth.l0")
@@ -440,7 +454,10 @@ def test_one_network_covers_a_parameter_range_from_a_parameter_map(photo_folder,
     sweep = {"param": "exposure", "values": [0.5, 2.0]}
     config = _config(tmp_path, photo_folder, **_SHORT_RUN, **{"data.operator": "tone.multiscale", "model.lr": 0.003})
     cli = run_training(["-c", config, "--data.sweep", json.dumps(sweep), "--model.net.init_args.in_channels", "4"])
-    model = load_model(cli.trainer.checkpoint_callback.last_model_path)
+    from fip.models.catalogue import Model
+
+    network = load_network(cli.trainer.checkpoint_callback.last_model_path)
+    model = Model.of_network(network)
     assert model.conditioning.to_json() == {"kind": "sweep", "operator": "tone.multiscale", **sweep}
     assert model.maps("tone.multiscale", {"exposure": 0.5}) == (0.0,) and model.maps("tone.multiscale", {"exposure": 1.25}) == (0.5,)
     sets = sorted((tmp_path / "pairs").glob("tone.multiscale@*"))  # one pair set per swept value, never mixed
@@ -453,10 +470,11 @@ def test_one_network_covers_a_parameter_range_from_a_parameter_map(photo_folder,
     assert psnr(out_dark, target_dark) > psnr(out_bright, target_dark) + 5.0
     assert psnr(out_bright, target_bright) > psnr(out_dark, target_bright) + 5.0
     # The demo's path: the slider's value reaches the network, and values outside the range are refused.
-    result = run_approximation("tone.multiscale", out_dark, {"exposure": 1.0}, "full", model)
-    assert result.note == ""  # the swept parameter is followed, not approximated
+    result = run_approximation(model, out_dark, {"exposure": 1.0}, "full")
+    assert result.plan.approximator == "full"  # the swept parameter is followed by the network
+    assert run_approximation(model, out_dark, {"exposure": 1.0}).plan.approximator != "reference-lowres"
     with pytest.raises(ValueError, match=r"covers exposure in \[0.5, 2\]; got 3"):
-        run_approximation("tone.multiscale", out_dark, {"exposure": 3.0}, "full", model)
+        run_approximation(model, out_dark, {"exposure": 3.0}, "full")
 
 
 def test_network_input_channels_must_match_the_conditioning(photo_folder, tmp_path):

@@ -1,0 +1,104 @@
+"""The public API: ``fip.load`` returns a module for anyone's pipeline; ``fip.apply`` takes and returns NumPy, PIL
+and torch images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fip
+from fip.errors import FipError, InputError
+from fip.metrics import psnr
+from fip.pipeline import run_approximation
+
+from conftest import smooth_image
+
+
+def test_load_returns_a_module_that_runs_batches_and_single_images():
+    module = fip.load("smooth.l0", device="cpu", variant="fast")
+    assert isinstance(module, torch.nn.Module) and isinstance(module, fip.FastOperator)
+    assert module.approximator == "fast" and module.model.name == "fip/smooth.l0" and module.device.type == "cpu"
+    images = [smooth_image(48, 64, seed=s) for s in (1, 2)]
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    out = module(batch)
+    assert out.shape == batch.shape and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    for image, result in zip(images, out):  # each image of a batch gets its own statistics: as run alone
+        expected = run_approximation("smooth.l0", image, request="fast").image
+        np.testing.assert_allclose(result.permute(1, 2, 0).numpy(), expected, atol=1e-5)
+    single = module(batch[0])
+    assert single.shape == batch.shape[1:] and torch.allclose(single, out[0], atol=1e-6)
+    assert module(batch.double()).dtype == torch.float64  # the input's dtype comes back
+    assert "approximator='fast'" in repr(module)
+
+
+def test_load_resolves_auto_for_the_device_and_accepts_every_kind_of_name(tmp_path):
+    auto = fip.load("fip/smooth.l0", device="cpu")
+    card = auto.model.card
+    assert auto.approximator in card.approximators and auto.plan.request == "auto"
+    assert fip.load("paper/L0_smoothing", device="cpu").approximator == "fast"  # nothing measured: the default
+    reference = fip.load("smooth.l0", device="cpu", variant="reference-lowres")
+    out = reference(torch.from_numpy(smooth_image(90, 120)).permute(2, 0, 1))
+    assert out.shape == (3, 90, 120)
+    with pytest.raises(FipError, match="no model, operator or file named 'smooth.nothing'"):
+        fip.load("smooth.nothing")
+    with pytest.raises(FipError, match="has no approximator 'int4'"):
+        fip.load("smooth.l0", variant="int4")
+
+
+def test_a_loaded_module_goes_through_torch_compile():
+    module = fip.load("paper/L0_smoothing", device="cpu", variant="full")
+    compiled = torch.compile(module, backend="eager")  # dynamo traces it; the eager backend keeps the test quick
+    x = torch.from_numpy(smooth_image(40, 56)).permute(2, 0, 1)[None]
+    torch.testing.assert_close(compiled(x), module(x), atol=1e-5, rtol=1e-5)
+
+
+def test_apply_returns_the_kind_it_was_given():
+    image = smooth_image(60, 80)
+    expected = run_approximation("smooth.l0", image, request="fast").image
+    as_float = fip.apply("smooth.l0", image, variant="fast", device="cpu")
+    assert isinstance(as_float, np.ndarray) and as_float.dtype == np.float32 and as_float.shape == image.shape
+    np.testing.assert_allclose(as_float, expected, atol=1e-6)
+    eight = fip.apply("smooth.l0", np.round(image * 255).astype(np.uint8), variant="fast")
+    assert eight.dtype == np.uint8 and eight.shape == image.shape and psnr(eight / 255.0, expected) > 40
+    sixteen = fip.apply("smooth.l0", np.round(image * 65535).astype(np.uint16), variant="fast")
+    assert sixteen.dtype == np.uint16 and psnr(sixteen / 65535.0, expected) > 60
+    picture = fip.apply("smooth.l0", Image.fromarray(np.round(image * 255).astype(np.uint8)), variant="fast")
+    assert isinstance(picture, Image.Image) and picture.mode == "RGB" and picture.size == (80, 60)
+    tensor = torch.from_numpy(image).permute(2, 0, 1).double()
+    out = fip.apply("smooth.l0", tensor, variant="fast")
+    assert out.shape == tensor.shape and out.dtype == torch.float64
+    batch = fip.apply("smooth.l0", tensor[None].repeat(2, 1, 1, 1).float(), variant="fast")
+    assert batch.shape == (2, 3, 60, 80) and torch.allclose(batch[0], batch[1])
+    module = fip.load("smooth.l0", device="cpu", variant="fast")
+    np.testing.assert_allclose(fip.apply(module, image), expected, atol=1e-5)
+    different = fip.apply("smooth.l0", image, params={"lambda_": 0.1})  # auto: the reference at low resolution
+    assert psnr(different, expected) < 40
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((4, 4)), "must be \\(H, W, 3\\)"),
+        (np.zeros((4, 4, 3), dtype=np.int32), "uint8, uint16 or float"),
+        (np.full((4, 4, 3), 2.0, dtype=np.float32), "values must lie in \\[0, 1\\]"),
+        (np.zeros((1, 5, 3), dtype=np.float32), "at least 2x2"),
+        (torch.zeros(4, 4), "\\(3, H, W\\) or \\(B, 3, H, W\\)"),
+        (torch.zeros(3, 4, 4, dtype=torch.uint8), "float in \\[0, 1\\]"),
+        ("photo.jpg", "takes a NumPy array, a PIL image or a torch tensor"),
+    ],
+)
+def test_apply_refuses_bad_images_with_the_fix(image, message):
+    with pytest.raises(InputError, match=message):
+        fip.apply("smooth.l0", image, variant="fast")
+
+
+def test_a_module_refuses_bad_input_and_other_choices():
+    module = fip.load("smooth.l0", device="cpu", variant="fast")
+    with pytest.raises(InputError, match="float tensor"):
+        module(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(InputError, match="\\(B, 3, H, W\\)"):
+        module(torch.zeros(1, 4, 8, 8))
+    with pytest.raises(InputError, match="runs the approximator and parameters it was loaded with"):
+        fip.apply(module, smooth_image(8, 8), params={"lambda_": 0.1})
