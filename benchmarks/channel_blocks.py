@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 from fip.compress import multiply_adds  # noqa: E402
 from fip.models.can import ContextAggregationNet, fold  # noqa: E402
-from fip.ort import OrtNet, write_onnx  # noqa: E402
+from fip.ort import write_onnx  # noqa: E402
+from fip.runtime.onnx import OrtNet  # noqa: E402
 
 
 def _median_seconds(fn, runs: int) -> float:

@@ -4,8 +4,8 @@ trained on), (b) the whole photo's, (c) those of the photo at half size (``data.
 falls far below the whole photo, crops with their own statistics are a different task from the one inference runs.
 
 Usage: python benchmarks/crop_statistics.py OPERATOR[=MODEL] ... [--photos data/debian-photos] [--crop 192]
-(MODEL: a model file or checkpoint; default the shipped one. Photos: the test split of a photo folder at 480p, the
-pairs `fip train --data.source FOLDER --data.val_resolution 480p` made.)
+(MODEL: a network file or checkpoint; default the network of the shipped model ``fip/OPERATOR``. Photos: the test
+split of a photo folder at 480p, the pairs `fip train --data.source FOLDER --data.val_resolution 480p` made.)
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from _common import machine  # noqa: E402
 from fip.data.module import PairDataset  # noqa: E402
 from fip.data.pairs import default_out_dir  # noqa: E402
 from fip.data.sources import Resolution, folder_source  # noqa: E402
-from fip.infer import SHIPPED_DIR, load_model  # noqa: E402
 from fip.metrics import psnr  # noqa: E402
 from fip.models.can import fold, image_statistics  # noqa: E402
+from fip.models.catalogue import open_model  # noqa: E402
+from fip.models.storage import load_network  # noqa: E402
 
 
 def in_crops(x: torch.Tensor, crop: int, net) -> torch.Tensor:
@@ -56,11 +57,11 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=192)
     args = parser.parse_args()
     print(machine())
-    print(f"\n| operator | model | whole photo | crops, own statistics | crops, photo's | crops, half-size photo's |\n"
+    print("\n| operator | model | whole photo | crops, own statistics | crops, photo's | crops, half-size photo's |\n"
           "|---|---|---:|---:|---:|---:|")  # fmt: skip
     for spec in args.models:
         operator, _, name = spec.partition("=")
-        model = load_model(name or SHIPPED_DIR / f"{operator}.pt")
+        model = load_network(name) if name else open_model(f"fip/{operator}").network_file("net")
         folder = default_out_dir(folder_source(args.photos), operator, Resolution(480), model.params)
         if not (folder / "manifest.json").is_file():
             sys.exit(f"no 480p pairs of {operator} in {folder}: run `fip train -c train/configs/{operator}.yaml "

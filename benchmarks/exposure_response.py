@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import machine, one_megapixel_photo  # noqa: E402
 from fip.imaging import resize_area  # noqa: E402
-from fip.infer import SHIPPED_DIR, load_model, to_batch  # noqa: E402
 from fip.models.can import AdaptiveNorm  # noqa: E402
+from fip.models.catalogue import list_models, open_model  # noqa: E402
+from fip.models.storage import load_network  # noqa: E402
+from fip.runtime.execute import to_batch  # noqa: E402
 
 
 def response(net: torch.nn.Module, image: np.ndarray) -> tuple[float, float]:
@@ -42,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", metavar="OPERATOR[=MODEL]")
     args = parser.parse_args()
-    specs = args.models or sorted(p.stem for p in SHIPPED_DIR.glob("*.pt") if p.stem.count(".") == 1)
+    specs = args.models or sorted(card.operator for card in list_models() if card.name == f"fip/{card.operator}")
     photo = one_megapixel_photo()
     photo = resize_area(photo, photo.shape[0] // 2, photo.shape[1] // 2)
     print(machine())
@@ -50,7 +52,7 @@ def main() -> None:
           "| operator | model | conv bias | mu range | change | departure from scaling |\n|---|---|---|---:|---:|---:|")
     for spec in specs:
         operator, _, name = spec.partition("=")
-        net = load_model(name or SHIPPED_DIR / f"{operator}.pt").net
+        net = load_network(name).net if name else open_model(f"fip/{operator}").network("net")
         if not hasattr(net, "output"):
             print(f"| `{operator}` | {Path(name).name if name else 'shipped'} | (not a plain CAN: skipped) | | | |")
             continue

@@ -1,6 +1,7 @@
 """Before/after picture of the trained low-resolution form: a crop of a FiveK photo at 1080p through the reference
-operator, the full network, the untrained ``lowres`` (network at 0.25 MP + fixed guided filter) and the trained one
-(``OPERATOR.lowres.pt``, the Deep Guided Filter), each labelled with its PSNR against the reference on the whole frame.
+operator, the full network, the untrained ``network-lowres`` (the network at a third of the size + fixed guided
+filter) and the trained ``lowres`` (``fip/models/zoo/OPERATOR/lowres.pt``, the Deep Guided Filter), each labelled with
+its PSNR against the reference on the whole frame.
 
 Usage: python benchmarks/lowres_grid.py OPERATOR [OPERATOR ...] [--photo 000001.png] [--out docs/images]
 Writes OUT/lowres-OPERATOR.png (one row per operator: input | reference | full | lowres untrained | trained).
@@ -18,22 +19,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import REPO, fivek_photo_and_crop, labelled  # noqa: E402
 from fip.files import atomic_write_bytes  # noqa: E402
 from fip.imaging import encode_png  # noqa: E402
-from fip.infer import LoadedModel, model_for_operator, run_loaded, run_model  # noqa: E402
 from fip.metrics import psnr  # noqa: E402
+from fip.models.catalogue import model_for_operator  # noqa: E402
+from fip.pipeline import run_approximation  # noqa: E402
 from fip.registry import get_operator  # noqa: E402
-from fip.variants import Variant  # noqa: E402
 
 
 def panels(operator: str, image: np.ndarray, crop: tuple[slice, slice]) -> list[tuple[str, np.ndarray]]:
     model = model_for_operator(operator)
-    if model.lowres is None:
+    if "lowres" not in model.card.approximators:
         raise SystemExit(f"{operator} ships no trained low-resolution model (scripts/ship_lowres.py makes one)")
     spec = get_operator(operator)
     reference = spec.apply(image, spec.resolve_params(model.params))
-    untrained = LoadedModel(model.net, model.name, operator, model.params)  # the same model without its sibling
-    outputs = [("full", run_model(model.net, image, variant=Variant.FULL)),
-               ("lowres, untrained", run_loaded(untrained, image, variant=Variant.LOWRES)),
-               ("lowres, trained", run_loaded(model, image, variant=Variant.LOWRES))]  # fmt: skip
+    outputs = [(name, run_approximation(model, image, request=request).image)
+               for name, request in (("full", "full"), ("lowres, untrained", "network-lowres"),
+                                     ("lowres, trained", "lowres"))]  # fmt: skip
     found = [("input", image[crop]), (f"reference ({operator})", reference[crop])]
     return found + [(f"{name}: {psnr(out, reference):.2f} dB", out[crop]) for name, out in outputs]
 

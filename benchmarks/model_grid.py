@@ -5,7 +5,7 @@ Usage: python benchmarks/model_grid.py OPERATOR MODEL[=LABEL] [MODEL[=LABEL] ...
                                        [--out docs/images/OPERATOR-models.png]
 
 MODEL is anything ``fip eval -m`` takes: ``fip/<operator>`` (the shipped model), ``paper/<Operator>``, a ``.pt`` file
-(an earlier shipped model, say, from ``git show REV:fip/models/weights/fip/OPERATOR.pt > old.pt``) or a ``.ckpt``.
+(an earlier shipped network, say, from ``git show REV:fip/models/zoo/OPERATOR/net.pt > old.pt``) or a ``.ckpt``.
 Writes one row: input | reference | each model.
 """
 
@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import REPO, fivek_photo_and_crop, labelled  # noqa: E402
 from fip.files import atomic_write_bytes  # noqa: E402
 from fip.imaging import encode_png  # noqa: E402
-from fip.infer import load_model, run_model  # noqa: E402
 from fip.metrics import psnr  # noqa: E402
+from fip.models.catalogue import open_model  # noqa: E402
+from fip.pipeline import run_approximation  # noqa: E402
 from fip.registry import get_operator  # noqa: E402
-from fip.variants import Variant  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     for text in args.models:
         # Lightning's checkpoint names hold "=" too: the label is what follows the last one, if the whole is no file
         name, label = (text, "") if Path(text).is_file() or "=" not in text else text.rpartition("=")[::2]
-        model = load_model(name)
+        model = open_model(name)
         if model.operator not in (None, args.operator):
             raise SystemExit(f"{name} approximates {model.operator}, not {args.operator}")
         models.append((label or Path(name).name, model))
@@ -48,7 +48,7 @@ def main() -> None:
     reference = spec.apply(image, params[0])
     row = [("input", image[crop]), (f"reference ({args.operator})", reference[crop])]
     for label, model in models:
-        output = run_model(model.net, image, variant=Variant.FULL)
+        output = run_approximation(model, image, request="full", operator=args.operator).image
         row.append((f"{label}: {psnr(output, reference):.2f} dB", output[crop]))
     out = args.out or REPO / "docs" / "images" / f"{args.operator}-models.png"
     atomic_write_bytes(out, encode_png(labelled(row), bits=8))

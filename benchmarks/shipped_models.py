@@ -1,6 +1,6 @@
 """Results of the shipped approximators: PSNR/SSIM against fip's reference operators on the held-out sample
 photos and on the four FiveK photos (1080p), with the reference operator and the network timed side by side on the
-FiveK photos, the network both paper-exact (``full``) and in the ``fast`` variant (statistics from a 0.1 MP pass
+FiveK photos, the network both paper-exact (``full``) and as the ``fast`` approximator (statistics from a 0.1 MP pass
 folded into the convolutions). ``FiveK input PSNR`` is the photos themselves against the reference: what doing
 nothing scores. The authors' network of the same operator is evaluated for comparison (same
 architecture: paper-exact PSNR only, not timed).
@@ -25,8 +25,9 @@ from _common import machine, reference_dir  # noqa: E402
 from fip.data.sources import Resolution, folder_source, sample_source  # noqa: E402
 from fip.evaluate import evaluate  # noqa: E402
 from fip.imaging import read_image_file  # noqa: E402
-from fip.infer import SHIPPED_DIR, SIBLINGS, load_model, run_model  # noqa: E402
+from fip.models.catalogue import list_models, open_model  # noqa: E402
 from fip.models.paper import paper_network_for  # noqa: E402
+from fip.pipeline import run_approximation  # noqa: E402
 
 
 def _mean(values) -> float:
@@ -35,13 +36,13 @@ def _mean(values) -> float:
 
 
 def _fast_seconds(model, report) -> float:
-    """Mean seconds of the ``fast`` variant over the report's photos (after one untimed warm-up pass)."""
+    """Mean seconds of the ``fast`` approximator over the report's photos (after one untimed warm-up pass)."""
     images = [read_image_file(report.pairs_dir / "input" / f"{i['name']}.png") for i in report.images]
-    run_model(model.net, images[0], variant="fast")
+    run_approximation(model, images[0], request="fast", device="cpu")
     seconds = []
     for image in images:
         start = time.perf_counter()
-        run_model(model.net, image, variant="fast")
+        run_approximation(model, image, request="fast", device="cpu")
         seconds.append(time.perf_counter() - start)
     return _mean(seconds)
 
@@ -56,27 +57,29 @@ def main() -> None:
     torch.set_num_threads(2)
     fivek = reference_dir()
     rows = []
-    paths = sorted(p for p in SHIPPED_DIR.glob("*.pt") if not p.stem.endswith(SIBLINGS))
+    cards = sorted((c for c in list_models() if c.name == f"fip/{c.operator}"), key=lambda c: c.operator)
     if args.operators:
-        paths = [p for p in paths if p.stem in args.operators]
-    for path in paths:
-        model = load_model(path)
+        cards = [c for c in cards if c.operator in args.operators]
+    for card in cards:
+        model = open_model(card)
         # scripts/select_models.py may have shipped the authors' network itself
-        chosen = "authors' (shipped)" if str(model.metrics.get("selected_from", "")).startswith("paper/") else "fip"
+        selected_from = str(model.network_file("net").metrics.get("selected_from", ""))
+        chosen = "authors' (shipped)" if selected_from.startswith("paper/") else "fip"
         candidates = [(chosen, model)]
         paper = paper_network_for(model.operator)
         if paper is not None and not args.no_authors and chosen == "fip":
-            candidates.append(("authors'", load_model(paper)))
+            candidates.append(("authors'", open_model(paper)))
         for label, candidate in candidates:
-            sample = evaluate(candidate, sample_source(), operator=model.operator, split="test", resolution=Resolution(1080), workers=1)
+            sample = evaluate(candidate, sample_source(), operator=model.operator, split="test",
+                              resolution=Resolution(1080), workers=1, request="full", device="cpu")  # fmt: skip
             row = [f"`{model.operator}`", label, f"{sample.mean_psnr:.2f} / {sample.mean_ssim:.3f}"]
             if fivek is not None:
                 photos = folder_source(fivek / "fivek-1080p" / "input")
                 timed = candidate is model and not args.no_timing
                 full = evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
-                                timing=timed, workers=1)  # fmt: skip
+                                timing=timed, workers=1, request="full", device="cpu")  # fmt: skip
                 fast = None if candidate is not model else evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
-                                workers=1, variant="fast")  # fmt: skip
+                                workers=1, request="fast", device="cpu")  # fmt: skip
                 row += [f"{full.mean_psnr:.2f} / {full.mean_ssim:.3f}", f"{fast.mean_psnr:.2f}" if fast else "",
                         f"{full.mean_input_psnr:.2f}"]  # fmt: skip
                 if timed:

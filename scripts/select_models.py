@@ -3,21 +3,23 @@
 Usage: python scripts/select_models.py OPERATOR CANDIDATE [CANDIDATE ...] [--photos DIR [--split-file JSON]]
                                        [--resolution 480p]
 
-Candidates are anything `fip eval -m` takes: `paper/<Operator>`, a `.ckpt` from `fip train`, a `.pt` model file;
+Candidates are anything `fip eval -m` takes: `paper/<Operator>`, a `.ckpt` from `fip train`, a `.pt` network file;
 the shipped model always competes, and only a candidate at least ``--min-gain`` dB (0.1) higher replaces it. Each
-is scored by the better of its `full` and `fast` variants, as `fip apply`'s `auto` runs the better of the two: a
-network trained with preview statistics can score far higher `fast` (`style.pencil`: 1.4 dB on these photos).
+is scored by the better of its `full` and `fast` approximators, as `fip apply`'s `auto` may run either: a network
+trained with preview statistics can score far higher `fast` (`style.pencil`: 1.4 dB on these photos).
 Validation photos: the test split of a photo folder (default: the Debian photos of `scripts/debian_photos.sh`;
 `--split-file` for a folder with one, such as `scripts/exposure_bracket.py` writes) and the sample set's test
 photos, all at ``--resolution`` (default 480p, the resolution of the earlier rounds; 1080p is the size the
 results table and FiveK measure, and the networks learn the operator at the resolution they see; say which the
 choice used). The FiveK photos are never
 used here: they stay a test set (`benchmarks/shipped_models.py`). The winner is written to
-fip/models/weights/fip/OPERATOR.pt with its validation numbers, and OPERATOR.variants.json (measured on the model
-it replaces) is removed until `scripts/measure_variants.py` measures it again; siblings (.pruned, .lowres) stay as
-they are, trained from the earlier model. When the shipped model wins, nothing is written.
+fip/models/zoo/OPERATOR/net.pt with its validation numbers, and recorded in the model card (its digest, and what
+it was selected from); the card's measurements of the approximators that run it (made on the network it replaces)
+are dropped until `python scripts/measure_models.py OPERATOR` measures them again; the other networks (lowres.pt,
+pruned.pt, pruned.int8.onnx) stay as they are, trained from the earlier network. When the shipped model wins,
+nothing is written.
 Prints one Markdown row per candidate: validation PSNR `full` and `fast`, the sample set's share (the better
-variant), photos.
+approximator), photos.
 """
 
 import argparse
@@ -26,22 +28,25 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import ZOO, ship_network
+
 from fip.data.sources import Resolution, folder_source, sample_source
 from fip.evaluate import evaluate
 from fip.errors import FipError
-from fip.infer import SHIPPED_DIR, export_model, load_model
+from fip.models.catalogue import Model, open_model
 from fip.registry import get_operator
-from fip.variants import Variant
+
+REQUESTS = ("full", "fast")  # the approximators a candidate is scored by, the better counting
 
 
-def validation_psnr(model, operator: str, photos: Path, split_file: Path | None = None,
-                    resolution: Resolution = Resolution(480), variant: Variant = Variant.FULL,
+def validation_psnr(model: Model, operator: str, photos: Path, split_file: Path | None = None,
+                    resolution: Resolution = Resolution(480), request: str = "full",
                     ) -> tuple[float, float, int]:  # fmt: skip
     """(mean PSNR over all validation photos, mean over the sample set's test photos, photo count)."""
     folder = evaluate(model, folder_source(photos, split_file), operator=operator, split="test", resolution=resolution,
-                      workers=2, variant=variant)  # fmt: skip
+                      workers=2, request=request)  # fmt: skip
     sample = evaluate(model, sample_source(), operator=operator, split="test", resolution=resolution, workers=2,
-                      variant=variant)  # fmt: skip
+                      request=request)  # fmt: skip
     values = [i["psnr"] for i in folder.images + sample.images]
     return float(np.mean(values)), sample.mean_psnr, len(values)
 
@@ -87,18 +92,24 @@ def main() -> None:
     if not args.photos.is_dir():
         parser.error(f"{args.photos} is not a folder: run `bash scripts/debian_photos.sh {args.photos}` first")
     get_operator(args.operator)  # an unknown name fails here, with the list of known ones
-    shipped = SHIPPED_DIR / f"{args.operator}.pt"
+    shipped = ZOO / args.operator  # the model folder: its card names net.pt
     scored = []
     for name in [str(shipped), *args.candidates]:
-        model = load_model(name)
+        model = open_model(name)
         if model.operator != args.operator:
             raise FipError(f"{name} approximates {model.operator}, not {args.operator}: pass candidates for one operator")
-        by_variant = {variant: validation_psnr(model, args.operator, args.photos, args.split_file, args.resolution,
-                                               variant) for variant in (Variant.FULL, Variant.FAST)}  # fmt: skip
-        variant, (psnr, sample_psnr, count) = max(by_variant.items(), key=lambda item: item[1][0])
+        # A running-statistics network has no `fast` (its `full` folds exactly); a guided one neither of the two
+        requests = [request for request in REQUESTS if request in model.card.approximators]
+        by_request = {request: validation_psnr(model, args.operator, args.photos, args.split_file, args.resolution,
+                                               request) for request in requests}  # fmt: skip
+        if not by_request:
+            raise FipError(f"{name} has no {' or '.join(REQUESTS)} approximator to score (it has: "
+                           f"{', '.join(model.card.approximators)})")  # fmt: skip
+        request, (psnr, sample_psnr, count) = max(by_request.items(), key=lambda item: item[1][0])
         scored.append((psnr, sample_psnr, count, name, model))
-        print(f"| `{args.operator}` | {Path(name).name} | {by_variant[Variant.FULL][0]:.2f} | "
-              f"{by_variant[Variant.FAST][0]:.2f} | {sample_psnr:.2f} ({variant.value}) | {count} |", flush=True)
+        cells = " | ".join(f"{by_request[r][0]:.2f}" if r in by_request else "" for r in REQUESTS)
+        print(f"| `{args.operator}` | {Path(name).name} | {cells} | {sample_psnr:.2f} ({request}) | {count} |",
+              flush=True)  # fmt: skip
     psnr, sample_psnr, count, name, model = max(scored, key=lambda s: s[0])
     if name == str(shipped):
         print(f"{args.operator}: the shipped model scores highest ({psnr:.2f} dB); nothing written")
@@ -109,11 +120,11 @@ def main() -> None:
         return
     metrics = {"validation_psnr": psnr, "validation_photos": count, "validation_resolution": args.resolution.label(),
                "sample_test_psnr": sample_psnr, "selected_from": provenance(name)}  # fmt: skip
-    export_model(model, shipped, metrics)
-    # The variant measurements described the replaced network; without them AUTO falls back to `fast`
-    (SHIPPED_DIR / f"{args.operator}.variants.json").unlink(missing_ok=True)
-    print(f"{args.operator}: shipped {Path(name).name} ({psnr:.2f} dB on {count} validation photos); its variants "
-          f"are unmeasured until: python scripts/measure_variants.py {args.operator}")
+    # The card's measurements of the approximators that run net.pt described the replaced network: they are dropped
+    ship_network(args.operator, "net", model.network_file("net"), metrics,
+                 {"made_by": metrics["selected_from"], "training_validation_psnr": round(psnr, 3)})  # fmt: skip
+    print(f"{args.operator}: shipped {Path(name).name} ({psnr:.2f} dB on {count} validation photos); its approximators "
+          f"are unmeasured until: python scripts/measure_models.py {args.operator}")
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file

@@ -1,0 +1,88 @@
+"""``auto`` against the reference for every built-in operator, side by side in one process, on photos that chose
+nothing: the four FiveK photos at 1080p. Per operator: the reference's seconds, what ``auto`` runs and its seconds
+(each the mean over the photos, ``auto`` after one untimed warm-up), the speed-up, ``auto``'s PSNR, and the best
+approximator's PSNR on the same photos (from the card), with what ran before the engine when ``--before`` gives it.
+
+Usage: python benchmarks/auto_speed.py [OPERATOR ...] [--device cpu] [--before before.json] [--json out.json]
+(prints the Markdown table of docs/speed.md; needs ../shared/reference or $FIP_REFERENCE_DIR)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import machine, reference_dir  # noqa: E402
+from fip.data.sources import Resolution, folder_source  # noqa: E402
+from fip.evaluate import evaluate  # noqa: E402
+from fip.models.catalogue import list_models, model_for_operator  # noqa: E402
+from fip.runtime.devices import device_class, resolve_device  # noqa: E402
+from fip.runtime.plan import AUTO_GOOD_ENOUGH_DB, AUTO_MAX_LOSS_DB  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("operators", nargs="*", help="default: every operator fip ships a model for")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--before", type=Path, help="JSON {operator: {auto, psnr, reference_seconds, auto_seconds}}")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    torch.set_num_threads(min(torch.get_num_threads(), 2) if args.device == "cpu" else torch.get_num_threads())
+    found = reference_dir()
+    if found is None:
+        raise SystemExit("the four FiveK photos are needed: set FIP_REFERENCE_DIR to shared/reference")
+    photos = folder_source(found / "fivek-1080p" / "input")
+    operators = args.operators or sorted(c.operator for c in list_models() if c.name.startswith("fip/"))
+    before = json.loads(args.before.read_text()) if args.before else {}
+    device = resolve_device(args.device)
+    rows = []
+    for operator in operators:
+        model = model_for_operator(operator)
+        report = evaluate(model, photos, split="all", resolution=Resolution(1080), timing=True, workers=1,
+                          device=device)  # fmt: skip
+        reference = float(np.mean([i["reference_seconds"] for i in report.images]))
+        seconds = float(np.mean([i["model_seconds"] for i in report.images]))
+        fivek = {a.name: a.quality["fivek"].psnr for a in model.card.approximators.values() if "fivek" in a.quality}
+        best = max(fivek, key=fivek.get) if fivek else None
+        row = {"operator": operator, "auto": ", ".join(report.approximators), "reference_seconds": reference,
+               "auto_seconds": seconds, "speedup": reference / seconds, "psnr": report.mean_psnr,
+               "best": best, "best_psnr": fivek.get(best), "before": before.get(operator)}  # fmt: skip
+        rows.append(row)
+        print(_line(row), file=sys.stderr, flush=True)
+    print(f"Machine: {machine()}; device {device} (class {device_class(device)}); the four FiveK photos at 1080p, "
+          "each timed once after one untimed warm-up of the approximation; means over the photos.\n")  # fmt: skip
+    print("| operator | reference s | `auto` runs | `auto` s | speed-up | `auto` PSNR | best approximator (PSNR) | "
+          "meets the bar | before: `auto` | before: PSNR | before: speed-up |")  # fmt: skip
+    print("|---|---:|---|---:|---:|---:|---|---|---|---:|---:|")
+    for row in rows:
+        print(_line(row))
+    met = sum(_meets(r) for r in rows)
+    faster = sum(r["speedup"] >= 1.0 for r in rows)
+    print(f"\n{faster} of {len(rows)} at least as fast as the reference; {met} of {len(rows)} within "
+          f"{AUTO_MAX_LOSS_DB} dB of the best approximator or at least {AUTO_GOOD_ENOUGH_DB:g} dB on these photos.")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _meets(row: dict) -> bool:
+    return row["best_psnr"] is None or row["psnr"] >= min(row["best_psnr"] - AUTO_MAX_LOSS_DB, AUTO_GOOD_ENOUGH_DB)
+
+
+def _line(row: dict) -> str:
+    before = row["before"] or {}
+    old = (f"{before['auto']} | {before['psnr']:.2f} | {before['reference_seconds'] / before['auto_seconds']:.2f}x"
+           if before else " | | ")  # fmt: skip
+    best = f"{row['best']} ({row['best_psnr']:.2f})" if row["best"] else ""
+    return (f"| `{row['operator']}` | {row['reference_seconds']:.2f} | {row['auto']} | {row['auto_seconds']:.3f} | "
+            f"{row['speedup']:.1f}x | {row['psnr']:.2f} | {best} | {'yes' if _meets(row) else 'no'} | {old} |")
+
+
+if __name__ == "__main__":  # pair generation spawns processes that import this file
+    main()
