@@ -97,11 +97,15 @@ def test_upload_run_compare_and_a_bad_upload_in_chromium(served_demo, tmp_path):
             page.locator("#compare input").check()
             page.locator("#run").click()
             status = _status_contains(page, "speed-up")
-            assert "Approximation (fast)" in status and "Reference" in status and "dB PSNR" in status
+            assert "Approximation (auto → " in status and "Reference" in status and "dB PSNR" in status
             page.locator("#result img").wait_for(state="visible")
             page.locator("#reference img").wait_for(state="visible")
             assert page.locator("#result img").get_attribute("src")
             page.screenshot(path=str(artifacts / "demo-e2e.png"), full_page=True)
+
+            _choose(page, "variant", "reference-lowres")  # the operator's own approximators are offered
+            page.locator("#run").click()
+            assert "on cpu" in _status_contains(page, "Approximation (reference-lowres)")
 
             page.locator("#full").click()
             assert "Full resolution 143×101" in _status_contains(page, "Full resolution")
