@@ -58,8 +58,11 @@ def airlight(rgb: torch.Tensor, patch: int = AIRLIGHT_PATCH, fraction: float = A
     if rgb.ndim != 4 or rgb.shape[1] != 3:
         raise InputError(f"airlight takes (B, 3, H, W) RGB; got shape {tuple(rgb.shape)}")
     rgb = rgb.float()
-    # An erosion whose window ignores the border, as OpenCV's erode does.
-    dark = -F.max_pool2d(-rgb.amin(dim=1, keepdim=True), patch, stride=1, padding=patch // 2)
+    # An erosion whose window ignores the border, as OpenCV's erode does; a square's minimum is the minimum of its
+    # rows' minima, so it runs as two passes of `patch` each instead of one of `patch` squared.
+    dark = -rgb.amin(dim=1, keepdim=True)
+    dark = F.max_pool2d(dark, (1, patch), stride=1, padding=(0, patch // 2))
+    dark = -F.max_pool2d(dark, (patch, 1), stride=1, padding=(patch // 2, 0))
     dark = dark[..., : rgb.shape[2], : rgb.shape[3]]  # an even patch would add a row and a column
     count = max(1, int(rgb.shape[2] * rgb.shape[3] * fraction))
     candidates = dark.flatten(1).topk(count, dim=1).indices  # (B, count)
