@@ -36,8 +36,8 @@ class FastOperator(nn.Module):
     module's device) and returns the approximation in the same shape and dtype, clipped to [0, 1]. Each image of a
     batch is processed on its own (the networks normalize with each photo's own statistics). Build one with
     :func:`fip.load`; move it with ``.to(device)``. Network approximators run PyTorch code only, so the module
-    can go through ``torch.compile``; ``int8`` (ONNX Runtime) and ``reference-lowres`` (the reference operator, on the
-    CPU) run outside PyTorch.
+    can go through ``torch.compile``; ``int8`` (ONNX Runtime) and the approximators that run the reference operator
+    (``reference-lowres``, ``reference-halfres``, ``reference``: NumPy on the CPU) run outside PyTorch.
 
     Attributes:
         model: the model (:class:`fip.models.catalogue.Model`; its card says what it is and how well it does).
@@ -79,9 +79,14 @@ class FastOperator(nn.Module):
                          params=self.params, memory_budget=1 << 62)  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4) or x.shape[-3] != 3:
-            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-            raise InputError(f"expected a (B, 3, H, W) or (3, H, W) float tensor in [0, 1]; got {shape}")
+        if not isinstance(x, torch.Tensor):
+            raise InputError(f"a FastOperator takes a torch tensor (B, 3, H, W) or (3, H, W); got a {type(x).__name__}: "
+                             "use fip.apply for NumPy arrays and PIL images")  # fmt: skip
+        if x.ndim not in (3, 4) or x.shape[-3] != 3:
+            raise InputError(f"expected a (B, 3, H, W) or (3, H, W) float tensor in [0, 1]; got shape {tuple(x.shape)}")
+        if self.net is not None and next(self.net.parameters()).dtype != torch.float32:
+            raise InputError("a FastOperator keeps its network in float32 and runs it in its approximator's precision; "
+                             "load variant='bf16' for 16-bit arithmetic instead of converting the module")  # fmt: skip
         if not x.is_floating_point():
             raise InputError(f"expected a float tensor in [0, 1]; got {x.dtype}: divide by 255 (or 65535) first")
         batch = x if x.ndim == 4 else x[None]
@@ -140,6 +145,7 @@ def apply(
     variant: str = AUTO,
     device: str | torch.device | None = None,
     params: Mapping[str, Any] | None = None,
+    operator: str | None = None,
 ) -> Any:
     """Approximate an operator on one image (or a batch of tensors) and return the result as the same kind.
 
@@ -150,8 +156,10 @@ def apply(
             torch tensor ``(3, H, W)`` or ``(B, 3, H, W)`` float in [0, 1]. sRGB, at least 2x2.
         variant: ``"auto"`` or an approximator's name.
         device: where it runs; default: a tensor's own device, else CUDA when available, else the CPU.
-        params: operator parameters; networks serve the values they were trained for, and ``auto`` runs the
-            reference at low resolution (``reference-lowres``) for others.
+        params: operator parameters; networks serve the values they were trained for, and ``auto`` then runs the
+            operator itself (at reduced resolution where that is within its bar: ``reference-lowres``,
+            ``reference-halfres``), which follows any values.
+        operator: for a network of several operators (``"paper/combined"``): which one.
 
     Returns:
         The approximation: a NumPy array of the input's dtype and shape, a PIL RGB image, or a tensor of the input's
@@ -163,15 +171,15 @@ def apply(
         if params is not None or variant != AUTO:
             raise InputError("a module from fip.load runs the approximator and parameters it was loaded with; pass "
                              "the model's name to fip.apply to choose others")  # fmt: skip
-        return _as_kind(image, lambda rgb: operator_or_model(rgb.to(operator_or_model.device)))
+        return _as_kind(image, lambda rgb: operator_or_model(rgb.to(operator_or_model.device)).cpu())
     model = operator_or_model if isinstance(operator_or_model, Model) else open_model(operator_or_model)
     if isinstance(image, torch.Tensor) and device is None:
         device = image.device
     torch_device = resolve_device(device)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        results = [run_approximation(model, Views(item[None].float()), params, variant, device=torch_device).image
-                   for item in batch]  # fmt: skip
+        results = [run_approximation(model, Views(item[None].float()), params, variant, operator=operator,
+                                     device=torch_device).image for item in batch]  # fmt: skip
         return torch.from_numpy(np.stack(results)).permute(0, 3, 1, 2)
 
     return _as_kind(image, run)

@@ -33,7 +33,8 @@ from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.raw import Photo
 from fip.registry import get_operator
 from fip.runtime.devices import describe, device_class, native_bf16, resolve_device, synchronize
-from fip.runtime.execute import Views, prepared, run_plan, to_image
+from fip.models.inputs import input_scale, normalize_input, scales_output
+from fip.runtime.execute import Views, prepared, run_plan, to_image, with_maps
 from fip.runtime.plan import AUTO, PlanError, make_plan
 
 YARDSTICKS = ("reference", "baseline")
@@ -193,13 +194,18 @@ def run_bench(
     if "reference" in rows:
         record(Row("reference", reference_seconds, peak, None, note=f"{spec.name}, on the CPU"))
     main = model.card.networks.get("net")
-    if "baseline" in rows and main is not None and main.kind != "onnx":
+    if "baseline" in rows and main is not None and main.kind != "onnx" and not main.architecture.get("guided"):
         net = prepared(model, "net", torch_device)
-        x = views.srgb.to(torch_device).contiguous(memory_format=torch.channels_last)
+        maps = model.maps(operator, params)
+        x = views.srgb.to(torch_device)
+        input_norm = getattr(net, "input_norm", None)
+        scale = input_scale(input_norm, x)  # what the engine does to the photo before the network sees it
+        x = with_maps(normalize_input(input_norm, x, scale), maps).contiguous(memory_format=torch.channels_last)
+        back = scale if scales_output(input_norm) else 1.0
         with torch.inference_mode():
             folded = fold(net, image_statistics(net, x)) if not net.folds_exactly else fold(net)
             folded = folded.to(torch_device, memory_format=torch.channels_last)
-            seconds, peak, out = _timed(lambda: to_image(folded(x)), runs, torch_device)
+            seconds, peak, out = _timed(lambda: to_image(folded(x) * back), runs, torch_device)
         gmacs = multiply_adds(folded, *size) / 1e9
         bound = gmacs * 2 / bench.peak_gflops["float32"] if bounds else None
         record(Row("baseline", seconds, peak, psnr(out, reference), "full", "float32", None, gmacs, bound,

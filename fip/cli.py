@@ -26,8 +26,9 @@ from fip.errors import FipError, ParameterError
 MODEL_HELP = ("an installed model (fip models: e.g. fip/smooth.l0), paper/<Operator> (the authors'), a model folder, "
               "a .ckpt from fip train or a .pt network file")  # fmt: skip
 VARIANT_HELP = ("auto (default): the fastest approximator measured on this device class within 0.5 dB of the best "
-                "on validation photos, or at least 40 dB; or an approximator's name (fip models lists them: full, "
-                "fast, bf16, network-lowres, lowres, pruned, int8, reference-lowres)")  # fmt: skip
+                "on validation photos, or at least 40 dB (or the reference itself where it is faster); or an "
+                "approximator's name (fip models lists them: full, fast, bf16, network-lowres, lowres, pruned, int8, "
+                "reference-lowres, reference-halfres), or reference: the operator itself")  # fmt: skip
 
 
 def _parse_param(text: str) -> tuple[str, str]:
@@ -138,13 +139,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_apply(args: argparse.Namespace) -> int:
     from fip.pipeline import apply_to_files, resolve
 
-    from fip.runtime.devices import resolve_device
+    from fip.runtime.plan import make_plan
 
     model = resolve(args.model, args.operator)
     params = dict(args.param) if args.param else None
-    resolve_device(args.device)  # usage errors stop here, before any photo is read
-    if args.variant != "auto":
-        model.card.approximator(args.variant)
+    # Usage errors (device, approximator, parameters, tile, operator) stop here, before any photo is read.
+    make_plan(model, args.variant, (64, 64), args.device, operator=args.operator, params=params, tile=args.tile,
+              memory_budget=1 << 40)  # fmt: skip
     results = apply_to_files(
         model, args.inputs, args.out, request=args.variant, operator=args.operator, params=params, device=args.device,
         max_megapixels=args.max_megapixels, tile=args.tile, bits=args.bits, overwrite=args.overwrite,
@@ -162,6 +163,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from fip.models.catalogue import list_models
 
+    from fip.runtime.devices import device_class, resolve_device
+
+    here = device_class(resolve_device("cpu"))
     cards = list_models(args.operator)
     if args.json:
         print(json.dumps([{**card.to_json(), "folder": str(card.root) if card.root else None} for card in cards],
@@ -172,7 +176,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         photo_set = card.choice_set
         for approximator in card.approximators.values():
             quality = approximator.quality.get(photo_set) if photo_set else None
-            timing = next(iter(approximator.seconds.items()), None)
+            timing = next(((k, t) for k, t in approximator.seconds.items() if k == here), None) or next(
+                iter(approximator.seconds.items()), None)  # this machine's class first
             measured = (f"{quality.psnr:6.2f} dB" if quality else "   -     ") + (
                 f"  {timing[1].seconds:6.3f} s on {timing[0]}" if timing else "")  # fmt: skip
             print(f"    {approximator.name:<17} {measured}  {approximator.description}")

@@ -30,6 +30,9 @@ INPUT, OUTPUT = "image", "output"  # the names of the files' input and output
 
 
 def _folded(net: nn.Module) -> FoldedCAN:
+    if getattr(net, "input_norm", None):
+        raise InputError(f"this network divides each photo by its {net.input_norm} estimate, which an ONNX file "
+                         "would not carry; run it with fip (fip apply, fip.apply)")  # fmt: skip
     if isinstance(net, FoldedCAN):
         return net
     if isinstance(net, ContextAggregationNet):

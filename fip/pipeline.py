@@ -29,7 +29,7 @@ from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.raw import RAW_EXTENSIONS, Photo, load_photo
 from fip.registry import get_operator
 from fip.runtime.execute import Views, run_plan, to_image
-from fip.runtime.plan import AUTO, Plan, make_plan
+from fip.runtime.plan import AUTO, PARAMS_NOTE, Plan, make_plan
 
 # Files bigger than this are refused before decoding (a 100 MP 16-bit TIFF is ~600 MB).
 MAX_FILE_MEGABYTES = 800
@@ -202,13 +202,12 @@ def run_approximation(
         on_plan(plan)
     start = time.perf_counter()
     image = to_image(run_plan(plan, model, views, maps))
-    return Result(image, time.perf_counter() - start, plan, _note(model, plan))
+    return Result(image, time.perf_counter() - start, plan, _note(plan))
 
 
-def _note(model: Model, plan: Plan) -> str:
-    if plan.request == AUTO and plan.approximator == "reference-lowres" and "trained for" in plan.reason:
-        return "the networks were trained at other parameter values, so the reference ran at low resolution"
-    return ""
+def _note(plan: Plan) -> str:
+    """What the user should know of the plan: that the networks were trained for other parameter values."""
+    return next((note for note in plan.notes if note.startswith(PARAMS_NOTE)), "")
 
 
 def run_reference(operator: str, photo: Photo, params: Mapping[str, Any] | None = None) -> Result:

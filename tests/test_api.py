@@ -102,3 +102,17 @@ def test_a_module_refuses_bad_input_and_other_choices():
         module(torch.zeros(1, 4, 8, 8))
     with pytest.raises(InputError, match="runs the approximator and parameters it was loaded with"):
         fip.apply(module, smooth_image(8, 8), params={"lambda_": 0.1})
+    with pytest.raises(InputError, match="takes a torch tensor .*got a ndarray: use fip.apply"):
+        module(smooth_image(8, 8))
+    with pytest.raises(InputError, match="keeps its network in float32.*variant='bf16'"):
+        fip.load("smooth.l0", device="cpu", variant="fast").half()(torch.rand(1, 3, 8, 8))
+
+
+def test_apply_names_the_operator_of_a_network_of_several():
+    image = smooth_image(40, 56)
+    with pytest.raises(FipError, match="serves several operators; name one"):
+        fip.apply("paper/combined", image, variant="fast")
+    out = fip.apply("paper/combined", image, variant="fast", operator="smooth.l0")
+    assert out.shape == image.shape
+    module = fip.load("paper/combined", device="cpu", variant="fast", operator="smooth.l0")
+    np.testing.assert_allclose(fip.apply(module, image), out, atol=1e-5)

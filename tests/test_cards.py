@@ -68,6 +68,10 @@ def test_cards_round_trip_and_name_what_is_wrong(tmp_path):
     for bad, message in broken:
         with pytest.raises(CardError, match=message):
             ModelCard.from_json(bad, folder)
+    for bad in ({**data, "approximators": {"fast": [1, 2]}},
+                {**data, "approximators": {"fast": {**data["approximators"]["fast"], "quality": {"validation": {"psnr": "high"}}}}}):
+        with pytest.raises(CardError):  # malformed plugin cards are CardErrors, which discovery skips with a warning
+            ModelCard.from_json(bad, folder)
     (folder / "card.json").write_text("{not json")
     with pytest.raises(CardError, match="is not a readable model card"):
         read_card(folder)

@@ -182,7 +182,7 @@ def test_shipped_pruned_and_int8_approximators_run_tiled_and_refuse_where_int8_i
     tiled = run_approximation(model, wide, request="int8", tile=64).image
     assert psnr(tiled, run_approximation(model, wide, request="int8").image) > 60  # tiles with a halo: same result
     monkeypatch.setattr("fip.runtime.plan.int8_unavailable", lambda device: "this CPU lacks VNNI")
-    with pytest.raises(FipError, match="'int8' cannot run here: this CPU lacks VNNI"):
+    with pytest.raises(FipError, match="'int8' cannot serve this request: this CPU lacks VNNI"):
         run_approximation(model, image, request="int8")
     assert run_approximation(model, image).plan.approximator != "int8"  # auto leaves it out, with the reason
     assert "left out: int8, this CPU lacks VNNI" in run_approximation(model, image).plan.reason

@@ -103,7 +103,7 @@ def _card(**quality_and_seconds: tuple[float, float | None]) -> ModelCard:
         approximators[name] = Approximator(
             name, network, scale=1 / 3 if network is None else None,
             upsampler=None if network else replace(model_for_operator("smooth.l0").card.approximators["reference-lowres"]).upsampler,
-            statistics="preview" if network else None,
+            statistics=("image" if name == "full" else "preview") if network else None,
             quality={"validation": Quality(score, 0.9, 7), "fivek": Quality(score + 5, 0.9, 4)},
             seconds={"cpu": Timing(seconds)} if seconds is not None else {})  # fmt: skip
     return ModelCard("test/m", "smooth.l0", {}, {"net": NetworkEntry("net.pt")}, approximators,
@@ -133,6 +133,10 @@ def test_auto_is_the_fastest_within_half_a_db_of_the_best_or_at_least_40_db_on_v
     chosen, reason = choose(slow, "cpu")
     assert chosen.name == "reference" and reason.startswith("the reference itself: 1.000 s on cpu")
     assert pick(replace(slow, reference_seconds={"cpu": Timing(2.0)})) == "fast"
+    # A GPU class without timings: the network approximator of fewest multiply-adds, never the CPU's reference.
+    on_gpu = _card(full=(30.0, 5.0), fast=(30.2, 1.5), reference_halfres=(30.4, 0.1))
+    chosen, reason = choose(on_gpu, "cuda")
+    assert chosen.name == "fast" and reason.startswith("no timings on cuda: the network approximator of fewest")
 
 
 def test_the_reference_itself_is_a_plan_every_model_offers():
@@ -167,12 +171,13 @@ def test_plans_say_what_runs_where_and_why():
 def test_other_parameters_leave_the_networks_out_and_auto_runs_the_reference_at_low_resolution():
     model = model_for_operator("smooth.l0")
     plan = make_plan(model, "auto", (600, 900), "cpu", params={"lambda_": 0.05})
-    assert plan.approximator.startswith("reference-") and "trained for lambda_=0.02" in plan.reason
-    with pytest.raises(PlanError, match="'fast' cannot run here: its network was trained for lambda_=0.02"):
+    assert plan.approximator.startswith("reference") and "serves lambda_=0.02 only" in plan.reason
+    assert "the networks were trained for lambda_=0.02" in plan.notes[0]
+    with pytest.raises(PlanError, match="'fast' cannot serve this request: its network serves lambda_=0.02 only"):
         make_plan(model, "fast", (600, 900), "cpu", params={"lambda_": 0.05})
     image = smooth_image(120, 160)
     result = run_approximation(model, image, {"lambda_": 0.05})
-    assert "trained at other parameter values" in result.note
+    assert result.note.startswith("the networks were trained for lambda_=0.02;")
     reference = get_operator("smooth.l0").apply(image, {"lambda_": 0.05})
     assert psnr(result.image, reference) > 25
 

@@ -66,12 +66,16 @@ def test_apply_explains_its_plan_and_follows_parameters_and_devices(tmp_path, ca
     assert "request:      auto" in out and "why:" in out and "approximator:" in out and "device:       cpu" in out
     assert main(["apply", "-o", "smooth.l0", "-p", "lambda_=0.05", str(photo), "--out", str(tmp_path / "p")]) == 0
     out = capsys.readouterr().out
-    assert "reference-" in out and "trained at other parameter values" in out
+    assert "reference" in out and "the networks were trained for lambda_=0.02" in out
     assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "q"), "--variant", "warp"]) == 2
     assert "has no approximator 'warp'; it has: full, fast" in capsys.readouterr().err
     assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "q"), "--device", "tpu"]) == 2
     assert "'tpu' is not a device; use cpu, cuda, cuda:N or mps" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()  # usage errors stop before any photo
+    assert main(["apply", "-o", "smooth.l0", "-p", "lambda_=-1", str(photo), "--out", str(tmp_path / "q")]) == 2
+    assert "outside its range" in capsys.readouterr().err
+    assert main(["apply", "-m", "paper/combined", str(photo), "--out", str(tmp_path / "q")]) == 2
+    assert "serves several operators; name one (--operator" in capsys.readouterr().err
     assert main(["apply", "-o", "nosuch.op", str(photo), "--out", str(tmp_path / "q")]) == 2
     assert "unknown operator 'nosuch.op'" in capsys.readouterr().err
 

@@ -74,6 +74,10 @@ class Quality:
     photos: int = 0
     resolution: str = "1080p"
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.psnr, (int, float)) or isinstance(self.psnr, bool):
+            raise CardError(f"a PSNR must be a number; got {self.psnr!r}")
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -83,6 +87,10 @@ class Timing:
     size: tuple[int, int] = (1080, 1920)
     machine: str = ""
     date: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seconds, (int, float)) or isinstance(self.seconds, bool) or not self.seconds > 0:
+            raise CardError(f"seconds must be a positive number; got {self.seconds!r}")
 
 
 @dataclass(frozen=True)
@@ -311,9 +319,11 @@ class ModelCard:
                                    for k, v in (data.get("reference_seconds") or {}).items()},
                 root=root,
             )  # fmt: skip
+        except CardError as exc:
+            raise CardError(f"{where}: {exc}") from None
         except KeyError as exc:
             raise CardError(f"{where} lacks the field {exc.args[0]!r}") from None
-        except (TypeError, AttributeError) as exc:
+        except (TypeError, AttributeError, ValueError) as exc:
             raise CardError(f"{where} is malformed ({exc})") from None
 
 

@@ -187,6 +187,8 @@ class Catalogue:
         """Forget what was discovered (after installing a model into a running process)."""
         with self._lock:
             self._cards = None
+        with _kept_lock:
+            _kept_models.clear()
 
     def _discover(self) -> dict[str, ModelCard]:
         with self._lock:
@@ -288,7 +290,7 @@ def network_approximators(net: Any, *, guided: bool = False, running: bool = Fal
 def card_for_network(network: NetworkFile, kind: str = "fip") -> ModelCard:
     """A card made on the fly for one network (``kind``: ``fip`` for a file, ``paper`` for ``paper/<Operator>``,
     ``memory`` for one only in memory): its approximators are :func:`network_approximators` and
-    ``reference-lowres``; nothing is measured, so ``auto`` runs ``fast``."""
+    ``reference-lowres``; nothing is measured, so ``auto`` runs the default (``fast`` for a plain network)."""
     from fip.models.guided import GuidedCAN
 
     net = network.net
@@ -321,25 +323,27 @@ def open_model(name_or_path: str | os.PathLike[str] | ModelCard) -> Model:
     installed model's name; ``paper/<Operator>``; a registered operator's name (its installed model, else the
     authors' network for it, else ``reference-lowres`` alone); an existing model folder, card file or network file.
 
+    Models opened by name (not by path) are kept for the process, so their networks load and are prepared once.
+
     Raises:
         FipError: nothing of that name, or a file that holds no model; the message lists what exists.
     """
+    from fip.registry import default_registry
+
     if isinstance(name_or_path, ModelCard):
         return Model(name_or_path)
     text = str(name_or_path)
     if (card := _catalogue.get(text)) is not None:
-        return Model(card)
+        return _kept(text, lambda: Model(card))
     if text.startswith("paper/"):
-        return Model(card_for_network(load_network(text), kind="paper"))
+        return _kept(text, lambda: Model(card_for_network(load_network(text), kind="paper")))
+    if text in default_registry().names():
+        return model_for_operator(text)
     path = Path(text).expanduser()
     if path.is_dir() or path.name == CARD_FILE:
         return Model(read_card(path))
     if path.is_file():
         return Model(card_for_network(load_network(path)))
-    from fip.registry import default_registry
-
-    if text in default_registry().names():
-        return model_for_operator(text)
     installed = ", ".join(c.name for c in _catalogue.cards()) or "none"
     raise FipError(f"no model, operator or file named {text!r}. Installed models: {installed}; also "
                    "'paper/<Operator>', any registered operator's name (`fip operators`), a model folder, "
@@ -351,10 +355,24 @@ def model_for_operator(operator: str) -> Model:
     from fip.models.paper import paper_network_for
 
     if (card := _catalogue.for_operator(operator)) is not None:
-        return Model(card)
+        return _kept(card.name, lambda: Model(card))
     if (paper := paper_network_for(operator)) is not None:
-        return Model(card_for_network(load_network(paper), kind="paper"))
-    return Model(reference_card(operator))
+        return _kept(paper, lambda: Model(card_for_network(load_network(paper), kind="paper")))
+    return _kept(f"reference/{operator}", lambda: Model(reference_card(operator)))
+
+
+_kept_models: dict[str, Model] = {}
+_kept_lock = threading.Lock()
+
+
+def _kept(name: str, make: Callable[[], Model]) -> Model:
+    """The model of ``name`` made once per process (until the catalogue is refreshed)."""
+    installed = _catalogue.get(name)
+    with _kept_lock:
+        kept = _kept_models.get(name)
+        if kept is None or (installed is not None and kept.card is not installed):  # another catalogue's card
+            kept = _kept_models[name] = make()
+        return kept
 
 
 def open_warm_start(name_or_path: str | os.PathLike[str]) -> NetworkFile:

@@ -4,7 +4,8 @@
 kind goes through it: a context aggregation network at full resolution (its statistics from the photo, a preview
 or running averages; whole or in tiles), a network at low resolution with guided-filter upsampling, a trained
 guided (Deep Guided Filter) network, an ONNX Runtime int8 file, and the reference operator at low resolution with
-colour-guided upsampling. Networks are prepared once per model, device and precision, and reused.
+colour-guided upsampling. Networks are prepared once per :class:`~fip.models.catalogue.Model` object and device, and reused (models
+opened by name are kept for the process).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def run_plan(plan: Plan, model: Model, views: Views, maps: tuple[float, ...] | N
         plan: from :func:`fip.runtime.plan.make_plan` for this photo's size.
         model: the model the plan was made for.
         views: the photo.
-        maps: constant extra input maps for a network of several tasks (``model.maps(...)``).
+        maps: constant extra input maps for a network of several tasks (default: those of the plan's operator and
+            parameters, ``model.maps(plan.operator, plan.params)``).
         network: the approximator's network already on the device (default: the model's, prepared once).
 
     Raises:
@@ -101,6 +103,8 @@ def run_plan(plan: Plan, model: Model, views: Views, maps: tuple[float, ...] | N
                          f"{views.size[1]}x{views.size[0]}: make a plan for it")  # fmt: skip
     device = torch.device(plan.device)
     approximator = model.card.approximator(plan.approximator)
+    if maps is None:
+        maps = model.maps(plan.operator, plan.params)
     try:
         with torch.inference_mode():
             if approximator.runs_reference:
@@ -148,11 +152,11 @@ def forward_approximator(approximator: Approximator, network: torch.nn.Module | 
         ``(1, 3, H, W)``, not clipped.
     """
     if isinstance(network, OrtNet):
-        x = _with_maps(x, maps)
+        x = with_maps(x, maps)
         return forward_tiles(network, x, tile) if tile else network(x)
     input_norm = getattr(network, "input_norm", None)
     scale = input_scale(input_norm, x)  # of the whole photo, before any tile or preview
-    x = _with_maps(normalize_input(input_norm, x, scale), maps)
+    x = with_maps(normalize_input(input_norm, x, scale), maps)
     dtype = dtype_for(approximator.precision, x.device)
     statistics, preview = approximator.statistics, approximator.preview_megapixels
     if isinstance(network, GuidedCAN):
@@ -171,7 +175,8 @@ def forward_approximator(approximator: Approximator, network: torch.nn.Module | 
     return out * scale if scales_output(input_norm) else out
 
 
-def _with_maps(x: torch.Tensor, maps: tuple[float, ...] | None) -> torch.Tensor:
+def with_maps(x: torch.Tensor, maps: tuple[float, ...] | None) -> torch.Tensor:
+    """``x`` (``(1, C, H, W)``) with the constant conditioning ``maps`` appended as channels (``x`` without them)."""
     if not maps:
         return x
     planes = torch.as_tensor(maps, dtype=x.dtype, device=x.device).view(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
@@ -308,14 +313,10 @@ def upsample(guide_small: torch.Tensor, result_small: torch.Tensor, guide: torch
     if upsampler.kind == "colour-guided":
         coefficients = colour_guided_coefficients(guide_small, result_small, upsampler.radius, upsampler.eps)
     else:
-        coefficients = _fixed_filter(upsampler.radius, upsampler.eps).to(guide.device).coefficients(guide_small, result_small)
+        fixed = FastGuidedFilter(radius=upsampler.radius, eps=upsampler.eps).to(guide.device)
+        coefficients = fixed.coefficients(guide_small, result_small)
     return apply_linear_model(coefficients, height, width, lambda top, bottom: guide[:, :, top:bottom], band,
                               colour=upsampler.kind == "colour-guided")  # fmt: skip
-
-
-@functools.lru_cache(maxsize=4)
-def _fixed_filter(radius: int, eps: float) -> FastGuidedFilter:
-    return FastGuidedFilter(radius=radius, eps=eps).eval()
 
 
 def reference_lowres(operator: str, params: dict[str, Any], views: Views, upsampler: Upsampler | None,
@@ -348,4 +349,4 @@ def _fit(batch: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 __all__ = ["Views", "downscaled", "forward_approximator", "forward_tiled", "forward_tiles", "prepared",
-           "reference_lowres", "run_can", "run_plan", "to_batch", "to_image", "upsample"]  # fmt: skip
+           "reference_lowres", "run_can", "run_plan", "to_batch", "to_image", "upsample", "with_maps"]  # fmt: skip

@@ -14,7 +14,7 @@ from fip.ort import INPUT, OUTPUT
 
 class OrtNet:
     """An ONNX model with input ``image`` and output ``output`` (as :mod:`fip.ort` writes them): ``(1, C, H, W)``
-    float tensor in, ``(1, 3, H, W)`` float tensor out, on the CPU, plus ``receptive_radius`` and ``in_channels`` so
+    float tensor in, ``(1, 3, H, W)`` float tensor out on the input's device, plus ``receptive_radius`` and ``in_channels`` so
     :func:`fip.runtime.execute.forward_tiles` can run it tile by tile.
 
     Args:

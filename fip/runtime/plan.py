@@ -41,6 +41,7 @@ MIN_LOWRES_GAIN = 2.0  # and at least this many times fewer pixels than the phot
 BAND_ROWS = 256  # full-size rows an upsampler computes at a time
 MEMORY_HEADROOM = 0.7  # plans use at most this share of the memory available
 MIN_TILE = 256
+PARAMS_NOTE = "the networks were trained for"
 FALLBACK_CLASSES = {"cpu": ("cpu-bf16",), "cpu-bf16": ("cpu",)}  # a CPU class without timings ranks by the other's
 
 
@@ -140,7 +141,7 @@ def make_plan(
     card = model.card
     operator = operator or card.operator
     if operator is None:
-        raise PlanError(f"{card.name} serves several operators; name one (--operator)")
+        raise PlanError(f"{card.name} serves several operators; name one (--operator, or operator= in Python)")
     spec = get_operator(operator)
     wanted, differing = _parameters(model, spec, params)
     torch_device = resolve_device(device)
@@ -152,8 +153,11 @@ def make_plan(
     else:
         chosen = card.approximator(request)
         if request in excluded:
-            raise PlanError(f"{card.name}'s {request!r} cannot run here: {excluded[request]}")
+            raise PlanError(f"{card.name}'s {request!r} cannot serve this request: {excluded[request]}")
         reason = "asked for by name"
+    if differing and chosen.runs_reference:
+        notes.append(f"{PARAMS_NOTE} {', '.join(differing)}; {chosen.name} runs the operator itself, which follows "
+                     "the values asked")  # fmt: skip
     working = _working_size(chosen, card, size)
     if working is None and (chosen.scale is not None or _guided_factor(chosen, card)):
         notes.append("the photo is too small for a low-resolution pass: it runs at full size")
@@ -204,7 +208,8 @@ def _same(a: Any, b: Any) -> bool:
 def _unavailable(approximator: Approximator, card: ModelCard, device: torch.device, differing: list[str]) -> str | None:
     """Why ``approximator`` cannot serve this request on ``device`` (``None``: it can)."""
     if approximator.network is not None and differing:
-        return f"its network was trained for {', '.join(differing)}"
+        return (f"its network serves {', '.join(differing)} only, the values it was trained for (auto, or a "
+                "reference-* approximator, follows others)")  # fmt: skip
     if approximator.network is not None and card.networks[approximator.network].kind == "onnx":
         return int8_unavailable(device)
     if approximator.precision == "fp16" and device.type == "cpu":
@@ -242,12 +247,29 @@ def choose(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None)
                 f"the reference itself: {reference:.3f} s on {seconds[1]}, faster than every approximator within "
                 f"{AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos or at least {AUTO_GOOD_ENOUGH_DB:g} dB "
                 f"(the fastest, {pick.name}: {seconds[0]:.3f} s){skipped}")  # fmt: skip
+    elif networks := [a for a in eligible if not a.runs_reference]:
+        pick = min(networks, key=lambda a: _relative_cost(a, card))
+        speed = (f"no timings on {dclass}: the network approximator of fewest multiply-adds per pixel (the "
+                 "reference runs on the CPU)")  # fmt: skip
     else:
-        pick, speed = max(eligible, key=lambda a: scored[a.name]), "no timings: the best scoring"
+        pick = min(eligible, key=lambda a: a.scale or 1.0)
+        speed = f"no timings on {dclass}: the reference at the smallest working size"
     rule = (f"{speed}, among approximators within {AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos "
             f"({best_name} {scored[best_name]:.2f} dB) or at least {AUTO_GOOD_ENOUGH_DB:g} dB; "
             f"{pick.name} scored {scored[pick.name]:.2f} dB")  # fmt: skip
     return pick, rule + skipped
+
+
+def _relative_cost(approximator: Approximator, card: ModelCard) -> float:
+    """Multiply-adds per output pixel of a network approximator, relative, from its card alone: width squared
+    times depth, times the share of pixels it works on, halved per halving of the number width, tripled for
+    statistics taken at every layer."""
+    architecture = card.networks[approximator.network].architecture
+    factor = _guided_factor(approximator, card)
+    area = approximator.scale**2 if approximator.scale else (1 / factor**2 if factor else 1.0)
+    width = {"fp32": 1.0, "bf16": 0.5, "fp16": 0.5, "int8": 0.25}[approximator.precision]
+    exact = 3.0 if approximator.statistics == "image" else 1.0
+    return architecture.get("width", 24) ** 2 * architecture.get("depth", 9) * area * width * exact
 
 
 def _reference_seconds(card: ModelCard, dclass: str) -> float | None:
