@@ -56,6 +56,7 @@ def plot(cards, klass: str, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     columns = 4
     rows = math.ceil(len(cards) / columns)
@@ -78,6 +79,9 @@ def plot(cards, klass: str, path: Path) -> Path:
         if (reference := card.reference_seconds.get(klass)) is not None:
             axis.axvline(reference.seconds, color="grey", linestyle=":")
         axis.set_xscale("log")
+        axis.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_title(f"{card.operator} (auto: {pick})", fontsize=9)
         axis.set_xlabel("seconds per 1920x1080 photo", fontsize=8)
         axis.set_ylabel("PSNR on validation photos (dB)", fontsize=8)

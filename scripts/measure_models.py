@@ -2,6 +2,7 @@
 reads) and on the four FiveK photos (which the docs report, never used to choose), and its seconds on this machine.
 
 Usage: python scripts/measure_models.py OPERATOR [OPERATOR ...] [--approximators a,b] [--no-timing] [--no-fivek]
+       python scripts/measure_models.py OPERATOR ... --timing-only --device cuda     # a GPU's timings, for auto there
 Needs the Debian photo set (bash scripts/debian_photos.sh data/debian-photos) and, for the FiveK column,
 ../shared/reference (or $FIP_REFERENCE_DIR). Writes fip/models/zoo/OPERATOR/card.json.
 """
@@ -45,18 +46,20 @@ def main() -> None:
     parser.add_argument("--approximators", help="comma-separated: measure only these (the card keeps the others)")
     parser.add_argument("--no-timing", action="store_true", help="quality only")
     parser.add_argument("--no-fivek", action="store_true", help="the validation photos only")
+    parser.add_argument("--timing-only", action="store_true", help="seconds only, on --device (the cards keep quality)")
+    parser.add_argument("--device", default="cpu", help="where to measure (default cpu); timings go to its class")
     args = parser.parse_args()
     if not DEBIAN.is_dir():
         raise SystemExit(f"{DEBIAN} is missing: bash scripts/debian_photos.sh {DEBIAN}")
     torch.set_num_threads(2)
-    sets = [VALIDATION] + ([] if args.no_fivek or fivek() is None else [fivek()])
+    sets = [] if args.timing_only else [VALIDATION] + ([] if args.no_fivek or fivek() is None else [fivek()])
     timing_photo = next(p for p in sorted(DEBIAN.glob("*.jpg")) if p.stem == "Blinds")  # a validation photo
     for operator in args.operators:
         model = model_for_operator(operator)
         if model.card.root is None or not model.name.startswith("fip/"):
             raise SystemExit(f"{operator}: no fip model folder to write into")
         names = args.approximators.split(",") if args.approximators else None
-        card = measure(model, sets, None if args.no_timing else timing_photo, "cpu", names,
+        card = measure(model, sets, None if args.no_timing else timing_photo, args.device, names,
                        progress=lambda line: print(line, flush=True))  # fmt: skip
         print(f"wrote {write_card(card, model.card.root)}", flush=True)
         default_catalogue().refresh()
