@@ -53,10 +53,16 @@ def _rationals(values, signed: bool, denominator: int = 1_000_000) -> list[int]:
     return out
 
 
-def encode_dng(raw: np.ndarray, meta: DngMetadata) -> bytes:
-    """Encode an ``(H, W)`` uint16 mosaic and its metadata as DNG bytes (deterministic: same input, same bytes)."""
+def encode_dng(raw: np.ndarray, meta: DngMetadata, *, orientation: int = 1) -> bytes:
+    """Encode an ``(H, W)`` uint16 mosaic and its metadata as DNG bytes (deterministic: same input, same bytes).
+
+    ``orientation`` is the TIFF/EXIF Orientation tag (1..8) saying how the stored mosaic is turned upright (6 or 8
+    for a portrait photo stored in landscape); the mosaic itself is stored as given.
+    """
     import tifffile
 
+    if isinstance(orientation, bool) or not isinstance(orientation, (int, np.integer)) or not 1 <= orientation <= 8:
+        raise InputError(f"DNG orientation must be an EXIF Orientation code 1..8; got {orientation!r}")
     if raw.ndim != 2 or raw.dtype != np.uint16:
         raise InputError(f"a DNG mosaic must be a 2-D uint16 array; got {raw.dtype} {raw.shape}")
     if sorted(meta.cfa) != sorted("RGGB"):
@@ -70,7 +76,7 @@ def encode_dng(raw: np.ndarray, meta: DngMetadata) -> bytes:
         (50708, "s", 0, model, True),  # UniqueCameraModel
         (271, "s", 0, meta.make, True),  # Make
         (272, "s", 0, meta.model, True),  # Model
-        (274, "H", 1, 1, True),  # Orientation: top-left
+        (274, "H", 1, int(orientation), True),  # Orientation
         (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
         (33422, "B", 4, tuple(_CFA_CODES[c] for c in meta.cfa), True),  # CFAPattern
         (50710, "B", 3, (0, 1, 2), True),  # CFAPlaneColor
@@ -86,6 +92,6 @@ def encode_dng(raw: np.ndarray, meta: DngMetadata) -> bytes:
     return buffer.getvalue()
 
 
-def write_dng(path: str | os.PathLike[str], raw: np.ndarray, meta: DngMetadata) -> None:
+def write_dng(path: str | os.PathLike[str], raw: np.ndarray, meta: DngMetadata, *, orientation: int = 1) -> None:
     """Write :func:`encode_dng`'s bytes to ``path`` atomically."""
-    atomic_write_bytes(path, encode_dng(raw, meta))
+    atomic_write_bytes(path, encode_dng(raw, meta, orientation=orientation))

@@ -16,16 +16,20 @@ bit depth                     16 bits per channel, so the linear view keeps its 
 brightness                    ``no_auto_bright``: the white level maps to 1.0, no histogram stretch
 highlights                    clipped (``highlight_mode=Clip``)
 demosaic                      AHD
-orientation                   ``user_flip=0``: pixels stay in sensor order, the file's rotation flag is ignored
+orientation                   ``user_flip=0``: pixels stay in sensor order; the file's rotation becomes
+                              :attr:`Photo.orientation`, for callers to turn results upright
 ============================  =================================================================================
 
 so ``srgb == srgb_encode(linear)`` and ``linear ≈ clip(camera_to_srgb @ (white_balance * demosaic(mosaic)))``.
-Plain images (PNG, JPEG, TIFF) are sRGB already; their linear view is the decoded sRGB, and their mosaic is the
-linear image sampled in an RGGB pattern with identity white balance and colour matrix (documented, noise-free).
+The three views of a raw file share the sensor's pixel order, which the mosaic operators and cached pairs rely on.
+Plain images (PNG, JPEG, TIFF) are sRGB already and read upright (orientation 1); their linear view is the decoded
+sRGB, and their mosaic is the linear image sampled in an RGGB pattern with identity white balance and colour matrix
+(documented, noise-free).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -46,28 +50,54 @@ RAW_EXTENSIONS = frozenset(
 )  # fmt: skip
 PHOTO_EXTENSIONS = RAW_EXTENSIONS | IMAGE_EXTENSIONS
 
+logger = logging.getLogger(__name__)
+
+# LibRaw's ``sizes.flip`` -> EXIF Orientation. LibRaw documents 0 (none), 3 (180 degrees), 5 (90 degrees
+# anticlockwise) and 6 (90 degrees clockwise) (https://www.libraw.org/docs/API-datastruct-eng.html, image_sizes_t).
+# The value is three bits, as LibRaw's ``flip_index`` reads them: 4 swaps rows and columns, then 2 reverses the rows
+# and 1 the columns; so 1 is a left-right mirror (EXIF 2), 2 a top-bottom mirror (EXIF 4), 4 the transpose (EXIF 5)
+# and 7 the transverse (EXIF 7). LibRaw sets it from a TIFF/DNG Orientation tag o as ``"50132467"[o & 7]``
+# (src/metadata/tiff.cpp), of which this table is the inverse; tests/test_raw.py checks it against LibRaw's rotation.
+_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
+
+
+def orientation_from_flip(flip: int) -> int:
+    """The EXIF Orientation (1..8) of LibRaw's ``sizes.flip``; 1, with a logged warning, for values LibRaw does
+    not define."""
+    orientation = _FLIP_TO_ORIENTATION.get(int(flip))
+    if orientation is None:
+        logger.warning("LibRaw reports an unknown image flip %r; the photo is taken as upright", flip)
+        return 1
+    return orientation
+
+
 def postprocess_settings() -> dict:
     """The keyword arguments fip passes to ``rawpy.RawPy.postprocess`` (see the module docstring)."""
     import rawpy
 
-    return dict(
-        use_camera_wb=True,
-        use_auto_wb=False,
-        output_color=rawpy.ColorSpace.sRGB,
-        gamma=(1.0, 1.0),
-        output_bps=16,
-        no_auto_bright=True,
-        bright=1.0,
-        highlight_mode=rawpy.HighlightMode.Clip,
-        demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
-        user_flip=0,
-    )
+    return {
+        "use_camera_wb": True,
+        "use_auto_wb": False,
+        "output_color": rawpy.ColorSpace.sRGB,
+        "gamma": (1.0, 1.0),
+        "output_bps": 16,
+        "no_auto_bright": True,
+        "bright": 1.0,
+        "highlight_mode": rawpy.HighlightMode.Clip,
+        "demosaic_algorithm": rawpy.DemosaicAlgorithm.AHD,
+        "user_flip": 0,
+    }
 
 
 
 @dataclass(frozen=True, eq=False)
 class Photo:
-    """One photo as the three views operators consume; see the module docstring."""
+    """One photo as the three views operators consume; see the module docstring.
+
+    ``orientation`` is the EXIF Orientation (1..8) that turns the views, and results computed from them, upright
+    (:func:`fip.imaging.apply_orientation`): a raw file's rotation, 1 for image files (read upright already).
+    ``size`` and ``native_size`` are in the views' (sensor) order.
+    """
 
     name: str
     srgb: np.ndarray
@@ -75,6 +105,7 @@ class Photo:
     mosaic: Mosaic
     is_raw: bool
     native_size: tuple[int, int]
+    orientation: int = 1
 
     @property
     def size(self) -> tuple[int, int]:
@@ -198,6 +229,8 @@ def _load_raw(path: Path, size_policy: SizePolicy | None) -> Photo:
     with raw:
         try:
             cfa = _cfa_string(raw)
+            # Read before postprocess(): rendering with user_flip=0 sets sizes.flip to 0.
+            orientation = orientation_from_flip(raw.sizes.flip)
             visible = raw.raw_image_visible
             native = _even_crop(*visible.shape)
             target = size_policy(*native) if size_policy else native
@@ -236,4 +269,5 @@ def _load_raw(path: Path, size_policy: SizePolicy | None) -> Photo:
             )
         linear = linear[: native[0], : native[1]]
     linear = resize_area(linear, *target)
-    return Photo(path.stem, srgb_encode(linear), linear, mosaic.resized(*target), is_raw=True, native_size=native)
+    return Photo(path.stem, srgb_encode(linear), linear, mosaic.resized(*target), is_raw=True, native_size=native,
+                 orientation=orientation)

@@ -7,10 +7,10 @@ import pytest
 import rawpy
 
 from fip.data.unprocess import CaptureSettings, camera_from_srgb_matrix, unprocess
-from fip.dng import write_dng
-from fip.errors import UnreadablePhotoError
-from fip.imaging import encode_png, resize_area, srgb_encode
-from fip.raw import Mosaic, load_photo
+from fip.dng import encode_dng, write_dng
+from fip.errors import InputError, UnreadablePhotoError
+from fip.imaging import apply_orientation, encode_png, read_metadata, resize_area, srgb_encode
+from fip.raw import Mosaic, load_photo, orientation_from_flip, postprocess_settings
 
 from conftest import smooth_image, write_synthetic_dng
 
@@ -138,3 +138,63 @@ def test_exposure_scales_light_and_clips_like_a_sensor(tmp_path):
     assert brighter.linear.max() == 1.0 and brighter.mosaic.data.max() == 1.0  # clipped at the white level
     assert np.allclose(brighter.linear, np.minimum(photo.linear * 4, 1), atol=1e-6)
     assert darker.mosaic.cfa == photo.mosaic.cfa and darker.size == photo.size
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_raw_orientation_turns_the_views_as_libraw_does(tmp_path, orientation):
+    """The views stay in sensor order; ``Photo.orientation`` turns them exactly as LibRaw's own rotation does."""
+    settings = CaptureSettings(cfa="GRBG")
+    raw = unprocess(smooth_image(32, 48, seed=2), settings, None)
+    write_dng(tmp_path / "turned.dng", raw, settings.metadata(), orientation=orientation)
+    photo = load_photo(tmp_path / "turned.dng")
+    assert photo.orientation == orientation and photo.size == (32, 48) and photo.mosaic.cfa == "GRBG"
+    write_dng(tmp_path / "as-stored.dng", raw, settings.metadata())
+    stored = load_photo(tmp_path / "as-stored.dng")
+    assert stored.orientation == 1
+    assert np.array_equal(photo.mosaic.data, stored.mosaic.data) and np.array_equal(photo.linear, stored.linear)
+    with rawpy.imread(str(tmp_path / "turned.dng")) as decoded:  # LibRaw applying the file's flip itself
+        settings_from_file = {k: v for k, v in postprocess_settings().items() if k != "user_flip"}
+        turned_by_libraw = decoded.postprocess(**settings_from_file).astype(np.float32) / 65535.0
+    upright = apply_orientation(photo.linear, orientation)
+    assert upright.shape == ((48, 32, 3) if orientation >= 5 else (32, 48, 3))
+    assert np.array_equal(upright, turned_by_libraw)
+
+
+def test_dng_exif_is_read_upright(tmp_path):
+    from PIL import Image
+
+    settings = CaptureSettings()
+    write_dng(tmp_path / "x.dng", unprocess(smooth_image(), settings, None), settings.metadata(), orientation=6)
+    exif = Image.Exif()
+    exif.load(read_metadata(tmp_path / "x.dng").exif)
+    assert (exif[0x010F], exif[0x0110], exif[0x0112]) == ("fip", "synthetic", 1)
+    assert 50706 not in exif and 33422 not in exif  # DNGVersion, CFAPattern: the raw file's own layout
+
+
+def test_orientation_survives_resizing_and_exposure(tmp_path):
+    settings = CaptureSettings()
+    write_dng(tmp_path / "x.dng", unprocess(smooth_image(), settings, None), settings.metadata(), orientation=8)
+    photo = load_photo(tmp_path / "x.dng", lambda h, w: (24, 32))
+    assert photo.orientation == 8
+    assert photo.resized(12, 16).orientation == 8 and photo.exposed(-1).orientation == 8
+
+
+def test_image_files_load_upright(tmp_path):
+    from PIL import Image
+
+    pixels = np.round(smooth_image(30, 40) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a portrait photo stored in landscape
+    Image.fromarray(pixels).save(tmp_path / "portrait.png", exif=exif)
+    photo = load_photo(tmp_path / "portrait.png")
+    assert photo.orientation == 1 and photo.size == (40, 30)
+    assert np.array_equal(photo.srgb, apply_orientation(pixels, 6).astype(np.float32) / 255)
+
+
+def test_flip_codes_and_dng_orientation_are_checked(caplog):
+    assert [orientation_from_flip(flip) for flip in range(8)] == [1, 2, 4, 3, 5, 8, 6, 7]
+    assert orientation_from_flip(11) == 1 and "unknown image flip 11" in caplog.text
+    settings = CaptureSettings()
+    raw = unprocess(smooth_image(), settings, None)
+    with pytest.raises(InputError, match="1..8"):
+        encode_dng(raw, settings.metadata(), orientation=9)
