@@ -16,11 +16,11 @@ Public API::
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fip.errors import FipError
+from fip.errors import DISTRIBUTION, FipError
 from fip.registry import InputKind, OperatorSpec, Param, get_operator, list_operators, register_operator
 
 try:
-    __version__ = version("fip")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 

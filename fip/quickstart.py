@@ -11,11 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fip.errors import FipError
+from fip.errors import ConfigNotFoundError, require_extra
 
 logger = logging.getLogger(__name__)
-
-CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 
 
 def _grid(rows: list[list[np.ndarray]], height: int = 320) -> np.ndarray:
@@ -30,6 +28,14 @@ def _grid(rows: list[list[np.ndarray]], height: int = 320) -> np.ndarray:
 
 
 def run_quickstart(operator: str, minutes: float, out: Path) -> None:
+    """Train ``operator``'s approximator from its installed config (``fip train -c OPERATOR``) for at most
+    ``minutes`` on the sample set, then write the model, the report and the grid to ``out``.
+
+    Raises:
+        MissingExtraError: the ``train`` extra is not installed.
+        ConfigNotFoundError: ``operator`` has no training config.
+    """
+    require_extra("train", needed_by="fip quickstart")
     from fip.data.sources import Resolution, sample_source
     from fip.evaluate import evaluate
     from fip.imaging import read_image_file
@@ -37,11 +43,13 @@ def run_quickstart(operator: str, minutes: float, out: Path) -> None:
     from fip.models.paper import paper_network_for
     from fip.models.storage import load_network, save_network
     from fip.pipeline import run_approximation
-    from fip.training import max_time, run_training
+    from fip.training import config_dir, config_names, max_time, run_training
 
-    config = CONFIGS / f"{operator}.yaml"
-    if not config.is_file():
-        raise FipError(f"no training config {config}: fip quickstart runs from a source checkout with train/configs/")
+    operators = [name for name in config_names() if "/" not in name]  # one config per operator, at the top
+    if operator not in operators:
+        raise ConfigNotFoundError(f"no training config for operator {operator!r}: fip quickstart trains one of "
+                                  f"{', '.join(operators)}")  # fmt: skip
+    config = config_dir() / f"{operator}.yaml"
     source = sample_source()
     print(f"sample set: {len(source.photos)} DNG files in {source.photos[0].path.parent}")
     print("  train: " + ", ".join(p.name for p in source.photos if p.split == "train"))

@@ -1,16 +1,28 @@
 """``fip train``: LightningCLI over :class:`~fip.lit.Approximator` and :class:`~fip.data.module.PairDataModule`.
 
-Each operator has one YAML under ``train/configs/``; LightningCLI builds the command line from the typed
-``__init__`` signatures, so every argument can be overridden (``--trainer.max_epochs 5``,
-``--data.source /data/fivek``) and saves the resolved config with each run.
+Each operator has one YAML under ``train/configs/``, installed with fip as the data package ``fip_train``; a config
+is given as a file or by its name there (``smooth.l0``, ``extensions/combined``, ``overlays/lowres``).
+LightningCLI builds the command line from the typed ``__init__`` signatures, so every argument can be overridden
+(``--trainer.max_epochs 5``, ``--data.source /data/fivek``) and saves the resolved config with each run.
 
-    fip train -c train/configs/smooth.l0.yaml                 # = fit
-    fip train validate -c train/configs/smooth.l0.yaml --ckpt_path runs/smooth.l0/.../last.ckpt
+    fip train -c smooth.l0                                    # = fit, train/configs/smooth.l0.yaml
+    fip train -c train/configs/smooth.l0.yaml -c overlays/lowres
+    fip train validate -c smooth.l0 --ckpt_path runs/smooth.l0/.../last.ckpt
+
+Importing this module needs the ``train`` extra; without it the import raises
+:class:`~fip.errors.MissingExtraError`, whose message is the pip command.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Sequence
+from pathlib import Path
+
+from fip.errors import DISTRIBUTION, ConfigNotFoundError, FipError, require_extra
+
+# Before Lightning's imports, so that a missing extra is one line with the pip command, not an import traceback.
+require_extra("train", needed_by="fip train")
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -20,6 +32,77 @@ from fip.data.module import PairDataModule
 from fip.lit import Approximator, check_net_against_data
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+CONFIG_PACKAGE = "fip_train"  # train/ of the source tree, installed under this name
+CONFIG_OPTIONS = ("-c", "--config")
+
+
+def config_dir() -> Path:
+    """The folder of fip's training configs (``train/configs`` of the installed ``fip_train`` package).
+
+    Raises:
+        FipError: ``fip_train`` is not installed (an install made before it existed).
+    """
+    try:
+        root = importlib.resources.files(CONFIG_PACKAGE) / "configs"
+    except ModuleNotFoundError:
+        fix = f"pip install '{DISTRIBUTION}[train]', or pip install -e '.[train]' in a checkout"
+        raise FipError(
+            f"fip's training configs (package {CONFIG_PACKAGE}) are not installed: reinstall ({fix})"
+        ) from None
+    # pip installs packages as plain files, so the resource folder is a real folder that LightningCLI can read.
+    return Path(str(root))
+
+
+def config_names() -> list[str]:
+    """Names of the installed configs, relative to :func:`config_dir` without ``.yaml``, sorted:
+    ``smooth.l0``, ``extensions/combined``, ``overlays/lowres``, ..."""
+    root = config_dir()
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A training config: an existing file as given, else an installed config by name.
+
+    A name is a config's path under :func:`config_dir` without ``.yaml`` (``smooth.l0``, ``overlays/lowres``), or
+    only its file name where that is unique (``lowres``); a trailing ``.yaml`` is accepted.
+
+    Raises:
+        ConfigNotFoundError: neither a file nor a config name; the message lists the names.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    names = config_names()
+    name = str(name_or_path).removesuffix(".yaml")
+    matches = [n for n in names if n == name] or [n for n in names if n.rpartition("/")[2] == name]
+    if len(matches) == 1:
+        return config_dir() / f"{matches[0]}.yaml"
+    raise ConfigNotFoundError(f"training config {str(name_or_path)!r} is neither a file nor one of fip's configs: "
+                              f"give a YAML file or one of {', '.join(names)}")  # fmt: skip
+
+
+def _is_inline_config(value: str) -> bool:
+    """``--config`` also takes the YAML itself (jsonargparse), e.g. ``--config '{trainer: {max_epochs: 1}}'``."""
+    return "\n" in value or value.lstrip().startswith("{") or ": " in value
+
+
+def resolve_config_args(args: Sequence[str]) -> list[str]:
+    """``args`` with each ``-c``/``--config`` value that names an installed config replaced by its file.
+
+    Raises:
+        ConfigNotFoundError: a value is neither a file, inline YAML, nor a config name.
+    """
+    resolved = list(args)
+    for i, arg in enumerate(resolved):
+        option, eq, value = arg.partition("=")
+        if option not in CONFIG_OPTIONS:
+            continue
+        if eq:
+            if not _is_inline_config(value):
+                resolved[i] = f"{option}={resolve_config(value)}"
+        elif i + 1 < len(resolved) and not _is_inline_config(resolved[i + 1]):
+            resolved[i + 1] = str(resolve_config(resolved[i + 1]))
+    return resolved
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):
@@ -67,8 +150,12 @@ class FipCLI(LightningCLI):
 
 
 def run_training(args: Sequence[str]) -> LightningCLI:
-    """Run LightningCLI with ``args`` (``fit`` is implied when no subcommand is given)."""
-    args = list(args)
+    """Run LightningCLI with ``args`` (``fit`` is implied when no subcommand is given; configs may be given by name).
+
+    Raises:
+        ConfigNotFoundError: a ``-c``/``--config`` value is neither a file nor a config name.
+    """
+    args = resolve_config_args(args)
     if not args or args[0] not in SUBCOMMANDS + ("-h", "--help"):
         args = ["fit", *args]
     return FipCLI(

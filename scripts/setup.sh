@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create ./.venv if needed and install fip (editable) with the versions tested in CI (constraints.txt).
-# Safe to run again: it reinstalls only when pyproject.toml or constraints.txt changed.
+# Create ./.venv if needed and install fip (the distribution fip-photo, editable) with every extra and the test tools,
+# at the versions tested in CI (constraints.txt). Safe to run again: it reinstalls only when pyproject.toml or
+# constraints.txt changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,14 @@ stamp=.venv/.fip-installed
 wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "setup: installing fip and its dependencies into .venv (the first time takes a few minutes)"
+  # A distribution named `fip` is either this project's install from before it was renamed fip-photo or the
+  # unrelated radio client of that name; both provide the module `fip` (and the `fip` command), so it goes first,
+  # with the metadata the old install left in the checkout (Python run from here would still find its entry points).
+  rm -rf fip.egg-info
+  if .venv/bin/python -m pip show -qq fip 2>/dev/null; then
+    .venv/bin/python -m pip uninstall -qq -y fip
+  fi
   # -qq keeps pip to errors only; PIP_CONSTRAINT also pins what build environments fetch.
-  PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install -qq -e ".[test]"
+  PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install -qq -e ".[all,test]"
   echo "$wanted" >"$stamp"
 fi

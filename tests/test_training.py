@@ -506,8 +506,9 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "train" / "configs").glo
 
 def test_every_builtin_operator_has_a_training_config():
     import fip
+    from fip.errors import DISTRIBUTION
 
-    builtins = {s.name for s in fip.list_operators() if s.source.startswith("fip (")}
+    builtins = {s.name for s in fip.list_operators() if s.source.startswith(f"{DISTRIBUTION} (")}
     assert builtins == {p.stem for p in CONFIGS}
 
 
