@@ -20,7 +20,11 @@ built-ins prove the plugin path every day. Discovery is lazy (on the first :func
 by distribution and entry-point name.
 
 * A plugin that fails to import produces a :class:`PluginLoadWarning` naming it; fip keeps working without it.
-* Two sources registering one name raise :class:`~fip.errors.DuplicateOperatorError` naming both.
+* A name that two plugins register is disabled: discovery goes on, a :class:`PluginLoadWarning` names both sources,
+  and :func:`get_operator` of that name raises :class:`~fip.errors.DuplicateOperatorError` naming them; every other
+  operator, the plugins' other names included, keeps working.
+* A plugin that registers the name of one of fip's built-ins loses that entry (with a :class:`PluginLoadWarning`);
+  the built-in keeps its name, so installing a plugin never changes what a documented operator computes.
 * ``FIP_DISABLE_PLUGINS=1`` turns third-party discovery off (fip's built-ins still load).
 """
 
@@ -41,14 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from fip.errors import DuplicateOperatorError, InputError, ParameterError, UnknownOperatorError
+from fip.errors import DISTRIBUTION, DuplicateOperatorError, InputError, ParameterError, UnknownOperatorError
 from fip.imaging import check_image
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fip.operators"
 DISABLE_PLUGINS_ENV = "FIP_DISABLE_PLUGINS"
-BUILTIN_DISTRIBUTION = "fip"
+BUILTIN_DISTRIBUTION = DISTRIBUTION  # fip's own entry points come from this distribution
 
 
 class PluginLoadWarning(UserWarning):
@@ -275,8 +279,8 @@ class OperatorSpec:
 
 
 # Set while an entry point's module is being imported: its @register_operator calls go to the registry that
-# is loading it and are attributed to that entry point.
-_loading: contextvars.ContextVar[tuple[OperatorRegistry, str] | None] = contextvars.ContextVar(
+# is loading it and are attributed to that entry point (its source text, and whether it is one of fip's own).
+_loading: contextvars.ContextVar[tuple[OperatorRegistry, str, bool] | None] = contextvars.ContextVar(
     "fip_loading", default=None
 )
 
@@ -287,25 +291,73 @@ class OperatorRegistry:
     def __init__(self, entry_points: Callable[[], Iterable[importlib.metadata.EntryPoint]] | None = None):
         self._entry_points = entry_points or (lambda: importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         self._specs: dict[str, OperatorSpec] = {}
+        self._builtin: set[str] = set()  # names registered by fip's own entry points
+        self._clashes: dict[str, list[OperatorSpec]] = {}  # disabled names: every spec registered under each
+        self._shadowed: dict[str, list[OperatorSpec]] = {}  # other sources' specs ignored for a built-in's name
         self._discovered = False
         self._lock = threading.RLock()
 
     # -- registration -------------------------------------------------------------------------------------------
     def add(self, spec: OperatorSpec) -> OperatorSpec:
-        """Register ``spec``; raise :class:`DuplicateOperatorError` if another source holds its name."""
+        """Register ``spec`` and return it (with its ``source`` filled in).
+
+        While discovery loads an entry point, a name that another source already holds does not stop the load: a
+        name two non-built-in sources register is disabled (:meth:`get` raises, naming both), and a spec that
+        reuses a built-in's name is ignored in favour of the built-in. Both are reported as a
+        :class:`PluginLoadWarning` when discovery ends.
+
+        Raises:
+            DuplicateOperatorError: outside discovery, another source already holds the name (or it is disabled);
+                during discovery, two of fip's own entry points register one name.
+        """
         loading = _loading.get()
+        discovering = loading is not None and loading[0] is self
+        builtin = discovering and loading[2]
         source = spec.source or (loading[1] if loading else getattr(spec.function, "__module__", "?"))
         if spec.source != source:
             spec = OperatorSpec(**{**spec.__dict__, "source": source})
         with self._lock:
             existing = self._specs.get(spec.name)
-            if existing is not None and existing.function is not spec.function:
+            clashing = self._clashes.get(spec.name)
+            if clashing is None and (existing is None or existing.function is spec.function):
+                self._specs[spec.name] = spec
+                if builtin:
+                    self._builtin.add(spec.name)
+                return spec
+            if clashing is not None:
+                if not discovering:
+                    raise DuplicateOperatorError(self._clash_text(spec.name))
+                _append_new(clashing, spec)  # a third source, or a module's spec seen again after its import
+            elif not discovering or (builtin and spec.name in self._builtin):
                 raise DuplicateOperatorError(
                     f"operator {spec.name!r} is registered twice: by {existing.source} and by {spec.source}. "
-                    f"Rename one of them, or uninstall one of the plugins (pip uninstall ...)."
+                    "Rename one of them, or uninstall one of the plugins (pip uninstall DISTRIBUTION)."
                 )
-            self._specs[spec.name] = spec
+            elif spec.name in self._builtin:
+                _append_new(self._shadowed.setdefault(spec.name, []), spec)
+            elif builtin:  # registered before discovery by something else: fip's own takes the name back
+                _append_new(self._shadowed.setdefault(spec.name, []), existing)
+                self._specs[spec.name] = spec
+                self._builtin.add(spec.name)
+            else:
+                self._clashes[spec.name] = [self._specs.pop(spec.name), spec]
         return spec
+
+    def disabled(self) -> dict[str, tuple[str, ...]]:
+        """The names disabled because several sources register them, each with those sources."""
+        self._discover()
+        return {name: tuple(_sources(specs)) for name, specs in sorted(self._clashes.items())}
+
+    def _clash_text(self, name: str) -> str:
+        sources = _sources(self._clashes[name])
+        if len(sources) == 1:
+            who = f"{sources[0]} registers it twice"
+        else:
+            who = f"{', '.join(sources[:-1])} and {sources[-1]} {'both' if len(sources) == 2 else 'all'} register it"
+        return (
+            f"operator {name!r} is disabled: {who}, and fip cannot tell which one you mean. "
+            "Uninstall one of them (pip uninstall DISTRIBUTION) or ask its author to rename the operator"
+        )
 
     # -- discovery ----------------------------------------------------------------------------------------------
     def _discover(self) -> None:
@@ -328,19 +380,34 @@ class OperatorRegistry:
                     logger.info("skipping plugin %s (%s=1)", ep.value, DISABLE_PLUGINS_ENV)
                     continue
                 self._load(ep, builtin)
+            # Reported once discovery is over, so each name is named once with all its sources.
+            for name in sorted(self._clashes):
+                warnings.warn(
+                    f"fip: {self._clash_text(name)}; every other operator keeps working. "
+                    f"Set {DISABLE_PLUGINS_ENV}=1 to skip third-party plugins.",
+                    PluginLoadWarning,
+                    stacklevel=3,
+                )
+            for name, ignored in sorted(self._shadowed.items()):
+                for spec in ignored:
+                    warnings.warn(
+                        f"fip: operator plugin {spec.source} registers {name!r}, the name of fip's own operator "
+                        f"(from {self._specs[name].source}); fip keeps its own and ignores that one. "
+                        "Uninstall the plugin or ask its author to rename the operator.",
+                        PluginLoadWarning,
+                        stacklevel=3,
+                    )
 
     def _load(self, ep: importlib.metadata.EntryPoint, builtin: bool) -> None:
         source = f"{_distribution_name(ep) or 'unknown distribution'} (entry point {ep.name} = {ep.value})"
-        before = set(self._specs)
-        token = _loading.set((self, source))
+        before = (dict(self._specs), set(self._builtin), _copy(self._clashes), _copy(self._shadowed))
+        token = _loading.set((self, source, builtin))
         try:
             for spec in _specs_in(ep.load()):
                 self.add(spec)
-        except DuplicateOperatorError:
-            raise
         except Exception as exc:  # a broken plugin must not take fip down
-            for name in set(self._specs) - before:  # drop what it registered before failing
-                del self._specs[name]
+            # Undo what it registered before failing, clashes included: a plugin that is skipped clashes with none.
+            self._specs, self._builtin, self._clashes, self._shadowed = before
             if builtin:
                 raise
             warnings.warn(
@@ -362,7 +429,17 @@ class OperatorRegistry:
         return [self._specs[n] for n in sorted(self._specs) if family is None or self._specs[n].family == family]
 
     def get(self, name: str) -> OperatorSpec:
+        """The operator registered as ``name``.
+
+        Raises:
+            DuplicateOperatorError: ``name`` is disabled because several plugins register it; names them.
+            UnknownOperatorError: nothing registers ``name``; lists the available names.
+        """
         self._discover()
+        if name in self._clashes:
+            raise DuplicateOperatorError(
+                f"{self._clash_text(name)}; {DISABLE_PLUGINS_ENV}=1 runs fip with its built-in operators only"
+            )
         try:
             return self._specs[name]
         except KeyError:
@@ -383,6 +460,21 @@ def _distribution_name(ep: importlib.metadata.EntryPoint) -> str | None:
 def _entry_point_order(ep: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
     dist = _distribution_name(ep) or ""
     return (0 if dist == BUILTIN_DISTRIBUTION else 1, dist.lower(), ep.name)
+
+
+def _append_new(specs: list[OperatorSpec], spec: OperatorSpec) -> None:
+    """Add ``spec`` unless its function is already there (an entry point's module is seen at import and again
+    when :func:`_specs_in` collects it)."""
+    if all(known.function is not spec.function for known in specs):
+        specs.append(spec)
+
+
+def _sources(specs: Iterable[OperatorSpec]) -> list[str]:
+    return list(dict.fromkeys(spec.source for spec in specs))
+
+
+def _copy(table: dict[str, list[OperatorSpec]]) -> dict[str, list[OperatorSpec]]:
+    return {name: list(specs) for name, specs in table.items()}
 
 
 def _specs_in(loaded: Any) -> Sequence[OperatorSpec]:

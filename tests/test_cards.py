@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fip.cli import main
-from fip.errors import FipError
+from fip.errors import DISTRIBUTION, FipError
 from fip.files import sha256_file
 from fip.models import ContextAggregationNet
 from fip.models.cards import CARD_FORMAT, CardError, ModelCard, NetworkEntry, PhotoSet, read_card, write_card
@@ -127,6 +127,26 @@ def test_broken_or_duplicate_plugin_models_are_skipped_with_a_warning(tmp_path, 
     assert catalogue.get("fip/smooth.l0").root.name == "smooth.l0"  # fip's own kept
 
 
+def test_a_model_name_two_plugins_install_is_disabled_and_the_rest_keeps_working(tmp_path, monkeypatch):
+    first = _model_folder(tmp_path / "cards" / "first", "plugin/same")
+    second = _model_folder(tmp_path / "cards" / "second", "plugin/same")
+    healthy = _model_folder(tmp_path / "cards" / "healthy", "plugin/healthy")
+    _plugin(tmp_path, monkeypatch, [first, healthy], dist="plugin-a")
+    catalogue = _plugin(tmp_path, monkeypatch, [second], dist="plugin-b")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = [c.name for c in catalogue.cards()]
+    assert "plugin/healthy" in names and "plugin/same" not in names and "fip/smooth.rof" in names
+    messages = [str(w.message) for w in caught if issubclass(w.category, ModelLoadWarning)]
+    about = [m for m in messages if "plugin/same" in m]
+    assert len(about) == 1 and "plugin-a" in about[0] and "plugin-b" in about[0] and "is disabled" in about[0]
+    with pytest.raises(FipError, match=r"'plugin/same' is disabled: plugin-a .* and plugin-b .* both install") as info:
+        catalogue.get("plugin/same")
+    assert "pip uninstall" in str(info.value) and "FIP_DISABLE_PLUGINS=1" in str(info.value)
+    assert catalogue.get("plugin/healthy").root == healthy
+    assert catalogue.for_operator("smooth.rof").name == "fip/smooth.rof"
+
+
 def test_fip_models_lists_the_catalogue(capsys):
     assert main(["models", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -139,7 +159,7 @@ def test_fip_models_lists_the_catalogue(capsys):
 
 
 def _built_in_operators() -> list[str]:
-    return [spec.name for spec in list_operators() if spec.source.startswith("fip ")]
+    return [spec.name for spec in list_operators() if spec.source.startswith(f"{DISTRIBUTION} (entry point")]
 
 
 def test_every_built_in_operator_ships_a_measured_card():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -11,10 +12,11 @@ import numpy as np
 import pytest
 
 import fip
-from fip.errors import DuplicateOperatorError, ParameterError, UnknownOperatorError
+from fip.errors import DISTRIBUTION, DuplicateOperatorError, ParameterError, UnknownOperatorError
+from fip.imaging import encode_png
 from fip.registry import InputKind, OperatorRegistry, OperatorSpec, Param, PluginLoadWarning
 
-from conftest import make_distribution
+from conftest import make_distribution, smooth_image
 
 BUILTINS = {"smooth.l0", "smooth.rof", "style.stylize"}
 
@@ -36,7 +38,7 @@ def test_builtins_come_through_entry_points():
     specs = {spec.name: spec for spec in fip.list_operators()}
     assert BUILTINS <= set(specs)
     for name in BUILTINS:
-        assert specs[name].source.startswith("fip (entry point"), specs[name].source
+        assert specs[name].source.startswith(f"{DISTRIBUTION} (entry point"), specs[name].source
     assert [s.name for s in fip.list_operators("smooth")] == sorted(n for n in specs if n.startswith("smooth."))
 
 
@@ -112,24 +114,74 @@ def test_plugin_operators_are_discovered(tmp_path, monkeypatch):
     assert registry.names().index("smooth.l0") >= 0
 
 
-def test_duplicate_name_is_an_error_naming_both_sources(tmp_path, monkeypatch):
+def _two_names(name: str, other: str) -> str:
+    """A plugin module registering ``name`` first (a clash) and then ``other`` (a healthy name)."""
+    return PLUGIN_SOURCE.format(name=name) + PLUGIN_SOURCE.format(name=other).replace("def op(", "def other_op(")
+
+
+def test_a_name_two_plugins_register_is_disabled_and_the_rest_keeps_working(tmp_path, monkeypatch):
     first, second = _unique("dup_a"), _unique("dup_b")
+    family = _unique("fam")
+    name = f"{family}.same"
+    registry = _fresh_registry(
+        tmp_path,
+        monkeypatch,
+        {
+            "plugin-a": {first: _two_names(name, f"{family}.only_a")},  # the clash comes first in each module
+            "plugin-b": {second: _two_names(name, f"{family}.only_b")},
+        },
+    )
+    with pytest.warns(PluginLoadWarning) as caught:
+        names = registry.names()
+    assert {f"{family}.only_a", f"{family}.only_b"} | BUILTINS <= set(names) and name not in names
+    about = [str(w.message) for w in caught if name in str(w.message)]
+    assert len(about) == 1, about  # reported once, naming both sources and the way out
+    assert "plugin-a (entry point" in about[0] and "plugin-b (entry point" in about[0]
+    assert "is disabled" in about[0] and "pip uninstall" in about[0] and "FIP_DISABLE_PLUGINS=1" in about[0]
+    assert registry.disabled() == {
+        name: (f"plugin-a (entry point {first} = {first})", f"plugin-b (entry point {second} = {second})")
+    }
+    with pytest.raises(DuplicateOperatorError) as info:
+        registry.get(name)
+    message = str(info.value)
+    assert "plugin-a" in message and "plugin-b" in message and "pip uninstall" in message and "\n" not in message
+    assert registry.get(f"{family}.only_a").apply(np.full((4, 4, 3), 0.5, np.float32), {"gain": 2.0}).max() == 1.0
+    with pytest.raises(DuplicateOperatorError, match="is disabled"):  # a later registration cannot revive it
+        registry.add(OperatorSpec(name=name, description="late", function=_identity))
+
+
+def test_a_plugin_cannot_take_a_builtin_name(tmp_path, monkeypatch):
+    module, family = _unique("shadow"), _unique("fam")
+    plugins = {"shadow-plugin": {module: _two_names("smooth.rof", f"{family}.ok")}}
+    registry = _fresh_registry(tmp_path, monkeypatch, plugins)
+    with pytest.warns(PluginLoadWarning, match=r"shadow-plugin .* registers 'smooth.rof', the name of fip's own"):
+        names = registry.names()
+    assert BUILTINS | {"smooth.rof", f"{family}.ok"} <= set(names) and registry.disabled() == {}
+    assert registry.get("smooth.rof").source.startswith(f"{DISTRIBUTION} (entry point")  # the built-in wins
+    assert registry.get(f"{family}.ok").source.startswith("shadow-plugin")
+
+
+def test_a_plugin_that_fails_after_a_clash_clashes_with_nothing(tmp_path, monkeypatch):
+    good, broken = _unique("good"), _unique("broken")
     name = f"{_unique('fam')}.same"
     registry = _fresh_registry(
         tmp_path,
         monkeypatch,
-        {"plugin-a": {first: PLUGIN_SOURCE.format(name=name)}, "plugin-b": {second: PLUGIN_SOURCE.format(name=name)}},
+        {
+            "a-good-plugin": {good: PLUGIN_SOURCE.format(name=name)},
+            "b-broken-plugin": {broken: PLUGIN_SOURCE.format(name=name) + "\nraise ImportError('no libfoo')\n"},
+        },
     )
-    with pytest.raises(DuplicateOperatorError) as info:
-        registry.names()
-    assert "plugin-a" in str(info.value) and "plugin-b" in str(info.value) and name in str(info.value)
+    with pytest.warns(PluginLoadWarning, match="b-broken-plugin .*failed to load"):
+        assert registry.get(name).source.startswith("a-good-plugin")
+    assert registry.disabled() == {}
 
 
-def test_duplicate_of_a_builtin_is_an_error(tmp_path, monkeypatch):
-    module = _unique("shadow")
-    registry = _fresh_registry(tmp_path, monkeypatch, {"shadow-plugin": {module: PLUGIN_SOURCE.format(name="smooth.l0")}})
-    with pytest.raises(DuplicateOperatorError, match=r"'smooth.l0' is registered twice: by fip .* and by shadow-plugin"):
-        registry.names()
+def test_registering_a_taken_name_outside_discovery_is_an_error():
+    registry = OperatorRegistry(entry_points=lambda: [])
+    registry.add(OperatorSpec(name="test.once", description="", function=_identity))
+    with pytest.raises(DuplicateOperatorError, match=r"'test.once' is registered twice"):
+        registry.add(OperatorSpec(name="test.once", description="", function=lambda image: image))
 
 
 def test_broken_plugin_warns_and_fip_keeps_working(tmp_path, monkeypatch):
@@ -179,3 +231,44 @@ def test_cli_operators_json_lists_builtins():
     assert l0["family"] == "smooth" and l0["input"] == InputKind.SRGB.value
     assert l0["params"]["lambda_"]["default"] == 0.02 and l0["params"]["lambda_"]["range"] == [0.0001, 1.0]
     assert l0["params"]["kappa"]["default"] == 2.0
+
+
+def test_cli_lists_what_works_warns_once_and_refuses_a_disabled_name(tmp_path):
+    family = _unique("fam")
+    name = f"{family}.same"
+    plugins = {
+        "plugin-a": _two_names(name, f"{family}.a"),
+        "plugin-b": _two_names(name, f"{family}.b"),
+        "shadow-plugin": PLUGIN_SOURCE.format(name="smooth.rof"),
+    }
+    for dist, source in plugins.items():
+        module = _unique("cli_plugin")
+        make_distribution(tmp_path / dist, dist, {module: source}, {module: module})
+    path = os.pathsep.join([*(str(tmp_path / dist) for dist in plugins), os.environ.get("PYTHONPATH", "")])
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode_png(smooth_image(8, 8), bits=8))
+
+    def fip_cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fip", *args], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": path})  # fmt: skip
+
+    listed = fip_cli("operators")
+    assert listed.returncode == 0, listed.stderr
+    blocks = {line.split()[0]: line for line in listed.stdout.splitlines() if line and not line.startswith(" ")}
+    assert {f"{family}.a", f"{family}.b", "smooth.rof"} | BUILTINS <= set(blocks) and name not in blocks
+    rof_source = listed.stdout.split("\nsmooth.rof ", 1)[1].split("    from ", 1)[1].splitlines()[0]
+    assert rof_source.startswith(f"{DISTRIBUTION} (entry point")  # the built-in, not the shadowing plugin's
+    warned = [line for line in listed.stderr.splitlines() if line.startswith("fip: warning:")]
+    assert len(warned) == 2 and "Traceback" not in listed.stderr, listed.stderr  # the disabled name, the shadowed
+    assert len(listed.stderr.splitlines()) == 2  # built-in: one line each
+    assert any(name in line and "plugin-a" in line and "plugin-b" in line for line in warned)
+    assert any("shadow-plugin" in line and "'smooth.rof'" in line for line in warned)
+
+    out = str(tmp_path / "out")
+    for args in (["data", "-o", name], ["apply", "-o", name, str(photo), "--out", out],
+                 ["apply", "-m", name, str(photo), "--out", out]):  # fmt: skip
+        used = fip_cli(*args)
+        errors = [line for line in used.stderr.splitlines() if line.startswith("fip: error:")]
+        assert used.returncode == 2 and len(errors) == 1 and "Traceback" not in used.stderr, (args, used.stderr)
+        assert "is disabled" in errors[0] and "plugin-a" in errors[0] and "plugin-b" in errors[0], errors[0]
+        assert "pip uninstall" in errors[0] and "FIP_DISABLE_PLUGINS=1" in errors[0]

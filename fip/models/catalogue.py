@@ -9,8 +9,10 @@ does::
     my_models = "my_plugin.models"          # my_plugin/models/<model>/card.json, ...
 
 Discovery is lazy, cached and in a deterministic order (fip's own first, then by distribution and entry point).
-A card that cannot be read, or a second card with a name already taken, is skipped with a
-:class:`ModelLoadWarning` naming it; fip keeps working. ``FIP_DISABLE_PLUGINS=1`` skips third-party models too.
+A card that cannot be read, or a plugin's card that takes the name of one of fip's own models, is skipped with a
+:class:`ModelLoadWarning` naming it (fip's own model keeps its name). A name that two plugin cards take is disabled:
+a :class:`ModelLoadWarning` names both, and opening that name raises a :class:`~fip.errors.FipError` naming them;
+every other model keeps working. ``FIP_DISABLE_PLUGINS=1`` skips third-party models too.
 
 :func:`open_model` turns any name a user may type into a :class:`Model`: a catalogue name (``fip/smooth.l0``), an
 operator name (``smooth.l0``: the model installed for it), ``paper/<Operator>`` (the authors' networks), a model
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fip.conditioning import Conditioning, from_json
-from fip.errors import FipError
+from fip.errors import DISTRIBUTION, FipError
 from fip.files import sha256_file
 from fip.models.cards import (
     CARD_FILE,
@@ -49,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fip.models"
 DISABLE_PLUGINS_ENV = "FIP_DISABLE_PLUGINS"
-BUILTIN_DISTRIBUTION = "fip"
+BUILTIN_DISTRIBUTION = DISTRIBUTION  # fip's own models come from this distribution
 
 # The untrained approximation every operator has: the reference on the photo at a third of its size, brought back
 # with a colour guided filter fitted between the small photo and the small result.
@@ -170,6 +172,7 @@ class Catalogue:
     def __init__(self, entry_points: Callable[[], Iterable[importlib.metadata.EntryPoint]] | None = None):
         self._entry_points = entry_points or (lambda: importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         self._cards: dict[str, ModelCard] | None = None
+        self._clashes: dict[str, list[str]] = {}  # disabled names: where each card of that name came from
         self._lock = threading.RLock()
 
     def cards(self) -> list[ModelCard]:
@@ -177,7 +180,15 @@ class Catalogue:
         return list(self._discover().values())
 
     def get(self, name: str) -> ModelCard | None:
-        return self._discover().get(name)
+        """The installed model named ``name``, or ``None``.
+
+        Raises:
+            FipError: ``name`` is disabled because two plugins install a model of that name; names both.
+        """
+        cards = self._discover()
+        if name in self._clashes:
+            raise FipError(f"{self._clash_text(name)}; {DISABLE_PLUGINS_ENV}=1 runs fip with its own models only")
+        return cards.get(name)
 
     def for_operator(self, operator: str) -> ModelCard | None:
         """The first installed model made for ``operator`` (fip's own before plugins')."""
@@ -187,6 +198,7 @@ class Catalogue:
         """Forget what was discovered (after installing a model into a running process)."""
         with self._lock:
             self._cards = None
+            self._clashes = {}
         with _kept_lock:
             _kept_models.clear()
 
@@ -195,6 +207,8 @@ class Catalogue:
             if self._cards is not None:
                 return self._cards
             cards: dict[str, ModelCard] = {}
+            origins: dict[str, tuple[str, bool]] = {}  # each kept card's source, and whether it is fip's own
+            clashes: dict[str, list[str]] = {}
             disabled = os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower() in {"1", "true", "yes"}
             for ep in sorted(self._entry_points(), key=_entry_point_order):
                 builtin = _distribution_name(ep) == BUILTIN_DISTRIBUTION
@@ -212,13 +226,30 @@ class Catalogue:
                     except CardError as exc:
                         _warn(f"skipping the model in {folder} from {source}: {exc}")
                         continue
-                    if card.name in cards:
+                    origin = f"{source} in {folder}"
+                    if card.name in clashes:
+                        clashes[card.name].append(origin)
+                    elif card.name in cards and origins[card.name][1]:
+                        # fip's own model keeps its name: a plugin cannot change what `fip/...` runs.
                         _warn(f"skipping the model {card.name!r} in {folder} from {source}: that name is already "
                               f"installed from {cards[card.name].root}")  # fmt: skip
-                        continue
-                    cards[card.name] = card
-            self._cards = cards
+                    elif card.name in cards:
+                        del cards[card.name]
+                        clashes[card.name] = [origins.pop(card.name)[0], origin]
+                    else:
+                        cards[card.name] = card
+                        origins[card.name] = (origin, builtin)
+            self._cards, self._clashes = cards, clashes
+            for name in sorted(clashes):
+                _warn(f"{self._clash_text(name)}; every other model keeps working")
             return cards
+
+    def _clash_text(self, name: str) -> str:
+        origins = self._clashes[name]
+        listed = f"{', '.join(origins[:-1])} and {origins[-1]}"
+        who = f"{listed} {'both' if len(origins) == 2 else 'all'} install it"
+        return (f"model {name!r} is disabled: {who}, and fip cannot tell which one you mean. Uninstall one of "
+                "them (pip uninstall DISTRIBUTION) or ask its author to rename the model")  # fmt: skip
 
 
 def _warn(message: str) -> None:
@@ -337,7 +368,9 @@ def open_model(name_or_path: str | os.PathLike[str] | ModelCard) -> Model:
         return _kept(text, lambda: Model(card))
     if text.startswith("paper/"):
         return _kept(text, lambda: Model(card_for_network(load_network(text), kind="paper")))
-    if text in default_registry().names():
+    registry = default_registry()
+    if text in registry.names() or text in registry.disabled():
+        registry.get(text)  # a disabled name fails here, naming the plugins that register it
         return model_for_operator(text)
     path = Path(text).expanduser()
     if path.is_dir() or path.name == CARD_FILE:
