@@ -21,7 +21,7 @@ import gradio as gr
 import numpy as np
 
 from fip.errors import FipError
-from fip.imaging import to_uint8
+from fip.imaging import apply_orientation, to_uint8
 from fip.metrics import psnr
 from fip.pipeline import (
     MAX_FILE_MEGABYTES,
@@ -157,7 +157,9 @@ class Editor:
         height, width = photo.native_size
         kind = "raw file (rendered by LibRaw)" if photo.is_raw else "image"
         shown = f"; preview {photo.size[1]}×{photo.size[0]}" if photo.size != (height - height % 2, width - width % 2) else ""
-        return to_uint8(photo.srgb), path, f"Loaded **{Path(path).name}**: {kind}, {width}×{height}{shown}."
+        if photo.orientation in (5, 6, 7, 8):  # the sizes as the photo stands
+            height, width = width, height
+        return _upright(photo, photo.srgb), path, f"Loaded **{Path(path).name}**: {kind}, {width}×{height}{shown}."
 
     def run(
         self, path: str | None, operator: str, widgets_for: str | None, variant: str, compare: bool, *values: Any
@@ -189,8 +191,9 @@ class Editor:
                              f"approximation vs reference {psnr(fast.image, reference):.1f} dB PSNR")  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             return None, None, None, _error_text(exc)
-        pair = (to_uint8(before), to_uint8(fast.image))
-        return pair, to_uint8(fast.image), None if reference is None else to_uint8(reference), "  \n".join(lines)
+        after = _upright(photo, fast.image)
+        pair = (_upright(photo, before), after)
+        return pair, after, None if reference is None else _upright(photo, reference), "  \n".join(lines)
 
     def render_full(
         self, path: str | None, operator: str, widgets_for: str | None, variant: str, *values: Any
@@ -220,6 +223,11 @@ class Editor:
         choices = approximator_choices(operator)
         return [update for param in params for update in _slot_updates(param)] + [
             gr.update(choices=choices, value=AUTO), operator]
+
+
+def _upright(photo, image: np.ndarray) -> np.ndarray:
+    """``image`` (at the photo's size, in the order its file stores it) as uint8, turned upright for display."""
+    return to_uint8(apply_orientation(image, photo.orientation))
 
 
 def approximator_choices(operator: str) -> list[tuple[str, str]]:

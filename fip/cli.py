@@ -3,13 +3,17 @@
     fip operators [--json]                 list registered operators and their parameters
     fip sample [--json]                    build the built-in sample set (DNG files) and list it
     fip data --operator NAME [...]         generate (input, target) pairs for one or more operators
-    fip train -c train/configs/OP.yaml     train an approximator (LightningCLI: fit, validate, ...)
+    fip train -c OPERATOR                  train an approximator (LightningCLI: fit, validate, ...)
     fip models [--json]                    installed models: their approximators, quality and speed
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
     fip apply -o OPERATOR INPUT... --out D approximate an operator on photos or raw files (or --model M)
     fip quickstart                         the README's main job: train on the sample set, report, grid
     fip export -m M --out F.pt2            a torch.export program that runs without fip
     fip demo [--port 7860]                 the Gradio photo-editing demo on localhost
+
+Exit status: 0 done; 1 the command ran and some inputs failed (each one reported); 2 nothing was done: a bad
+argument, or an input, model or folder that cannot be used (the message says which and how to fix it; argparse's
+usage errors also exit 2); 130 interrupted by Ctrl-C (finished results are kept; the same command resumes).
 """
 
 from __future__ import annotations
@@ -17,11 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from fip.errors import FipError, ParameterError
+from fip.errors import FipError, ParameterError, require_extra
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1  # the command ran, and some inputs failed (each is reported)
+EXIT_USAGE = 2  # nothing was done: a bad argument, or an input or model that cannot be used (the message says why)
+EXIT_INTERRUPTED = 130  # Ctrl-C; what was finished is kept, and the same command resumes
 
 MODEL_HELP = ("an installed model (fip models: e.g. fip/smooth.l0), paper/<Operator> (the authors'), a model folder, "
               "a .ckpt from fip train or a .pt network file")  # fmt: skip
@@ -92,6 +103,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         raise ParameterError("--out names one pair set folder; with several operators leave it out")
     for spec in specs:
         spec.resolve_params(params)  # wrong names and ranges fail before any work
+    if args.scheduler:
+        require_extra("dask", "distributed")
     source = open_source(args.source, args.split_file)
     resolution = _resolution(args)
     failed = False
@@ -137,27 +150,70 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from fip.pipeline import apply_to_files, resolve
+    import time
 
+    from fip.batch import OutputOptions, plan_batch, run_batch, summary
+    from fip.pipeline import resolve
     from fip.runtime.plan import make_plan
 
     model = resolve(args.model, args.operator)
     params = dict(args.param) if args.param else None
-    # Usage errors (device, approximator, parameters, tile, operator) stop here, before any photo is read.
+    # Usage errors (device, approximator, parameters, tile, operator, output folder) stop here, before any photo.
     make_plan(model, args.variant, (64, 64), args.device, operator=args.operator, params=params, tile=args.tile,
               memory_budget=1 << 40)  # fmt: skip
-    results = apply_to_files(
-        model, args.inputs, args.out, request=args.variant, operator=args.operator, params=params, device=args.device,
-        max_megapixels=args.max_megapixels, tile=args.tile, bits=args.bits, overwrite=args.overwrite,
-        on_plan=(lambda source, plan: print(f"{source}:\n{plan.explain()}\n", flush=True)) if args.explain else None,
-    )  # fmt: skip
-    for r in results:
-        if r.error:
-            print(f"FAILED {r.source}: {r.error}", file=sys.stderr)
-        else:
-            print(f"{r.source} -> {r.output} ({r.size[1]}x{r.size[0]}, {r.seconds:.2f} s, {r.plan.approximator} on "
-                  f"{r.plan.device})" + "".join(f"; {note}" for note in r.notes))  # fmt: skip
-    return 1 if any(r.error for r in results) else 0
+    output = OutputOptions(args.format, args.quality, args.overwrite)
+    batch = plan_batch(args.inputs, args.out, recursive=args.recursive, output=output)
+    if args.explain:
+        for item in batch.items:
+            if item.error is None:
+                print(f"{item.source}:\n{_explain(model, item.source, args, params)}\n", flush=True)
+    results = []
+    start = time.perf_counter()
+    bar = _progress(len(batch.items), "photos", disable=args.no_progress)
+    try:
+        for r in run_batch(model, batch, request=args.variant, operator=args.operator, params=params,
+                           device=args.device, max_megapixels=args.max_megapixels, tile=args.tile,
+                           workers=args.workers, scheduler=args.scheduler):  # fmt: skip
+            results.append(r)
+            bar.update()
+            bar.write(_result_line(r), file=sys.stderr if r.status == "failed" else sys.stdout)
+    except KeyboardInterrupt:
+        bar.close()
+        print(summary(results, time.perf_counter() - start) + f"; {len(batch.items) - len(results)} not run",
+              file=sys.stderr)  # fmt: skip
+        raise
+    bar.close()
+    print(summary(results, time.perf_counter() - start), file=sys.stderr)
+    return EXIT_SOME_FAILED if any(r.status == "failed" for r in results) else 0
+
+
+def _explain(model, source: Path, args: argparse.Namespace, params) -> str:
+    """The plan ``fip apply`` will run for ``source`` (its size read from the file), or why it cannot open."""
+    from fip.pipeline import open_input
+    from fip.runtime.plan import make_plan
+
+    try:
+        views = open_input(source, args.max_megapixels).views
+        return make_plan(model, args.variant, views.size, args.device, operator=args.operator, params=params,
+                         tile=args.tile).explain()  # fmt: skip
+    except FipError as exc:
+        return f"  cannot run: {exc}"
+
+
+def _result_line(r) -> str:
+    if r.status == "failed":
+        return f"FAILED {r.source}: {r.error}"
+    if r.status == "kept":
+        return f"{r.source} -> {r.output} kept: it exists (--overwrite replaces it)"
+    return (f"{r.source} -> {r.output} ({r.size[1]}x{r.size[0]}, {r.seconds:.2f} s, {r.plan.approximator} on "
+            f"{r.plan.device})" + "".join(f"; {note}" for note in r.notes))  # fmt: skip
+
+
+def _progress(total: int, unit: str, disable: bool):
+    """A progress bar on stderr (shown on terminals; hidden with --no-progress or for a single input)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit, disable=disable or total < 2 or None, file=sys.stderr, leave=False)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -202,6 +258,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ParameterError(f"{model.name}'s {args.variant!r} runs no PyTorch network to export; export 'full'")
     network = model.network_file(approximator.network)
     if args.out.suffix == ".onnx":
+        require_extra("compress", "onnx", "onnxscript")
         from fip.compress import calibration_photos
         from fip.ort import write_onnx
 
@@ -218,6 +275,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from fip.bench import format_table, plot_curve, run_bench, to_json
     from fip.data.sources import Resolution
 
+    if args.plot:
+        require_extra("plot", "matplotlib")
     resolution = Resolution.parse(args.size)
     if resolution.short_side is None:
         raise ParameterError(f"--size {args.size!r}: give a frame height such as 1080p or 2160p")
@@ -288,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands everything after `train` to LightningCLI untouched.
     sub.add_parser("demo", help="the Gradio photo-editing demo on localhost: fip demo [--host H] [--port P]")
-    sub.add_parser("train", help="train an approximator: fip train -c train/configs/OPERATOR.yaml (LightningCLI)")
+    sub.add_parser("train", help="train an approximator: fip train -c OPERATOR (a config name, e.g. smooth.l0, or a YAML file; "
+                   "LightningCLI)")
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a model against its reference operator")
     p.add_argument("--model", "-m", required=True, help=MODEL_HELP)
@@ -307,19 +367,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_models)
 
     p = sub.add_parser("apply", help="approximate an operator on photos or raw files")
-    p.add_argument("inputs", nargs="+", type=Path, help="photos (PNG, JPEG, TIFF, ...) or raw files (DNG, CR2, NEF, ...)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos (PNG, JPEG, TIFF, ...), raw files (DNG, CR2, NEF, "
+                   "...), folders of them, or quoted glob patterns such as 'shoot/*.jpg'")
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="also the photos in subfolders (outputs mirror the folder tree); ** in patterns")
     p.add_argument("--model", "-m", help=MODEL_HELP)
     p.add_argument("--operator", "-o", help="the operator: its installed model (any registered operator has at least "
                    "reference-lowres); with --model, the operator to ask a multi-operator network for")
     p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE",
                    help="operator parameter (networks serve the values they were trained for; auto otherwise runs "
                    "reference-lowres, which follows any)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (<stem>.png per input)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: <stem>.<format's suffix> per input; "
+                   "inputs whose names would collide keep their extension (a-jpg.png, a-png.png)")
+    p.add_argument("--format", default="png", choices=["png", "png16", "tiff16", "jpeg"],  # fip.imaging.OUTPUT_FORMATS
+                   help="png (8-bit, default), png16, tiff16 or jpeg; the ICC profile and EXIF of image inputs are "
+                   "carried over")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default 95)")
     p.add_argument("--max-megapixels", type=float, help="downscale larger photos to this size first")
     p.add_argument("--tile", type=int, help="run networks in tiles of this size (same result, less memory; default: "
                    "tiles only where the memory available requires)")
-    p.add_argument("--bits", type=int, default=8, choices=[8, 16], help="PNG bit depth")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them, so a rerun "
+                   "resumes a batch)")
+    p.add_argument("--workers", type=int, default=1, help="local processes, each with its share of the cores "
+                   "(default 1: one process using every core)")
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); its workers must see the inputs")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--explain", action="store_true", help="print each photo's plan (what runs, where and why) first")
     _add_engine_arguments(p)
     p.set_defaults(run=_cmd_apply)
@@ -350,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_bench)
 
     p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
-    p.add_argument("--operator", default="smooth.l0", help="operator with a config in train/configs/ (smooth.l0)")
+    p.add_argument("--operator", default="smooth.l0", help="operator with a training config (smooth.l0)")
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget in minutes (default 10)")
     p.add_argument("--out", default="runs/quickstart", help="where the model, report and grid go")
     p.set_defaults(run=_cmd_quickstart)
@@ -358,7 +430,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fip`` command; return its exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
+    try:
+        return _run(argv)
+    except FipError as exc:
+        print(f"fip: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fip: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `fip operators | head`: the reader has gone, which is not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit
+        return EXIT_OK
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """fip's own warnings (a plugin or model that could not load, ...) as one line each; others as Python shows them."""
+    if category.__module__.partition(".")[0] != "fip":
+        _python_showwarning(message, category, filename, lineno, file, line)
+        return
+    print(f"fip: warning: {str(message).removeprefix('fip: ')}", file=file or sys.stderr)
+
+
+def _run(argv: list[str]) -> int:
     verbose = argv[:1] in (["-v"], ["--verbose"])
     if verbose and argv[1:2] in (["train"], ["demo"]):  # `fip -v train ...`: the flag is fip's, the rest theirs
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
@@ -367,20 +467,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fip.training import run_training
 
         run_training(argv[1:])
-        return 0
+        return EXIT_OK
     if argv[:1] == ["demo"]:
+        require_extra("demo", "gradio")
         from fip_demo.app import main as demo_main
 
         demo_main(argv[1:])
-        return 0
+        return EXIT_OK
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s")
-    try:
-        return args.run(args)
-    except FipError as exc:
-        print(f"fip: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("fip: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-
+    return args.run(args)

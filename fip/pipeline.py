@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fip.errors import FipError, InputError, UnreadablePhotoError
-from fip.imaging import IMAGE_EXTENSIONS, check_image, encode_png, read_image_file, resize_area
+from fip.errors import InputError, UnreadablePhotoError
+from fip.imaging import (IMAGE_EXTENSIONS, PhotoMetadata, apply_orientation, check_image, encode_image,
+                          read_image_file, read_metadata, resize_area)
 from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.raw import RAW_EXTENSIONS, Photo, load_photo
 from fip.registry import get_operator
@@ -141,6 +142,31 @@ def open_views(path: str | os.PathLike[str], max_megapixels: float | None = None
 
 
 @dataclass(frozen=True)
+class OpenedInput:
+    """A photo file opened for the engine: its ``views``, the EXIF ``orientation`` (1..8) its results need to stand
+    upright (raw files keep sensor order; image files are read upright, so 1), and the ``metadata`` (ICC profile,
+    EXIF) to carry to outputs."""
+
+    views: Views
+    orientation: int = 1
+    metadata: PhotoMetadata | None = None
+
+    def upright(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (a result at the views' size) turned as the file says the photo stands."""
+        return apply_orientation(image, self.orientation)
+
+
+def open_input(path: str | os.PathLike[str], max_megapixels: float | None = None) -> OpenedInput:
+    """:func:`open_views` with the orientation and metadata of the file."""
+    path = Path(path)
+    check_file(path)
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        photo = load_photo(path, SizePolicy(max_megapixels) if max_megapixels else None)
+        return OpenedInput(Views.of_photo(photo), photo.orientation, read_metadata(path))
+    return OpenedInput(open_views(path, max_megapixels), 1, read_metadata(path))
+
+
+@dataclass(frozen=True)
 class Result:
     """One edited photo: ``image`` ``(H, W, 3)`` float32 sRGB in [0, 1], the seconds it took, the plan that made
     it (``None`` for the reference operator) and a note for the user."""
@@ -219,67 +245,6 @@ def run_reference(operator: str, photo: Photo, params: Mapping[str, Any] | None 
     return Result(image, time.perf_counter() - start)
 
 
-@dataclass
-class FileResult:
-    """What became of one input of :func:`apply_to_files`."""
-
-    source: Path
-    output: Path | None
-    seconds: float = 0.0
-    size: tuple[int, int] | None = None
-    plan: Plan | None = None
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def apply_to_files(
-    model: Model,
-    inputs: list[Path],
-    out_dir: Path,
-    *,
-    request: str = AUTO,
-    operator: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    device: str | torch.device | None = None,
-    max_megapixels: float | None = None,
-    tile: int | None = None,
-    bits: int = 8,
-    overwrite: bool = False,
-    on_plan: Callable[[Path, Plan], None] | None = None,
-) -> list[FileResult]:
-    """Approximate the operator on photos or raw files and write ``out_dir/<stem>.png`` each (atomically).
-
-    Photos keep their size (odd ones too); raw files are rendered as :mod:`fip.raw` says. An existing output is
-    never replaced unless ``overwrite``; a photo that cannot be read or run is reported in its result and the
-    others go on. ``on_plan`` is called with each input and its plan before it runs.
-    """
-    from fip.files import atomic_write_bytes
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir} is a file; give a folder for the results")
-    results = []
-    for source in map(Path, inputs):
-        output = out_dir / f"{source.stem}.png"
-        if output.exists() and not overwrite:
-            results.append(FileResult(source, None, error=f"{output} exists; pass --overwrite to replace it"))
-            continue
-        try:
-            views = open_views(source, max_megapixels)
-            result = run_approximation(model, views, params, request, operator=operator, device=device, tile=tile,
-                                       on_plan=(lambda plan, s=source: on_plan(s, plan)) if on_plan else None)  # fmt: skip
-            atomic_write_bytes(output, encode_png(result.image, bits=bits))
-        except FipError as exc:
-            results.append(FileResult(source, None, error=str(exc)))
-            continue
-        except OSError as exc:  # the output folder: read-only, full disk, ...
-            results.append(FileResult(source, None, error=f"could not write {output}: {exc.strerror or exc}"))
-            continue
-        notes = [result.note] if result.note else []
-        results.append(FileResult(source, output, result.seconds, result.image.shape[:2], result.plan, notes=notes))
-    return results
-
-
 def render_to_file(
     model: Model | str,
     path: str | os.PathLike[str],
@@ -289,19 +254,22 @@ def render_to_file(
     *,
     operator: str | None = None,
     device: str | torch.device | None = None,
-    bits: int = 8,
+    format: str = "png",
 ) -> tuple[Path, Result]:
-    """The approximation on the photo at ``path`` at its native resolution, written atomically as
-    ``out_dir/<stem>-<operator>.png`` (an existing file of that name is replaced: ``out_dir`` is the caller's
-    scratch folder)."""
+    """The approximation on the photo at ``path`` at its native resolution, upright and with the file's ICC profile
+    and EXIF, written atomically as ``out_dir/<stem>-<operator><suffix>`` (an existing file of that name is
+    replaced: ``out_dir`` is the caller's scratch folder). ``format`` is one of :data:`fip.imaging.OUTPUT_FORMATS`."""
     from fip.files import atomic_write_bytes
+    from fip.imaging import output_suffix
 
-    result = run_approximation(model, open_views(path), params, request, operator=operator, device=device)
-    output = Path(out_dir) / f"{Path(path).stem}-{result.plan.operator}.png"
-    atomic_write_bytes(output, encode_png(result.image, bits=bits))
-    return output, result
+    photo = open_input(path)
+    result = run_approximation(model, photo.views, params, request, operator=operator, device=device)
+    image = photo.upright(result.image)
+    output = Path(out_dir) / f"{Path(path).stem}-{result.plan.operator}{output_suffix(format)}"
+    atomic_write_bytes(output, encode_image(image, format, metadata=photo.metadata))
+    return output, Result(image, result.seconds, result.plan, result.note)
 
 
-__all__ = ["FileResult", "MAX_FILE_MEGABYTES", "MAX_MEGAPIXELS", "Result", "SizePolicy", "apply_to_files",
-           "check_file", "check_size", "open_photo", "open_views", "render_to_file", "resolve", "run_approximation",
+__all__ = ["MAX_FILE_MEGABYTES", "MAX_MEGAPIXELS", "OpenedInput", "Result", "SizePolicy", "check_file", "check_size",
+           "open_input", "open_photo", "open_views", "render_to_file", "resolve", "run_approximation",
            "run_reference"]  # fmt: skip

@@ -36,11 +36,13 @@ def test_apply_writes_results_for_photos_and_raw_files(tmp_path, capsys):
     expected = run_approximation(open_model("paper/L0_smoothing"), read_image_file(tmp_path / "odd.png"), request="full")
     assert np.abs(odd - expected.image).max() <= 0.5 / 255 + 1e-6
     assert read_image_file(out / "raw.png").shape == (40, 60, 3)
-    # Nothing is overwritten silently; --overwrite replaces.
+    # Nothing is overwritten silently (a rerun keeps what exists, so it resumes); --overwrite replaces.
     before = (out / "odd.png").read_bytes()
-    assert main(args[:6] + ["--out", str(out), "--bits", "16"]) == 1
-    assert "exists; pass --overwrite" in capsys.readouterr().err and (out / "odd.png").read_bytes() == before
-    assert main(args[:6] + ["--out", str(out), "--bits", "16", "--overwrite", "--tile", "16"]) == 0
+    assert main(args[:6] + ["--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "kept: it exists (--overwrite replaces it)" in captured.out and (out / "odd.png").read_bytes() == before
+    assert "1 input: 0 written, 1 kept" in captured.err
+    assert main(args[:6] + ["--out", str(out), "--format", "png16", "--overwrite", "--tile", "16"]) == 0
     assert np.abs(read_image_file(out / "odd.png") - expected.image).max() < 1e-3
 
 

@@ -1,0 +1,165 @@
+"""Batches in `fip apply`: folders, globs and --recursive; outputs that never collide; a result for every input;
+local worker processes; exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fip.batch import OutputOptions, expand_inputs, output_paths, plan_batch
+from fip.cli import EXIT_SOME_FAILED, EXIT_USAGE, main
+from fip.errors import InputError
+from fip.imaging import encode_png, read_image_file
+
+from conftest import smooth_image
+
+
+def _photo(path: Path, height: int = 24, width: int = 32, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.clip(smooth_image(height, width) + np.random.default_rng(seed).normal(0, 0.05, (height, width, 3)), 0, 1)
+    path.write_bytes(encode_png(image.astype(np.float32), bits=8))
+    return path
+
+
+def test_folders_globs_and_recursion_expand_to_photo_files_once(tmp_path):
+    shoot = tmp_path / "shoot"
+    a, b = _photo(shoot / "a.png"), _photo(shoot / "b.PNG")
+    deep = _photo(shoot / "day2" / "c.png")
+    (shoot / "notes.txt").write_text("not a photo")
+    (tmp_path / "empty").mkdir()
+    out = shoot / "edited"
+    _photo(out / "old.png")  # an earlier run's output inside the folder is not an input
+
+    flat = expand_inputs([shoot, a], exclude=out)
+    assert [(p, sub) for p, sub, _ in flat] == [(a, Path()), (b, Path())]  # a given twice is run once
+    tree = expand_inputs([shoot], recursive=True, exclude=out)
+    assert [(p.name, str(sub)) for p, sub, _ in tree] == [("a.png", "."), ("b.PNG", "."), ("c.png", "day2")]
+    assert [p for p, _, _ in expand_inputs([str(shoot / "*.png")])] == [a]
+    assert [p for p, _, _ in expand_inputs([str(tmp_path / "**" / "c.png")], recursive=True)] == [deep]
+    errors = [e for _, _, e in expand_inputs([tmp_path / "empty", str(tmp_path / "*.jpg"), tmp_path / "gone.png"])]
+    assert "no photo files in this folder (--recursive includes its subfolders)" in errors[0]
+    assert "no photo files match this pattern" in errors[1]
+    assert errors[2] is None  # a missing file is run, and reported as missing by the front door
+
+
+def test_outputs_of_inputs_that_share_a_name_never_collide(tmp_path):
+    items = [(tmp_path / "a.jpg", Path()), (tmp_path / "a.png", Path()), (tmp_path / "x" / "a.png", Path()),
+             (tmp_path / "b.png", Path()), (tmp_path / "B.png", Path()), (tmp_path / "c.png", Path("sub"))]  # fmt: skip
+    names = [str(p.relative_to(tmp_path / "out")) for p in output_paths(items, tmp_path / "out", ".png")]
+    assert names == ["a-jpg.png", "a-png.png", "a-png-2.png", "b-png.png", "B-png-2.png", "sub/c.png"]
+    assert len({n.lower() for n in names}) == len(names)
+
+
+def test_a_batch_of_same_stem_inputs_writes_each_result(tmp_path, capsys):
+    _photo(tmp_path / "a.png", seed=1)
+    (tmp_path / "a.jpg").write_bytes((tmp_path / "a.png").read_bytes())  # PNG bytes, read by content
+    _photo(tmp_path / "a.png", seed=2)
+    out = tmp_path / "out"
+    args = ["apply", "-o", "smooth.l0", str(tmp_path / "a.jpg"), str(tmp_path / "a.png"), "--out", str(out)]
+    assert main(args + ["--overwrite", "--no-progress"]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["a-jpg.png", "a-png.png"]
+    assert not np.array_equal(read_image_file(out / "a-jpg.png"), read_image_file(out / "a-png.png"))
+    captured = capsys.readouterr()
+    assert "a.jpg -> " + str(out / "a-jpg.png") in captured.out and "2 inputs: 2 written in" in captured.err
+
+
+def test_folders_mirror_their_tree_and_reruns_resume(tmp_path, capsys):
+    shoot = tmp_path / "shoot"
+    _photo(shoot / "a.png")
+    _photo(shoot / "day2" / "b.png")
+    out = tmp_path / "out"
+    assert main(["apply", "-o", "smooth.l0", str(shoot), "--out", str(out), "-r", "--format", "jpeg"]) == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg")) == ["a.jpg", "day2/b.jpg"]
+    _photo(shoot / "day2" / "c.png")
+    capsys.readouterr()
+    assert main(["apply", "-o", "smooth.l0", str(shoot), "--out", str(out), "-r", "--format", "jpeg"]) == 0
+    assert "3 inputs: 1 written, 2 kept" in capsys.readouterr().err
+
+
+def test_bad_folders_and_arguments_are_usage_errors_and_bad_inputs_fail_alone(tmp_path, capsys):
+    photo = _photo(tmp_path / "p.png")
+    (tmp_path / "file").write_text("x")
+    assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "file")]) == EXIT_USAGE
+    assert "is a file; give a folder" in capsys.readouterr().err
+    assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "o"), "--quality", "0"]) == EXIT_USAGE
+    assert "JPEG quality must be 1..100; got 0" in capsys.readouterr().err
+    unwritable = Path("/proc/fip-cannot-write") if os.geteuid() == 0 else tmp_path / "ro" / "out"
+    if os.geteuid() != 0:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro").chmod(0o555)
+    assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(unwritable)]) == EXIT_USAGE
+    assert "cannot write to the output folder" in capsys.readouterr().err
+    # Its own output would replace the input: refused for that input only.
+    assert main(["apply", "-o", "smooth.l0", str(photo), str(tmp_path / "missing.png"), "--out", str(tmp_path),
+                 "--overwrite"]) == EXIT_SOME_FAILED  # fmt: skip
+    captured = capsys.readouterr()
+    assert "would replace the input itself" in captured.err and "missing.png: no such file" in captured.err
+    assert "Traceback" not in captured.err and "2 inputs: 0 written, 2 failed" in captured.err
+
+
+def test_plan_batch_checks_the_output_options():
+    with pytest.raises(InputError, match="unknown output format 'gif'; choose one of png, png16, tiff16, jpeg"):
+        OutputOptions("gif")
+
+
+@pytest.mark.slow
+def test_worker_processes_write_what_one_process_writes(tmp_path):
+    for i in range(3):
+        _photo(tmp_path / "in" / f"p{i}.png", 40, 56, seed=i)
+    assert main(["apply", "-o", "smooth.rof", str(tmp_path / "in"), "--out", str(tmp_path / "one")]) == 0
+    assert main(["apply", "-o", "smooth.rof", str(tmp_path / "in"), "--out", str(tmp_path / "two"),
+                 "--workers", "2"]) == 0  # fmt: skip
+    for i in range(3):
+        assert (tmp_path / "one" / f"p{i}.png").read_bytes() == (tmp_path / "two" / f"p{i}.png").read_bytes()
+
+
+def test_a_closed_pipe_ends_listing_quietly():
+    # `true` exits without reading, long before fip has started: its writes meet a closed pipe.
+    command = f"set -o pipefail; {sys.executable} -m fip operators --json | true"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_plan_batch_lists_every_input_with_its_output(tmp_path):
+    a = _photo(tmp_path / "a.png")
+    batch = plan_batch([a, tmp_path / "gone.png", str(tmp_path / "*.tif")], tmp_path / "out",
+                       output=OutputOptions("tiff16"))  # fmt: skip
+    assert [(i.source.name, i.output.name if i.output else None, bool(i.error)) for i in batch.items] == [
+        ("a.png", "a.tif", False), ("gone.png", "gone.tif", False), ("*.tif", None, True)]
+
+
+def test_portrait_photos_come_out_upright_with_their_profile_and_exif(tmp_path):
+    from PIL import Image, ImageCms
+
+    from fip.data.unprocess import CaptureSettings, unprocess
+    from fip.dng import write_dng
+
+    landscape = smooth_image(24, 40)  # as the sensor stored it; EXIF 6: turn 90 degrees clockwise to view
+    pixels = (landscape * 255).round().astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "fip camera"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pixels).save(tmp_path / "portrait.jpg", quality=98, exif=exif.tobytes(), icc_profile=icc)
+    settings = CaptureSettings(cfa="RGGB")
+    write_dng(tmp_path / "portrait.dng", unprocess(landscape, settings, None), settings.metadata(), orientation=6)
+    out = tmp_path / "out"
+    assert main(["apply", "-o", "smooth.l0", str(tmp_path / "portrait.jpg"), str(tmp_path / "portrait.dng"),
+                 "--out", str(out), "--format", "jpeg", "--no-progress"]) == 0  # fmt: skip
+    for name in ("portrait-jpg.jpg", "portrait-dng.jpg"):
+        with Image.open(out / name) as result:
+            assert result.size == (24, 40), name  # width x height: upright, portrait
+            assert result.getexif().get(0x0112, 1) == 1
+            result_pixels = np.asarray(result, dtype=np.float32) / 255
+        # The left column of the upright photo is the bottom row of the stored one.
+        columns = result_pixels.mean(axis=(0, 2))
+        right = np.abs(columns - np.rot90(landscape, k=-1).mean(axis=(0, 2))).max()
+        wrong = np.abs(columns - np.rot90(landscape, k=1).mean(axis=(0, 2))).max()
+        assert right < 0.05 < wrong, (name, right, wrong)
+    with Image.open(out / "portrait-jpg.jpg") as result:
+        assert result.info.get("icc_profile") == icc and result.getexif().get(0x010F) == "fip camera"
