@@ -109,14 +109,20 @@ def test_plan_batch_checks_the_output_options():
 
 
 @pytest.mark.slow
-def test_worker_processes_write_what_one_process_writes(tmp_path):
+def test_worker_processes_and_a_dask_cluster_write_what_one_process_writes(tmp_path):
+    from distributed import LocalCluster
+
     for i in range(3):
         _photo(tmp_path / "in" / f"p{i}.png", 40, 56, seed=i)
-    assert main(["apply", "-o", "smooth.rof", str(tmp_path / "in"), "--out", str(tmp_path / "one")]) == 0
-    assert main(["apply", "-o", "smooth.rof", str(tmp_path / "in"), "--out", str(tmp_path / "two"),
-                 "--workers", "2"]) == 0  # fmt: skip
-    for i in range(3):
-        assert (tmp_path / "one" / f"p{i}.png").read_bytes() == (tmp_path / "two" / f"p{i}.png").read_bytes()
+    _photo(tmp_path / "in" / "tiny.png", 2, 2)
+    args = ["apply", "-o", "smooth.rof", str(tmp_path / "in"), str(tmp_path / "in" / "gone.png"), "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == EXIT_SOME_FAILED  # gone.png
+    assert main([*args, "--out", str(tmp_path / "two"), "--workers", "2"]) == EXIT_SOME_FAILED
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert main([*args, "--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address]) == 1
+    for name in ("p0.png", "p1.png", "p2.png", "tiny.png"):
+        one = (tmp_path / "one" / name).read_bytes()
+        assert one == (tmp_path / "two" / name).read_bytes() == (tmp_path / "dask" / name).read_bytes(), name
 
 
 def test_a_closed_pipe_ends_listing_quietly():
