@@ -1,21 +1,24 @@
-"""Pair generation: outputs, manifest, resume, invalidation, bad input, parallel and distributed execution."""
+"""Pair generation: outputs, manifest, resume, invalidation, damaged pairs, bad input, parallel and distributed
+execution."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 
+import fip.cache
 import fip.data.pairs as pairs_module
 from fip import InputKind, get_operator, register_operator
 from fip.cli import main
 from fip.data.pairs import generate_pairs, read_manifest
 from fip.data.sources import Resolution, open_source
-from fip.errors import FipError
+from fip.errors import FipError, UnreadablePhotoError
 from fip.files import sha256_file
-from fip.imaging import read_image_file
+from fip.imaging import encode_png, read_image_file
 from fip.raw import Mosaic, load_photo
 
 from conftest import smooth_image, write_synthetic_dng
@@ -123,6 +126,7 @@ def test_interrupted_run_resumes(photo_folder, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         generate_pairs("testing.invert", source, out_dir=out, workers=1, progress=False)
     assert [p.stem for p in (out / "records").glob("*.json")] == ["first"]
+    assert list(read_manifest(out)["pairs"]) == ["first"]  # saved on the way out
     assert not list(out.rglob("*.tmp"))
     INTERRUPT.update(calls=0, at=None)
     report = generate_pairs("testing.invert", source, out_dir=out, workers=1, progress=False)
@@ -150,6 +154,102 @@ def test_stale_pairs_are_regenerated(photo_folder, tmp_path, monkeypatch):
     write_synthetic_dng(photo_folder / "first.dng", smooth_image(seed=9), seed=9)  # the photo was edited
     edited = generate_pairs("smooth.l0", source, params={"lambda_": 0.2}, out_dir=out, workers=1, progress=False)
     assert edited.made == ["first"] and sorted(edited.reused) == ["second", "third"]
+
+
+def test_damaged_pairs_are_regenerated_and_named(photo_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    command = ["data", "-o", "smooth.l0", "--source", str(photo_folder), "--out", str(out), "--workers", "1",
+               "--no-progress"]  # fmt: skip
+    assert main(command) == 0
+    made = {kind: _files(out, kind) for kind in ("input", "target")}
+    for kind in ("input", "target"):
+        entry = read_manifest(out)["pairs"]["first"]["files"][kind]
+        assert entry["bytes"] == len(made[kind]["first"]) and entry["sha256"] == sha256_file(out / kind / "first.png")
+    capsys.readouterr()
+
+    target = out / "target" / "first.png"
+    target.write_bytes(made["target"]["first"][:1000])
+    (out / "input" / "second.png").unlink()
+    (out / "target" / "third.png").write_bytes(encode_png(np.zeros((48, 64, 3), np.float32)))  # blacked out
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "3 pairs (3 made, 0 reused, 3 damaged regenerated)" in printed
+    assert (
+        "3 damaged pairs regenerated: "
+        f"first (target truncated: 1000 of {len(made['target']['first'])} bytes), second (input missing), "
+        "third (target replaced by another file: "
+    ) in printed
+    assert {kind: _files(out, kind) for kind in ("input", "target")} == made
+
+    # Same size, other bytes, mtime set back: the ctime still tells, so the file is read and found altered.
+    stat = target.stat()
+    damaged = bytearray(made["target"]["first"])
+    damaged[len(damaged) // 2] ^= 0xFF
+    target.write_bytes(bytes(damaged))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    report = generate_pairs("smooth.l0", open_source(photo_folder), out_dir=out, workers=1, progress=False)
+    assert report.damaged == {"first": "target altered: same size, another SHA-256"} and report.made == ["first"]
+    assert _files(out, "target") == made["target"]
+
+
+def test_unchanged_pairs_are_not_read_again(photo_folder, tmp_path, monkeypatch):
+    source, out = open_source(photo_folder), tmp_path / "out"
+    generate_pairs("smooth.l0", source, out_dir=out, workers=1, progress=False)
+    hashed = []
+    monkeypatch.setattr(fip.cache, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
+    again = generate_pairs("smooth.l0", source, out_dir=out, workers=1, progress=False)
+    assert len(again.reused) == 3 and hashed == []
+    (out / "input" / "second.png").touch()  # a new mtime: read again, and found as it was
+    again = generate_pairs("smooth.l0", source, out_dir=out, workers=1, progress=False)
+    assert len(again.reused) == 3 and hashed == [out / "input" / "second.png"]
+
+
+def test_pairs_made_before_digests_are_checked_once(photo_folder, tmp_path):
+    source, out = open_source(photo_folder), tmp_path / "out"
+    generate_pairs("smooth.l0", source, out_dir=out, workers=1, progress=False)
+    made = _files(out, "target")
+    manifest = read_manifest(out)  # as fip wrote them before it recorded digests
+    for name, entry in manifest["pairs"].items():
+        del entry["files"]
+        record = json.loads((out / "records" / f"{name}.json").read_text())
+        del record["files"]
+        (out / "records" / f"{name}.json").write_text(json.dumps(record))
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "target" / "second.png").write_bytes(made["second"][:-100])
+
+    report = generate_pairs("smooth.l0", source, out_dir=out, workers=1, progress=False)
+    assert report.damaged == {"second": "target cannot be decoded"} and report.made == ["second"]
+    assert sorted(report.checked) == sorted(report.reused) == ["first", "third"]
+    assert "2 pairs made before fip recorded digests: decoded whole, digests recorded" in report.summary()
+    for name in ("first", "second", "third"):
+        assert json.loads((out / "records" / f"{name}.json").read_text())["files"]["target"]["sha256"] == (
+            sha256_file(out / "target" / f"{name}.png")
+        )
+    again = generate_pairs("smooth.l0", source, out_dir=out, workers=1, progress=False)
+    assert len(again.reused) == 3 and not again.checked and not again.damaged
+
+
+def test_training_data_names_a_damaged_pair_file_and_the_fix(photo_folder, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from fip.data.module import DamagedPairError, PairDataset
+
+    out = tmp_path / "out"
+    generate_pairs("smooth.l0", open_source(photo_folder), out_dir=out, workers=1, progress=False)
+    target = out / "target" / "first.png"
+    good = target.read_bytes()
+    target.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DamagedPairError, match=r"1 damaged pair file: \S+first\.png \(\d+ bytes, not \d+\); rerun "):
+        PairDataset(out)
+    # Same size but undecodable: found when read, in a DataLoader worker too, without the worker's traceback.
+    target.write_bytes(good[:100] + bytes(len(good) - 100))
+    dataset = PairDataset(out)
+    hint = r"first\.png cannot be decoded: it is damaged; delete it, then rerun the `fip data` command that made "
+    with pytest.raises(DamagedPairError, match=hint):
+        dataset[dataset.names.index("first")]
+    with pytest.raises(UnreadablePhotoError, match=hint) as caught:
+        list(DataLoader(dataset, batch_size=1, num_workers=1))
+    assert "Traceback" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_bad_files_are_named_skipped_and_reported(photo_folder, tmp_path):

@@ -19,16 +19,43 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from fip.conditioning import OneHot, Task, make_conditioning
-from fip.data.pairs import check_exposures, default_out_dir, generate_pairs, pair_set_dir, read_manifest
+from fip.data.pairs import (
+    PAIR_FILES,
+    check_exposures,
+    default_out_dir,
+    generate_pairs,
+    pair_set_dir,
+    read_manifest,
+)
 from fip.data.sources import Resolution, open_source
-from fip.errors import SourceError
+from fip.errors import SourceError, UnreadablePhotoError
 from fip.imaging import read_image_file, resize_area
 from fip.models.inputs import check_input_norm, input_scale, scales_output
 from fip.registry import get_operator
 
 
+class DamagedPairError(UnreadablePhotoError):
+    """A pair file that is missing, of the wrong size or cannot be decoded.
+
+    Raised in a DataLoader worker, it reaches the main process as ``DamagedPairError(text)``, the text being
+    torch's note and the worker's traceback; only the message at its end is kept.
+    """
+
+    def __init__(self, message: str):
+        if "Original Traceback" in message:
+            message = message.rsplit(f"{type(self).__name__}: ", 1)[-1].strip()
+        super().__init__(message)
+
+
+def _regenerate_hint(folder: Path) -> str:
+    return f"rerun the `fip data` command that made {folder} (`fip train` runs it too): it regenerates damaged pairs"
+
+
 class PairDataset(Dataset):
     """(input, target) tensors ``(3, H, W)`` float32 in [0, 1] from a pair set folder.
+
+    Every pair's files must exist with the byte size the manifest records (checked here, in the process that
+    builds the dataset); a file that then cannot be decoded raises :class:`DamagedPairError` naming it.
 
     Args:
         folder: the pair set folder (with ``manifest.json``).
@@ -71,6 +98,7 @@ class PairDataset(Dataset):
         self.names = sorted(n for n, e in manifest["pairs"].items() if split == "all" or e["split"] == split)
         if not self.names:
             raise SourceError(f"{self.folder} holds no {split} pairs; generate them with `fip data --split {split}`")
+        self._check_files(manifest["pairs"])
         if crops_per_photo < 1 or (crops_per_photo > 1 and crop is None):
             raise SourceError(f"crops_per_photo {crops_per_photo!r} needs crop= (a crop size) and a count of 1 or more")
         self.crop, self.flips, self.seed, self.context = crop, flips, seed, context
@@ -78,6 +106,27 @@ class PairDataset(Dataset):
         self.input_norm = check_input_norm(input_norm)
         self.draws = 0
         self.memory: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = {} if in_memory else None
+
+    def _check_files(self, entries: dict) -> None:
+        """Raise :class:`DamagedPairError` naming the pair files that are missing or not of their recorded size."""
+        damaged = []
+        for name in self.names:
+            recorded = entries[name].get("files", {})  # absent in pair sets made before fip recorded sizes
+            for kind in PAIR_FILES:
+                path = self.folder / kind / f"{name}.png"
+                expected = recorded.get(kind, {}).get("bytes")
+                try:
+                    size = path.stat().st_size
+                except FileNotFoundError:
+                    damaged.append(f"{path} (missing)")
+                    continue
+                if size == 0 or (expected is not None and size != expected):
+                    damaged.append(f"{path} ({size} bytes, not {expected})" if expected else f"{path} (empty)")
+        if damaged:
+            listed = ", ".join(damaged[:3]) + (f" and {len(damaged) - 3} more" if len(damaged) > 3 else "")
+            raise DamagedPairError(
+                f"{len(damaged)} damaged pair file{'s' * (len(damaged) != 1)}: {listed}; {_regenerate_hint(self.folder)}"
+            )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -112,8 +161,7 @@ class PairDataset(Dataset):
         """The pair and, with ``context``, its whole input downscaled (flipped with the crop by the caller)."""
         if self.memory is not None and name in self.memory:
             return self.memory[name]
-        source = read_image_file(self.folder / "input" / f"{name}.png")
-        target = read_image_file(self.folder / "target" / f"{name}.png")
+        source, target = (self._decode(self.folder / kind / f"{name}.png") for kind in PAIR_FILES)
         if self.input_norm is not None:  # the whole photo's estimate, one float32 per colour channel
             scale = input_scale(self.input_norm, _as_tensor(source)[None]).flatten().numpy()
             source = source / scale
@@ -126,6 +174,16 @@ class PairDataset(Dataset):
         if self.memory is not None:
             self.memory[name] = source, target, preview
         return source, target, preview
+
+    def _decode(self, path: Path) -> np.ndarray:
+        try:
+            return read_image_file(path)
+        except UnreadablePhotoError:
+            # Damage that left the file's size as recorded (a failing disk) goes unseen by `fip data`, which
+            # trusts a file whose size and times are unchanged: deleting it makes `fip data` remake the pair.
+            raise DamagedPairError(
+                f"{path} cannot be decoded: it is damaged; delete it, then {_regenerate_hint(self.folder)}"
+            ) from None
 
     def _with_maps(self, image: np.ndarray) -> torch.Tensor:
         inputs = _as_tensor(image)

@@ -5,41 +5,47 @@ Layout of a pair set folder::
     manifest.json          operator, parameters, fip version, resolution, source, one entry per pair
     input/<name>.png       the sRGB network input, 16-bit PNG
     target/<name>.png      the operator's output, 16-bit PNG
-    records/<name>.json    written last for each pair: its cache key; a pair without it is not done
+    records/<name>.json    written last for each pair: its cache key and the byte size and SHA-256 of its two
+                           PNG files; a pair without it is not done
 
 A pair's cache key hashes the recipe (operator name and version, parameters, fip version, resolution policy) and
 the source file's SHA-256, so a stale target is never reused: change a parameter, upgrade fip, or edit a photo,
-and the affected pairs are regenerated. Every file is written atomically; an interrupted run resumes where it
-stopped. Unreadable photos are skipped, named in the result and the manifest, and nothing else is lost.
+and the affected pairs are regenerated. A pair is reused only if both its files still have their recorded size
+and SHA-256; a missing, truncated, emptied or overwritten file makes it regenerate, and the report says why.
+Every file is written atomically; an interrupted run (Ctrl-C, or a kill) resumes where it stopped. Unreadable
+photos are skipped, named in the result and the manifest, and nothing else is lost.
 
-Work runs in local processes by default, or on a Dask distributed cluster given its scheduler address; both
-through the :class:`concurrent.futures.Executor` interface, so the code path is the same.
+Work runs in local processes by default (:mod:`fip.workers`), or on a Dask distributed cluster given its
+scheduler address; both through the :class:`concurrent.futures.Executor` interface, so the code path is the same.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fip.cache import cache_dir
+from fip.cache import cache_dir, check_file, file_stamp
 from fip.data.sources import PhotoRef, PhotoSkipped, PhotoSource, Resolution
 from fip.errors import FipError, SourceError, UnreadablePhotoError
 from fip.files import atomic_write_bytes, atomic_write_json, sha256_file, sha256_json
 from fip.registry import get_operator
+from fip.workers import executor
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+PAIR_FILES = ("input", "target")
+# The last 8 bytes of every complete PNG: the IEND chunk's type and CRC.
+PNG_END = b"IEND\xaeB`\x82"
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,12 @@ class PairResult:
 
 @dataclass
 class PairReport:
-    """The outcome of :func:`generate_pairs`."""
+    """The outcome of :func:`generate_pairs`.
+
+    ``stale``: pairs made with another recipe or from an older photo, regenerated. ``damaged``: pairs made earlier
+    whose files no longer match their record, each with why (``"target truncated: 1000 of 913455 bytes"``),
+    regenerated too. ``checked``: reused pairs recorded before fip kept digests, decoded whole and given them.
+    """
 
     out_dir: Path
     operator: str
@@ -82,6 +93,8 @@ class PairReport:
     made: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
+    checked: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -91,12 +104,23 @@ class PairReport:
         return len(self.made) + len(self.reused)
 
     def summary(self) -> str:
+        remade = {name: why for name, why in sorted(self.damaged.items()) if name in self.made}
         lines = [
             f"{self.operator} {json.dumps(self.params, sort_keys=True)} -> {self.out_dir}",
             f"  {self.pairs} pairs ({len(self.made)} made, {len(self.reused)} reused"
             + (f", {len(self.stale)} stale regenerated" if self.stale else "")
+            + (f", {len(remade)} damaged regenerated" if remade else "")
             + f") in {self.seconds:.1f} s",
         ]
+        if remade:
+            lines.append(
+                f"  {len(remade)} damaged pair{'s' * (len(remade) != 1)} regenerated: "
+                + ", ".join(f"{name} ({why})" for name, why in remade.items())
+            )
+        if self.checked:
+            lines.append(
+                f"  {len(self.checked)} pairs made before fip recorded digests: decoded whole, digests recorded"
+            )
         for name, why in sorted(self.skipped.items()):
             lines.append(f"  skipped {name}: {why}")
         for name, why in sorted(self.failed.items()):
@@ -193,24 +217,6 @@ def make_pair(job: PairJob) -> PairResult:
         return PairResult(job.name, job.key, error=f"{job.operator} failed: {type(exc).__name__}: {exc}")
 
 
-@contextmanager
-def _executor(workers: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
-    """``None`` means run in this process (one worker, no pool)."""
-    if scheduler:
-        from distributed import Client
-
-        with Client(scheduler) as client:
-            logger.info("generating on the Dask cluster at %s (%s)", scheduler, client)
-            with client.get_executor() as executor:
-                yield executor
-    elif workers > 1:
-        # spawn, not fork: LibRaw's OpenMP threads deadlock in forked children.
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as executor:
-            yield executor
-    else:
-        yield None
-
-
 class _SourceHashes:
     """SHA-256 of source files, remembered by (path, size, mtime) so a rerun does not reread 25 MB raw files."""
 
@@ -236,6 +242,81 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _check_undigested(path: Path, size: Sequence[int]) -> tuple[str | None, dict]:
+    """Check a pair file recorded without a digest: it must decode to an image of ``size`` (height, width).
+
+    Returns why it is damaged (``None`` if it is not) and its manifest entry ``{"bytes", "sha256", "stamp"}``.
+    """
+    from fip.imaging import read_image_file
+
+    try:
+        stat = path.stat()
+        shape = read_image_file(path).shape[:2]
+    except FileNotFoundError:
+        return "missing", {}
+    except UnreadablePhotoError:
+        return ("empty" if stat.st_size == 0 else "cannot be decoded"), {}
+    if list(shape) != list(size):
+        return f"is {shape[0]}x{shape[1]}, not {size[0]}x{size[1]}", {}
+    return None, {"bytes": stat.st_size, "sha256": sha256_file(path), "stamp": file_stamp(stat)}
+
+
+def _check_pair(
+    out: Path, name: str, record: dict[str, Any], known: Mapping[str, Any] | None
+) -> tuple[str | None, dict]:
+    """Check a done pair's files against its record.
+
+    A record from before fip recorded digests is checked by decoding both files (a pair set made earlier must not
+    be regenerated whole, which can take hours) and, if they are whole, is given its digests.
+
+    Args:
+        out: the pair set folder.
+        name: the pair's name.
+        record: its ``records/<name>.json``.
+        known: its manifest entry's ``"files"`` from the last run, if any.
+
+    Returns:
+        Why the pair is damaged (``"target truncated: 1000 of 913455 bytes"``) or ``None``, and the manifest
+        entries of its files.
+    """
+    files, problems = {}, []
+    for kind in PAIR_FILES:
+        path = out / kind / f"{name}.png"
+        if "files" in record:
+            why, files[kind] = check_file(path, record["files"][kind], (known or {}).get(kind), PNG_END)
+        else:
+            why, files[kind] = _check_undigested(path, record["size"])
+        if why:
+            problems.append(f"{kind} {why}")
+    if problems:
+        return "; ".join(problems), {}
+    if "files" not in record:
+        atomic_write_json(out / "records" / f"{name}.json", {**record, "files": _digests(files)})
+    return None, files
+
+
+def _digests(files: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What a pair's record keeps of its files' entries: byte size and SHA-256."""
+    return {kind: {"bytes": entry["bytes"], "sha256": entry["sha256"]} for kind, entry in files.items()}
+
+
+def _write_pair(out: Path, result: PairResult) -> dict[str, dict[str, Any]]:
+    """Write a made pair's files, then its record (which marks it done); return the files' manifest entries."""
+    assert result.input_png is not None and result.target_png is not None and result.size is not None
+    files = {}
+    for kind, data in zip(PAIR_FILES, (result.input_png, result.target_png)):
+        path = atomic_write_bytes(out / kind / f"{result.name}.png", data)
+        files[kind] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "stamp": file_stamp(path.stat())}
+    record = {
+        "key": result.key,
+        "size": list(result.size),
+        "seconds": round(result.seconds, 3),
+        "files": _digests(files),
+    }
+    atomic_write_json(out / "records" / f"{result.name}.json", record)  # last: marks the pair done
+    return files
 
 
 def generate_pairs(
@@ -269,7 +350,7 @@ def generate_pairs(
             exposed unlike the training set's (the FiveK photos are darker than most).
 
     Returns:
-        A :class:`PairReport` naming what was made, reused, skipped and failed.
+        A :class:`PairReport` naming what was made, reused, found damaged, skipped and failed.
     """
     from tqdm.auto import tqdm
 
@@ -305,6 +386,7 @@ def generate_pairs(
     entries: dict[str, dict[str, Any]] = {}
     if old_manifest.get("recipe_key") == recipe_key:  # pairs of other splits made earlier with this recipe
         entries = dict(old_manifest.get("pairs", {}))
+    known_files = {name: entry.get("files") for name, entry in old_manifest.get("pairs", {}).items()}
     start = time.perf_counter()
     jobs: list[PairJob] = []
     pending: dict[str, dict[str, Any]] = {}
@@ -316,58 +398,67 @@ def generate_pairs(
         key = sha256_json({"recipe": recipe_key, "source_sha256": source_hash, **stops})
         entry = {"split": photo.split, "source": str(photo.path), "source_sha256": source_hash, "key": key, **stops}
         record = _read_json(out / "records" / f"{name}.json")
-        done = (out / "input" / f"{name}.png").exists() and (out / "target" / f"{name}.png").exists()
-        if record and record.get("key") == key and done:
-            entries[name] = {**entry, "size": record["size"]}
-            report.reused.append(name)
-            continue
-        if record:
+        if record and record.get("key") == key:
+            damage, files = _check_pair(out, name, record, known_files.get(name))
+            if damage is None:
+                entries[name] = {**entry, "size": record["size"], "files": files}
+                report.reused.append(name)
+                if "files" not in record:
+                    report.checked.append(name)
+                continue
+            report.damaged[name] = damage
+        elif record:
             report.stale.append(name)
         entries.pop(name, None)
         pending[name] = entry
         jobs.append(PairJob(spec.name, resolved, photo, resolution, key, exposure))
+
+    if report.damaged:
+        logger.warning(
+            "%s: %d damaged pair(s) will be regenerated: %s",
+            out,
+            len(report.damaged),
+            ", ".join(f"{name} ({why})" for name, why in sorted(report.damaged.items())),
+        )
 
     workers = workers if workers is not None else (os.cpu_count() or 1)
     workers = max(1, min(workers, len(jobs)))
     unit = "photo" if exposures == (0.0,) else "pair"
     bar = tqdm(total=len(photos) * len(exposures), initial=len(report.reused), desc=spec.name, unit=unit,
                disable=not progress)  # fmt: skip
-    with bar, _executor(workers, scheduler if jobs else None) as executor:
-        if executor is None:
-            results: Iterator[PairResult] = map(make_pair, jobs)
-        else:
-            futures = [executor.submit(make_pair, job) for job in jobs]
-            results = (future.result() for future in cf.as_completed(futures))
-        for result in results:
-            if result.skipped:
-                report.skipped[result.name] = result.skipped
-            elif result.error:
-                report.failed[result.name] = result.error
+    try:
+        with bar, executor(workers, scheduler if jobs else None) as pool:
+            if pool is None:
+                results: Iterator[PairResult] = map(make_pair, jobs)
             else:
-                assert result.input_png is not None and result.target_png is not None and result.size is not None
-                atomic_write_bytes(out / "input" / f"{result.name}.png", result.input_png)
-                atomic_write_bytes(out / "target" / f"{result.name}.png", result.target_png)
-                record = {"key": result.key, "size": list(result.size), "seconds": round(result.seconds, 3)}
-                atomic_write_json(out / "records" / f"{result.name}.json", record)  # last: marks the pair done
-                entries[result.name] = {**pending[result.name], "size": list(result.size)}
-                report.made.append(result.name)
-            bar.update(1)
-            if result.error:
-                bar.write(f"fip data: skipping {result.name}: {result.error}")
-    report.seconds = time.perf_counter() - start
-
-    atomic_write_json(
-        out / MANIFEST,
-        {
-            **recipe,
-            "recipe_key": recipe_key,
-            "source": source.description,
-            "pairs": dict(sorted(entries.items())),
-            "skipped": report.skipped,
-            "failed": report.failed,
-            "source_hashes": hashes.to_json(),
-        },
-    )
+                futures = [pool.submit(make_pair, job) for job in jobs]
+                results = (future.result() for future in cf.as_completed(futures))
+            for result in results:
+                if result.skipped:
+                    report.skipped[result.name] = result.skipped
+                elif result.error:
+                    report.failed[result.name] = result.error
+                else:
+                    files = _write_pair(out, result)
+                    entries[result.name] = {**pending[result.name], "size": list(result.size), "files": files}
+                    report.made.append(result.name)
+                bar.update(1)
+                if result.error:
+                    bar.write(f"fip data: skipping {result.name}: {result.error}")
+    finally:  # after a Ctrl-C too: the manifest lists the pairs done so far
+        report.seconds = time.perf_counter() - start
+        atomic_write_json(
+            out / MANIFEST,
+            {
+                **recipe,
+                "recipe_key": recipe_key,
+                "source": source.description,
+                "pairs": dict(sorted(entries.items())),
+                "skipped": report.skipped,
+                "failed": report.failed,
+                "source_hashes": hashes.to_json(),
+            },
+        )
     if not report.pairs and (report.failed or report.skipped):
         raise FipError(f"no pairs could be made for {spec.name} from {source.description}:\n{report.summary()}")
     return report
