@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import glob
-import multiprocessing
 import os
-import signal
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from fip.models.cards import ModelCard
 from fip.models.catalogue import Model
 from fip.raw import PHOTO_EXTENSIONS
 from fip.runtime.plan import AUTO, Plan
+from fip.workers import executor
 
 _GLOB_CHARACTERS = frozenset("*?[")
 
@@ -254,42 +253,15 @@ def _worker_model(card: ModelCard) -> Model:
     return _worker_models[key]
 
 
-def _init_worker(threads: int, memory_limit: int | None) -> None:
-    """Local worker set-up: Ctrl-C is the parent's to handle; workers share the cores and the memory."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    if memory_limit is not None:
-        from fip.runtime.devices import MEMORY_LIMIT_ENV
-
-        os.environ[MEMORY_LIMIT_ENV] = str(memory_limit)
-
-
 @contextmanager
 def _executor(workers: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
-    """``None``: run in this process."""
-    if scheduler:
-        from fip.errors import require_extra
+    """:func:`fip.workers.executor`; local workers share the cores and the memory between them."""
+    from fip.runtime.devices import MEMORY_LIMIT_ENV, available_memory
 
-        require_extra("dask", "distributed")
-        from distributed import Client
-
-        with Client(scheduler) as client, client.get_executor() as executor:
-            yield executor
-    elif workers > 1:
-        from fip.runtime.devices import available_memory
-
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        memory = available_memory(torch.device("cpu")) // workers
-        # spawn, not fork: LibRaw's OpenMP threads and torch's thread pools deadlock in forked children.
-        with cf.ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer=_init_worker,
-                                    initargs=(threads, memory)) as executor:  # fmt: skip
-            try:
-                yield executor
-            except BaseException:
-                executor.shutdown(wait=False, cancel_futures=True)
-                raise
-    else:
-        yield None
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    memory = {MEMORY_LIMIT_ENV: str(available_memory(torch.device("cpu")) // max(1, workers))}
+    with executor(workers, scheduler, threads=threads, environment=memory) as pool:
+        yield pool
 
 
 def run_batch(
@@ -329,11 +301,11 @@ def run_batch(
         else:
             jobs.append((item, _Job(item.source, model.card, request, operator, params, device, max_megapixels, tile,
                                     batch.output)))  # fmt: skip
-    with _executor(workers, scheduler) as executor:
-        if executor is None:
+    with _executor(workers, scheduler) as pool:
+        if pool is None:
             done = ((item, _run_job(job, model)) for item, job in jobs)
         else:
-            futures = {executor.submit(_run_job, job): item for item, job in jobs}
+            futures = {pool.submit(_run_job, job): item for item, job in jobs}
             done = ((futures[f], f.result()) for f in cf.as_completed(futures))
         for item, (result, data) in done:
             yield _write(item, result, data)

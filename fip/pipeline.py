@@ -15,17 +15,25 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from fip.errors import InputError, UnreadablePhotoError
-from fip.imaging import (IMAGE_EXTENSIONS, PhotoMetadata, apply_orientation, check_image, encode_image,
-                          read_image_file, read_metadata, resize_area)
+from fip.imaging import (
+    IMAGE_EXTENSIONS,
+    PhotoMetadata,
+    apply_orientation,
+    check_image,
+    encode_image,
+    read_image_file,
+    read_metadata,
+    resize_area,
+)
 from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.raw import RAW_EXTENSIONS, Photo, load_photo
 from fip.registry import get_operator
