@@ -115,6 +115,22 @@ def test_raw_uploads_open_through_rawpy(tmp_path):
     assert approx.shape == reference.shape == (40, 60, 3)
 
 
+def test_portrait_raw_files_are_shown_and_rendered_upright(tmp_path):
+    from fip.data.unprocess import CaptureSettings, unprocess
+    from fip.dng import write_dng
+
+    settings = CaptureSettings(cfa="RGGB")
+    write_dng(tmp_path / "portrait.dng", unprocess(smooth_image(40, 60), settings, None), settings.metadata(),
+              orientation=8)  # fmt: skip
+    editor = Editor(scratch=tmp_path / "scratch")
+    preview, path, status = editor.load(str(tmp_path / "portrait.dng"))
+    assert preview.shape == (60, 40, 3) and "40×60" in status
+    pair, approx, _, status = editor.run(path, "smooth.l0", "smooth.l0", "fast", False, *default_values(editor, "smooth.l0"))
+    assert approx.shape == pair[0].shape == (60, 40, 3), status
+    output, status = editor.render_full(path, "smooth.l0", "smooth.l0", "fast", *default_values(editor, "smooth.l0"))
+    assert read_image_file(output).shape == (60, 40, 3) and "Full resolution 40×60" in status
+
+
 @pytest.mark.parametrize(
     "name, content, message",
     [
