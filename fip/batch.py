@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import glob
+import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +61,15 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One input of a batch and where its result goes (``error``: why it cannot run, found before any work)."""
+    """One input of a batch and where its result goes: ``action`` ``write`` or ``keep`` (its output exists from
+    the same input and recipe); ``error``: why it cannot run, found before any work; ``note``: what the user
+    should know (a name taken, an input changed)."""
 
     source: Path
     output: Path | None
     error: str | None = None
+    action: str = "write"
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class Batch:
     items: tuple[BatchItem, ...]
     out_dir: Path
     output: OutputOptions
+    recipe: dict[str, Any] = field(default_factory=dict)
+    log: OutputLog | None = None
 
 
 @dataclass
@@ -111,27 +118,32 @@ def expand_inputs(
             seen.add(key)
             found.append((path, subfolder, error))
 
-    def photos_in(paths: Sequence[Path]) -> list[Path]:
-        return sorted(p for p in paths if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS
-                      and not (excluded is not None and p.resolve().is_relative_to(excluded)))  # fmt: skip
+    def photos_in(paths: Sequence[Path], where: str, pattern: bool) -> list[Path] | str:
+        """The photo files among ``paths``, or why there are none."""
+        photos = [p for p in paths if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS
+                  and not p.name.startswith(".")]  # hidden files: macOS's ._IMG.jpg, editors' backups  # fmt: skip
+        kept = sorted(p for p in photos if excluded is None or not p.resolve().is_relative_to(excluded))
+        if kept:
+            return kept
+        if photos:
+            return f"{where}: every photo here is inside the output folder {exclude}; choose another --out"
+        if pattern:
+            return f"{where}: no photo files match this pattern"
+        return f"{where}: no photo files in this folder" + ("" if recursive else " (--recursive includes its subfolders)")
 
     for text in map(str, inputs):
         path = Path(text).expanduser()
         if path.is_dir():
-            photos = photos_in(list(path.rglob("*") if recursive else path.iterdir()))
-            if not photos:
-                hint = "" if recursive else " (--recursive includes its subfolders)"
-                add(path, error=f"{path}: no photo files in this folder{hint}")
-            for photo in photos:
-                add(photo, photo.parent.relative_to(path))
+            photos = photos_in(list(path.rglob("*") if recursive else path.iterdir()), str(path), False)
         elif not path.exists() and _GLOB_CHARACTERS & set(text):
-            photos = photos_in([Path(p) for p in glob.glob(os.path.expanduser(text), recursive=recursive)])
-            if not photos:
-                add(path, error=f"{text}: no photo files match this pattern")
-            for photo in photos:
-                add(photo)
+            photos = photos_in([Path(p) for p in glob.glob(os.path.expanduser(text), recursive=recursive)], text, True)
         else:
             add(path)  # a file, or a missing one that the run reports
+            continue
+        if isinstance(photos, str):
+            add(path, error=photos)
+        for photo in photos if isinstance(photos, list) else ():
+            add(photo, photo.parent.relative_to(path) if path.is_dir() else Path())
     return found
 
 
@@ -161,14 +173,72 @@ def output_paths(items: Sequence[tuple[Path, Path]], out_dir: Path, suffix: str)
     return paths
 
 
+OUTPUT_LOG = ".fip-outputs.jsonl"
+
+
+class OutputLog:
+    """Which input, with which settings, made each output in a folder: ``<folder>/.fip-outputs.jsonl``, one JSON
+    line per written file, appended by the one process that writes the outputs (the last line of a file wins).
+
+    It lets a rerun keep exactly the outputs it would make again, and keeps another photo's output of the same
+    name (two memory cards' ``IMG_0001.JPG``) from passing for this one's.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = folder / OUTPUT_LOG
+        self.folder = folder
+        self.made: dict[str, dict[str, Any]] = {}
+        try:
+            lines = self.path.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                self.made[entry["output"]] = entry
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash: that output counts as unknown
+
+    def entry(self, output: Path) -> dict[str, Any] | None:
+        return self.made.get(output.relative_to(self.folder).as_posix())
+
+    def output_of(self, source: Path) -> Path | None:
+        """The output this log last records for ``source`` (any settings), if that file still exists."""
+        for name, entry in reversed(self.made.items()):
+            if entry.get("source") == str(source.resolve()) and (self.folder / name).is_file():
+                return self.folder / name
+        return None
+
+    def record(self, output: Path, source: Path, recipe: Mapping[str, Any]) -> None:
+        name = output.relative_to(self.folder).as_posix()
+        entry = {"output": name, "source": str(source.resolve()), "stamp": _stamp(source), "recipe": dict(recipe)}
+        self.made[name] = entry
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry, sort_keys=True) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def plan_batch(
     inputs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     recursive: bool = False,
     output: OutputOptions = OutputOptions(),
+    recipe: Mapping[str, Any] | None = None,
 ) -> Batch:
-    """The batch for ``inputs`` (see :func:`expand_inputs`) writing into ``out_dir`` (see :func:`output_paths`).
+    """The batch for ``inputs`` (see :func:`expand_inputs`) writing into ``out_dir`` (names: :func:`output_paths`).
+
+    ``recipe`` (JSON: model, operator, parameters, approximator, format, ...) says what the outputs are. Without
+    ``overwrite``, an input whose output this folder's :class:`OutputLog` records from the same file and recipe keeps
+    it (made again if the input changed since); an input whose name is taken by another photo's output, or by a
+    file fip did not write, gets the next free name (``a-2.png``); an input whose output was made with another
+    recipe fails with the fix. With ``overwrite`` each input writes its name (or its logged output) anew.
 
     Raises:
         InputError: ``out_dir`` is a file or cannot be written (checked by creating and removing a file there).
@@ -177,21 +247,63 @@ def plan_batch(
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file; give a folder for the results")
     _check_writable(out_dir)
+    recipe = json.loads(json.dumps(dict(recipe or {}), sort_keys=True, default=str))
+    log = OutputLog(out_dir)
     expanded = expand_inputs(inputs, recursive=recursive, exclude=out_dir)
     good = [(path, subfolder) for path, subfolder, error in expanded if error is None]
-    outputs = iter(output_paths(good, out_dir, output_suffix(output.format)))
+    wanted = iter(output_paths(good, out_dir, output_suffix(output.format)))
+    assigned: set[str] = set()
+
+    def free(candidate: Path) -> bool:
+        return str(candidate).lower() not in assigned and not candidate.exists() and log.entry(candidate) is None
+
     items = []
     for path, _, error in expanded:
         if error is not None:
             items.append(BatchItem(path, None, error))
             continue
-        target = next(outputs)
-        if target.exists() and target.resolve() == path.resolve():
-            items.append(BatchItem(path, None, f"its output {target} would replace the input itself; choose another "
-                                               "--out folder"))  # fmt: skip
-        else:
-            items.append(BatchItem(path, target))
-    return Batch(tuple(items), out_dir, output)
+        want = next(wanted)
+        target, action, note = _place(path, want, log, recipe, output.overwrite, free)
+        if target is not None and target.exists() and target.resolve() == path.resolve():
+            target, action, note = None, "fail", (f"its output {target} would replace the input itself; choose "
+                                                  "another --out folder")  # fmt: skip
+        if target is not None and target.is_dir():
+            target, action, note = None, "fail", f"its output {target} is a folder; move it or choose another --out"
+        if target is None:
+            items.append(BatchItem(path, None, note))
+            continue
+        assigned.add(str(target).lower())
+        items.append(BatchItem(path, target, None, action, note))
+    return Batch(tuple(items), out_dir, output, recipe, log)
+
+
+def _place(source: Path, want: Path, log: OutputLog, recipe: dict[str, Any], overwrite: bool,
+           free: Callable[[Path], bool]) -> tuple[Path | None, str, str | None]:  # fmt: skip
+    """(output, action, note) for one input: action ``write``, ``keep`` or ``fail`` (note: why)."""
+    previous = log.output_of(source)
+    if overwrite:
+        return (previous or want), "write", None
+    if previous is not None:
+        entry = log.entry(previous)
+        if entry.get("recipe") != recipe:
+            return None, "fail", (f"its output {previous} was made with other settings "
+                                  f"({_recipe_text(entry.get('recipe'))}); --overwrite replaces it, or choose "
+                                  "another --out")  # fmt: skip
+        if entry.get("stamp") != _stamp(source):
+            return previous, "write", "the input changed since its output was made: made again"
+        return previous, "keep", None
+    if free(want):
+        return want, "write", None
+    number = 2
+    while not free(candidate := want.with_name(f"{want.stem}-{number}{want.suffix}")):
+        number += 1
+    return candidate, "write", f"{want.name} is taken by another file"
+
+
+def _recipe_text(recipe: Any) -> str:
+    if not isinstance(recipe, dict):
+        return "unknown"
+    return ", ".join(f"{key} {value}" for key, value in recipe.items() if value not in (None, {}, ""))
 
 
 def _check_writable(folder: Path) -> None:
@@ -296,8 +408,8 @@ def run_batch(
     for item in batch.items:
         if item.error is not None:
             yield FileResult(item.source, None, "failed", error=item.error)
-        elif item.output.exists() and not batch.output.overwrite:
-            yield FileResult(item.source, item.output, "kept", notes=["output exists (--overwrite replaces it)"])
+        elif item.action == "keep":
+            yield FileResult(item.source, item.output, "kept")
         else:
             jobs.append((item, _Job(item.source, model.card, request, operator, params, device, max_megapixels, tile,
                                     batch.output)))  # fmt: skip
@@ -308,31 +420,38 @@ def run_batch(
             futures = {pool.submit(_run_job, job): item for item, job in jobs}
             done = ((futures[f], f.result()) for f in cf.as_completed(futures))
         for item, (result, data) in done:
-            yield _write(item, result, data)
+            yield _write(batch, item, result, data)
 
 
-def _write(item: BatchItem, result: FileResult, data: bytes | None) -> FileResult:
+def _write(batch: Batch, item: BatchItem, result: FileResult, data: bytes | None) -> FileResult:
     if data is None:
         return result
     try:
         atomic_write_bytes(item.output, data)
+        if batch.log is not None:
+            batch.log.record(item.output, item.source, batch.recipe)
     except OSError as exc:
         result.status, result.error = "failed", f"could not write {item.output}: {exc.strerror or exc}"
         return result
     result.output = item.output
+    if item.note:
+        result.notes.insert(0, item.note)
     return result
 
 
-def summary(results: Sequence[FileResult], seconds: float) -> str:
-    """One line: how many inputs were written, kept and failed, and the time."""
+def summary(results: Sequence[FileResult], seconds: float, total: int | None = None) -> str:
+    """One line: how many inputs were written, kept, failed (and, of ``total``, not run), and the time."""
+    total = len(results) if total is None else total
     counts = {status: sum(r.status == status for r in results) for status in ("written", "kept", "failed")}
     parts = [f"{counts['written']} written"]
     if counts["kept"]:
-        parts.append(f"{counts['kept']} kept (outputs exist; --overwrite replaces them)")
+        parts.append(f"{counts['kept']} kept (made before from the same input and settings)")
     if counts["failed"]:
         parts.append(f"{counts['failed']} failed")
-    return f"{len(results)} input{'s' * (len(results) != 1)}: " + ", ".join(parts) + f" in {seconds:.1f} s"
+    if total > len(results):
+        parts.append(f"{total - len(results)} not run")
+    return f"{total} input{'s' * (total != 1)}: " + ", ".join(parts) + f" in {seconds:.1f} s"
 
 
-__all__ = ["Batch", "BatchItem", "FileResult", "OutputOptions", "expand_inputs", "output_paths",
+__all__ = ["Batch", "BatchItem", "FileResult", "OUTPUT_LOG", "OutputLog", "OutputOptions", "expand_inputs", "output_paths",
            "plan_batch", "run_batch", "summary"]  # fmt: skip

@@ -11,9 +11,10 @@
     fip export -m M --out F.pt2            a torch.export program that runs without fip
     fip demo [--port 7860]                 the Gradio photo-editing demo on localhost
 
-Exit status: 0 done; 1 the command ran and some inputs failed (each one reported); 2 nothing was done: a bad
-argument, or an input, model or folder that cannot be used (the message says which and how to fix it; argparse's
-usage errors also exit 2); 130 interrupted by Ctrl-C (finished results are kept; the same command resumes).
+Exit status: 0 done; 1 the command ran and one or more inputs failed (each one reported); 2 nothing was done: a
+bad argument, or a model, folder or setting that cannot be used (the message says which and how to fix it;
+argparse's usage errors also exit 2); 130 interrupted by Ctrl-C or SIGTERM (finished results are kept; the same
+command resumes); 141 the reader of the output went away (``fip operators | head``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +36,8 @@ from fip.errors import FipError, ParameterError, require_extra
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1  # the command ran, and some inputs failed (each is reported)
 EXIT_USAGE = 2  # nothing was done: a bad argument, or an input or model that cannot be used (the message says why)
-EXIT_INTERRUPTED = 130  # Ctrl-C; what was finished is kept, and the same command resumes
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; what was finished is kept, and the same command resumes
+EXIT_BROKEN_PIPE = 141  # the reader of the output went away (`fip operators | head`), as a shell reports SIGPIPE
 
 MODEL_HELP = ("an installed model (fip models: e.g. fip/smooth.l0), paper/<Operator> (the authors'), a model folder, "
               "a .ckpt from fip train or a .pt network file")  # fmt: skip
@@ -47,6 +52,28 @@ def _parse_param(text: str) -> tuple[str, str]:
     if not eq or not name:
         raise argparse.ArgumentTypeError(f"--param takes NAME=VALUE, got {text!r}")
     return name.strip(), value.strip()
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"takes a number above 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("takes a folder name, got an empty one")
+    return Path(text)
 
 
 def _parse_stops(text: str) -> list[float]:
@@ -161,11 +188,17 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     # Usage errors (device, approximator, parameters, tile, operator, output folder) stop here, before any photo.
     make_plan(model, args.variant, (64, 64), args.device, operator=args.operator, params=params, tile=args.tile,
               memory_budget=1 << 40)  # fmt: skip
-    output = OutputOptions(args.format, args.quality, args.overwrite)
-    batch = plan_batch(args.inputs, args.out, recursive=args.recursive, output=output)
+    if args.quality is not None and args.format != "jpeg":
+        raise ParameterError(f"--quality sets JPEG quality; --format is {args.format}: add --format jpeg or leave "
+                             "--quality out")  # fmt: skip
+    output = OutputOptions(args.format, 95 if args.quality is None else args.quality, args.overwrite)
+    recipe = {"model": model.name, "operator": args.operator or model.operator, "params": params,
+              "approximator": args.variant, "format": args.format, "quality": args.quality,
+              "max_megapixels": args.max_megapixels}  # fmt: skip
+    batch = plan_batch(args.inputs, args.out, recursive=args.recursive, output=output, recipe=recipe)
     if args.explain:
         for item in batch.items:
-            if item.error is None:
+            if item.error is None and item.action != "keep":
                 print(f"{item.source}:\n{_explain(model, item.source, args, params)}\n", flush=True)
     results = []
     start = time.perf_counter()
@@ -177,10 +210,10 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             results.append(r)
             bar.update()
             bar.write(_result_line(r), file=sys.stderr if r.status == "failed" else sys.stdout)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError) as exc:
         bar.close()
-        print(summary(results, time.perf_counter() - start) + f"; {len(batch.items) - len(results)} not run",
-              file=sys.stderr)  # fmt: skip
+        why = "" if isinstance(exc, KeyboardInterrupt) else " (the output pipe closed)"
+        print(summary(results, time.perf_counter() - start, len(batch.items)) + why, file=sys.stderr)
         raise
     bar.close()
     print(summary(results, time.perf_counter() - start), file=sys.stderr)
@@ -202,9 +235,10 @@ def _explain(model, source: Path, args: argparse.Namespace, params) -> str:
 
 def _result_line(r) -> str:
     if r.status == "failed":
-        return f"FAILED {r.source}: {r.error}"
+        error = r.error.removeprefix(f"{r.source}: ").removeprefix(f"{r.source.name}: ")  # the name is said once
+        return f"FAILED {r.source}: {error}"
     if r.status == "kept":
-        return f"{r.source} -> {r.output} kept: it exists (--overwrite replaces it)"
+        return f"{r.source} -> {r.output} kept: made before from this input with these settings"
     return (f"{r.source} -> {r.output} ({r.size[1]}x{r.size[0]}, {r.seconds:.2f} s, {r.plan.approximator} on "
             f"{r.plan.device})" + "".join(f"; {note}" for note in r.notes))  # fmt: skip
 
@@ -310,7 +344,7 @@ def _add_photo_arguments(p: argparse.ArgumentParser, split: str, resolution: str
     p.add_argument("--split", default=split, choices=["train", "test", "all"], help=f"default: {split}")
     p.add_argument("--split-file", type=Path, help='JSON {"train": [...], "test": [...]} overriding the split')
     p.add_argument("--resolution", default=resolution, help=f"default {resolution}; e.g. 480p, 1080p, native, random:320-1440")
-    p.add_argument("--max-megapixels", type=float, help="pixel budget per photo")
+    p.add_argument("--max-megapixels", type=_positive_number, help="pixel budget per photo")
     p.add_argument("--over-budget", default="resize", choices=["resize", "skip"], help="what to do over budget")
 
 
@@ -338,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator", "-o", action="append", required=True, help="operator name; repeat for several")
     _add_photo_arguments(p, split="all", resolution="480p")
     p.add_argument("--out", type=Path, help="pair set folder (default: under fip's cache)")
-    p.add_argument("--workers", type=int, help="local processes (default: all cores)")
+    p.add_argument("--workers", type=_count, help="local processes (default: all cores)")
     p.add_argument("--scheduler", help="Dask distributed scheduler address, e.g. tcp://10.0.0.1:8786")
     p.add_argument("--exposures", type=_parse_stops, default=[0.0], metavar="STOPS",
                    help="each photo also at these exposures, e.g. 0,-1,-2 (default 0: as it is)")  # fmt: skip
@@ -347,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands everything after `train` to LightningCLI untouched.
     sub.add_parser("demo", help="the Gradio photo-editing demo on localhost: fip demo [--host H] [--port P]")
-    sub.add_parser("train", help="train an approximator: fip train -c OPERATOR (a config name, e.g. smooth.l0, or a YAML file; "
+    sub.add_parser("train", help="train an approximator: fip train -c OPERATOR (a config name, e.g. smooth.l0, "
+                   "or a YAML file; "
                    "LightningCLI)")
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a model against its reference operator")
@@ -355,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--operator", "-o", help="the reference operator (default: the one the model was trained for)")
     _add_photo_arguments(p, split="test", resolution="1080p")
     p.add_argument("--timing", action="store_true", help="also time the reference operator and the model")
-    p.add_argument("--workers", type=int, help="processes generating the reference targets")
+    p.add_argument("--workers", type=_count, help="processes generating the reference targets")
     p.add_argument("--json", action="store_true",
                    help="print JSON with per-image values and plans, mean_psnr, mean_ssim, mean_input_psnr")
     _add_engine_arguments(p)
@@ -367,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_models)
 
     p = sub.add_parser("apply", help="approximate an operator on photos or raw files")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos (PNG, JPEG, TIFF, ...), raw files (DNG, CR2, NEF, "
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos (PNG, JPEG, TIFF, ...), raw files (DNG, CR2, "
+                   "NEF, "
                    "...), folders of them, or quoted glob patterns such as 'shoot/*.jpg'")
     p.add_argument("--recursive", "-r", action="store_true",
                    help="also the photos in subfolders (outputs mirror the folder tree); ** in patterns")
@@ -377,18 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE",
                    help="operator parameter (networks serve the values they were trained for; auto otherwise runs "
                    "reference-lowres, which follows any)")
-    p.add_argument("--out", type=Path, required=True, help="output folder: <stem>.<format's suffix> per input; "
+    p.add_argument("--out", type=_folder, required=True, help="output folder: <stem>.<format's suffix> per input; "
                    "inputs whose names would collide keep their extension (a-jpg.png, a-png.png)")
     p.add_argument("--format", default="png", choices=["png", "png16", "tiff16", "jpeg"],  # fip.imaging.OUTPUT_FORMATS
                    help="png (8-bit, default), png16, tiff16 or jpeg; the ICC profile and EXIF of image inputs are "
                    "carried over")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default 95)")
-    p.add_argument("--max-megapixels", type=float, help="downscale larger photos to this size first")
+    p.add_argument("--quality", type=int, help="JPEG quality 1..100 (default 95; --format jpeg only)")
+    p.add_argument("--max-megapixels", type=_positive_number, help="downscale larger photos to this size first")
     p.add_argument("--tile", type=int, help="run networks in tiles of this size (same result, less memory; default: "
                    "tiles only where the memory available requires)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep them, so a rerun "
-                   "resumes a batch)")
-    p.add_argument("--workers", type=int, default=1, help="local processes, each with its share of the cores "
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep those made from "
+                   "the same input and settings, so a rerun resumes a batch; another file of the same name gets "
+                   "a new name)")
+    p.add_argument("--workers", type=_count, default=1, help="local processes, each with its share of the cores "
                    "(default 1: one process using every core)")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); its workers must see the inputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -433,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fip`` command; return its exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _show_warning
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)  # stop as on Ctrl-C: workers ended, the summary printed
     try:
         return _run(argv)
     except FipError as exc:
@@ -441,13 +480,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fip: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # `fip operators | head`: the reader has gone, which is not an error
+    except BrokenPipeError:  # `fip operators | head`: the reader has gone; end as quietly as a Unix tool would
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit
-        return EXIT_OK
+        return EXIT_BROKEN_PIPE
 
 
 _python_showwarning = warnings.showwarning
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -475,5 +518,8 @@ def _run(argv: list[str]) -> int:
         demo_main(argv[1:])
         return EXIT_OK
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(name)s: %(message)s")
+    # fip's own messages at INFO; other libraries' (torch's exit-time statistics...) from WARNING, or all with -v.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    for name in ("fip", "fip_operators"):
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return args.run(args)

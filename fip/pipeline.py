@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -68,7 +69,7 @@ def check_size(height: int, width: int, name: str = "the photo") -> None:
         raise InputError(f"{name} is {width}x{height} pixels; fip needs at least {MIN_SIDE} pixels on each side")
     if height * width > MAX_MEGAPIXELS * 1e6:
         raise InputError(f"{name} has {height * width / 1e6:.0f} MP ({width}x{height}); fip opens photos up to "
-                         f"{MAX_MEGAPIXELS:g} MP: downscale it first")  # fmt: skip
+                         f"{MAX_MEGAPIXELS:g} MP: downscale it with another program first")  # fmt: skip
 
 
 def check_file(path: str | os.PathLike[str]) -> None:
@@ -103,9 +104,11 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # judged against fip's own limit
                 with Image.open(path) as header:  # reads the header only
                     width, height = header.size
-        except Image.DecompressionBombError:  # PIL refuses past twice its own limit, which is above fip's
-            raise InputError(f"{path.name} declares more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP; fip opens "
-                             f"photos up to {MAX_MEGAPIXELS:g} MP") from None
+        except Image.DecompressionBombError as exc:  # PIL refuses past twice its own limit, which is above fip's
+            declared = re.search(r"\((\d+) pixels\)", str(exc))  # "Image size (900000000 pixels) exceeds limit ..."
+            size = f"{int(declared[1]) / 1e6:.0f} MP" if declared else f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP"
+            raise InputError(f"{path.name} declares {size}; fip opens photos up to {MAX_MEGAPIXELS:g} MP: downscale "
+                             "it with another program first") from None  # fmt: skip
         except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder gives the real message later
             return None
         return height, width

@@ -20,7 +20,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from fip.errors import FipError
+
 logger = logging.getLogger(__name__)
+
+
+class SchedulerError(FipError, ConnectionError):
+    """The Dask scheduler named by ``--scheduler`` cannot be reached."""
 
 # From <linux/prctl.h>: the signal a process gets when the thread that created it exits.
 _PR_SET_PDEATHSIG = 1
@@ -147,7 +153,13 @@ def executor(
         require_extra("dask", "distributed")
         from distributed import Client
 
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise SchedulerError(f"could not reach a Dask scheduler at {scheduler!r} ({str(exc).splitlines()[0]}); "
+                                 "give the address it prints, e.g. tcp://10.0.0.1:8786, and check that it "
+                                 "runs")  # fmt: skip
+        with client:
             logger.info("running on the Dask cluster at %s (%s)", scheduler, client)
             pool = client.get_executor()
             try:

@@ -3,6 +3,7 @@ local worker processes; exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,11 +13,16 @@ import numpy as np
 import pytest
 
 from fip.batch import OutputOptions, expand_inputs, output_paths, plan_batch
-from fip.cli import EXIT_SOME_FAILED, EXIT_USAGE, main
+from fip.cli import EXIT_BROKEN_PIPE, EXIT_SOME_FAILED, EXIT_USAGE, main
 from fip.errors import InputError
 from fip.imaging import encode_png, read_image_file
 
 from conftest import smooth_image
+
+
+@contextlib.contextmanager
+def _no_exit():
+    yield None
 
 
 def _photo(path: Path, height: int = 24, width: int = 32, seed: int = 0) -> Path:
@@ -62,7 +68,7 @@ def test_a_batch_of_same_stem_inputs_writes_each_result(tmp_path, capsys):
     out = tmp_path / "out"
     args = ["apply", "-o", "smooth.l0", str(tmp_path / "a.jpg"), str(tmp_path / "a.png"), "--out", str(out)]
     assert main(args + ["--overwrite", "--no-progress"]) == 0
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.glob("*.png"))
     assert written == ["a-jpg.png", "a-png.png"]
     assert not np.array_equal(read_image_file(out / "a-jpg.png"), read_image_file(out / "a-png.png"))
     captured = capsys.readouterr()
@@ -87,7 +93,8 @@ def test_bad_folders_and_arguments_are_usage_errors_and_bad_inputs_fail_alone(tm
     (tmp_path / "file").write_text("x")
     assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "file")]) == EXIT_USAGE
     assert "is a file; give a folder" in capsys.readouterr().err
-    assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "o"), "--quality", "0"]) == EXIT_USAGE
+    assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "o"), "--format", "jpeg",
+                 "--quality", "0"]) == EXIT_USAGE  # fmt: skip
     assert "JPEG quality must be 1..100; got 0" in capsys.readouterr().err
     unwritable = Path("/proc/fip-cannot-write") if os.geteuid() == 0 else tmp_path / "ro" / "out"
     if os.geteuid() != 0:
@@ -129,7 +136,7 @@ def test_a_closed_pipe_ends_listing_quietly():
     # `true` exits without reading, long before fip has started: its writes meet a closed pipe.
     command = f"set -o pipefail; {sys.executable} -m fip operators --json | true"
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stderr == ""
+    assert done.returncode == EXIT_BROKEN_PIPE and done.stderr == ""  # as `cat big | true` is 141: SIGPIPE
 
 
 def test_plan_batch_lists_every_input_with_its_output(tmp_path):
@@ -169,3 +176,61 @@ def test_portrait_photos_come_out_upright_with_their_profile_and_exif(tmp_path):
         assert right < 0.05 < wrong, (name, right, wrong)
     with Image.open(out / "portrait-jpg.jpg") as result:
         assert result.info.get("icc_profile") == icc and result.getexif().get(0x010F) == "fip camera"
+
+
+def test_a_rerun_keeps_only_what_this_input_made_with_these_settings(tmp_path, capsys):
+    card1 = _photo(tmp_path / "card1" / "IMG_0001.png", seed=1)
+    card2 = _photo(tmp_path / "card2" / "IMG_0001.png", seed=2)
+    out = tmp_path / "out"
+
+    def apply(*inputs, extra=()):
+        code = main(["apply", "-o", "smooth.l0", *map(str, inputs), "--out", str(out), "--no-progress", *extra])
+        return code, capsys.readouterr()
+
+    assert apply(card1)[0] == 0
+    first = (out / "IMG_0001.png").read_bytes()
+    code, captured = apply(card2)  # another card's photo of the same name: a new name, nothing replaced
+    assert code == 0 and "IMG_0001.png is taken by another file" in captured.out
+    assert (out / "IMG_0001.png").read_bytes() == first and (out / "IMG_0001-2.png").exists()
+    code, captured = apply(card2, card1)  # either order: each keeps its own output
+    assert code == 0 and "2 inputs: 0 written, 2 kept" in captured.err
+    assert f"{card2} -> {out / 'IMG_0001-2.png'} kept" in captured.out
+    code, captured = apply(card1, extra=["-p", "lambda_=0.05"])  # other settings: refused with the fix
+    assert code == EXIT_SOME_FAILED and "was made with other settings" in captured.err and "--overwrite" in captured.err
+    assert (out / "IMG_0001.png").read_bytes() == first
+    _photo(card1, seed=3)  # the input changed: its output is made again
+    code, captured = apply(card1)
+    assert code == 0 and "made again" in captured.out and (out / "IMG_0001.png").read_bytes() != first
+    assert apply(card1, extra=["-p", "lambda_=0.05", "--overwrite"])[0] == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["IMG_0001-2.png", "IMG_0001.png"]
+
+
+def test_hidden_files_folders_at_output_names_and_outputs_inside_inputs(tmp_path, capsys):
+    shoot = tmp_path / "shoot"
+    _photo(shoot / "a.png")
+    _photo(shoot / "._a.png")  # macOS's resource fork beside it
+    (tmp_path / "out" / "a.png").mkdir(parents=True)  # a folder where the output would go
+    assert [p.name for p, _, _ in expand_inputs([shoot])] == ["a.png"]
+    assert main(["apply", "-o", "smooth.l0", str(shoot), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "a.png is taken by another file" in capsys.readouterr().out and (tmp_path / "out" / "a-2.png").is_file()
+    error = expand_inputs([str(shoot / "*.png")], exclude=shoot)[0][2]
+    assert "every photo here is inside the output folder" in error
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--quality", "50"], "--quality sets JPEG quality; --format is png"),
+        (["--workers", "0"], "--workers: takes a whole number of at least 1, got '0'"),
+        (["--max-megapixels", "-1"], "--max-megapixels: takes a number above 0, got '-1'"),
+        (["--max-megapixels", "nan"], "takes a number above 0"),
+        (["--scheduler", "nonsense"], "could not reach a Dask scheduler at 'nonsense'"),
+    ],
+)
+def test_bad_settings_are_usage_errors_before_any_photo(tmp_path, capsys, extra, message):
+    photo = _photo(tmp_path / "p.png")
+    with pytest.raises(SystemExit) if "--scheduler" not in extra and "--quality" not in extra else _no_exit() as exit:
+        code = main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "o"), *extra])
+    captured = capsys.readouterr()
+    assert (exit.value.code if exit else code) == EXIT_USAGE and message in captured.err, captured.err
+    assert "Traceback" not in captured.err and not list((tmp_path / "o").glob("*.png"))

@@ -1,5 +1,5 @@
-"""Stopping `fip data` for real: Ctrl-C prints one line and stops its workers; a killed `fip data` takes its
-workers along; the pairs finished before either are reused by the next run."""
+"""Stopping `fip data` and `fip apply` for real: Ctrl-C (or SIGTERM) prints one line and stops their workers; a
+killed `fip data` takes its workers along; what was finished before either is reused by the next run."""
 
 from __future__ import annotations
 
@@ -59,19 +59,24 @@ def started(tmp_path):
     """Starts `fip data` in its own process group, as a shell starts a foreground job; ends what survives."""
     runs: list[tuple[subprocess.Popen, list[int]]] = []
 
-    def start(photos: Path, out: Path, working: bool = True) -> tuple[subprocess.Popen, list[int], Path]:
-        """Start `fip data` and wait until its two workers have started (``working``: and finished a pair);
-        return it, its child processes and its stderr file."""
+    def start(
+        photos: Path, out: Path, working: bool = True, apply: bool = False
+    ) -> tuple[subprocess.Popen, list[int], Path]:
+        """Start `fip data` (or `fip apply`) and wait until its two workers have started (``working``: and finished
+        a pair, or a photo); return it, its child processes and its stderr file."""
         stderr = tmp_path / f"stderr{len(runs)}.txt"
         command = [sys.executable, "-m", "fip", "data", "-o", "smooth.l0", "--source", str(photos), "--out", str(out),
                    "--workers", "2", "--no-progress"]  # fmt: skip
+        if apply:
+            command[3:8] = ["apply", "-o", "smooth.l0", str(photos)]
+        done = "*.png" if apply else "records/*.json"
         # Files, not pipes: a worker that outlives fip would hold a pipe open and hang the test.
         with open(tmp_path / f"stdout{len(runs)}.txt", "w") as out_file, open(stderr, "w") as err_file:
             process = subprocess.Popen(command, stdout=out_file, stderr=err_file, start_new_session=True)
         children: list[int] = []
         runs.append((process, children))
         deadline = time.monotonic() + 120
-        while not (len(children) >= 2 and (not working or list((out / "records").glob("*.json")))):
+        while not (len(children) >= 2 and (not working or list(out.glob(done)))):
             assert process.poll() is None, f"fip data ended early: {stderr.read_text()}"
             assert time.monotonic() < deadline, "fip data made no pair in 120 s"
             children[:] = sorted(set(children) | set(_children(process.pid)))
@@ -129,3 +134,19 @@ def test_killed_fip_data_leaves_no_worker_and_a_rerun_resumes(photos, tmp_path, 
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     assert f"{PHOTOS} pairs ({PHOTOS - done} made, {done} reused)" in rerun.stdout
+
+
+def test_sigterm_stops_fip_apply_with_a_summary_and_a_rerun_resumes(photos, tmp_path, started):
+    out = tmp_path / "out"
+    process, children, stderr = started(photos, out, apply=True)
+    process.terminate()  # SIGTERM to fip alone, as a service manager or `kill` sends it
+    assert process.wait(timeout=120) == 130
+    printed = stderr.read_text()
+    assert "Traceback" not in printed and len(printed.splitlines()) <= 3, printed
+    assert f"{PHOTOS} inputs: " in printed and "not run" in printed and "fip: interrupted" in printed
+    assert _wait_gone(children, 5) == []
+    done = len(list(out.glob("*.png")))
+    assert 0 < done < PHOTOS and not list(out.glob(".*.tmp"))
+    rerun = subprocess.run([sys.executable, "-m", "fip", "apply", "-o", "smooth.l0", str(photos), "--out", str(out)],
+                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert rerun.returncode == 0 and f"{PHOTOS - done} written, {done} kept" in rerun.stderr, rerun.stderr

@@ -109,7 +109,9 @@ def load_network(name_or_path: str | os.PathLike[str]) -> NetworkFile:
         raise FipError(f"{path} is not a fip network file or Lightning checkpoint: torch could not read it as one "
                        f"({type(exc).__name__})") from None  # fmt: skip
     if not isinstance(stored, dict):
-        raise FipError(f"{path} is not a fip network file: it holds a {type(stored).__name__}, not fip's record")
+        raise FipError(f"{path} is not a fip network file: it holds a {type(stored).__name__}, not fip's record. Give "
+                       "a model fip made (fip train's .ckpt or .pt, a model folder) or an installed model's name "
+                       "(fip models)")  # fmt: skip
     if stored.get("format") == NETWORK_FORMAT:
         return NetworkFile(
             build_network(stored["net"], stored["state_dict"]), str(path), stored.get("operator"),
