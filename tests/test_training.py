@@ -552,3 +552,11 @@ def test_extension_configs_feed_their_networks_the_right_channels(config, capsys
         from fip.models.paper import load_paper_model
 
         assert load_paper_model(printed["model"]["warm_start"]).in_channels == 3 + conditioning.channels
+
+
+def test_the_verbose_flag_goes_before_train_and_demo():
+    for args, printed in ((["-v", "train", "--print_config", "-c", "smooth.l0"], "operator: smooth.l0"),
+                          (["-v", "demo", "--help"], "--port")):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "fip", *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr[-2000:])
+        assert printed in done.stdout, done.stdout[-2000:]
