@@ -118,7 +118,8 @@ def evaluate(
         operator, source, params=params, split=split, resolution=resolution, workers=workers, progress=progress
     )
     manifest = read_manifest(report.out_dir)
-    names = sorted(n for n, e in manifest["pairs"].items() if e["split"] == split or split == "all")
+    photos = {photo.name for photo in source.select(split)}  # the pair set is shared by every split of the source
+    names = sorted(n for n in manifest["pairs"] if n.partition("@")[0] in photos)
     result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir), request)
     maps = model.maps(operator, params)
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fip.errors import SourceError
@@ -138,9 +138,10 @@ def open_source(spec: str | Path, split_file: str | Path | None = None) -> Photo
     """``"sample"``, ``"fivek:PATH"``, a FiveK root (it has ``raw_photos/``), or any folder of photos."""
     text = str(spec)
     if text == "sample":
+        source = sample_source()
         if split_file is not None:
-            raise SourceError("the sample set has a fixed split; --split-file applies to FiveK and folders")
-        return sample_source()
+            source = replace(source, photos=tuple(_apply_split_file(list(source.photos), Path(split_file))))
+        return source
     if text.startswith("fivek:"):
         return fivek_source(text.removeprefix("fivek:"), split_file)
     path = Path(text).expanduser()
