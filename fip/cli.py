@@ -7,6 +7,7 @@
     fip models [--json]                    installed models: their approximators, quality and speed
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
     fip apply -o OPERATOR INPUT... --out D approximate an operator on photos or raw files (or --model M)
+    fip build OPERATOR [--source S]        split, train, measure and report a model folder that auto can use
     fip quickstart                         the README's main job: train on the sample set, report, grid
     fip export -m M --out F.pt2            a torch.export program that runs without fip
     fip demo [--port 7860]                 the Gradio photo-editing demo on localhost
@@ -329,6 +330,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from fip.build import BuildRequest, build
+
+    request = BuildRequest(args.operator, args.out or Path("models") / args.operator, dict(args.param or []),
+                           args.source, args.budget, args.device, args.resolution, int(args.timing_height))  # fmt: skip
+    folder = build(request, progress=lambda line: print(f"fip build: {line}", flush=True))
+    print((folder / "report.md").read_text())
+    return EXIT_OK
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: train an approximator of one operator on the sample set, then report and draw a grid."""
     from fip.quickstart import run_quickstart
@@ -457,6 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the bench as JSON instead of the table")
     p.add_argument("--plot", type=Path, help="write the speed-quality curve here (PNG)")
     p.set_defaults(run=_cmd_bench)
+
+    p = sub.add_parser("build", help="from an operator to a measured model folder: split, train, measure, report")
+    p.add_argument("operator", help="a registered operator (a plugin's too)")
+    p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE", help="operator parameter")
+    p.add_argument("--source", default="sample", help="'sample' (default), a FiveK root or a photo folder")
+    p.add_argument("--budget", type=_positive_number, default=10.0, metavar="MINUTES",
+                   help="time budget of the whole build in minutes (default 10; training gets 70%%)")
+    p.add_argument("--out", type=_folder, help="the model folder (default models/OPERATOR); a rerun resumes there")
+    p.add_argument("--device", help="where to measure: cpu, cuda, cuda:N or mps (default: cuda when available)")
+    p.add_argument("--resolution", default="1080p", help="measuring resolution (default 1080p; native keeps sizes)")
+    p.add_argument("--timing-height", type=_count, default=1080, metavar="PIXELS",
+                   help="time the approximators on a 16:9 frame of this height (default 1080: 1920x1080)")
+    p.set_defaults(run=_cmd_build)
 
     p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
     p.add_argument("--operator", default="smooth.l0", help="operator with a training config (smooth.l0)")

@@ -33,13 +33,14 @@ UPSAMPLER_GRID = (Upsampler("colour-guided", 1, 1e-3), Upsampler("colour-guided"
 @dataclass(frozen=True)
 class PhotoSetSource:
     """Where a card's photo set comes from: ``(source, split)`` pairs (:func:`fip.data.sources.open_source`
-    specs), pooled, at ``resolution``."""
+    specs, with ``split_file`` if given), pooled, at ``resolution``."""
 
     name: str
     role: str
     description: str
     sources: tuple[tuple[str, str], ...]
     resolution: str = "1080p"
+    split_file: str | None = None
 
     @property
     def photo_set(self) -> PhotoSet:
@@ -50,7 +51,7 @@ def quality(model: Model, approximator: str, photos: PhotoSetSource, device: str
     """Mean PSNR and SSIM of ``approximator`` against the reference over every photo of ``photos``."""
     images = []
     for source, split in photos.sources:
-        report = evaluate(model, open_source(source), split=split, resolution=Resolution.parse(photos.resolution),
+        report = evaluate(model, open_source(source, photos.split_file), split=split, resolution=Resolution.parse(photos.resolution),
                           workers=1, request=approximator, device=device)  # fmt: skip
         images += report.images
     return Quality(round(float(np.mean([i["psnr"] for i in images])), 3),
@@ -88,10 +89,11 @@ def speed(model: Model, photo: str | os.PathLike[str], approximators: Sequence[s
 
 def measure(model: Model, photo_sets: Sequence[PhotoSetSource], timing_photo: str | os.PathLike[str] | None,
             device: str | torch.device | None = None, approximators: Sequence[str] | None = None,
-            progress: Callable[[str], None] = print) -> ModelCard:  # fmt: skip
+            progress: Callable[[str], None] = print,
+            timing_size: tuple[int, int] = (1080, 1920)) -> ModelCard:  # fmt: skip
     """``model``'s card with the quality of ``approximators`` (default: all that run here) on each photo set and,
-    with ``timing_photo``, their seconds on this device's class. The upsampler of each reference at low resolution
-    is chosen first, on the set whose role is ``choose``."""
+    with ``timing_photo``, their seconds on this device's class at ``timing_size`` (height, width). The upsampler of
+    each reference at low resolution is chosen first, on the set whose role is ``choose``."""
     card = replace(model.card, photo_sets={**model.card.photo_sets, **{s.name: s.photo_set for s in photo_sets}})
     torch_device = resolve_device(device)
     validation = next((s for s in photo_sets if s.role == "choose"), None)
@@ -117,11 +119,11 @@ def measure(model: Model, photo_sets: Sequence[PhotoSetSource], timing_photo: st
         runnable = []
         for name in names:
             try:
-                make_plan(Model(card), name, (1080, 1920), torch_device)
+                make_plan(Model(card), name, timing_size, torch_device)
                 runnable.append(name)
             except PlanError as exc:
                 progress(f"{card.name} {name}: not timed ({exc})")
-        timings, reference = speed(Model(card), timing_photo, runnable, torch_device)
+        timings, reference = speed(Model(card), timing_photo, runnable, torch_device, size=timing_size)
         klass = device_class(torch_device)
         for name, timing in timings.items():
             approximator = card.approximators[name]

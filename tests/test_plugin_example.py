@@ -70,3 +70,25 @@ def test_plugin_operators_generate_pairs(plugin_site, photo_folder, tmp_path):
             assert target.mean() > source.mean() + 0.05
         else:  # the nearest demosaic renders the input's colours through the photo's own pipeline, coarser
             assert np.abs(target.mean(axis=(0, 1)) - source.mean(axis=(0, 1))).max() < 0.03
+
+
+@pytest.mark.slow
+def test_fip_build_makes_a_model_for_a_plugin_operator(plugin_site, tmp_path):
+    from fip.imaging import encode_png
+
+    from conftest import smooth_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(4):
+        (photos / f"p{index}.png").write_bytes(encode_png(smooth_image(48, 64, seed=index), bits=8))
+    out, cache = tmp_path / "model", str(tmp_path / "cache")
+    built = _fip(["build", "example.posterize", "--source", str(photos), "--budget", "0.1", "--out", str(out),
+                  "--resolution", "native", "--timing-height", "96", "--device", "cpu"], plugin_site, FIP_CACHE=cache)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "build/any config" in built.stdout  # no config of its own: the generic one
+    card = json.loads((out / "card.json").read_text())
+    assert card["operator"] == "example.posterize" and "test" in card["approximators"]["full"]["quality"]
+    applied = _fip(["apply", "-m", str(out), str(photos / "p0.png"), "--out", str(tmp_path / "o")], plugin_site,
+                   FIP_CACHE=cache)  # fmt: skip
+    assert applied.returncode == 0 and (tmp_path / "o" / "p0.png").is_file(), applied.stderr[-3000:]

@@ -1,0 +1,89 @@
+"""`fip build`: photos split three ways and never mixed, a real (tiny) training, every approximator measured on
+validation and test photos, a model folder the engine runs, and a rerun that resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import smooth_image
+
+from fip.build import STATE_FILE, BuildRequest, build, split_photos
+from fip.cli import main
+from fip.data.sources import open_source
+from fip.errors import InputError
+from fip.evaluate import evaluate
+from fip.imaging import encode_png, read_image_file
+from fip.models.catalogue import open_model
+
+
+def _photos(folder: Path, count: int, height: int = 48, width: int = 64) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        noise = np.random.default_rng(index).normal(0, 0.04, (height, width, 3))
+        image = np.clip(smooth_image(height, width, seed=index) + noise, 0, 1).astype(np.float32)
+        (folder / f"photo{index}.png").write_bytes(encode_png(image, bits=8))
+    return folder
+
+
+def test_photos_are_split_three_ways_and_never_mixed(tmp_path):
+    split = split_photos(open_source(_photos(tmp_path / "photos", 12)))
+    everyone = split["train"] + split["validation"] + split["test"]
+    assert sorted(everyone) == sorted(f"photo{i}" for i in range(12)) and len(set(everyone)) == 12
+    assert split["validation"] and split["test"] and len(split["train"]) >= len(split["validation"])
+    assert split == split_photos(open_source(tmp_path / "photos"))  # the same photos, the same split
+    with pytest.raises(InputError, match="has 2 photos; fip build needs at least three"):
+        split_photos(open_source(_photos(tmp_path / "two", 2)))
+
+
+def test_evaluation_follows_the_split_file_given_not_the_last_one_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIP_CACHE", str(tmp_path / "cache"))
+    photos = _photos(tmp_path / "photos", 4)
+    model = open_model("smooth.rof")
+    names = {}
+    for key, test in (("first", ["photo0", "photo1"]), ("second", ["photo3"])):
+        (tmp_path / f"{key}.json").write_text(json.dumps({"train": [], "test": test}))
+        report = evaluate(model, open_source(photos, tmp_path / f"{key}.json"), split="test", workers=1,
+                          request="reference-lowres")  # fmt: skip
+        names[key] = sorted(image["name"] for image in report.images)
+    assert names == {"first": ["photo0", "photo1"], "second": ["photo3"]}  # one pair set, each split its own
+
+
+@pytest.mark.slow
+def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    photos = _photos(tmp_path / "photos", 5)
+    out = tmp_path / "model"
+    args = ["build", "smooth.rof", "--source", str(photos), "--budget", "0.15", "--out", str(out),
+            "--resolution", "native", "--device", "cpu", "--timing-height", "96"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    card = json.loads((out / "card.json").read_text())
+    assert card["operator"] == "smooth.rof"
+    assert {"full", "reference-lowres", "reference-halfres"} <= set(card["approximators"])
+    assert {card["photo_sets"][name]["role"] for name in ("validation", "test")} == {"choose", "report"}
+    for approximator in card["approximators"].values():
+        assert {"validation", "test"} <= set(approximator["quality"]), approximator["name"]
+        assert "cpu" in approximator["seconds"]
+    split = json.loads((out / "split.json").read_text())
+    assert card["approximators"]["full"]["quality"]["test"]["photos"] == len(split["test"])
+    assert "| approximator | validation PSNR | test PSNR" in printed and "**auto**" in printed
+    assert read_image_file(out / "before-after.png").shape[1] > 3 * 40
+    assert list((out / "training").rglob("*.ckpt"))  # a real Lightning run
+
+    # The folder is a model: the engine runs it, auto reading its validation numbers.
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "p.png").write_bytes((photos / "photo0.png").read_bytes())
+    assert main(["apply", "-m", str(out), str(tmp_path / "in" / "p.png"), "--out", str(tmp_path / "o"),
+                 "--explain"]) == 0  # fmt: skip
+    assert "validation" in capsys.readouterr().out
+
+    # A rerun resumes: nothing is trained or measured again; another request into the folder is refused.
+    state = json.loads((out / STATE_FILE).read_text())
+    assert set(state["steps"]) == {"split", "train", "measure", "report"}
+    assert main(args) == 0 and json.loads((out / STATE_FILE).read_text()) == state
+    with pytest.raises(InputError, match="holds a build of"):
+        build(BuildRequest("smooth.l0", out, source=str(photos)))
