@@ -29,8 +29,8 @@ from fip.errors import InputError, UnreadablePhotoError
 
 logger = logging.getLogger(__name__)
 
-# Extensions read by OpenCV; raw extensions are in fip.raw.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+"""File extensions read as images (by OpenCV); raw files' extensions are ``fip.raw.RAW_EXTENSIONS``."""
 
 
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
@@ -334,6 +334,7 @@ OUTPUT_FORMATS: Mapping[str, OutputFormat] = MappingProxyType({spec.name: spec f
     OutputFormat("tiff16", ".tif", 16, "TIFF, 16 bits per channel, lossless (deflate)"),
     OutputFormat("jpeg", ".jpg", 8, "JPEG, 8 bits per channel, lossy (quality 1..100)"),
 )})  # fmt: skip
+"""The formats results are written in, by name (``--format``)."""
 
 
 def output_format(name: str) -> OutputFormat:

@@ -41,10 +41,10 @@ from fip.registry import get_operator
 from fip.runtime.execute import Views, run_plan, to_image
 from fip.runtime.plan import AUTO, PARAMS_NOTE, Plan, make_plan
 
-# Files bigger than this are refused before decoding (a 100 MP 16-bit TIFF is ~600 MB).
 MAX_FILE_MEGABYTES = 800
-# Photos with more pixels are refused from their header, before decoding.
+"""Files bigger than this (MB) are refused before decoding (a 100 MP 16-bit TIFF is about 600 MB)."""
 MAX_MEGAPIXELS = 150.0
+"""Photos with more megapixels are refused from their header, before any pixel is decoded."""
 MIN_SIDE = 2
 
 

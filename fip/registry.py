@@ -84,7 +84,8 @@ class Param:
     Args:
         name: keyword argument name passed to the operator function.
         default: default value; its type (bool, int, float or str) is the parameter's type.
-        low, high: inclusive range for numeric parameters (``None`` = unbounded on that side).
+        low: inclusive lower bound of a numeric parameter (``None``: unbounded below).
+        high: inclusive upper bound of a numeric parameter (``None``: unbounded above).
         choices: the allowed values of a string parameter.
         description: what the parameter means, with its unit.
     """

@@ -215,7 +215,8 @@ class ModelCard:
         approximators: name -> approximator, in the order people should read them.
         photo_sets: name -> photo set its measurements refer to.
         conditioning: the extra input maps of a network of several tasks (:mod:`fip.conditioning` JSON), or ``None``.
-        description, licence: for people.
+        description: what the model is, for people.
+        licence: the licence its files are under, for people.
         provenance: how it was made: data, steps, config, warm start digest, fip version (free-form JSON).
         reference_seconds: device class -> how long the reference operator took on the photo the approximators
             were timed on (the reference runs on the CPU; the class names the machine's).

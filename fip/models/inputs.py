@@ -3,11 +3,10 @@
 A CAN sees a photo only through its pixels and, in its adaptive normalizations, the mean and variance of each
 feature map. Some operators hinge on one global quantity that those cannot give. The dehazing operators estimate
 the airlight ``A`` (the colour of the haze) from the brightest pixels of the dark channel and work in ``I / A``;
-dividing the input by the same estimate hands the network that quantity and removes it from what it must learn:
-on the seven validation photos the shipped ``dehaze.nonlocal`` network gained 1.0 dB from it without retraining
-(docs/models.md, "The airlight as an input: a twelfth round"). ``tone.mapping`` maps its photo's brightest 0.5 % to
-white whatever the exposure; ``exposure`` divides the input by the photo's own bright level, so a photo and a darker
-copy of it look alike to the network (docs/models.md, "Exposure as an input: a thirteenth round").
+``airlight`` divides the input by the same estimate, which hands the network that quantity and removes it from what
+it must learn. ``tone.mapping`` maps its photo's brightest 0.5 % to white whatever the exposure; ``exposure`` divides
+the input by the photo's own bright level, so a photo and a darker copy of it look alike to the network. The
+measurements behind these choices are in the research log (docs/models.md).
 
 The normalization belongs to the network (``ContextAggregationNet(input_norm=...)``, saved with its weights):
 :func:`fip.runtime.execute.run_plan` applies it to the whole photo before any tiling or statistics preview, and the

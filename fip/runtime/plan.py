@@ -34,8 +34,11 @@ from fip.runtime.devices import (
 )
 
 AUTO = "auto"
-AUTO_MAX_LOSS_DB = 0.5  # auto may lose this much against the best approximator...
-AUTO_GOOD_ENOUGH_DB = 40.0  # ...or score at least this: about 2.5 levels of 255 RMS, where differences stop showing
+"""The request that lets the engine choose the approximator (see the module docstring)."""
+AUTO_MAX_LOSS_DB = 0.5
+"""``auto`` may lose this much PSNR (dB) against the best approximator on the validation photos..."""
+AUTO_GOOD_ENOUGH_DB = 40.0
+"""...or score at least this PSNR (dB): about 2.5 levels of 255 RMS, where differences stop showing."""
 MIN_WORKING_SIDE = 8  # a low-resolution pass needs this many pixels on its short side (the filters' boxes)
 MIN_LOWRES_GAIN = 2.0  # and at least this many times fewer pixels than the photo; otherwise it runs at full size
 BAND_ROWS = 256  # full-size rows an upsampler computes at a time
