@@ -8,7 +8,7 @@
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
     fip apply -o OPERATOR INPUT... --out D approximate an operator on photos or raw files (or --model M)
     fip build OPERATOR [--source S]        split, train, measure and report a model folder that auto can use
-    fip quickstart                         the README's main job: train on the sample set, report, grid
+    fip quickstart                         the README's main job: fip build on the sample set, auto at 12 MP
     fip export -m M --out F.pt2            a torch.export program that runs without fip
     fip demo [--port 7860]                 the Gradio photo-editing demo on localhost
 
@@ -341,11 +341,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    """The main job: train an approximator of one operator on the sample set, then report and draw a grid."""
+    """The main job: fip build on the sample set, then auto against the reference at 12 MP."""
     from fip.quickstart import run_quickstart
 
-    run_quickstart(args.operator, args.minutes, Path(args.out))
-    return 0
+    run_quickstart(args.operator, args.minutes, Path(args.out), args.device)
+    return EXIT_OK
 
 
 def _add_photo_arguments(p: argparse.ArgumentParser, split: str, resolution: str) -> None:
@@ -482,10 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time the approximators on a 16:9 frame of this height (default 1080: 1920x1080)")
     p.set_defaults(run=_cmd_build)
 
-    p = sub.add_parser("quickstart", help="the main job: train on the built-in sample set, report, draw a grid")
+    p = sub.add_parser("quickstart", help="the main job: fip build on the built-in sample set, then auto against the "
+                       "reference on a 12 MP photo")  # fmt: skip
     p.add_argument("--operator", default="smooth.l0", help="operator with a training config (smooth.l0)")
-    p.add_argument("--minutes", type=float, default=10.0, help="training time budget in minutes (default 10)")
-    p.add_argument("--out", default="runs/quickstart", help="where the model, report and grid go")
+    p.add_argument("--minutes", type=_positive_number, default=10.0,
+                   help="the build's time budget in minutes (default 10; training gets 70%%)")
+    p.add_argument("--out", default="runs/quickstart", help="the model folder, with its report (a rerun resumes)")
+    p.add_argument("--device", help="where to measure: cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.set_defaults(run=_cmd_quickstart)
     return parser
 
