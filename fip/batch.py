@@ -19,7 +19,7 @@ import glob
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,19 +98,19 @@ class FileResult:
 
 
 def expand_inputs(
-    inputs: Sequence[str | os.PathLike[str]], *, recursive: bool = False, exclude: Path | None = None
+    inputs: Sequence[str | os.PathLike[str]], *, recursive: bool = False, exclude: Collection[Path] = ()
 ) -> list[tuple[Path, Path, str | None]]:
     """Files, folders and glob patterns -> ``(file, subfolder, error)`` per photo, in the order given, each file once.
 
     A folder gives the photo files in it (by extension: images and raw files), with ``recursive`` those in its
     subfolders too, keeping each one's subfolder (relative to the folder given) so outputs mirror the tree. A pattern
     (``*``, ``?``, ``[``) gives the files it matches (``**`` spans folders with ``recursive``). A name that exists
-    nowhere is kept with its error, so the batch reports it and goes on. Files under ``exclude`` (the output folder)
-    are skipped when a folder or pattern is expanded.
+    nowhere is kept with its error, so the batch reports it and goes on. Files in ``exclude`` (earlier outputs)
+    and hidden files are skipped when a folder or pattern is expanded.
     """
     found: list[tuple[Path, Path, str | None]] = []
     seen: set[Path] = set()
-    excluded = exclude.resolve() if exclude is not None else None
+    excluded = {path.resolve() for path in exclude}
 
     def add(path: Path, subfolder: Path = Path(), error: str | None = None) -> None:
         key = path.resolve() if error is None else path
@@ -122,11 +122,11 @@ def expand_inputs(
         """The photo files among ``paths``, or why there are none."""
         photos = [p for p in paths if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS
                   and not p.name.startswith(".")]  # hidden files: macOS's ._IMG.jpg, editors' backups  # fmt: skip
-        kept = sorted(p for p in photos if excluded is None or not p.resolve().is_relative_to(excluded))
+        kept = sorted(p for p in photos if p.resolve() not in excluded)
         if kept:
             return kept
         if photos:
-            return f"{where}: every photo here is inside the output folder {exclude}; choose another --out"
+            return f"{where}: every photo here is an output of an earlier run (its --out log says so)"
         if pattern:
             return f"{where}: no photo files match this pattern"
         return f"{where}: no photo files in this folder" + ("" if recursive else " (--recursive includes its subfolders)")
@@ -202,19 +202,23 @@ class OutputLog:
     def entry(self, output: Path) -> dict[str, Any] | None:
         return self.made.get(output.relative_to(self.folder).as_posix())
 
-    def output_of(self, source: Path) -> Path | None:
-        """The output this log last records for ``source`` (any settings), if that file still exists."""
+    def output_of(self, source: Path, suffix: str) -> Path | None:
+        """The output with ``suffix`` this log last records for ``source`` (any settings), if it still exists."""
         for name, entry in reversed(self.made.items()):
-            if entry.get("source") == str(source.resolve()) and (self.folder / name).is_file():
-                return self.folder / name
+            output = self.folder / name
+            if entry.get("source") == str(source.resolve()) and output.suffix == suffix and output.is_file():
+                return output
         return None
 
     def record(self, output: Path, source: Path, recipe: Mapping[str, Any]) -> None:
         name = output.relative_to(self.folder).as_posix()
         entry = {"output": name, "source": str(source.resolve()), "stamp": _stamp(source), "recipe": dict(recipe)}
         self.made[name] = entry
-        with open(self.path, "a", encoding="utf-8") as log:
-            log.write(json.dumps(entry, sort_keys=True) + "\n")
+        with open(self.path, "a+b") as log:
+            log.seek(0, os.SEEK_END)
+            if log.tell() and (log.seek(-1, os.SEEK_END), log.read(1))[1] != b"\n":
+                log.write(b"\n")  # a line a crash cut short stays alone; this entry starts its own
+            log.write((json.dumps(entry, sort_keys=True) + "\n").encode())
             log.flush()
             os.fsync(log.fileno())
 
@@ -249,26 +253,31 @@ def plan_batch(
     _check_writable(out_dir)
     recipe = json.loads(json.dumps(dict(recipe or {}), sort_keys=True, default=str))
     log = OutputLog(out_dir)
-    expanded = expand_inputs(inputs, recursive=recursive, exclude=out_dir)
+    expanded = expand_inputs(inputs, recursive=recursive, exclude=[out_dir / name for name in log.made])
     good = [(path, subfolder) for path, subfolder, error in expanded if error is None]
-    wanted = iter(output_paths(good, out_dir, output_suffix(output.format)))
+    suffix = output_suffix(output.format)
+    wanted = iter(output_paths(good, out_dir, suffix))
     assigned: set[str] = set()
 
-    def free(candidate: Path) -> bool:
-        return str(candidate).lower() not in assigned and not candidate.exists() and log.entry(candidate) is None
+    def usable(candidate: Path, source: Path, replace: bool) -> bool:
+        """Not planned for another input, not a folder, not another input's logged output, and (unless
+        ``replace``) not on disk."""
+        if str(candidate).lower() in assigned or candidate.is_dir():
+            return False
+        entry = log.entry(candidate)
+        if entry is not None and entry.get("source") != str(source.resolve()):
+            return False
+        return replace or not candidate.exists()
 
     items = []
     for path, _, error in expanded:
         if error is not None:
             items.append(BatchItem(path, None, error))
             continue
-        want = next(wanted)
-        target, action, note = _place(path, want, log, recipe, output.overwrite, free)
+        target, action, note = _place(path, next(wanted), log, recipe, output.overwrite, suffix, usable)
         if target is not None and target.exists() and target.resolve() == path.resolve():
             target, action, note = None, "fail", (f"its output {target} would replace the input itself; choose "
                                                   "another --out folder")  # fmt: skip
-        if target is not None and target.is_dir():
-            target, action, note = None, "fail", f"its output {target} is a folder; move it or choose another --out"
         if target is None:
             items.append(BatchItem(path, None, note))
             continue
@@ -277,27 +286,28 @@ def plan_batch(
     return Batch(tuple(items), out_dir, output, recipe, log)
 
 
-def _place(source: Path, want: Path, log: OutputLog, recipe: dict[str, Any], overwrite: bool,
-           free: Callable[[Path], bool]) -> tuple[Path | None, str, str | None]:  # fmt: skip
-    """(output, action, note) for one input: action ``write``, ``keep`` or ``fail`` (note: why)."""
-    previous = log.output_of(source)
-    if overwrite:
-        return (previous or want), "write", None
-    if previous is not None:
+def _place(source: Path, want: Path, log: OutputLog, recipe: dict[str, Any], overwrite: bool, suffix: str,
+           usable: Callable[[Path, Path, bool], bool]) -> tuple[Path | None, str, str | None]:  # fmt: skip
+    """(output, action, note) for one input: action ``write`` (a new file), ``replace`` (its own earlier output, or
+    with ``overwrite`` a file no other input made), ``keep`` or ``fail`` (note: why)."""
+    previous = log.output_of(source, suffix)
+    if previous is not None and not overwrite:
         entry = log.entry(previous)
         if entry.get("recipe") != recipe:
             return None, "fail", (f"its output {previous} was made with other settings "
                                   f"({_recipe_text(entry.get('recipe'))}); --overwrite replaces it, or choose "
                                   "another --out")  # fmt: skip
         if entry.get("stamp") != _stamp(source):
-            return previous, "write", "the input changed since its output was made: made again"
+            return previous, "replace", "the input changed since its output was made: made again"
         return previous, "keep", None
-    if free(want):
-        return want, "write", None
-    number = 2
-    while not free(candidate := want.with_name(f"{want.stem}-{number}{want.suffix}")):
+    if previous is not None and usable(previous, source, True):
+        return previous, "replace", None
+    candidate, number = want, 2
+    while not usable(candidate, source, overwrite):
+        candidate = want.with_name(f"{want.stem}-{number}{want.suffix}")
         number += 1
-    return candidate, "write", f"{want.name} is taken by another file"
+    note = None if candidate == want else f"{want.name} is taken by another file"
+    return candidate, "replace" if candidate.exists() else "write", note
 
 
 def _recipe_text(recipe: Any) -> str:
@@ -350,6 +360,9 @@ def _run_job(job: _Job, model: Model | None = None) -> tuple[FileResult, bytes |
     except MemoryError:
         return FileResult(job.source, None, "failed", error="out of memory; pass --tile 512 (or smaller) or "
                                                             "--max-megapixels"), None  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - a decoder's or operator's bug must not stop the other photos
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return FileResult(job.source, None, "failed", error=f"{type(exc).__name__}: {first}"), None
     notes = [result.note] if result.note else []
     return FileResult(job.source, None, "written", result.seconds, image.shape[:2], result.plan, notes=notes), data
 
@@ -397,14 +410,15 @@ def run_batch(
         request: ``auto`` or an approximator's name.
         workers: local processes (each opens the model once and takes its share of the cores and memory);
             1 runs in this process.
-        scheduler: a Dask scheduler's address (``tcp://host:8786``); its workers must see the input files.
-            Results come back to this process, which writes them.
+        scheduler: a Dask scheduler's address (``tcp://host:8786``); its workers must see the input files and the
+            model's folder. Results come back to this process, which writes them.
     """
     jobs: list[tuple[BatchItem, _Job]] = []
     parallel = workers > 1 or bool(scheduler)
     in_memory = model.card.root is None and any(entry.kind != "paper" for entry in model.card.networks.values())
     if parallel and in_memory:
-        raise InputError(f"{model.name} is held in memory only; run it with one worker, or save it to a file first")
+        raise InputError(f"{model.name} has no model folder that workers can open (a network file or a checkpoint); "
+                         "run it with one worker, or make a model folder with fip build")  # fmt: skip
     for item in batch.items:
         if item.error is not None:
             yield FileResult(item.source, None, "failed", error=item.error)
@@ -418,25 +432,63 @@ def run_batch(
             done = ((item, _run_job(job, model)) for item, job in jobs)
         else:
             futures = {pool.submit(_run_job, job): item for item, job in jobs}
-            done = ((futures[f], f.result()) for f in cf.as_completed(futures))
+            done = ((futures[f], _outcome(f, futures[f])) for f in cf.as_completed(futures))
         for item, (result, data) in done:
             yield _write(batch, item, result, data)
 
 
+def _outcome(future: cf.Future, item: BatchItem) -> tuple[FileResult, bytes | None]:
+    """A worker's result, or a failed one when the worker itself died (killed, out of memory, ...)."""
+    try:
+        return future.result()
+    except cf.CancelledError:
+        raise KeyboardInterrupt from None  # the pool was shut down under us
+    except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, a Dask worker lost, ...
+        return FileResult(item.source, None, "failed", error=f"its worker failed: {type(exc).__name__}: {exc}"), None
+
+
 def _write(batch: Batch, item: BatchItem, result: FileResult, data: bytes | None) -> FileResult:
+    """Write a result: over its own earlier output (``replace``), or as a new file that nothing made meanwhile
+    (another run writing into the same folder gets the next free name instead of being overwritten)."""
     if data is None:
         return result
+    output = item.output
     try:
-        atomic_write_bytes(item.output, data)
-        if batch.log is not None:
-            batch.log.record(item.output, item.source, batch.recipe)
+        if item.action == "replace":
+            atomic_write_bytes(output, data)
+        else:
+            output = _write_new(output, data)
     except OSError as exc:
         result.status, result.error = "failed", f"could not write {item.output}: {exc.strerror or exc}"
         return result
-    result.output = item.output
-    if item.note:
+    result.output = output
+    if output != item.output:
+        result.notes.insert(0, f"{item.output.name} appeared meanwhile: wrote {output.name}")
+    elif item.note:
         result.notes.insert(0, item.note)
+    if batch.log is not None:
+        try:
+            batch.log.record(output, item.source, batch.recipe)
+        except OSError as exc:  # the output is written; only a rerun's knowledge of it is lost
+            result.notes.append(f"could not record it in {batch.log.path.name}: {exc.strerror or exc}")
     return result
+
+
+def _write_new(path: Path, data: bytes) -> Path:
+    """Write ``data`` atomically to ``path`` or, if a file of that name exists by then, to ``<stem>-N<suffix>``."""
+    staged = atomic_write_bytes(path.with_name(f".{path.name}.{os.getpid()}.new"), data)
+    try:
+        number = 2
+        candidate = path
+        while True:
+            try:
+                os.link(staged, candidate)  # fails where a file exists: never replaces one
+                return candidate
+            except FileExistsError:
+                candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+                number += 1
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def summary(results: Sequence[FileResult], seconds: float, total: int | None = None) -> str:

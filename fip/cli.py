@@ -193,8 +193,11 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         raise ParameterError(f"--quality sets JPEG quality; --format is {args.format}: add --format jpeg or leave "
                              "--quality out")  # fmt: skip
     output = OutputOptions(args.format, 95 if args.quality is None else args.quality, args.overwrite)
-    recipe = {"model": model.name, "operator": args.operator or model.operator, "params": params,
-              "approximator": args.variant, "format": args.format, "quality": args.quality,
+    operator = args.operator or model.operator
+    recipe = {"model": model.name, "model_folder": str(model.card.root.resolve()) if model.card.root else None,
+              "networks": {key: entry.sha256 for key, entry in model.card.networks.items()}, "operator": operator,
+              "params": _resolved(operator, params), "approximator": args.variant, "format": args.format,
+              "quality": output.quality if args.format == "jpeg" else None,
               "max_megapixels": args.max_megapixels}  # fmt: skip
     batch = plan_batch(args.inputs, args.out, recursive=args.recursive, output=output, recipe=recipe)
     if args.explain:
@@ -219,6 +222,13 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     bar.close()
     print(summary(results, time.perf_counter() - start), file=sys.stderr)
     return EXIT_SOME_FAILED if any(r.status == "failed" for r in results) else 0
+
+
+def _resolved(operator: str | None, params: dict | None) -> dict | None:
+    """The operator's parameters as it would run them (``0.02`` and ``.02`` alike; defaults filled in)."""
+    from fip.registry import get_operator
+
+    return get_operator(operator).resolve_params(params) if operator else params
 
 
 def _explain(model, source: Path, args: argparse.Namespace, params) -> str:

@@ -145,7 +145,11 @@ def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     # IMREAD_UNCHANGED would skip the EXIF orientation; ANYCOLOR | ANYDEPTH keeps the bit depth and applies it.
     # OpenCV's TIFF decoder applies the TIFF Orientation tag whatever the flags. IMREAD_COLOR_RGB would spare the
     # BGR swap but decodes 16-bit RGB TIFF as zeros in OpenCV 5.0.
-    image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    except cv2.error as exc:  # e.g. a header declaring a size past OpenCV's own limits
+        reason = str(exc).strip().splitlines()[-1]
+        raise UnreadablePhotoError(f"{path}: OpenCV refuses to decode it (damaged or hostile header: {reason})") from None
     if image is None:
         raise UnreadablePhotoError(f"{path}: not an image file OpenCV can decode (corrupt, empty or another format)")
     if image.ndim == 2:

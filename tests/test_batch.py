@@ -4,6 +4,7 @@ local worker processes; exit codes."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fip.batch import OutputOptions, expand_inputs, output_paths, plan_batch
+from fip.batch import OUTPUT_LOG, OutputOptions, expand_inputs, output_paths, plan_batch
 from fip.cli import EXIT_BROKEN_PIPE, EXIT_SOME_FAILED, EXIT_USAGE, main
 from fip.errors import InputError
 from fip.imaging import encode_png, read_image_file
@@ -41,9 +42,9 @@ def test_folders_globs_and_recursion_expand_to_photo_files_once(tmp_path):
     out = shoot / "edited"
     _photo(out / "old.png")  # an earlier run's output inside the folder is not an input
 
-    flat = expand_inputs([shoot, a], exclude=out)
+    flat = expand_inputs([shoot, a], exclude=[out / "old.png"])
     assert [(p, sub) for p, sub, _ in flat] == [(a, Path()), (b, Path())]  # a given twice is run once
-    tree = expand_inputs([shoot], recursive=True, exclude=out)
+    tree = expand_inputs([shoot], recursive=True, exclude=[out / "old.png"])
     assert [(p.name, str(sub)) for p, sub, _ in tree] == [("a.png", "."), ("b.PNG", "."), ("c.png", "day2")]
     assert [p for p, _, _ in expand_inputs([str(shoot / "*.png")])] == [a]
     assert [p for p, _, _ in expand_inputs([str(tmp_path / "**" / "c.png")], recursive=True)] == [deep]
@@ -213,8 +214,8 @@ def test_hidden_files_folders_at_output_names_and_outputs_inside_inputs(tmp_path
     assert [p.name for p, _, _ in expand_inputs([shoot])] == ["a.png"]
     assert main(["apply", "-o", "smooth.l0", str(shoot), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     assert "a.png is taken by another file" in capsys.readouterr().out and (tmp_path / "out" / "a-2.png").is_file()
-    error = expand_inputs([str(shoot / "*.png")], exclude=shoot)[0][2]
-    assert "every photo here is inside the output folder" in error
+    error = expand_inputs([str(shoot / "*.png")], exclude=[shoot / "a.png"])[0][2]
+    assert "every photo here is an output of an earlier run" in error
 
 
 @pytest.mark.parametrize(
@@ -234,3 +235,40 @@ def test_bad_settings_are_usage_errors_before_any_photo(tmp_path, capsys, extra,
     captured = capsys.readouterr()
     assert (exit.value.code if exit else code) == EXIT_USAGE and message in captured.err, captured.err
     assert "Traceback" not in captured.err and not list((tmp_path / "o").glob("*.png"))
+
+
+def test_a_changed_format_a_hostile_file_and_an_overwrite_keep_every_result(tmp_path, capsys):
+    import io
+
+    from PIL import Image
+
+    photo = _photo(tmp_path / "x" / "a.png")
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x010F] = "cam"
+    Image.open(photo).save(buffer, "WEBP", exif=exif.tobytes())  # an extended (VP8X) header
+    hostile = bytearray(buffer.getvalue())
+    assert hostile[12:16] == b"VP8X"
+    hostile[27:30] = b"\x0f\x00\x87"  # the canvas height says 8.8 million pixels
+    (tmp_path / "x" / "hostile.webp").write_bytes(bytes(hostile))
+    out = tmp_path / "out"
+
+    def apply(*inputs, extra=()):
+        code = main(["apply", "-o", "smooth.l0", *map(str, inputs), "--out", str(out), "--no-progress", *extra])
+        return code, capsys.readouterr()
+
+    code, captured = apply(tmp_path / "x" / "hostile.webp", photo)
+    assert code == EXIT_SOME_FAILED and "Traceback" not in captured.err and "hostile.webp" in captured.err
+    assert (out / "a.png").is_file()
+    code, captured = apply(photo, extra=["--format", "jpeg"])  # another format: its own file, the PNG stays
+    assert code == 0 and (out / "a.jpg").is_file() and (out / "a.png").read_bytes()[:4] == b"\x89PNG"
+    assert apply(photo, extra=["--format", "jpeg"])[1].err.startswith("1 input: 0 written, 1 kept")
+    # --overwrite never hands one input's output to another: y/a.png does not take x/a.png's a.png.
+    (out / "a.png").unlink()  # deleted by hand: the same input makes it again under its own name
+    code, captured = apply(photo)
+    assert code == 0 and (out / "a.png").is_file() and "taken" not in captured.out
+    other = _photo(tmp_path / "y" / "a.png", seed=5)
+    code, captured = apply(photo, other, extra=["--overwrite"])
+    assert code == 0 and sorted(p.name for p in out.glob("*.png")) == ["a-png-2.png", "a.png"]
+    logged = [json.loads(line) for line in (out / OUTPUT_LOG).read_text().splitlines()]
+    assert {entry["output"]: entry["source"] for entry in logged}["a-png-2.png"] == str(other.resolve())
