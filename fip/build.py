@@ -133,8 +133,13 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
     from fip.data.sources import open_source
     from fip.registry import get_operator
 
+    from fip.data.sources import Resolution
+    from fip.runtime.devices import resolve_device
+
     spec = get_operator(request.operator)
     params = spec.resolve_params(dict(request.params))
+    Resolution.parse(request.resolution)  # settings that would fail after training fail now
+    resolve_device(request.device)
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out, replace(request, params=params))
@@ -183,12 +188,18 @@ def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Pa
         if last:
             args += ["--ckpt_path", str(last[-1])]
         start = time.monotonic()
-        cli = run_training(args)
-        state.add_training_seconds(time.monotonic() - start)
+        try:
+            cli = run_training(args)
+        finally:  # an interrupted training's time counts too: the rerun resumes with what is left
+            state.add_training_seconds(time.monotonic() - start)
         callback = cli.trainer.checkpoint_callback
-        best = Path(callback.best_model_path or callback.last_model_path)
+        chosen = callback.best_model_path or callback.last_model_path
+        best = Path(chosen) if chosen else None
     else:
-        best = last[-1]
+        best = last[-1] if last else None
+    if best is None or not best.is_file():
+        raise InputError(f"the budget of {request.budget_minutes:g} min left no time to train a first epoch; raise "
+                         "--budget (training gets 70% of it)")  # fmt: skip
     state.record("train", {"checkpoint": str(best.relative_to(out))})
     return best
 
@@ -232,7 +243,11 @@ def _fip_version() -> str:
 def _photo_path(source_spec: str, name: str) -> Path:
     from fip.data.sources import open_source
 
-    return next(p.path for p in open_source(source_spec).photos if p.name == name)
+    found = next((p.path for p in open_source(source_spec).photos if p.name == name), None)
+    if found is None:
+        raise InputError(f"photo {name!r} of split.json is no longer in {source_spec}; put it back, or build into a "
+                         "new --out folder")  # fmt: skip
+    return found
 
 
 def _report(state: _State, request: BuildRequest, out: Path, card: Any, split: dict[str, list[str]],

@@ -119,7 +119,7 @@ def evaluate(
     )
     manifest = read_manifest(report.out_dir)
     photos = {photo.name for photo in source.select(split)}  # the pair set is shared by every split of the source
-    names = sorted(n for n in manifest["pairs"] if n.partition("@")[0] in photos)
+    names = sorted(n for n in manifest["pairs"] if n in photos)  # exposure 0: pairs are named as their photos
     result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir), request)
     maps = model.maps(operator, params)
 

@@ -25,7 +25,7 @@ from fip.errors import DISTRIBUTION, ConfigNotFoundError, FipError, require_extr
 require_extra("train", needed_by="fip train")
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from fip.data.module import PairDataModule
@@ -158,11 +158,28 @@ def run_training(args: Sequence[str]) -> LightningCLI:
     args = resolve_config_args(args)
     if not args or args[0] not in SUBCOMMANDS + ("-h", "--help"):
         args = ["fit", *args]
-    return FipCLI(
-        Approximator,
-        PairDataModule,
-        args=args,
-        trainer_defaults=trainer_defaults(),
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=0,
-    )
+    defaults = trainer_defaults()
+    interrupted = _Interrupted()
+    defaults["callbacks"].append(interrupted)
+    try:
+        return FipCLI(
+            Approximator,
+            PairDataModule,
+            args=args,
+            trainer_defaults=defaults,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+        )
+    except SystemExit:
+        if interrupted.seen:  # Lightning turns Ctrl-C into exit status 1 after its graceful shutdown
+            raise KeyboardInterrupt from None
+        raise
+
+
+class _Interrupted(Callback):
+    """Remembers whether the run ended by Ctrl-C (SIGINT or fip's SIGTERM), which Lightning reports as ``exit(1)``."""
+
+    seen = False
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.seen = self.seen or isinstance(exception, KeyboardInterrupt)

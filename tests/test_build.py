@@ -87,3 +87,13 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     assert main(args) == 0 and json.loads((out / STATE_FILE).read_text()) == state
     with pytest.raises(InputError, match="holds a build of"):
         build(BuildRequest("smooth.l0", out, source=str(photos)))
+
+
+def test_a_build_refuses_settings_and_budgets_it_cannot_finish(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIP_CACHE", str(tmp_path / "cache"))
+    photos = _photos(tmp_path / "photos", 4)
+    with pytest.raises(Exception, match="fullhd"):  # before any training
+        build(BuildRequest("smooth.rof", tmp_path / "a", source=str(photos), resolution="fullhd"))
+    assert not (tmp_path / "a" / "training").exists()
+    with pytest.raises(InputError, match="left no time to train a first epoch; raise --budget"):
+        build(BuildRequest("smooth.rof", tmp_path / "b", source=str(photos), budget_minutes=0.05))

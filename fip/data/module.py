@@ -25,6 +25,7 @@ from fip.data.pairs import (
     check_exposures,
     default_out_dir,
     generate_pairs,
+    pair_name,
     pair_set_dir,
     read_manifest,
 )
@@ -73,9 +74,9 @@ class PairDataset(Dataset):
             pixel of each pair, paid once per process. For accelerators, which otherwise wait on PNG decoding.
         crops_per_photo: with ``crop``, each item is this many crops of one photo, flipped alike, stacked
             ``(K, C, crop, crop)``, with the one preview they share: one context pass serves them all.
-        photos: the photos whose pairs to take (pair names ``<photo>`` or ``<photo>@<stops>ev``), whatever split the
-            manifest last recorded for them: a pair set is shared by every split file of its source, so callers that
-            know the source's current split pass its photos here.
+        pairs: the names of the pairs to take (:func:`fip.data.pairs.pair_name`: ``<photo>``, ``<photo>@-1ev``),
+            whatever split the manifest last recorded for them: a pair set is shared by every split file of its
+            source, so callers that know the source's current split name its pairs here.
         input_norm: normalize each whole input photo's RGB before cropping (:mod:`fip.models.inputs`), as
             :func:`fip.runtime.execute.run_plan` does for a network built with the same ``input_norm``; targets stay as
             they are, except for a norm that scales the output back (``"airlight_scaled"``), which divides them.
@@ -93,16 +94,16 @@ class PairDataset(Dataset):
         in_memory: bool = False,
         crops_per_photo: int = 1,
         input_norm: str | None = None,
-        photos: Collection[str] | None = None,
+        pairs: Collection[str] | None = None,
     ):
         if context is not None and (crop is None or not 0 < context <= 1):
             raise SourceError(f"context {context!r} needs crop= (a crop size) and a scale in (0, 1]")
         self.folder = Path(folder)
         self.maps = torch.tensor(maps, dtype=torch.float32).view(-1, 1, 1)
         manifest = read_manifest(self.folder)
-        if photos is not None:
-            wanted = set(photos)
-            self.names = sorted(n for n in manifest["pairs"] if n.partition("@")[0] in wanted)
+        if pairs is not None:
+            wanted = set(pairs)
+            self.names = sorted(n for n in manifest["pairs"] if n in wanted)
         else:
             self.names = sorted(n for n, e in manifest["pairs"].items() if split == "all" or e["split"] == split)
         if not self.names:
@@ -359,7 +360,8 @@ class PairDataModule(pl.LightningDataModule):
                             context=self.context_scale if training else None, in_memory=self.in_memory,
                             crops_per_photo=self.crops_per_photo if training else 1,
                             input_norm=self.input_norm,
-                            photos=[photo.name for photo in self._source().select(split)])  # fmt: skip
+                            pairs=[pair_name(photo.name, stops) for photo in self._source().select(split)
+                                   for stops in self._exposures(key)])  # fmt: skip
                 for task in self.tasks
             ]
             self.datasets[key] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
