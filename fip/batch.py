@@ -7,9 +7,10 @@ Dask cluster; a result for every input.
     for result in run_batch(model, batch, request="auto"):
         ...
 
-Every input ends as one :class:`FileResult`: written, kept (its output exists and ``overwrite`` is off, so a rerun
-resumes a batch), or failed with a message that names the problem; one bad file never stops the others. Outputs are
-written atomically by this process, whichever machine computed them.
+Every input ends as one :class:`FileResult`: written, kept (this input made it before with the same settings, as
+the output folder's :class:`OutputLog` records, so a rerun resumes a batch), or failed with a message that names the
+problem; one bad file never stops the others. Outputs are written atomically by this process, whichever machine
+computed them.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class OutputOptions:
     Args:
         format: one of :data:`fip.imaging.OUTPUT_FORMATS` (``png``: 8-bit, ``png16``, ``tiff16``, ``jpeg``).
         quality: JPEG quality, 1..100.
-        overwrite: replace outputs that exist (otherwise they are kept and reported).
+        overwrite: write over an existing output (never over another input's logged one); otherwise see
+            :func:`plan_batch`.
     """
 
     format: str = "png"
@@ -61,9 +63,10 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One input of a batch and where its result goes: ``action`` ``write`` or ``keep`` (its output exists from
-    the same input and recipe); ``error``: why it cannot run, found before any work; ``note``: what the user
-    should know (a name taken, an input changed)."""
+    """One input of a batch and where its result goes: ``action`` ``write`` (a new file), ``replace`` (over its
+    own earlier output, or with ``overwrite`` a file no other input made) or ``keep`` (made before from the same
+    input and recipe); ``error``: why it cannot run, found before any work; ``note``: what the user should know
+    (a name taken, an input changed)."""
 
     source: Path
     output: Path | None
@@ -85,7 +88,8 @@ class Batch:
 
 @dataclass
 class FileResult:
-    """What became of one input: ``status`` is ``written``, ``kept`` (its output exists) or ``failed``."""
+    """What became of one input: ``status`` is ``written``, ``kept`` (made before from the same input and
+    settings) or ``failed``."""
 
     source: Path
     output: Path | None
@@ -129,7 +133,8 @@ def expand_inputs(
             return f"{where}: every photo here is an output of an earlier run (its --out log says so)"
         if pattern:
             return f"{where}: no photo files match this pattern"
-        return f"{where}: no photo files in this folder" + ("" if recursive else " (--recursive includes its subfolders)")
+        hint = "" if recursive else " (--recursive includes its subfolders)"
+        return f"{where}: no photo files in this folder{hint}"
 
     for text in map(str, inputs):
         path = Path(text).expanduser()
@@ -164,13 +169,19 @@ def output_paths(items: Sequence[tuple[Path, Path]], out_dir: Path, suffix: str)
         if counts[str(output).lower()] > 1:
             extension = path.suffix.lstrip(".").lower()
             output = out_dir / subfolder / f"{path.stem}-{extension}{suffix}" if extension else output
-        candidate, number = output, 2
-        while str(candidate).lower() in taken:
-            candidate = output.with_name(f"{output.stem}-{number}{suffix}")
-            number += 1
+        candidate = next(name for name in _numbered(output) if str(name).lower() not in taken)
         taken.add(str(candidate).lower())
         paths.append(candidate)
     return paths
+
+
+def _numbered(path: Path) -> Iterator[Path]:
+    """``path``, then ``<stem>-2<suffix>``, ``<stem>-3<suffix>``, ...: the names tried for an output in turn."""
+    yield path
+    number = 2
+    while True:
+        yield path.with_name(f"{path.stem}-{number}{path.suffix}")
+        number += 1
 
 
 OUTPUT_LOG = ".fip-outputs.jsonl"
@@ -242,7 +253,8 @@ def plan_batch(
     ``overwrite``, an input whose output this folder's :class:`OutputLog` records from the same file and recipe keeps
     it (made again if the input changed since); an input whose name is taken by another photo's output, or by a
     file fip did not write, gets the next free name (``a-2.png``); an input whose output was made with another
-    recipe fails with the fix. With ``overwrite`` each input writes its name (or its logged output) anew.
+    recipe fails with the fix. With ``overwrite`` each input writes its logged output or its name anew, except over
+    another input's logged output (it takes the next free name then).
 
     Raises:
         InputError: ``out_dir`` is a file or cannot be written (checked by creating and removing a file there).
@@ -302,10 +314,7 @@ def _place(source: Path, want: Path, log: OutputLog, recipe: dict[str, Any], ove
         return previous, "keep", None
     if previous is not None and usable(previous, source, True):
         return previous, "replace", None
-    candidate, number = want, 2
-    while not usable(candidate, source, overwrite):
-        candidate = want.with_name(f"{want.stem}-{number}{want.suffix}")
-        number += 1
+    candidate = next(name for name in _numbered(want) if usable(name, source, overwrite))
     note = None if candidate == want else f"{want.name} is taken by another file"
     return candidate, "replace" if candidate.exists() else "write", note
 
@@ -383,8 +392,10 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[cf.Executor | Non
     """:func:`fip.workers.executor`; local workers share the cores and the memory between them."""
     from fip.runtime.devices import MEMORY_LIMIT_ENV, available_memory
 
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    memory = {MEMORY_LIMIT_ENV: str(available_memory(torch.device("cpu")) // max(1, workers))}
+    threads, memory = None, None
+    if workers > 1 and not scheduler:  # only local worker processes share this machine
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        memory = {MEMORY_LIMIT_ENV: str(available_memory(torch.device("cpu")) // workers)}
     with executor(workers, scheduler, threads=threads, environment=memory) as pool:
         yield pool
 
@@ -478,17 +489,18 @@ def _write_new(path: Path, data: bytes) -> Path:
     """Write ``data`` atomically to ``path`` or, if a file of that name exists by then, to ``<stem>-N<suffix>``."""
     staged = atomic_write_bytes(path.with_name(f".{path.name}.{os.getpid()}.new"), data)
     try:
-        number = 2
-        candidate = path
-        while True:
-            try:
-                os.link(staged, candidate)  # fails where a file exists: never replaces one
-                return candidate
-            except FileExistsError:
-                candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-                number += 1
+        return next(candidate for candidate in _numbered(path) if _linked(staged, candidate))
     finally:
         staged.unlink(missing_ok=True)
+
+
+def _linked(staged: Path, path: Path) -> bool:
+    """Give ``staged`` the name ``path`` too, unless a file has that name (a link never replaces one)."""
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        return False
+    return True
 
 
 def summary(results: Sequence[FileResult], seconds: float, total: int | None = None) -> str:
@@ -505,5 +517,5 @@ def summary(results: Sequence[FileResult], seconds: float, total: int | None = N
     return f"{total} input{'s' * (total != 1)}: " + ", ".join(parts) + f" in {seconds:.1f} s"
 
 
-__all__ = ["Batch", "BatchItem", "FileResult", "OUTPUT_LOG", "OutputLog", "OutputOptions", "expand_inputs", "output_paths",
-           "plan_batch", "run_batch", "summary"]  # fmt: skip
+__all__ = ["Batch", "BatchItem", "FileResult", "OUTPUT_LOG", "OutputLog", "OutputOptions", "expand_inputs",
+           "output_paths", "plan_batch", "run_batch", "summary"]  # fmt: skip

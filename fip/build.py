@@ -130,10 +130,8 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
         FipError: an unknown operator or parameter (before any work).
     """
     require_extra("train", needed_by="fip build")
-    from fip.data.sources import open_source
+    from fip.data.sources import Resolution, open_source
     from fip.registry import get_operator
-
-    from fip.data.sources import Resolution
     from fip.runtime.devices import resolve_device
 
     spec = get_operator(request.operator)
@@ -147,8 +145,8 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
 
     split = _split(state, out, source, progress)
     checkpoint = _train(state, request, params, out, split, progress)
-    card = _measure(state, request, out, checkpoint, split, progress)
-    _report(state, request, out, card, split, progress)
+    card = _measure(state, request, out, checkpoint, source, split, progress)
+    _report(state, request, out, card, source, split, progress)
     return out
 
 
@@ -204,8 +202,9 @@ def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Pa
     return best
 
 
-def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, split: dict[str, list[str]],
-             progress: Callable[[str], None]):  # fmt: skip
+def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, source: Any,
+             split: dict[str, list[str]], progress: Callable[[str], None]):  # fmt: skip
+    from fip.data.pairs import fip_version
     from fip.measure import PhotoSetSource, measure
     from fip.models.cards import read_card, write_card
     from fip.models.catalogue import REFERENCE_HALFRES_APPROXIMATOR, Model, card_for_network
@@ -218,7 +217,7 @@ def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, 
     card = replace(card.with_approximator(REFERENCE_HALFRES_APPROXIMATOR), name=f"build/{request.operator}",
                    description=f"built by fip build from {request.source}",
                    provenance={"source": request.source, "split": "split.json", "checkpoint": str(checkpoint.name),
-                               "budget_minutes": request.budget_minutes, "fip_version": _fip_version()})  # fmt: skip
+                               "budget_minutes": request.budget_minutes, "fip_version": fip_version()})  # fmt: skip
     write_card(card, out)
     sets = [
         PhotoSetSource("validation", "choose", f"{len(split['validation'])} validation photos of {request.source}",
@@ -226,7 +225,7 @@ def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, 
         PhotoSetSource("test", "report", f"{len(split['test'])} test photos of {request.source}; never used to choose",
                        ((request.source, "test"),), request.resolution, str(out / "splits" / "test.json")),
     ]  # fmt: skip
-    timing_photo = _photo_path(request.source, split["validation"][0])
+    timing_photo = _photo_path(source, request.source, split["validation"][0])
     card = measure(Model(read_card(out)), sets, timing_photo, request.device, progress=progress,
                    timing_size=request.timing_size)  # fmt: skip
     write_card(card, out)
@@ -234,23 +233,16 @@ def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, 
     return read_card(out)
 
 
-def _fip_version() -> str:
-    import fip
-
-    return fip.__version__
-
-
-def _photo_path(source_spec: str, name: str) -> Path:
-    from fip.data.sources import open_source
-
-    found = next((p.path for p in open_source(source_spec).photos if p.name == name), None)
+def _photo_path(source: Any, source_spec: str, name: str) -> Path:
+    """The file of photo ``name`` of ``source`` (opened from ``source_spec``)."""
+    found = next((p.path for p in source.photos if p.name == name), None)
     if found is None:
         raise InputError(f"photo {name!r} of split.json is no longer in {source_spec}; put it back, or build into a "
                          "new --out folder")  # fmt: skip
     return found
 
 
-def _report(state: _State, request: BuildRequest, out: Path, card: Any, split: dict[str, list[str]],
+def _report(state: _State, request: BuildRequest, out: Path, card: Any, source: Any, split: dict[str, list[str]],
             progress: Callable[[str], None]) -> None:  # fmt: skip
     from fip.models.catalogue import Model
     from fip.runtime.devices import device_class, resolve_device
@@ -281,7 +273,8 @@ def _report(state: _State, request: BuildRequest, out: Path, card: Any, split: d
     if chosen == "reference":
         seconds = f"{reference.seconds:.3f}" if reference else ""
         lines.append(f"| *the reference* | exact | exact | 1 | {seconds} | 1.0x | **auto** |")
-    picture = _before_after(model, request, split, out / "before-after.png")
+    picture = _before_after(model, request, _photo_path(source, request.source, split["test"][0]),
+                            out / "before-after.png")  # fmt: skip
     lines += ["", f"`auto` on {klass} runs **{chosen}**. Use the model: `fip apply -m {out} PHOTO --out DIR`, "
               f"`fip.load({str(out)!r})`.", "",
               f"![input, reference, auto on a test photo]({picture.name})"]  # fmt: skip
@@ -290,14 +283,14 @@ def _report(state: _State, request: BuildRequest, out: Path, card: Any, split: d
     state.record("report", {"auto": chosen})
 
 
-def _before_after(model: Any, request: BuildRequest, split: dict[str, list[str]], path: Path) -> Path:
-    """input | reference | auto, side by side, on the first test photo at 1080p or less."""
+def _before_after(model: Any, request: BuildRequest, photo_file: Path, path: Path) -> Path:
+    """input | reference | auto, side by side, on ``photo_file`` at 1080p or less."""
     import numpy as np
 
     from fip.imaging import encode_png, resize_area
     from fip.pipeline import SizePolicy, open_photo, run_approximation, run_reference
 
-    photo = open_photo(_photo_path(request.source, split["test"][0]), SizePolicy(2.1))
+    photo = open_photo(photo_file, SizePolicy(2.1))
     fast = run_approximation(model, photo, model.params, operator=request.operator, device=request.device)
     slow = run_reference(request.operator, photo, model.params)
     height = min(480, photo.size[0])

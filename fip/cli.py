@@ -131,8 +131,6 @@ def _cmd_data(args: argparse.Namespace) -> int:
         raise ParameterError("--out names one pair set folder; with several operators leave it out")
     for spec in specs:
         spec.resolve_params(params)  # wrong names and ranges fail before any work
-    if args.scheduler:
-        require_extra("dask", "distributed")
     source = open_source(args.source, args.split_file)
     resolution = _resolution(args)
     failed = False
@@ -233,11 +231,11 @@ def _resolved(operator: str | None, params: dict | None) -> dict | None:
 
 def _explain(model, source: Path, args: argparse.Namespace, params) -> str:
     """The plan ``fip apply`` will run for ``source`` (its size read from the file), or why it cannot open."""
-    from fip.pipeline import open_input
+    from fip.pipeline import open_views
     from fip.runtime.plan import make_plan
 
     try:
-        views = open_input(source, args.max_megapixels).views
+        views = open_views(source, args.max_megapixels)
         return make_plan(model, args.variant, views.size, args.device, operator=args.operator, params=params,
                          tile=args.tile).explain()  # fmt: skip
     except FipError as exc:

@@ -137,10 +137,16 @@ def open_photo(path: str | os.PathLike[str], policy: SizePolicy = SizePolicy()) 
 def open_views(path: str | os.PathLike[str], max_megapixels: float | None = None) -> Views:
     """Open a photo at its native size for the engine (image files keep odd sides), after :func:`check_file`;
     ``max_megapixels`` downscales larger photos first."""
-    path = Path(path)
     check_file(path)
+    return _open_checked(Path(path), max_megapixels)[0]
+
+
+def _open_checked(path: Path, max_megapixels: float | None) -> tuple[Views, int]:
+    """The views of a file :func:`check_file` passed, and the EXIF orientation its results need (raw files keep
+    sensor order; image files are read upright)."""
     if path.suffix.lower() in RAW_EXTENSIONS:
-        return Views.of_photo(load_photo(path, SizePolicy(max_megapixels) if max_megapixels else None))
+        photo = load_photo(path, SizePolicy(max_megapixels) if max_megapixels else None)
+        return Views.of_photo(photo), photo.orientation
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         load_photo(path)  # raises the unsupported-type error, naming the types fip reads
     image = read_image_file(path)
@@ -149,7 +155,7 @@ def open_views(path: str | os.PathLike[str], max_megapixels: float | None = None
     if max_megapixels is not None and height * width > max_megapixels * 1e6:
         scale = (max_megapixels * 1e6 / (height * width)) ** 0.5
         image = resize_area(image, max(2, int(height * scale)), max(2, int(width * scale)))
-    return Views.of_array(image)
+    return Views.of_array(image), 1
 
 
 @dataclass(frozen=True)
@@ -169,12 +175,9 @@ class OpenedInput:
 
 def open_input(path: str | os.PathLike[str], max_megapixels: float | None = None) -> OpenedInput:
     """:func:`open_views` with the orientation and metadata of the file."""
-    path = Path(path)
     check_file(path)
-    if path.suffix.lower() in RAW_EXTENSIONS:
-        photo = load_photo(path, SizePolicy(max_megapixels) if max_megapixels else None)
-        return OpenedInput(Views.of_photo(photo), photo.orientation, read_metadata(path))
-    return OpenedInput(open_views(path, max_megapixels), 1, read_metadata(path))
+    views, orientation = _open_checked(Path(path), max_megapixels)
+    return OpenedInput(views, orientation, read_metadata(path))
 
 
 @dataclass(frozen=True)
