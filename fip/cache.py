@@ -28,7 +28,7 @@ def file_stamp(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
-def check_file(
+def check_cached_file(
     path: Path, expected: Mapping[str, Any], known: Mapping[str, Any] | None = None, trailer: bytes = b""
 ) -> tuple[str | None, dict[str, Any]]:
     """Whether a cached file still holds what was written: its byte size and SHA-256.

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fip.cache import cache_dir, check_file, file_stamp
+from fip.cache import cache_dir, check_cached_file, file_stamp
 from fip.data.sources import PhotoRef, PhotoSkipped, PhotoSource, Resolution
 from fip.errors import FipError, SourceError, UnreadablePhotoError
 from fip.files import atomic_write_bytes, atomic_write_json, sha256_file, sha256_json
@@ -285,7 +285,7 @@ def _check_pair(
     for kind in PAIR_FILES:
         path = out / kind / f"{name}.png"
         if "files" in record:
-            why, files[kind] = check_file(path, record["files"][kind], (known or {}).get(kind), PNG_END)
+            why, files[kind] = check_cached_file(path, record["files"][kind], (known or {}).get(kind), PNG_END)
         else:
             why, files[kind] = _check_undigested(path, record["size"])
         if why:
