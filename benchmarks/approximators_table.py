@@ -3,7 +3,8 @@ reads) and on the four FiveK photos (reported, never used to choose), and second
 ``auto``'s pick on this machine's device class; and the speed-quality picture of the same numbers.
 
 Usage: python benchmarks/approximators_table.py [--plot docs/images/approximators.png] [--device-class cpu]
-(reads the cards only; `python scripts/measure_models.py OPERATOR` measures them)
+       python benchmarks/approximators_table.py --summary      # one row per operator: auto (docs/models.md)
+(reads the cards only; `python benchmarks/measure_cards.py OPERATOR` measures them)
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", type=Path, help="write the speed-quality picture here (PNG)")
     parser.add_argument("--device-class", default="cpu", help="whose timings to show and rank by (default cpu)")
+    parser.add_argument("--summary", action="store_true", help="one row per operator: what auto runs")
     args = parser.parse_args()
     cards = [c for c in list_models() if c.name.startswith("fip/")]
     klass = args.device_class
+    if args.summary:
+        summary(cards, klass)
+        return
     print("| operator | approximator | validation PSNR | FiveK PSNR | s at 1920x1080 | vs reference | |")
     print("|---|---|---:|---:|---:|---:|---|")
     for card in cards:
@@ -44,6 +49,28 @@ def main() -> None:
     print(f"\nTimed on {', '.join(sorted(machines)) or 'no machine'} (device class {klass}).")
     if args.plot:
         print(f"picture: {plot(cards, klass, args.plot)}")
+
+
+def summary(cards, klass: str) -> None:
+    """One row per model: what ``auto`` runs on ``klass``, its quality and seconds beside the reference's."""
+    print("| operator | `auto` runs | validation PSNR | FiveK PSNR | s at 1920x1080 | reference s | speed-up | "
+          "networks |\n|---|---|---:|---:|---:|---:|---:|---|")  # fmt: skip
+    fivek = []
+    for card in cards:
+        pick = choose(card, klass)[0].name
+        reference = card.reference_seconds.get(klass)
+        chosen = card.approximators.get(pick)
+        timing = chosen.seconds.get(klass) if chosen else None
+        seconds = timing.seconds if timing else reference.seconds if reference else None
+        quality = (chosen.quality.get("validation"), chosen.quality.get("fivek")) if chosen else (None, None)
+        fivek.append(quality[1].psnr if quality[1] else math.inf)
+        files = ", ".join(entry.file for entry in card.networks.values())
+        print(f"| `{card.operator}` | {pick} | {_number(quality[0]) if chosen else 'exact'} | "
+              f"{_number(quality[1]) if chosen else 'exact'} | {seconds:.3f} | {reference.seconds:.3f} | "
+              f"{reference.seconds / seconds:.1f}x | {files} |")  # fmt: skip
+    finite = [v for v in fivek if math.isfinite(v)]
+    print(f"\nMean FiveK PSNR of `auto` over the {len(finite)} operators it approximates: "
+          f"{sum(finite) / len(finite):.2f} dB; the reference itself runs for {len(fivek) - len(finite)}.")
 
 
 def _number(quality) -> str:

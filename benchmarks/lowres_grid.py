@@ -28,7 +28,7 @@ from fip.registry import get_operator  # noqa: E402
 def panels(operator: str, image: np.ndarray, crop: tuple[slice, slice]) -> list[tuple[str, np.ndarray]]:
     model = model_for_operator(operator)
     if "lowres" not in model.card.approximators:
-        raise SystemExit(f"{operator} ships no trained low-resolution model (scripts/ship_lowres.py makes one)")
+        raise SystemExit(f"{operator} ships no trained low-resolution model (fip build makes one in its lowres stage)")
     spec = get_operator(operator)
     reference = spec.apply(image, spec.resolve_params(model.params))
     outputs = [(name, run_approximation(model, image, request=request).image)

@@ -62,7 +62,7 @@ def main() -> None:
         cards = [c for c in cards if c.operator in args.operators]
     for card in cards:
         model = open_model(card)
-        # scripts/select_models.py may have shipped the authors' network itself
+        # a shipped model may be the authors' network itself
         selected_from = str(model.network_file("net").metrics.get("selected_from", ""))
         chosen = "authors' (shipped)" if selected_from.startswith("paper/") else "fip"
         candidates = [(chosen, model)]

@@ -11,6 +11,7 @@ import argparse
 import functools
 import logging
 import math
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from fip.pipeline import (
     run_approximation,
     run_reference,
 )
-from fip.models.catalogue import model_for_operator
+from fip.models.catalogue import MODEL_PATH_ENV, default_catalogue, model_for_operator
 from fip.raw import PHOTO_EXTENSIONS
 from fip.registry import OperatorSpec, Param, get_operator, list_operators
 from fip.runtime.devices import resolve_device
@@ -325,7 +326,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--preview-megapixels", type=float, default=DEFAULT_PREVIEW_MEGAPIXELS)
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    parser.add_argument("--models", action="append", default=[], metavar="FOLDER",
+                        help="model folders you built (fip build --out), or folders of them: each runs its operator "
+                        f"instead of the installed model (added to {MODEL_PATH_ENV}; repeatable)")
     args = parser.parse_args(argv)
+    if args.models:
+        os.environ[MODEL_PATH_ENV] = os.pathsep.join([*args.models, os.environ.get(MODEL_PATH_ENV, "")]).rstrip(os.pathsep)
+        default_catalogue().refresh()
     try:
         app = build_app(preview_megapixels=args.preview_megapixels, device=args.device)
     except FipError as exc:

@@ -6,13 +6,19 @@ The steps, each recorded in ``<out>/build.json`` so an interrupted build resumes
 
 1. **split**: the source's photos, by photo, into train, validation and test (``<out>/split.json``): the source's
    test photos are the test set; about a fifth of its training photos (at least one) validate. No photo is in two.
-2. **train**: a CAN with PyTorch Lightning on the training photos (``fip train``'s configs: the operator's own, with
-   its warm start, or ``build/any`` for an operator without one), validated on the validation photos, within the
-   share of the budget training gets; an interrupted training resumes from its last checkpoint.
-3. **measure**: the model's approximators (the network's ``full``, ``fast``, ... and the untrained
+2. **train**: a CAN with PyTorch Lightning on the training photos (``fip train``'s configs: the operator's own,
+   or ``build/any`` for an operator without one), validated on the validation photos, within the share of the
+   budget training gets; an interrupted training resumes from its last checkpoint. It starts from the model
+   installed for the operator when that model's network has the config's shape (``fip/smooth.l0`` for
+   ``smooth.l0``; :func:`warm_start_for`), else from the config's own warm start.
+3. **lowres** and **pruned**, when the budget allows (:func:`training_minutes`): the Deep Guided Filter form of
+   the CAN trained end to end from it (``lowres.pt``), and the CAN pruned to 16 channels and fine-tuned
+   (``pruned.pt``) with its int8 form for ONNX Runtime (``pruned.int8.onnx``).
+4. **measure**: the model's approximators (the network's ``full``, ``fast``, ... and the untrained
    ``reference-lowres`` and ``reference-halfres``) against the reference on the validation photos (which ``auto``
-   reads) and on the test photos (reported only), and their seconds beside the reference on this device.
-4. **report**: ``<out>/card.json`` and ``net.pt`` (the model: ``fip.load(out)``, ``fip apply -m out``),
+   reads), on the test photos and on any ``report`` photo sets (reported only), and their seconds beside the
+   reference on this device.
+5. **report**: ``<out>/card.json`` and ``net.pt`` (the model: ``fip.load(out)``, ``fip apply -m out``),
    ``report.md`` (the table) and ``before-after.png`` (input | reference | ``auto``, on a test photo).
 """
 
@@ -36,6 +42,11 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "build.json"
 TRAINING_SHARE = 0.7  # of the budget; measuring and the report take the rest
 GENERIC_CONFIG = "build/any"
+LOWRES_OVERLAY = "overlays/lowres"
+EXTRA_STAGES = ("lowres", "pruned")  # trained after the CAN, from it, when the budget allows
+EXTRA_SHARE = 0.2  # of the training time, for each extra stage
+MIN_EXTRA_MINUTES = 2.0  # an extra stage runs (with extras="auto") only if its share is at least this
+PRUNED_WIDTH = 16  # channels per layer of the pruned network (the CAN24 has 24)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,12 @@ class BuildRequest:
             Lightning's accelerator choice.
         resolution: the measuring resolution (``1080p``; ``native`` keeps each photo's size).
         timing_height: the height of the 16:9 frame the approximators are timed on (1080: 1920x1080).
+        warm_start: what training starts from: ``auto`` (:func:`warm_start_for`), ``none`` (the config's own
+            start), or a model name, model folder or network file.
+        extras: the stages after the CAN (``lowres``, ``pruned`` with int8): ``auto`` (when the budget gives each
+            at least :data:`MIN_EXTRA_MINUTES`), ``all`` or ``none``.
+        report: more photo sets to report on, never to choose with: ``(name, source)`` pairs, every photo of each
+            source (e.g. ``("fivek", "path/to/fivek-1080p/input")``).
     """
 
     operator: str
@@ -62,14 +79,44 @@ class BuildRequest:
     device: str | None = None
     resolution: str = "1080p"
     timing_height: int = 1080
+    warm_start: str = "auto"
+    report: tuple[tuple[str, str], ...] = ()
+    extras: str = "auto"
 
     @property
     def timing_size(self) -> tuple[int, int]:
         return self.timing_height, self.timing_height * 16 // 9 // 2 * 2
 
     def to_json(self) -> dict[str, Any]:
-        return {"operator": self.operator, "params": dict(self.params), "source": self.source,
-                "resolution": self.resolution}  # fmt: skip
+        found = {"operator": self.operator, "params": dict(self.params), "source": self.source,
+                 "resolution": self.resolution}  # fmt: skip
+        if self.warm_start != "auto":  # only when set, so folders built before these settings still resume
+            found["warm_start"] = self.warm_start
+        if self.report:
+            found["report"] = [list(pair) for pair in self.report]
+        if self.extras != "auto":
+            found["extras"] = self.extras
+        return found
+
+
+def warm_start_for(operator: str, config: str) -> str | None:
+    """The installed model to start ``operator``'s training from: the model installed for ``operator`` (fip's own
+    first) when its main network has the shape the ``config`` trains (width, depth, input channels,
+    normalization); ``None`` when there is none, and the config's own warm start applies."""
+    import yaml
+
+    from fip.models.catalogue import list_models
+    from fip.training import resolve_config
+
+    net = (yaml.safe_load(resolve_config(config).read_text()).get("model") or {}).get("net") or {}
+    wanted = net.get("init_args") or {}
+    for card in list_models(operator):
+        entry = card.networks.get("net")
+        if entry is not None and entry.kind == "fip" and card.conditioning is None and all(
+                entry.architecture.get(key) == wanted[key] for key in ("width", "depth", "in_channels", "norm")
+                if key in wanted):  # fmt: skip
+            return card.name
+    return None
 
 
 def split_photos(source: Any, validation_share: float = 0.2) -> dict[str, list[str]]:
@@ -116,8 +163,18 @@ class _State:
         self.data["steps"][step] = found or {}
         atomic_write_json(self.path, self.data)
 
-    def add_training_seconds(self, seconds: float) -> None:
-        self.data["training_seconds"] += seconds
+    def seconds(self, stage: str) -> float:
+        """Seconds spent training ``stage`` so far (interrupted runs included)."""
+        if stage == "train":
+            return self.data["training_seconds"]
+        return self.data.get("stage_seconds", {}).get(stage, 0.0)
+
+    def add_seconds(self, stage: str, seconds: float) -> None:
+        if stage == "train":
+            self.data["training_seconds"] += seconds
+        else:
+            spent = self.data.setdefault("stage_seconds", {})
+            spent[stage] = spent.get(stage, 0.0) + seconds
         atomic_write_json(self.path, self.data)
 
 
@@ -145,6 +202,8 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
 
     split = _split(state, out, source, progress)
     checkpoint = _train(state, request, params, out, split, progress)
+    _lowres(state, request, params, out, progress)
+    _pruned(state, request, params, out, source, split, progress)
     card = _measure(state, request, out, checkpoint, source, split, progress)
     _report(state, request, out, card, source, split, progress)
     return out
@@ -167,39 +226,118 @@ def _split(state: _State, out: Path, source: Any, progress: Callable[[str], None
 
 def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, split: dict[str, list[str]],
            progress: Callable[[str], None]) -> Path:  # fmt: skip
-    from fip.training import config_names, max_time, run_training
+    """The main CAN: its best checkpoint, also written as ``net.pt``."""
+    from fip.models.storage import load_network, save_network
+    from fip.training import config_names
 
     if (done := state.done("train")) is not None:
         return out / done["checkpoint"]
     config = request.operator if request.operator in config_names() else GENERIC_CONFIG
-    left = request.budget_minutes * TRAINING_SHARE - state.data["training_seconds"] / 60
-    runs = out / "training"
+    start = {"auto": warm_start_for(request.operator, config), "none": None}.get(request.warm_start,
+                                                                               request.warm_start)  # fmt: skip
+    best = _fit(state, request, "train", ["-c", config] + (["--model.warm_start", start] if start else []),
+                f"{config} config, starting from {start or 'the config (its own warm start, if any)'}", params, out,
+                progress)  # fmt: skip
+    save_network(load_network(best), out / "net.pt")
+    state.record("train", {"checkpoint": str(best.relative_to(out)), "warm_start": start, "config": config})
+    return best
+
+
+def _fit(state: _State, request: BuildRequest, stage: str, config_args: list[str], what: str, params: dict[str, Any],
+         out: Path, progress: Callable[[str], None]) -> Path:  # fmt: skip
+    """One Lightning training of the build (``stage``: ``train``, ``lowres``, ``pruned``) within its share of the
+    budget, resumed from its last checkpoint; its best checkpoint (else its last)."""
+    from fip.training import max_time, run_training
+
+    left = training_minutes(request)[stage] - state.seconds(stage) / 60
+    runs = out / ("training" if stage == "train" else f"training-{stage}")
     last = sorted(runs.rglob("last.ckpt"), key=os.path.getmtime)
-    progress(f"train: {config} config, {max(left, 0):.1f} min left of the training budget"
+    progress(f"{stage}: {what}, {max(left, 0):.1f} min left of its training budget"
              + (f", resuming {last[-1].relative_to(out)}" if last else ""))  # fmt: skip
+    best = last[-1] if last else None
     if left > 0.05:
-        args = ["-c", config, "--data.operator", request.operator, "--data.params", json.dumps(params),
+        args = [*config_args, "--data.operator", request.operator, "--data.params", json.dumps(params),
                 "--data.source", request.source, "--data.split_file", str(out / "splits" / "train.json"),
                 "--trainer.max_time", max_time(left), "--trainer.default_root_dir", str(runs),
                 "--trainer.logger", json.dumps({"class_path": "pytorch_lightning.loggers.CSVLogger",
                                                 "init_args": {"save_dir": str(runs), "name": "logs"}})]  # fmt: skip
         if last:
             args += ["--ckpt_path", str(last[-1])]
-        start = time.monotonic()
+        began = time.monotonic()
         try:
             cli = run_training(args)
         finally:  # an interrupted training's time counts too: the rerun resumes with what is left
-            state.add_training_seconds(time.monotonic() - start)
+            state.add_seconds(stage, time.monotonic() - began)
         callback = cli.trainer.checkpoint_callback
         chosen = callback.best_model_path or callback.last_model_path
         best = Path(chosen) if chosen else None
-    else:
-        best = last[-1] if last else None
     if best is None or not best.is_file():
-        raise InputError(f"the budget of {request.budget_minutes:g} min left no time to train a first epoch; raise "
-                         "--budget (training gets 70% of it)")  # fmt: skip
-    state.record("train", {"checkpoint": str(best.relative_to(out))})
+        raise InputError(f"the budget of {request.budget_minutes:g} min left no time to train a first epoch "
+                         f"({'the CAN' if stage == 'train' else stage}); raise --budget (training gets "
+                         f"{TRAINING_SHARE:.0%} of it)")  # fmt: skip
     return best
+
+
+def training_minutes(request: BuildRequest) -> dict[str, float]:
+    """Minutes of training for each stage of ``request``: ``train`` (the CAN) and, when ``request.extras`` asks
+    for them or the budget gives each at least :data:`MIN_EXTRA_MINUTES`, ``lowres`` and ``pruned``
+    (:data:`EXTRA_SHARE` of the training time each)."""
+    total = request.budget_minutes * TRAINING_SHARE
+    wanted = {"all": EXTRA_STAGES, "none": ()}.get(request.extras)
+    if wanted is None:  # auto
+        wanted = EXTRA_STAGES if total * EXTRA_SHARE >= MIN_EXTRA_MINUTES else ()
+    return {"train": total * (1 - EXTRA_SHARE * len(wanted)), **{stage: total * EXTRA_SHARE for stage in wanted}}
+
+
+def _lowres(state: _State, request: BuildRequest, params: dict[str, Any], out: Path,
+            progress: Callable[[str], None]) -> None:  # fmt: skip
+    """The Deep Guided Filter form of the CAN (``lowres.pt``), trained end to end from ``net.pt``."""
+    from fip.models.storage import load_network, save_network
+
+    if state.done("lowres") is not None or "lowres" not in training_minutes(request):
+        return
+    config = state.done("train")["config"]
+    conv_bias = str(load_network(out / "net.pt").net.conv_bias).lower()
+    best = _fit(state, request, "lowres", ["-c", config, "-c", LOWRES_OVERLAY, "--model.warm_start",
+                                           str(out / "net.pt"), "--model.net.init_args.conv_bias", conv_bias],
+                "the network at a third of the size with a learned guided filter (Deep Guided Filter), from net.pt",
+                params, out, progress)  # fmt: skip
+    save_network(load_network(best), out / "lowres.pt")
+    state.record("lowres", {"checkpoint": str(best.relative_to(out))})
+
+
+def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, source: Any,
+            split: dict[str, list[str]], progress: Callable[[str], None]) -> None:  # fmt: skip
+    """``net.pt`` pruned to :data:`PRUNED_WIDTH` channels and fine-tuned (``pruned.pt``), and that network in int8
+    for ONNX Runtime (``pruned.int8.onnx``) when the compress extra is installed."""
+    import importlib.util
+
+    from fip.compress import calibration_photos, prune
+    from fip.models.storage import NetworkFile, load_network, save_network
+
+    if state.done("pruned") is not None or "pruned" not in training_minutes(request):
+        return
+    net = load_network(out / "net.pt").net
+    photos = calibration_photos(paths=[p.path for p in source.photos if p.name in split["train"]])
+    start = out / "training-pruned" / "start.pt"
+    if not start.is_file():
+        save_network(NetworkFile(prune(net, PRUNED_WIDTH, photos), "pruned start", request.operator, params), start)
+    config = state.done("train")["config"]
+    best = _fit(state, request, "pruned", ["-c", config, "--model.net.init_args.width", str(PRUNED_WIDTH),
+                                           "--model.net.init_args.norm", "running", "--model.net.init_args.conv_bias",
+                                           str(net.conv_bias).lower(), "--data.context_scale", "null",
+                                           "--model.warm_start", str(start)],
+                f"net.pt pruned to {PRUNED_WIDTH} channels, running statistics, fine-tuned", params, out, progress)  # fmt: skip
+    tuned = save_network(load_network(best), out / "pruned.pt")
+    found = {"checkpoint": str(best.relative_to(out)), "int8": False}
+    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript"):
+        from fip.ort import write_onnx
+
+        write_onnx(load_network(tuned).net, out / "pruned.int8.onnx", [p.numpy() for p in photos])
+        found["int8"] = True
+    else:
+        progress("pruned: no int8 file (ONNX export needs the compress extra: pip install 'fip-photo[compress]')")
+    state.record("pruned", found)
 
 
 def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, source: Any,
@@ -212,18 +350,25 @@ def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, 
 
     if state.done("measure") is not None:
         return read_card(out)
-    network_file = save_network(load_network(checkpoint), out / "net.pt")
-    card = card_for_network(load_network(network_file))
-    card = replace(card.with_approximator(REFERENCE_HALFRES_APPROXIMATOR), name=f"build/{request.operator}",
+    if not (out / "net.pt").is_file():  # a folder whose training finished before net.pt was written there
+        save_network(load_network(checkpoint), out / "net.pt")
+    card = _with_stage_networks(card_for_network(load_network(out / "net.pt")), out)
+    card = replace(card.with_approximator(REFERENCE_HALFRES_APPROXIMATOR), name=f"built/{out.resolve().name}",
                    description=f"built by fip build from {request.source}",
                    provenance={"source": request.source, "split": "split.json", "checkpoint": str(checkpoint.name),
-                               "budget_minutes": request.budget_minutes, "fip_version": fip_version()})  # fmt: skip
+                               "warm_start": (state.done("train") or {}).get("warm_start"),
+                               "stages": {stage: round(state.seconds(stage) / 60, 2)
+                                          for stage in ("train", *EXTRA_STAGES) if state.done(stage) is not None},
+                               "budget_minutes": request.budget_minutes, "fip_version": fip_version(),
+                               "made_by": f"fip build {request.operator}"})  # fmt: skip
     write_card(card, out)
     sets = [
         PhotoSetSource("validation", "choose", f"{len(split['validation'])} validation photos of {request.source}",
                        ((request.source, "test"),), request.resolution, str(out / "splits" / "validation.json")),
         PhotoSetSource("test", "report", f"{len(split['test'])} test photos of {request.source}; never used to choose",
                        ((request.source, "test"),), request.resolution, str(out / "splits" / "test.json")),
+        *(PhotoSetSource(name, "report", f"every photo of {spec}; never used to choose", ((spec, "all"),),
+                         request.resolution) for name, spec in request.report),
     ]  # fmt: skip
     timing_photo = _photo_path(source, request.source, split["validation"][0])
     card = measure(Model(read_card(out)), sets, timing_photo, request.device, progress=progress,
@@ -231,6 +376,37 @@ def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, 
     write_card(card, out)
     state.record("measure")
     return read_card(out)
+
+
+def _with_stage_networks(card: Any, out: Path) -> Any:
+    """``card`` (of ``net.pt``) with the networks the extra stages wrote into ``out`` and their approximators, placed
+    before the references'."""
+    from fip.files import sha256_file
+    from fip.models.cards import Approximator, NetworkEntry
+    from fip.models.catalogue import GUIDED_PREVIEW_MEGAPIXELS
+    from fip.models.storage import load_network, net_config
+
+    added: dict[str, Approximator] = {}
+    networks = dict(card.networks)
+    if (out / "lowres.pt").is_file():
+        net = load_network(out / "lowres.pt").net
+        networks["lowres"] = NetworkEntry("lowres.pt", "fip", sha256_file(out / "lowres.pt"), net_config(net))
+        added["lowres"] = Approximator("lowres", "lowres", "bf16", "preview", GUIDED_PREVIEW_MEGAPIXELS,
+                                       description="Deep Guided Filter trained end to end: the network at a third of "
+                                       "the size in bf16, a learned guidance map and guided filter at full size")  # fmt: skip
+    if (out / "pruned.pt").is_file():
+        net = load_network(out / "pruned.pt").net
+        networks["pruned"] = NetworkEntry("pruned.pt", "fip", sha256_file(out / "pruned.pt"), net_config(net))
+        added["pruned"] = Approximator("pruned", "pruned", "bf16", "running", description=f"pruned to {net.width} "
+                                       "channels and fine-tuned, running statistics folded, bf16")  # fmt: skip
+        if (out / "pruned.int8.onnx").is_file():
+            networks["int8"] = NetworkEntry("pruned.int8.onnx", "onnx", sha256_file(out / "pruned.int8.onnx"),
+                                            net_config(net), net.receptive_radius)  # fmt: skip
+            added["int8"] = Approximator("int8", "int8", "int8", "running",
+                                         description="the pruned network quantized to int8, run by ONNX Runtime")  # fmt: skip
+    trained = {name: a for name, a in card.approximators.items() if a.network is not None}
+    untrained = {name: a for name, a in card.approximators.items() if a.network is None}
+    return replace(card, networks=networks, approximators={**trained, **added, **untrained})
 
 
 def _photo_path(source: Any, source_spec: str, name: str) -> Path:
@@ -257,22 +433,28 @@ def _report(state: _State, request: BuildRequest, out: Path, card: Any, source: 
                                                          else "")  # fmt: skip
     lines = [f"# fip build {request.operator}", "",
              f"Photos: {request.source}, {len(split['train'])} training, {len(split['validation'])} validation (they "
-             f"choose `auto`), {len(split['test'])} test (reported, chose nothing); at {request.resolution}. "
+             f"choose `auto`), {len(split['test'])} test (reported, chose nothing)"
+             + "".join(f"; {name}: every photo of {spec} (reported, chose nothing)" for name, spec in request.report)
+             + f"; at {request.resolution}. "
              f"Seconds: {timed}.", "",
-             "| approximator | validation PSNR | test PSNR | test SSIM | s | speed-up | |",
-             "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+             "| approximator | validation PSNR | test PSNR | test SSIM | "
+             + "".join(f"{name} PSNR | " for name, _ in request.report) + "s | speed-up | |",
+             "|---|---:|---:|---:|" + "---:|" * len(request.report) + "---:|---:|---|"]  # fmt: skip
     for approximator in card.approximators.values():
         valid, test = approximator.quality.get("validation"), approximator.quality.get("test")
         timing = approximator.seconds.get(klass)
         if not (valid and test and timing):
-            lines.append(f"| {approximator.name} | not measured here | | | | | |")
+            lines.append(f"| {approximator.name} | not measured here |" + " |" * (5 + len(request.report)))
             continue
         speedup = f"{reference.seconds / timing.seconds:.1f}x" if reference else ""
-        lines.append(f"| {approximator.name} | {valid.psnr:.2f} | {test.psnr:.2f} | {test.ssim:.4f} | "
+        also = "".join(f" {q.psnr:.2f} |" if (q := approximator.quality.get(name)) else " |"
+                       for name, _ in request.report)  # fmt: skip
+        lines.append(f"| {approximator.name} | {valid.psnr:.2f} | {test.psnr:.2f} | {test.ssim:.4f} |{also} "
                      f"{timing.seconds:.3f} | {speedup} | {'**auto**' if approximator.name == chosen else ''} |")
     if chosen == "reference":
         seconds = f"{reference.seconds:.3f}" if reference else ""
-        lines.append(f"| *the reference* | exact | exact | 1 | {seconds} | 1.0x | **auto** |")
+        lines.append("| *the reference* | exact | exact | 1 |" + " exact |" * len(request.report)
+                     + f" {seconds} | 1.0x | **auto** |")
     picture = _before_after(model, request, _photo_path(source, request.source, split["test"][0]),
                             out / "before-after.png")  # fmt: skip
     lines += ["", f"`auto` on {klass} runs **{chosen}**. Use the model: `fip apply -m {out} PHOTO --out DIR`, "
@@ -301,4 +483,78 @@ def _before_after(model: Any, request: BuildRequest, photo_file: Path, path: Pat
     return path
 
 
-__all__ = ["BuildRequest", "GENERIC_CONFIG", "STATE_FILE", "build", "split_photos"]
+SHIPPED_FILES = ("report.md", "before-after.png", "split.json")  # beside the card and its networks
+
+
+def package(model: str | os.PathLike[str], into: str | os.PathLike[str], name: str | None = None,
+            overwrite: bool = False) -> Path:
+    """Copy the model folder ``model`` (``fip build``'s ``--out``) into ``into``, a package's folder of models, as
+    ``into/<last part of the name>/``: its card (renamed ``name``), the networks it names (checked against their
+    SHA-256), its report, picture and split, and not the training runs. The copy is written beside and then
+    renamed into place, so ``into`` never holds half a model.
+
+    A plugin distribution ships the model with its operator when ``into`` is a package folder named by a
+    ``fip.models`` entry point (:mod:`fip.models.catalogue`); fip's own models are such a folder too.
+
+    Args:
+        name: the installed model's name (default: ``<top package>/<operator>``, e.g.
+            ``fip_example_plugin/example.posterize`` for ``into=.../fip_example_plugin/models``).
+        overwrite: replace a model already in ``into`` under that folder name.
+
+    Returns:
+        The packaged model's folder.
+
+    Raises:
+        InputError: ``model`` holds no card or a damaged network, or the target exists and ``overwrite`` is false.
+    """
+    import shutil
+    import tempfile
+
+    from fip.files import sha256_file
+    from fip.models.cards import CARD_FILE, CardError, read_card, write_card
+
+    source, into = Path(model), Path(into)
+    try:
+        card = read_card(source)
+    except CardError as exc:
+        raise InputError(f"{source} is not a model folder ({exc}); make one with fip build OPERATOR --out "
+                         f"{source}")  # fmt: skip
+    name = name or f"{_top_package(into)}/{card.operator or source.resolve().name}"
+    target = into / name.rsplit("/", 1)[-1]
+    if target.exists() and not overwrite:
+        raise InputError(f"{target} already exists; pass --overwrite to replace it, or another --name")
+    into.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=into))
+    try:
+        for key, entry in card.networks.items():
+            if entry.kind == "paper":  # the authors' networks ship with fip itself
+                continue
+            shutil.copy2(card.path_of(key), staging / entry.file)
+            if entry.sha256 is not None and sha256_file(staging / entry.file) != entry.sha256:
+                raise InputError(f"{card.path_of(key)} does not match the SHA-256 in {source / CARD_FILE}: "
+                                 f"the model is damaged; build it again")  # fmt: skip
+        for extra in SHIPPED_FILES:
+            if (source / extra).is_file():
+                shutil.copy2(source / extra, staging / extra)
+        write_card(replace(card, name=name, root=None), staging)
+        read_card(staging)  # what was written reads back
+        old = staging.with_name(staging.name + ".old")
+        if target.exists():  # replaced by a rename: the folder is always one whole model
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _top_package(folder: Path) -> str:
+    """The name of the outermost Python package holding ``folder`` (its own name if none does)."""
+    top = folder.resolve()
+    while (top.parent / "__init__.py").is_file():
+        top = top.parent
+    return top.name if (top / "__init__.py").is_file() else folder.resolve().name
+
+
+__all__ = ["BuildRequest", "GENERIC_CONFIG", "SHIPPED_FILES", "STATE_FILE", "build", "package", "split_photos",
+           "warm_start_for"]

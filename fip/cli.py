@@ -4,10 +4,11 @@
     fip sample [--json]                    build the built-in sample set (DNG files) and list it
     fip data --operator NAME [...]         generate (input, target) pairs for one or more operators
     fip train -c OPERATOR                  train an approximator (LightningCLI: fit, validate, ...)
-    fip models [--json]                    installed models: their approximators, quality and speed
+    fip models [--json] [FOLDER ...]       installed models (or these folders): approximators, quality, speed
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
     fip apply -o OPERATOR INPUT... --out D approximate an operator on photos or raw files (or --model M)
     fip build OPERATOR [--source S]        split, train, measure and report a model folder that auto can use
+    fip package DIR --into PKG/models      ship a built model folder in a package (a plugin's)
     fip quickstart                         the README's main job: fip build on the sample set, auto at 12 MP
     fip export -m M --out F.pt2            a torch.export program that runs without fip
     fip demo [--port 7860]                 the Gradio photo-editing demo on localhost
@@ -53,6 +54,20 @@ def _parse_param(text: str) -> tuple[str, str]:
     if not eq or not name:
         raise argparse.ArgumentTypeError(f"--param takes NAME=VALUE, got {text!r}")
     return name.strip(), value.strip()
+
+
+def _named_source(text: str) -> tuple[str, str]:
+    """``NAME=PHOTOS`` of ``fip build --report``: a new photo set name and an existing folder."""
+    name, eq, source = text.partition("=")
+    name = name.strip()
+    if not eq or not name or not source:
+        raise argparse.ArgumentTypeError(f"takes NAME=PHOTOS (e.g. fivek=path/to/photos), got {text!r}")
+    if name in ("train", "validation", "test") or not name.replace("-", "_").isidentifier():
+        raise argparse.ArgumentTypeError(f"{name!r} cannot name a photo set: use letters, digits, - and _, and not "
+                                         "train, validation or test (the build's own sets)")  # fmt: skip
+    if not Path(source).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{source!r} is not a folder of photos")
+    return name, str(Path(source).expanduser())
 
 
 def _positive_number(text: str) -> float:
@@ -260,12 +275,13 @@ def _progress(total: int, unit: str, disable: bool):
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from fip.models.cards import read_card
     from fip.models.catalogue import list_models
 
     from fip.runtime.devices import device_class, resolve_device
 
     here = device_class(resolve_device("cpu"))
-    cards = list_models(args.operator)
+    cards = [read_card(folder) for folder in args.folders] or list_models(args.operator)
     if args.json:
         print(json.dumps([{**card.to_json(), "folder": str(card.root) if card.root else None} for card in cards],
                          indent=2))  # fmt: skip
@@ -342,9 +358,19 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from fip.build import BuildRequest, build
 
     request = BuildRequest(args.operator, args.out or Path("models") / args.operator, dict(args.param or []),
-                           args.source, args.budget, args.device, args.resolution, int(args.timing_height))  # fmt: skip
+                           args.source, args.budget, args.device, args.resolution, int(args.timing_height),
+                           args.warm_start, tuple(args.report or ()), args.extras)  # fmt: skip
     folder = build(request, progress=lambda line: print(f"fip build: {line}", flush=True))
     print((folder / "report.md").read_text())
+    return EXIT_OK
+
+
+def _cmd_package(args: argparse.Namespace) -> int:
+    from fip.build import package
+
+    target = package(args.model, args.into, args.name, args.overwrite)
+    print(f"packaged {args.model} as {target}; it is installed with the package whose fip.models entry point names "
+          f"{args.into}")  # fmt: skip
     return EXIT_OK
 
 
@@ -418,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="installed models: approximators, their quality and speed")
     p.add_argument("--json", action="store_true", help="print the cards as a JSON list (name, operator, approximators)")
     p.add_argument("--operator", "-o", help="only the models of this operator")
+    p.add_argument("folders", nargs="*", type=Path, metavar="FOLDER",
+                   help="show these model folders (fip build's) instead of the installed models")
     p.set_defaults(run=_cmd_models)
 
     p = sub.add_parser("apply", help="approximate an operator on photos or raw files")
@@ -488,7 +516,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", default="1080p", help="measuring resolution (default 1080p; native keeps sizes)")
     p.add_argument("--timing-height", type=_count, default=1080, metavar="PIXELS",
                    help="time the approximators on a 16:9 frame of this height (default 1080: 1920x1080)")
+    p.add_argument("--warm-start", default="auto", metavar="MODEL",
+                   help="what training starts from: auto (default: the model installed for the operator, when its "
+                   "network has the config's shape), none (the config's own start), or a model name, folder or file")
+    p.add_argument("--extras", choices=["auto", "all", "none"], default="auto",
+                   help="train the low-resolution (Deep Guided Filter) and pruned + int8 forms after the CAN: auto "
+                   "(default: when the budget gives each 2 min, 20%% of the training time each), all, none")
+    p.add_argument("--report", action="append", type=_named_source, metavar="NAME=PHOTOS",
+                   help="also measure on every photo of PHOTOS (a folder or FiveK root), reported as NAME, never used "
+                   "to choose (repeatable)")
     p.set_defaults(run=_cmd_build)
+
+    p = sub.add_parser("package", help="copy a built model folder into a package's models folder (a plugin's)")
+    p.add_argument("model", type=Path, help="the model folder (fip build's --out)")
+    p.add_argument("--into", type=Path, required=True,
+                   help="the package folder a fip.models entry point names, e.g. my_plugin/models")
+    p.add_argument("--name", help="the installed model's name (default: PACKAGE/OPERATOR)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already packaged under that name")
+    p.set_defaults(run=_cmd_package)
 
     p = sub.add_parser("quickstart", help="the main job: fip build on the built-in sample set, then auto against the "
                        "reference on a 12 MP photo")  # fmt: skip

@@ -8,8 +8,8 @@ for the last hidden layer): what the next layer loses if the channel is gone.
 
 The pruned network normalizes with *running* statistics (:attr:`~fip.models.can.NormMode.RUNNING`), initialized
 from the calibration photos, so it folds into plain convolutions with constant weights (:func:`fip.models.can.fold`)
-and can be exported and quantized once, ahead of time. Pruning alone loses quality; ``python scripts/ship_compact.py``
-fine-tunes the result with the operator's own Lightning config (``fip train``) to recover it.
+and can be exported and quantized once, ahead of time. Pruning alone loses quality; ``fip build`` (its ``pruned``
+stage) fine-tunes the result with the operator's own Lightning config to recover it.
 
 Why prune to 16 channels of CAN24's 24: x86 convolution kernels (oneDNN, ONNX Runtime's MLAS) work on blocks of 16
 fp32 channels (one AVX-512 register), so 24 channels compute as 32; at 16 the layer time drops ~3x for 2.25x fewer
@@ -19,6 +19,8 @@ multiply-adds (``fip bench`` measures it).
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -141,16 +143,17 @@ def multiply_adds(net: nn.Module, height: int, width: int) -> int:
     return total
 
 
-def calibration_photos(megapixels: float = 0.25, split: str = "train") -> list[torch.Tensor]:
-    """The built-in sample set's ``split`` photos, area-downscaled to about ``megapixels``, as ``(1, 3, H, W)``
-    tensors: what :func:`prune` and int8 calibration look at."""
+def calibration_photos(megapixels: float = 0.25, split: str = "train",
+                       paths: Sequence[str | os.PathLike[str]] | None = None) -> list[torch.Tensor]:  # fmt: skip
+    """Photos area-downscaled to about ``megapixels``, as ``(1, 3, H, W)`` tensors: what :func:`prune` and int8
+    calibration look at. ``paths`` (photo or raw files), else the built-in sample set's ``split`` photos."""
     from fip.data.sources import sample_source
     from fip.imaging import resize_area
     from fip.raw import load_srgb
 
     photos = []
-    for ref in sample_source().select(split):
-        image = load_srgb(ref.path)
+    for path in paths if paths is not None else [ref.path for ref in sample_source().select(split)]:
+        image = load_srgb(path)
         scale = min(1.0, (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5)
         if scale < 1.0:
             image = resize_area(image, round(image.shape[0] * scale), round(image.shape[1] * scale))
@@ -178,8 +181,10 @@ class QuantizationAwareCAN(nn.Module):
     per-channel int8 grid, and the input, every convolution's output and every LeakyReLU's output on uint8 grids
     calibrated on the sample photos (the points :func:`fip.ort.write_onnx` quantizes), with straight-through
     gradients, so Lightning can fine-tune the weights for the grid (quantization-aware training).
-    ``scripts/ship_compact.py --qat`` trains it with the operator's config and writes :meth:`folded` as the int8
-    file; write it with ``equalized=True``, since re-balancing would move the weights off the grid they learned.
+    Train it with the operator's config (``fip train -c OPERATOR --model.net fip.compress.QuantizationAwareCAN
+    --model.net.init_args.model PRUNED.pt --model.warm_start null``) and write :meth:`folded` as the int8 file with
+    :func:`fip.ort.write_onnx` and ``equalized=True``, since re-balancing would move the weights off the grid they
+    learned.
 
     Args:
         model: a fip model file whose network uses running statistics (the pruned ``OPERATOR.pruned.pt``).
@@ -193,7 +198,7 @@ class QuantizationAwareCAN(nn.Module):
         net = load_network(model).net
         if not isinstance(net, ContextAggregationNet) or not net.folds_exactly:
             raise InputError(f"{model} holds no running-statistics CAN to quantize; pass a pruned model "
-                             "(fip/models/zoo/OPERATOR/pruned.pt, made by scripts/ship_compact.py)")  # fmt: skip
+                             "(a model folder's pruned.pt, made by fip build)")  # fmt: skip
         photos = calibration_photos(calibration_megapixels)
         self.net = equalize(fold(net), photos).train()
         self.in_channels, self.width = self.net.in_channels, self.net.width

@@ -32,7 +32,7 @@ class Approximator(pl.LightningModule):
         schedule: ``"constant"`` (the paper) or ``"cosine"`` (decays to 1 % over ``max_epochs``).
         warm_start: ``"paper/<Operator>"`` (the authors' network of that name), ``"fip/<operator>"`` (the model fip
             ships for an operator, possibly another one: ``style.stylize`` starts from ``fip/smooth.rtv``) or the
-            path of a fip model file or checkpoint to start from; same shape only (``python scripts/ship_compact.py``
+            path of a fip model file or checkpoint to start from; same shape only (``fip build``'s pruned stage
             starts from a pruned one), except that a network with ``conv_bias`` may start from one without (its
             biases start at 0).
             A :class:`~fip.models.GuidedCAN` may start from a plain CAN: its ``can`` takes the weights, and its
@@ -44,7 +44,7 @@ class Approximator(pl.LightningModule):
         bias_lr_scale: learning-rate multiplier for the 3x3 convolutions' biases of a network built with
             ``conv_bias``. A bias is one number per channel against 9 x C_in weights; the same shift carried by a
             constant input map (the paper's way of feeding one-hot maps) moves 9 weights per layer, and over 150
-            steps learned about as fast as biases at 10x (docs/models.md, "No tone curve without a shift").
+            steps learned about as fast as biases at 10x (docs/research-log.md, "No tone curve without a shift").
     """
 
     def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None,

@@ -10,7 +10,7 @@ exposures inside the pair cache (docs/data.md); this script writes photos, for v
 stem), so bracketing never moves a test photo into training:
 
     fip train ... --data.source DST --data.split_file DST/split.json
-    python scripts/select_models.py OPERATOR CANDIDATE --photos DST --split-file DST/split.json
+    fip eval -m MODEL --source DST --split-file DST/split.json
 
 Why: an operator that consumes linear light and normalizes exposure (``tone.mapping`` maps its brightest 0.5 % to
 white) gives nearly the same output at every exposure, and the network has to learn that. The Debian photos are

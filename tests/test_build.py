@@ -8,15 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import smooth_image
 
-from fip.build import STATE_FILE, BuildRequest, build, split_photos
+from fip.build import STATE_FILE, BuildRequest, build, package, split_photos, warm_start_for
 from fip.cli import main
 from fip.data.sources import open_source
 from fip.errors import InputError
 from fip.evaluate import evaluate
 from fip.imaging import encode_png, read_image_file
 from fip.models.catalogue import open_model
+from fip.runtime.devices import int8_unavailable
 
 
 def _photos(folder: Path, count: int, height: int = 48, width: int = 64) -> Path:
@@ -57,16 +59,21 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     photos = _photos(tmp_path / "photos", 5)
     out = tmp_path / "model"
-    args = ["build", "smooth.rof", "--source", str(photos), "--budget", "0.15", "--out", str(out),
-            "--resolution", "native", "--device", "cpu", "--timing-height", "96"]  # fmt: skip
+    args = ["build", "smooth.rof", "--source", str(photos), "--budget", "0.5", "--out", str(out),
+            "--resolution", "native", "--device", "cpu", "--timing-height", "96", "--extras", "all"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
     assert card["operator"] == "smooth.rof"
-    assert {"full", "reference-lowres", "reference-halfres"} <= set(card["approximators"])
+    assert list(card["approximators"]) == ["full", "fast", "bf16", "network-lowres", "lowres", "pruned", "int8",
+                                           "reference-lowres", "reference-halfres"]  # fmt: skip
+    assert card["networks"]["pruned"]["architecture"]["width"] == 16 and card["networks"]["int8"]["kind"] == "onnx"
+    assert card["provenance"]["warm_start"] == "fip/smooth.rof"  # the installed model of the operator
     assert {card["photo_sets"][name]["role"] for name in ("validation", "test")} == {"choose", "report"}
-    for approximator in card["approximators"].values():
-        assert {"validation", "test"} <= set(approximator["quality"]), approximator["name"]
+    for name, approximator in card["approximators"].items():
+        if name == "int8" and int8_unavailable(torch.device("cpu")):
+            continue  # this CPU refuses int8 (no VNNI): left unmeasured, never chosen
+        assert {"validation", "test"} <= set(approximator["quality"]), name
         assert "cpu" in approximator["seconds"]
     split = json.loads((out / "split.json").read_text())
     assert card["approximators"]["full"]["quality"]["test"]["photos"] == len(split["test"])
@@ -83,7 +90,7 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
 
     # A rerun resumes: nothing is trained or measured again; another request into the folder is refused.
     state = json.loads((out / STATE_FILE).read_text())
-    assert set(state["steps"]) == {"split", "train", "measure", "report"}
+    assert set(state["steps"]) == {"split", "train", "lowres", "pruned", "measure", "report"}
     assert main(args) == 0 and json.loads((out / STATE_FILE).read_text()) == state
     with pytest.raises(InputError, match="holds a build of"):
         build(BuildRequest("smooth.l0", out, source=str(photos)))
@@ -95,5 +102,47 @@ def test_a_build_refuses_settings_and_budgets_it_cannot_finish(tmp_path, monkeyp
     with pytest.raises(Exception, match="fullhd"):  # before any training
         build(BuildRequest("smooth.rof", tmp_path / "a", source=str(photos), resolution="fullhd"))
     assert not (tmp_path / "a" / "training").exists()
-    with pytest.raises(InputError, match="left no time to train a first epoch; raise --budget"):
+    with pytest.raises(InputError, match=r"left no time to train a first epoch \(the CAN\); raise --budget"):
         build(BuildRequest("smooth.rof", tmp_path / "b", source=str(photos), budget_minutes=0.05))
+
+
+def test_training_starts_from_the_installed_model_of_the_same_shape():
+    assert warm_start_for("smooth.l0", "smooth.l0") == "fip/smooth.l0"
+    assert warm_start_for("smooth.l0", "build/any") == "fip/smooth.l0"  # CAN24, per-image statistics: same shape
+    assert warm_start_for("example.unknown", "build/any") is None
+
+
+def test_package_copies_the_model_and_refuses_to_replace_or_ship_damage(tmp_path, capsys):
+    from test_cards import _model_folder
+
+    model = _model_folder(tmp_path / "model", "built/model")
+    (model / "training").mkdir()
+    (model / "report.md").write_text("# report\n")
+    into = tmp_path / "plugin" / "my_plugin" / "models"
+    into.mkdir(parents=True)
+    (into.parent / "__init__.py").write_text("")
+    (into / "__init__.py").write_text("")
+    target = package(model, into)
+    assert target == into / "smooth.rof" and sorted(p.name for p in target.iterdir()) == ["card.json", "net.pt",
+                                                                                          "report.md"]  # fmt: skip
+    card = json.loads((target / "card.json").read_text())
+    assert card["name"] == "my_plugin/smooth.rof" and open_model(str(target)).network("net") is not None
+    with pytest.raises(InputError, match="already exists; pass --overwrite"):
+        package(model, into)
+    assert package(model, into, name="my_plugin/rof-v2").name == "rof-v2"
+    (model / "net.pt").write_bytes(b"damaged")
+    assert main(["package", str(model), "--into", str(into), "--overwrite"]) == 2
+    assert "does not match the SHA-256" in capsys.readouterr().err
+    assert json.loads((target / "card.json").read_text())["name"] == "my_plugin/smooth.rof"  # left as it was
+    assert [p.name for p in into.iterdir() if p.name.startswith(".")] == []  # no half-copied folder left
+    assert main(["package", str(tmp_path), "--into", str(into)]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+
+
+def test_build_report_sets_are_named_folders(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["build", "smooth.rof", "--report", f"test={tmp_path}"])
+    assert "not train, validation or test" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["build", "smooth.rof", "--report", f"fivek={tmp_path / 'nowhere'}"])
+    assert "is not a folder of photos" in capsys.readouterr().err

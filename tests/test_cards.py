@@ -147,6 +147,32 @@ def test_a_model_name_two_plugins_install_is_disabled_and_the_rest_keeps_working
     assert catalogue.for_operator("smooth.rof").name == "fip/smooth.rof"
 
 
+def test_models_on_fip_model_path_run_their_operator_before_installed_ones(tmp_path, monkeypatch):
+    built = _model_folder(tmp_path / "models" / "rof", "built/rof")
+    _model_folder(tmp_path / "models" / "other", "built/other", operator="smooth.l0")
+    monkeypatch.setenv("FIP_MODEL_PATH", f"{tmp_path / 'models'}{__import__('os').pathsep}{tmp_path / 'nowhere'}")
+    monkeypatch.setenv("FIP_DISABLE_PLUGINS", "1")  # a user's own folders are not plugins: still read
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        catalogue = Catalogue()
+        assert catalogue.for_operator("smooth.rof").root == built  # yours first for the operator
+    assert any("nowhere" in str(w.message) and "not a folder" in str(w.message) for w in caught)
+    assert catalogue.get("fip/smooth.rof") is not None and catalogue.get("built/other").operator == "smooth.l0"
+    taken = _model_folder(tmp_path / "one" / "taken", "fip/smooth.rof")  # cannot take fip's own name
+    monkeypatch.setenv("FIP_MODEL_PATH", str(taken))  # a model folder itself works too
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert Catalogue().get("fip/smooth.rof").root.name == "smooth.rof"
+
+
+def test_fip_models_shows_model_folders_given(tmp_path, capsys):
+    folder = _model_folder(tmp_path / "rof", "built/rof")
+    assert main(["models", str(folder)]) == 0
+    assert capsys.readouterr().out.startswith("built/rof")
+    assert main(["models", str(tmp_path)]) == 2
+    assert "holds no model card" in capsys.readouterr().err
+
+
 def test_fip_models_lists_the_catalogue(capsys):
     assert main(["models", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

@@ -99,7 +99,7 @@ def test_warm_start_from_a_plain_model_fills_the_guided_networks_can():
 
 
 def test_lowres_config_trains_a_guided_network_through_lightning(photo_folder, tmp_path):
-    """train/configs/overlays/lowres.yaml layered over an operator's config, as scripts/ship_lowres.py runs it: the
+    """train/configs/overlays/lowres.yaml layered over an operator's config, as fip build's lowres stage runs it: the
     CAN keeps that config's shape and starts from the model named by the warm start."""
     from test_training import _config
 

@@ -24,12 +24,7 @@ def plugin_site(tmp_path_factory) -> Path:
     """pip-install the example plugin (its own pyproject.toml and entry point) into a private site folder."""
     work = tmp_path_factory.mktemp("plugin")
     shutil.copytree(EXAMPLE, work / "src")  # building writes into the source tree: keep the repo clean
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(work / "site"), str(work / "src")],
-        check=True,
-    )  # fmt: skip
-    return work / "site"
+    return _install(work / "src", work / "site")
 
 
 def _fip(args, site, **env):
@@ -72,8 +67,20 @@ def test_plugin_operators_generate_pairs(plugin_site, photo_folder, tmp_path):
             assert np.abs(target.mean(axis=(0, 1)) - source.mean(axis=(0, 1))).max() < 0.03
 
 
+def _install(source: Path, site: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(source)], check=True)  # fmt: skip
+    return site
+
+
+def _models_used(folder: Path) -> set[str]:
+    """The models named by the output log of ``folder``: which model made each output."""
+    lines = (folder / ".fip-outputs.jsonl").read_text().splitlines()
+    return {json.loads(line)["recipe"]["model"] for line in lines if line.strip()}
+
+
 @pytest.mark.slow
-def test_fip_build_makes_a_model_for_a_plugin_operator(plugin_site, tmp_path):
+def test_fip_build_makes_a_model_the_plugin_ships_and_apply_runs(plugin_site, tmp_path):
     from fip.imaging import encode_png
 
     from conftest import smooth_image
@@ -89,6 +96,29 @@ def test_fip_build_makes_a_model_for_a_plugin_operator(plugin_site, tmp_path):
     assert "build/any config" in built.stdout  # no config of its own: the generic one
     card = json.loads((out / "card.json").read_text())
     assert card["operator"] == "example.posterize" and "test" in card["approximators"]["full"]["quality"]
-    applied = _fip(["apply", "-m", str(out), str(photos / "p0.png"), "--out", str(tmp_path / "o")], plugin_site,
-                   FIP_CACHE=cache)  # fmt: skip
+    photo = str(photos / "p0.png")
+    applied = _fip(["apply", "-m", str(out), photo, "--out", str(tmp_path / "o")], plugin_site, FIP_CACHE=cache)
     assert applied.returncode == 0 and (tmp_path / "o" / "p0.png").is_file(), applied.stderr[-3000:]
+
+    # Before packaging: the folder on FIP_MODEL_PATH runs the operator.
+    listed = _fip(["apply", "-o", "example.posterize", photo, "--out", str(tmp_path / "path")], plugin_site,
+                  FIP_CACHE=cache, FIP_MODEL_PATH=str(out))  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert _models_used(tmp_path / "path") == {"built/model"}
+
+    # The documented step: package the folder into the plugin, install it, and `fip apply -o` runs that model.
+    source = shutil.copytree(EXAMPLE, tmp_path / "src")
+    packaged = _fip(["package", str(out), "--into", str(source / "fip_example_plugin" / "models")], plugin_site)
+    assert packaged.returncode == 0, packaged.stderr
+    shipped = source / "fip_example_plugin" / "models" / "example.posterize"
+    assert sorted(p.name for p in shipped.iterdir()) == ["before-after.png", "card.json", "net.pt", "report.md",
+                                                         "split.json"]  # not the training runs  # fmt: skip
+    again = _fip(["package", str(out), "--into", str(source / "fip_example_plugin" / "models")], plugin_site)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    site = _install(source, tmp_path / "site")
+    models = _fip(["models", "--json", "-o", "example.posterize"], site)
+    assert [m["name"] for m in json.loads(models.stdout)] == ["fip_example_plugin/example.posterize"], models.stderr
+    ran = _fip(["apply", "-o", "example.posterize", photo, "--out", str(tmp_path / "o2")], site, FIP_CACHE=cache)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert _models_used(tmp_path / "o2") == {"fip_example_plugin/example.posterize"}
+    assert np.array_equal(read_image_file(tmp_path / "o2" / "p0.png"), read_image_file(tmp_path / "path" / "p0.png"))

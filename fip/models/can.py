@@ -103,7 +103,7 @@ class ContextAggregationNet(nn.Module):
             ``mu * beta`` inside the normalization, so while ``mu`` is 0 the network is positively homogeneous
             up to its output bias (``f(k x) - b = k (f(x) - b)``) and can learn no tone curve; ``mu`` and ``beta``
             start at 0 and open it only after many steps (the authors trained 180k). With biases a short CPU
-            run can learn tone curves from the identity (docs/models.md, "No tone curve without a shift").
+            run can learn tone curves from the identity (docs/research-log.md, "No tone curve without a shift").
         input_norm: how each photo's RGB is rescaled before the network sees it (:mod:`fip.models.inputs`,
             e.g. ``"airlight"``), or ``None``. Applied to whole photos by the engine (:mod:`fip.runtime`) and by the
             training data, not by :meth:`forward`, which takes the input as it comes (crops cannot know their
@@ -164,7 +164,7 @@ class ContextAggregationNet(nn.Module):
         comes from, one ``(1, C, h, w)`` or ``(C, h, w)`` tensor per crop, any size), with gradients through them.
 
         In the paper-exact ``IMAGE`` mode a crop normalized by its own statistics is a different task from the
-        whole photo normalized by the photo's: training on crops then teaches the wrong one (docs/models.md,
+        whole photo normalized by the photo's: training on crops then teaches the wrong one (docs/research-log.md,
         "Crops in context", measures it). This is what :func:`fold` with :func:`image_statistics` of the photo
         computes at inference, differentiable. A ``RUNNING`` network ignores the contexts (its statistics are
         not the image's)."""

@@ -8,11 +8,15 @@ does::
     [project.entry-points."fip.models"]
     my_models = "my_plugin.models"          # my_plugin/models/<model>/card.json, ...
 
+Models you built need no package: ``FIP_MODEL_PATH`` lists model folders (``fip build``'s ``--out``), or folders
+holding them, separated like ``PATH``; they are found after the installed ones and, for an operator, run before them
+(``fip apply -o smooth.l0``, the demo).
+
 Discovery is lazy, cached and in a deterministic order (fip's own first, then by distribution and entry point).
 A card that cannot be read, or a plugin's card that takes the name of one of fip's own models, is skipped with a
 :class:`ModelLoadWarning` naming it (fip's own model keeps its name). A name that two plugin cards take is disabled:
 a :class:`ModelLoadWarning` names both, and opening that name raises a :class:`~fip.errors.FipError` naming them;
-every other model keeps working. ``FIP_DISABLE_PLUGINS=1`` skips third-party models too.
+every other model keeps working. ``FIP_DISABLE_PLUGINS=1`` skips third-party models too (not ``FIP_MODEL_PATH``'s).
 
 :func:`open_model` turns any name a user may type into a :class:`Model`: a catalogue name (``fip/smooth.l0``), an
 operator name (``smooth.l0``: the model installed for it), ``paper/<Operator>`` (the authors' networks), a model
@@ -51,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fip.models"
 DISABLE_PLUGINS_ENV = "FIP_DISABLE_PLUGINS"
+MODEL_PATH_ENV = "FIP_MODEL_PATH"  # model folders (fip build's), or folders of them, separated like PATH
 BUILTIN_DISTRIBUTION = DISTRIBUTION  # fip's own models come from this distribution
 
 # The untrained approximation every operator has: the reference on the photo at a third of its size, brought back
@@ -173,6 +178,7 @@ class Catalogue:
         self._entry_points = entry_points or (lambda: importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
         self._cards: dict[str, ModelCard] | None = None
         self._clashes: dict[str, list[str]] = {}  # disabled names: where each card of that name came from
+        self._user: set[str] = set()  # names of the models found through MODEL_PATH_ENV
         self._lock = threading.RLock()
 
     def cards(self) -> list[ModelCard]:
@@ -191,8 +197,10 @@ class Catalogue:
         return cards.get(name)
 
     def for_operator(self, operator: str) -> ModelCard | None:
-        """The first installed model made for ``operator`` (fip's own before plugins')."""
-        return next((c for c in self._discover().values() if c.operator == operator), None)
+        """The model that runs ``operator``: the first made for it in :data:`MODEL_PATH_ENV`'s folders (models you
+        built), else the first installed (fip's own before plugins')."""
+        cards = [c for c in self._discover().values() if c.operator == operator]
+        return next((c for c in cards if c.name in self._user), None) or next(iter(cards), None)
 
     def refresh(self) -> None:
         """Forget what was discovered (after installing a model into a running process)."""
@@ -210,6 +218,30 @@ class Catalogue:
             origins: dict[str, tuple[str, bool]] = {}  # each kept card's source, and whether it is fip's own
             clashes: dict[str, list[str]] = {}
             disabled = os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+            def add(folder: Path, source: str, builtin: bool) -> str | None:
+                """Keep the card in ``folder`` unless its name is taken; its name if kept."""
+                try:
+                    card = read_card(folder)
+                except CardError as exc:
+                    _warn(f"skipping the model in {folder} from {source}: {exc}")
+                    return None
+                origin = f"{source} in {folder}"
+                if card.name in clashes:
+                    clashes[card.name].append(origin)
+                elif card.name in cards and origins[card.name][1]:
+                    # fip's own model keeps its name: a plugin cannot change what `fip/...` runs.
+                    _warn(f"skipping the model {card.name!r} in {folder} from {source}: that name is already "
+                          f"installed from {cards[card.name].root}")  # fmt: skip
+                elif card.name in cards:
+                    del cards[card.name]
+                    clashes[card.name] = [origins.pop(card.name)[0], origin]
+                else:
+                    cards[card.name] = card
+                    origins[card.name] = (origin, builtin)
+                    return card.name
+                return None
+
             for ep in sorted(self._entry_points(), key=_entry_point_order):
                 builtin = _distribution_name(ep) == BUILTIN_DISTRIBUTION
                 if disabled and not builtin:
@@ -221,24 +253,16 @@ class Catalogue:
                     _warn(f"model plugin {source} failed to load and is skipped: {type(exc).__name__}: {exc}")
                     continue
                 for folder in folders:
-                    try:
-                        card = read_card(folder)
-                    except CardError as exc:
-                        _warn(f"skipping the model in {folder} from {source}: {exc}")
-                        continue
-                    origin = f"{source} in {folder}"
-                    if card.name in clashes:
-                        clashes[card.name].append(origin)
-                    elif card.name in cards and origins[card.name][1]:
-                        # fip's own model keeps its name: a plugin cannot change what `fip/...` runs.
-                        _warn(f"skipping the model {card.name!r} in {folder} from {source}: that name is already "
-                              f"installed from {cards[card.name].root}")  # fmt: skip
-                    elif card.name in cards:
-                        del cards[card.name]
-                        clashes[card.name] = [origins.pop(card.name)[0], origin]
-                    else:
-                        cards[card.name] = card
-                        origins[card.name] = (origin, builtin)
+                    add(folder, source, builtin)
+            user = set()
+            for entry in filter(None, os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep)):
+                root = Path(entry).expanduser()
+                if not root.is_dir():
+                    _warn(f"{MODEL_PATH_ENV} names {root}, which is not a folder; it is skipped")
+                    continue
+                found = [root] if (root / CARD_FILE).is_file() else sorted(p.parent for p in root.glob(f"*/{CARD_FILE}"))
+                user.update(filter(None, (add(folder, MODEL_PATH_ENV, False) for folder in found)))
+            self._user = user
             self._cards, self._clashes = cards, clashes
             for name in sorted(clashes):
                 _warn(f"{self._clash_text(name)}; every other model keeps working")
@@ -430,6 +454,6 @@ def open_warm_start(name_or_path: str | os.PathLike[str]) -> NetworkFile:
     return load_network(text)
 
 
-__all__ = ["Catalogue", "ENTRY_POINT_GROUP", "GUIDED_PREVIEW_MEGAPIXELS", "Model", "PREVIEW_MEGAPIXELS",
+__all__ = ["Catalogue", "ENTRY_POINT_GROUP", "MODEL_PATH_ENV", "GUIDED_PREVIEW_MEGAPIXELS", "Model", "PREVIEW_MEGAPIXELS",
            "REFERENCE_HALFRES_APPROXIMATOR", "REFERENCE_LOWRES_APPROXIMATOR", "ModelLoadWarning", "card_for_network", "default_catalogue",
            "list_models", "model_for_operator", "network_approximators", "open_model", "open_warm_start", "reference_card"]  # fmt: skip

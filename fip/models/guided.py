@@ -4,7 +4,7 @@ output (He and Sun's fast guided filter), and apply the upsampled model to the f
 
 * :class:`FastGuidedFilter`: the filter itself (fixed radius, learnable ``eps``).
 * :class:`GuidedCAN`: the Deep Guided Filter: a :class:`~fip.models.ContextAggregationNet` at low resolution, a
-  learned per-pixel guidance map and the filter, trained end to end (``scripts/ship_lowres.py``).
+  learned per-pixel guidance map and the filter, trained end to end (``fip build``'s ``lowres`` stage).
 """
 
 from __future__ import annotations

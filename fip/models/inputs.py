@@ -6,7 +6,7 @@ the airlight ``A`` (the colour of the haze) from the brightest pixels of the dar
 ``airlight`` divides the input by the same estimate, which hands the network that quantity and removes it from what
 it must learn. ``tone.mapping`` maps its photo's brightest 0.5 % to white whatever the exposure; ``exposure`` divides
 the input by the photo's own bright level, so a photo and a darker copy of it look alike to the network. The
-measurements behind these choices are in the research log (docs/models.md).
+measurements behind these choices are in the research log (docs/research-log.md).
 
 The normalization belongs to the network (``ContextAggregationNet(input_norm=...)``, saved with its weights):
 :func:`fip.runtime.execute.run_plan` applies it to the whole photo before any tiling or statistics preview, and the

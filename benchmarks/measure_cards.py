@@ -1,8 +1,8 @@
 """Measure fip's own models into their cards: every approximator's quality on the validation photos (which ``auto``
 reads) and on the four FiveK photos (which the docs report, never used to choose), and its seconds on this machine.
 
-Usage: python scripts/measure_models.py OPERATOR [OPERATOR ...] [--approximators a,b] [--no-timing] [--no-fivek]
-       python scripts/measure_models.py OPERATOR ... --timing-only --device cuda     # a GPU's timings, for auto there
+Usage: python benchmarks/measure_cards.py OPERATOR [OPERATOR ...] [--approximators a,b] [--no-timing] [--no-fivek]
+       python benchmarks/measure_cards.py OPERATOR ... --timing-only --device cuda     # a GPU's timings, for auto there
 Needs the Debian photo set (bash scripts/debian_photos.sh data/debian-photos) and, for the FiveK column,
 ../shared/reference (or $FIP_REFERENCE_DIR). Writes fip/models/zoo/OPERATOR/card.json.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import reference_dir  # noqa: E402
 from fip.measure import PhotoSetSource, measure  # noqa: E402

@@ -1,0 +1,82 @@
+"""Rebuild shipped models with ``fip build`` and compare each with the model fip ships, on photos neither chose on.
+
+Usage: python benchmarks/rebuild_shipped.py OPERATOR [OPERATOR ...] [--source data/debian-photos] [--budget 12]
+       [--out runs/rebuild] [--json benchmarks/results/rebuild-cpu.json]
+
+For each operator: ``fip build OPERATOR --source SOURCE --budget MINUTES --report fivek=<the four FiveK photos>``
+into ``OUT/OPERATOR`` (a rerun resumes there), then ``auto`` of the built model and ``auto`` of the shipped model
+``fip/OPERATOR`` on this device, both measured on the same held-out photos: the build's test photos (which the
+shipped models' choices did see: they chose on the Debian set's hashed test photos, so this column flatters the
+shipped model) and the four FiveK photos (which chose nothing for either). Prints a Markdown table; ``--json``
+writes its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import REPO, fivek_photos, machine  # noqa: E402
+from fip.build import BuildRequest, build  # noqa: E402
+from fip.files import atomic_write_json  # noqa: E402
+from fip.measure import PhotoSetSource, quality  # noqa: E402
+from fip.models.cards import read_card  # noqa: E402
+from fip.models.catalogue import Model, open_model  # noqa: E402
+from fip.runtime.plan import AUTO, make_plan  # noqa: E402
+
+FRAME = (1080, 1920)
+
+
+def compare(operator: str, args: argparse.Namespace) -> dict:
+    fivek = str(fivek_photos()[0].parent)
+    folder = build(BuildRequest(operator, args.out / operator, source=args.source, budget_minutes=args.budget,
+                                report=(("fivek", fivek),)), progress=lambda line: print(f"  {operator}: {line}", flush=True))  # fmt: skip
+    built = Model(read_card(folder))
+    shipped = open_model(f"fip/{operator}")
+    test = PhotoSetSource("test", "report", "", ((args.source, "test"),), "1080p", str(folder / "splits" / "test.json"))
+    row = {"operator": operator, "budget_minutes": args.budget}
+    for label, model in (("shipped", shipped), ("built", built)):
+        chosen = make_plan(model, AUTO, FRAME, "cpu").approximator
+        row[label] = {"auto": chosen}
+        for name, photos in (("test", test), ("fivek", PhotoSetSource("fivek", "report", "", ((fivek, "all"),)))):
+            stored = model.card.approximators[chosen].quality.get(name) if chosen != "reference" else None
+            measured = stored if label == "built" and stored else (quality(model, chosen, photos, "cpu")
+                                                                   if chosen != "reference" else None)  # fmt: skip
+            row[label][name] = None if measured is None else measured.psnr
+        seconds = model.card.approximators[chosen].seconds.get("cpu") if chosen != "reference" else None
+        row[label]["seconds"] = seconds.seconds if seconds else None
+    row["warm_start"] = built.card.provenance.get("warm_start")
+    print(f"  {operator}: {json.dumps(row)}", flush=True)
+    return row
+
+
+def _cell(value: float | None) -> str:
+    return "exact" if value is None else f"{value:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("operators", nargs="+")
+    parser.add_argument("--source", default=str(REPO / "data" / "debian-photos"))
+    parser.add_argument("--budget", type=float, default=12.0, help="minutes per build (training gets 70%%)")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "rebuild")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    rows = [compare(operator, args) for operator in args.operators]
+    print(f"\nMachine: {machine()}; 1080p; auto on cpu; PSNR in dB against the reference.\n")
+    print("| operator | shipped auto | test PSNR | FiveK PSNR | built auto | test PSNR | FiveK PSNR | warm start |")
+    print("|---|---|---:|---:|---|---:|---:|---|")
+    for row in rows:
+        s, b = row["shipped"], row["built"]
+        print(f"| `{row['operator']}` | {s['auto']} | {_cell(s['test'])} | {_cell(s['fivek'])} | {b['auto']} | "
+              f"{_cell(b['test'])} | {_cell(b['fivek'])} | {row['warm_start'] or 'none'} |")
+    if args.json:
+        atomic_write_json(args.json, {"machine": machine(), "rows": rows})
+
+
+if __name__ == "__main__":  # pair generation spawns processes that import this file
+    main()
