@@ -101,8 +101,9 @@ class BuildRequest:
 
 def warm_start_for(operator: str, config: str) -> str | None:
     """The installed model to start ``operator``'s training from: the model installed for ``operator`` (fip's own
-    first) when its main network has the shape the ``config`` trains (width, depth, input channels,
-    normalization); ``None`` when there is none, and the config's own warm start applies."""
+    first) when its main network has the shape the ``config`` trains (width, depth, input channels, normalization,
+    convolution biases, input normalization); ``None`` when there is none, and the config's own warm start
+    applies."""
     import yaml
 
     from fip.models.catalogue import list_models
@@ -110,11 +111,13 @@ def warm_start_for(operator: str, config: str) -> str | None:
 
     net = (yaml.safe_load(resolve_config(config).read_text()).get("model") or {}).get("net") or {}
     wanted = net.get("init_args") or {}
+    def same_shape(found: Mapping[str, Any]) -> bool:
+        sizes = all(found.get(key) == wanted[key] for key in ("width", "depth", "in_channels", "norm") if key in wanted)
+        return sizes and all(bool(found.get(key)) == bool(wanted.get(key)) for key in ("conv_bias", "input_norm"))
+
     for card in list_models(operator):
         entry = card.networks.get("net")
-        if entry is not None and entry.kind == "fip" and card.conditioning is None and all(
-                entry.architecture.get(key) == wanted[key] for key in ("width", "depth", "in_channels", "norm")
-                if key in wanted):  # fmt: skip
+        if entry is not None and entry.kind == "fip" and card.conditioning is None and same_shape(entry.architecture):
             return card.name
     return None
 
