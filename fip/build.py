@@ -67,6 +67,8 @@ class BuildRequest:
             start), or a model name, model folder or network file.
         extras: the stages after the CAN (``lowres``, ``pruned`` with int8): ``auto`` (when the budget gives each
             at least :data:`MIN_EXTRA_MINUTES`), ``all`` or ``none``.
+        train_args: more ``fip train`` options for every training stage, e.g. ``("--trainer.devices", "4",
+            "--trainer.strategy", "ddp")`` for Lightning on several GPUs or nodes.
         report: more photo sets to report on, never to choose with: ``(name, source)`` pairs, every photo of each
             source (e.g. ``("fivek", "path/to/fivek-1080p/input")``).
     """
@@ -82,6 +84,7 @@ class BuildRequest:
     warm_start: str = "auto"
     report: tuple[tuple[str, str], ...] = ()
     extras: str = "auto"
+    train_args: tuple[str, ...] = ()
 
     @property
     def timing_size(self) -> tuple[int, int]:
@@ -96,6 +99,8 @@ class BuildRequest:
             found["report"] = [list(pair) for pair in self.report]
         if self.extras != "auto":
             found["extras"] = self.extras
+        if self.train_args:
+            found["train_args"] = list(self.train_args)
         return found
 
 
@@ -264,6 +269,7 @@ def _fit(state: _State, request: BuildRequest, stage: str, config_args: list[str
                 "--trainer.max_time", max_time(left), "--trainer.default_root_dir", str(runs),
                 "--trainer.logger", json.dumps({"class_path": "pytorch_lightning.loggers.CSVLogger",
                                                 "init_args": {"save_dir": str(runs), "name": "logs"}})]  # fmt: skip
+        args += list(request.train_args)
         if last:
             args += ["--ckpt_path", str(last[-1])]
         began = time.monotonic()

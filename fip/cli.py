@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -359,7 +360,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     request = BuildRequest(args.operator, args.out or Path("models") / args.operator, dict(args.param or []),
                            args.source, args.budget, args.device, args.resolution, int(args.timing_height),
-                           args.warm_start, tuple(args.report or ()), args.extras)  # fmt: skip
+                           args.warm_start, tuple(args.report or ()), args.extras,
+                           tuple(shlex.split(args.train_args or "")))  # fmt: skip
     folder = build(request, progress=lambda line: print(f"fip build: {line}", flush=True))
     print((folder / "report.md").read_text())
     return EXIT_OK
@@ -522,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extras", choices=["auto", "all", "none"], default="auto",
                    help="train the low-resolution (Deep Guided Filter) and pruned + int8 forms after the CAN: auto "
                    "(default: when the budget gives each 2 min, 20%% of the training time each), all, none")
+    p.add_argument("--train-args", metavar="'OPTIONS'",
+                   help="fip train options for every training stage, quoted: e.g. '--trainer.accelerator gpu "
+                   "--trainer.devices 4 --trainer.strategy ddp' (Lightning on several GPUs or nodes)")
     p.add_argument("--report", action="append", type=_named_source, metavar="NAME=PHOTOS",
                    help="also measure on every photo of PHOTOS (a folder or FiveK root), reported as NAME, never used "
                    "to choose (repeatable)")

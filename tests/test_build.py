@@ -60,7 +60,8 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     photos = _photos(tmp_path / "photos", 5)
     out = tmp_path / "model"
     args = ["build", "smooth.rof", "--source", str(photos), "--budget", "0.5", "--out", str(out),
-            "--resolution", "native", "--device", "cpu", "--timing-height", "96", "--extras", "all"]  # fmt: skip
+            "--resolution", "native", "--device", "cpu", "--timing-height", "96", "--extras", "all",
+            "--train-args", "--trainer.log_every_n_steps 1"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
@@ -90,6 +91,7 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
 
     # A rerun resumes: nothing is trained or measured again; another request into the folder is refused.
     state = json.loads((out / STATE_FILE).read_text())
+    assert state["request"]["train_args"] == ["--trainer.log_every_n_steps", "1"]
     assert set(state["steps"]) == {"split", "train", "lowres", "pruned", "measure", "report"}
     assert main(args) == 0 and json.loads((out / STATE_FILE).read_text()) == state
     with pytest.raises(InputError, match="holds a build of"):
