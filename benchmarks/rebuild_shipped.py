@@ -1,7 +1,7 @@
 """Rebuild shipped models with ``fip build`` and compare each with the model fip ships, on photos neither chose on.
 
 Usage: python benchmarks/rebuild_shipped.py OPERATOR [OPERATOR ...] [--source data/debian-photos] [--budget 12]
-       [--out runs/rebuild] [--json benchmarks/results/rebuild-cpu.json]
+       [--out runs/rebuild] [--train-args '--data.resolution 1080p'] [--json benchmarks/results/rebuild-cpu.json]
 
 For each operator: ``fip build OPERATOR --source SOURCE --budget MINUTES --report fivek=<the four FiveK photos>``
 into ``OUT/OPERATOR`` (a rerun resumes there), then ``auto`` of the built model and ``auto`` of the shipped model
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -33,12 +34,13 @@ FRAME = (1080, 1920)
 
 def compare(operator: str, args: argparse.Namespace) -> dict:
     fivek = str(fivek_photos()[0].parent)
-    folder = build(BuildRequest(operator, args.out / operator, source=args.source, budget_minutes=args.budget,
-                                report=(("fivek", fivek),)), progress=lambda line: print(f"  {operator}: {line}", flush=True))  # fmt: skip
+    request = BuildRequest(operator, args.out / operator, source=args.source, budget_minutes=args.budget,
+                           report=(("fivek", fivek),), train_args=tuple(shlex.split(args.train_args)))  # fmt: skip
+    folder = build(request, progress=lambda line: print(f"  {operator}: {line}", flush=True))
     built = Model(read_card(folder))
     shipped = open_model(f"fip/{operator}")
     test = PhotoSetSource("test", "report", "", ((args.source, "test"),), "1080p", str(folder / "splits" / "test.json"))
-    row = {"operator": operator, "budget_minutes": args.budget}
+    row = {"operator": operator, "budget_minutes": args.budget, "train_args": args.train_args}
     for label, model in (("shipped", shipped), ("built", built)):
         chosen = make_plan(model, AUTO, FRAME, "cpu").approximator
         row[label] = {"auto": chosen}
@@ -64,7 +66,8 @@ def main() -> None:
     parser.add_argument("--source", default=str(REPO / "data" / "debian-photos"))
     parser.add_argument("--budget", type=float, default=12.0, help="minutes per build (training gets 70%%)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "rebuild")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--train-args", default="", help="fip train options for the builds (quoted)")
+    parser.add_argument("--json", type=Path, help="also write the rows here (added to the rows already there)")
     args = parser.parse_args()
     rows = [compare(operator, args) for operator in args.operators]
     print(f"\nMachine: {machine()}; 1080p; auto on cpu; PSNR in dB against the reference.\n")
@@ -75,7 +78,9 @@ def main() -> None:
         print(f"| `{row['operator']}` | {s['auto']} | {_cell(s['test'])} | {_cell(s['fivek'])} | {b['auto']} | "
               f"{_cell(b['test'])} | {_cell(b['fivek'])} | {row['warm_start'] or 'none'} |")
     if args.json:
-        atomic_write_json(args.json, {"machine": machine(), "rows": rows})
+        kept = json.loads(args.json.read_text())["rows"] if args.json.is_file() else []
+        ours = {row["operator"] for row in rows}
+        atomic_write_json(args.json, {"machine": machine(), "rows": [r for r in kept if r["operator"] not in ours] + rows})
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file

@@ -47,6 +47,7 @@ EXTRA_STAGES = ("lowres", "pruned")  # trained after the CAN, from it, when the 
 EXTRA_SHARE = 0.2  # of the training time, for each extra stage
 MIN_EXTRA_MINUTES = 2.0  # an extra stage runs (with extras="auto") only if its share is at least this
 PRUNED_WIDTH = 16  # channels per layer of the pruned network (the CAN24 has 24)
+CALIBRATION_PHOTOS = 16  # training photos that pruning and int8 calibration look at
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ def warm_start_for(operator: str, config: str) -> str | None:
     wanted = net.get("init_args") or {}
     def same_shape(found: Mapping[str, Any]) -> bool:
         sizes = all(found.get(key) == wanted[key] for key in ("width", "depth", "in_channels", "norm") if key in wanted)
-        return sizes and all(bool(found.get(key)) == bool(wanted.get(key)) for key in ("conv_bias", "input_norm"))
+        return sizes and bool(found.get("conv_bias")) == bool(wanted.get("conv_bias")) and (
+            (found.get("input_norm") or None) == (wanted.get("input_norm") or None))
 
     for card in list_models(operator):
         entry = card.networks.get("net")
@@ -210,8 +212,7 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
 
     split = _split(state, out, source, progress)
     checkpoint = _train(state, request, params, out, split, progress)
-    _lowres(state, request, params, out, progress)
-    _pruned(state, request, params, out, source, split, progress)
+    _extras(state, request, params, out, source, split, progress)
     card = _measure(state, request, out, checkpoint, source, split, progress)
     _report(state, request, out, card, source, split, progress)
     return out
@@ -236,19 +237,28 @@ def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Pa
            progress: Callable[[str], None]) -> Path:  # fmt: skip
     """The main CAN: its best checkpoint, also written as ``net.pt``."""
     from fip.models.storage import load_network, save_network
-    from fip.training import config_names
 
     if (done := state.done("train")) is not None:
+        if not (out / "net.pt").is_file():  # a folder whose training finished before net.pt was written here
+            save_network(load_network(out / done["checkpoint"]), out / "net.pt")
         return out / done["checkpoint"]
-    config = request.operator if request.operator in config_names() else GENERIC_CONFIG
-    start = {"auto": warm_start_for(request.operator, config), "none": None}.get(request.warm_start,
-                                                                               request.warm_start)  # fmt: skip
+    config = _config_for(request.operator)
+    start = {"auto": None, "none": None}.get(request.warm_start, request.warm_start)
+    if request.warm_start == "auto":
+        start = warm_start_for(request.operator, config)
     best = _fit(state, request, "train", ["-c", config] + (["--model.warm_start", start] if start else []),
                 f"{config} config, starting from {start or 'the config (its own warm start, if any)'}", params, out,
                 progress)  # fmt: skip
     save_network(load_network(best), out / "net.pt")
     state.record("train", {"checkpoint": str(best.relative_to(out)), "warm_start": start, "config": config})
     return best
+
+
+def _config_for(operator: str) -> str:
+    """The training config ``fip build`` uses for ``operator``: its own, else :data:`GENERIC_CONFIG`."""
+    from fip.training import config_names
+
+    return operator if operator in config_names() else GENERIC_CONFIG
 
 
 def _fit(state: _State, request: BuildRequest, stage: str, config_args: list[str], what: str, params: dict[str, Any],
@@ -277,13 +287,17 @@ def _fit(state: _State, request: BuildRequest, stage: str, config_args: list[str
             cli = run_training(args)
         finally:  # an interrupted training's time counts too: the rerun resumes with what is left
             state.add_seconds(stage, time.monotonic() - began)
+        if cli.trainer.global_rank != 0:
+            # Lightning's DDP starts ranks 1..N by running this command again: their part ends with training.
+            raise SystemExit(0)
         callback = cli.trainer.checkpoint_callback
         chosen = callback.best_model_path or callback.last_model_path
         best = Path(chosen) if chosen else None
     if best is None or not best.is_file():
+        skip = "" if stage == "train" else ", or leave the extra stages out with --extras none"
         raise InputError(f"the budget of {request.budget_minutes:g} min left no time to train a first epoch "
                          f"({'the CAN' if stage == 'train' else stage}); raise --budget (training gets "
-                         f"{TRAINING_SHARE:.0%} of it)")  # fmt: skip
+                         f"{TRAINING_SHARE:.0%} of it){skip}")  # fmt: skip
     return best
 
 
@@ -298,25 +312,54 @@ def training_minutes(request: BuildRequest) -> dict[str, float]:
     return {"train": total * (1 - EXTRA_SHARE * len(wanted)), **{stage: total * EXTRA_SHARE for stage in wanted}}
 
 
-def _lowres(state: _State, request: BuildRequest, params: dict[str, Any], out: Path,
+def extra_stages(request: BuildRequest, net: Any) -> dict[str, str | None]:
+    """The extra stages ``request``'s budget gives time to (:func:`training_minutes`), each with ``None`` when it
+    runs for ``net`` (the trained CAN) or why it is skipped."""
+    stages: dict[str, str | None] = {stage: None for stage in EXTRA_STAGES if stage in training_minutes(request)}
+    if getattr(net, "input_norm", None):  # neither the guided network nor pruning (or ONNX) carries one
+        for stage in stages:
+            stages[stage] = f"the {stage} network cannot normalize its input as this one does ({net.input_norm})"
+    return stages
+
+
+def _extras(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, source: Any,
+            split: dict[str, list[str]], progress: Callable[[str], None]) -> None:  # fmt: skip
+    """The extra stages, each once; none for a model already measured (a folder built before they existed keeps
+    what it has)."""
+    from fip.models.storage import load_network
+
+    if state.done("measure") is not None or all(state.done(stage) is not None for stage in training_minutes(request)):
+        return
+    net = load_network(out / "net.pt").net
+    config = state.done("train").get("config") or _config_for(request.operator)
+    for stage, skipped in extra_stages(request, net).items():
+        if state.done(stage) is not None:
+            continue
+        if skipped:
+            progress(f"{stage}: skipped: {skipped}")
+            state.record(stage, {"skipped": skipped})
+        elif stage == "lowres":
+            _lowres(state, request, params, out, config, net, progress)
+        else:
+            _pruned(state, request, params, out, config, net, source, split, progress)
+
+
+def _lowres(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str, net: Any,
             progress: Callable[[str], None]) -> None:  # fmt: skip
     """The Deep Guided Filter form of the CAN (``lowres.pt``), trained end to end from ``net.pt``."""
     from fip.models.storage import load_network, save_network
 
-    if state.done("lowres") is not None or "lowres" not in training_minutes(request):
-        return
-    config = state.done("train")["config"]
-    conv_bias = str(load_network(out / "net.pt").net.conv_bias).lower()
     best = _fit(state, request, "lowres", ["-c", config, "-c", LOWRES_OVERLAY, "--model.warm_start",
-                                           str(out / "net.pt"), "--model.net.init_args.conv_bias", conv_bias],
+                                           str(out / "net.pt"), "--model.net.init_args.conv_bias",
+                                           str(net.conv_bias).lower()],
                 "the network at a third of the size with a learned guided filter (Deep Guided Filter), from net.pt",
                 params, out, progress)  # fmt: skip
     save_network(load_network(best), out / "lowres.pt")
     state.record("lowres", {"checkpoint": str(best.relative_to(out))})
 
 
-def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, source: Any,
-            split: dict[str, list[str]], progress: Callable[[str], None]) -> None:  # fmt: skip
+def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str, net: Any,
+            source: Any, split: dict[str, list[str]], progress: Callable[[str], None]) -> None:  # fmt: skip
     """``net.pt`` pruned to :data:`PRUNED_WIDTH` channels and fine-tuned (``pruned.pt``), and that network in int8
     for ONNX Runtime (``pruned.int8.onnx``) when the compress extra is installed."""
     import importlib.util
@@ -324,14 +367,12 @@ def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: P
     from fip.compress import calibration_photos, prune
     from fip.models.storage import NetworkFile, load_network, save_network
 
-    if state.done("pruned") is not None or "pruned" not in training_minutes(request):
-        return
-    net = load_network(out / "net.pt").net
-    photos = calibration_photos(paths=[p.path for p in source.photos if p.name in split["train"]])
+    # Calibration looks at a few training photos (the same ones on every rerun), not all of a large source.
+    names = set(_by_hash(split["train"])[:CALIBRATION_PHOTOS])
+    photos = calibration_photos(paths=[p.path for p in source.photos if p.name in names])
     start = out / "training-pruned" / "start.pt"
     if not start.is_file():
         save_network(NetworkFile(prune(net, PRUNED_WIDTH, photos), "pruned start", request.operator, params), start)
-    config = state.done("train")["config"]
     best = _fit(state, request, "pruned", ["-c", config, "--model.net.init_args.width", str(PRUNED_WIDTH),
                                            "--model.net.init_args.norm", "running", "--model.net.init_args.conv_bias",
                                            str(net.conv_bias).lower(), "--data.context_scale", "null",
@@ -339,13 +380,13 @@ def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: P
                 f"net.pt pruned to {PRUNED_WIDTH} channels, running statistics, fine-tuned", params, out, progress)  # fmt: skip
     tuned = save_network(load_network(best), out / "pruned.pt")
     found = {"checkpoint": str(best.relative_to(out)), "int8": False}
-    if importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript"):
+    if not (importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript")):
+        progress("pruned: no int8 file (ONNX export needs the compress extra: pip install 'fip-photo[compress]')")
+    else:
         from fip.ort import write_onnx
 
         write_onnx(load_network(tuned).net, out / "pruned.int8.onnx", [p.numpy() for p in photos])
         found["int8"] = True
-    else:
-        progress("pruned: no int8 file (ONNX export needs the compress extra: pip install 'fip-photo[compress]')")
     state.record("pruned", found)
 
 
@@ -355,12 +396,10 @@ def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, 
     from fip.measure import PhotoSetSource, measure
     from fip.models.cards import read_card, write_card
     from fip.models.catalogue import REFERENCE_HALFRES_APPROXIMATOR, Model, card_for_network
-    from fip.models.storage import load_network, save_network
+    from fip.models.storage import load_network
 
     if state.done("measure") is not None:
         return read_card(out)
-    if not (out / "net.pt").is_file():  # a folder whose training finished before net.pt was written there
-        save_network(load_network(checkpoint), out / "net.pt")
     card = _with_stage_networks(card_for_network(load_network(out / "net.pt")), out)
     card = replace(card.with_approximator(REFERENCE_HALFRES_APPROXIMATOR), name=f"built/{out.resolve().name}",
                    description=f"built by fip build from {request.source}",
@@ -395,24 +434,26 @@ def _with_stage_networks(card: Any, out: Path) -> Any:
     from fip.models.catalogue import GUIDED_PREVIEW_MEGAPIXELS
     from fip.models.storage import load_network, net_config
 
-    added: dict[str, Approximator] = {}
-    networks = dict(card.networks)
+    networks, added = dict(card.networks), {}
+
+    def add(key: str, file: str, net: Any, approximator: Approximator) -> None:
+        onnx = file.endswith(".onnx")
+        networks[key] = NetworkEntry(file, "onnx" if onnx else "fip", sha256_file(out / file), net_config(net),
+                                     net.receptive_radius if onnx else None)  # fmt: skip
+        added[approximator.name] = approximator
+
     if (out / "lowres.pt").is_file():
-        net = load_network(out / "lowres.pt").net
-        networks["lowres"] = NetworkEntry("lowres.pt", "fip", sha256_file(out / "lowres.pt"), net_config(net))
-        added["lowres"] = Approximator("lowres", "lowres", "bf16", "preview", GUIDED_PREVIEW_MEGAPIXELS,
-                                       description="Deep Guided Filter trained end to end: the network at a third of "
-                                       "the size in bf16, a learned guidance map and guided filter at full size")  # fmt: skip
+        add("lowres", "lowres.pt", load_network(out / "lowres.pt").net,
+            Approximator("lowres", "lowres", "bf16", "preview", GUIDED_PREVIEW_MEGAPIXELS,
+                         description="Deep Guided Filter trained end to end: the network at a third of the size in "
+                         "bf16, a learned guidance map and guided filter at full size"))  # fmt: skip
     if (out / "pruned.pt").is_file():
-        net = load_network(out / "pruned.pt").net
-        networks["pruned"] = NetworkEntry("pruned.pt", "fip", sha256_file(out / "pruned.pt"), net_config(net))
-        added["pruned"] = Approximator("pruned", "pruned", "bf16", "running", description=f"pruned to {net.width} "
-                                       "channels and fine-tuned, running statistics folded, bf16")  # fmt: skip
+        pruned = load_network(out / "pruned.pt").net
+        add("pruned", "pruned.pt", pruned, Approximator("pruned", "pruned", "bf16", "running", description=(
+            f"pruned to {pruned.width} channels and fine-tuned, running statistics folded, bf16")))  # fmt: skip
         if (out / "pruned.int8.onnx").is_file():
-            networks["int8"] = NetworkEntry("pruned.int8.onnx", "onnx", sha256_file(out / "pruned.int8.onnx"),
-                                            net_config(net), net.receptive_radius)  # fmt: skip
-            added["int8"] = Approximator("int8", "int8", "int8", "running",
-                                         description="the pruned network quantized to int8, run by ONNX Runtime")  # fmt: skip
+            add("int8", "pruned.int8.onnx", pruned, Approximator(
+                "int8", "int8", "int8", "running", description="the pruned network quantized to int8, run by ONNX Runtime"))  # fmt: skip
     trained = {name: a for name, a in card.approximators.items() if a.network is not None}
     untrained = {name: a for name, a in card.approximators.items() if a.network is None}
     return replace(card, networks=networks, approximators={**trained, **added, **untrained})
@@ -529,16 +570,24 @@ def package(model: str | os.PathLike[str], into: str | os.PathLike[str], name: s
         raise InputError(f"{source} is not a model folder ({exc}); make one with fip build OPERATOR --out "
                          f"{source}")  # fmt: skip
     name = name or f"{_top_package(into)}/{card.operator or source.resolve().name}"
-    target = into / name.rsplit("/", 1)[-1]
+    folder_name = name.rstrip("/").rsplit("/", 1)[-1]
+    if folder_name in ("", ".", "..") or folder_name.startswith("."):
+        raise InputError(f"--name {name!r} cannot name a model folder: end it with a name such as my_plugin/posterize")
+    target = into / folder_name
     if target.exists() and not overwrite:
         raise InputError(f"{target} already exists; pass --overwrite to replace it, or another --name")
     into.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=into))
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder_name}.", dir=into))  # hidden: model scans skip it
+    old = staging.with_name(staging.name + ".old")
     try:
         for key, entry in card.networks.items():
             if entry.kind == "paper":  # the authors' networks ship with fip itself
                 continue
-            shutil.copy2(card.path_of(key), staging / entry.file)
+            try:
+                shutil.copy2(card.path_of(key), staging / entry.file)
+            except OSError as exc:
+                raise InputError(f"cannot copy network {key!r} of {source / CARD_FILE}: {exc.strerror}: "
+                                 f"{card.path_of(key)}; build the model again")  # fmt: skip
             if entry.sha256 is not None and sha256_file(staging / entry.file) != entry.sha256:
                 raise InputError(f"{card.path_of(key)} does not match the SHA-256 in {source / CARD_FILE}: "
                                  f"the model is damaged; build it again")  # fmt: skip
@@ -547,13 +596,20 @@ def package(model: str | os.PathLike[str], into: str | os.PathLike[str], name: s
                 shutil.copy2(source / extra, staging / extra)
         write_card(replace(card, name=name, root=None), staging)
         read_card(staging)  # what was written reads back
-        old = staging.with_name(staging.name + ".old")
-        if target.exists():  # replaced by a rename: the folder is always one whole model
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's folder is private; a package's files are not
+        if target.exists():  # replaced by renames: the folder is always one whole model
             target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            staging.rename(target)
+        except OSError:
+            if old.exists():
+                old.rename(target)
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return target
 
 
@@ -565,5 +621,5 @@ def _top_package(folder: Path) -> str:
     return top.name if (top / "__init__.py").is_file() else folder.resolve().name
 
 
-__all__ = ["BuildRequest", "GENERIC_CONFIG", "SHIPPED_FILES", "STATE_FILE", "build", "package", "split_photos",
-           "warm_start_for"]
+__all__ = ["BuildRequest", "GENERIC_CONFIG", "SHIPPED_FILES", "STATE_FILE", "build", "extra_stages", "package",
+           "split_photos", "training_minutes", "warm_start_for"]

@@ -71,6 +71,14 @@ def _named_source(text: str) -> tuple[str, str]:
     return name, str(Path(source).expanduser())
 
 
+def _train_args(text: str) -> tuple[str, ...]:
+    """``--train-args``: options in one quoted string, split as a shell would."""
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r} into options ({exc}): check its quotes") from None
+
+
 def _positive_number(text: str) -> float:
     try:
         value = float(text)
@@ -361,7 +369,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     request = BuildRequest(args.operator, args.out or Path("models") / args.operator, dict(args.param or []),
                            args.source, args.budget, args.device, args.resolution, int(args.timing_height),
                            args.warm_start, tuple(args.report or ()), args.extras,
-                           tuple(shlex.split(args.train_args or "")))  # fmt: skip
+                           args.train_args or ())  # fmt: skip
     folder = build(request, progress=lambda line: print(f"fip build: {line}", flush=True))
     print((folder / "report.md").read_text())
     return EXIT_OK
@@ -524,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extras", choices=["auto", "all", "none"], default="auto",
                    help="train the low-resolution (Deep Guided Filter) and pruned + int8 forms after the CAN: auto "
                    "(default: when the budget gives each 2 min, 20%% of the training time each), all, none")
-    p.add_argument("--train-args", metavar="'OPTIONS'",
+    p.add_argument("--train-args", metavar="'OPTIONS'", type=_train_args,
                    help="fip train options for every training stage, quoted: e.g. '--trainer.accelerator gpu "
                    "--trainer.devices 4 --trainer.strategy ddp' (Lightning on several GPUs or nodes)")
     p.add_argument("--report", action="append", type=_named_source, metavar="NAME=PHOTOS",

@@ -14,7 +14,7 @@ stem), so bracketing never moves a test photo into training:
 
 Why: an operator that consumes linear light and normalizes exposure (``tone.mapping`` maps its brightest 0.5 % to
 white) gives nearly the same output at every exposure, and the network has to learn that. The Debian photos are
-bright, finished JPEGs; FiveK's inputs are darker (docs/models.md), so a network trained on the photos alone
+bright, finished JPEGs; FiveK's inputs are darker (docs/research-log.md), so a network trained on the photos alone
 extrapolates. Existing files are kept (a rerun resumes); each is written atomically.
 """
 

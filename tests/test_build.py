@@ -11,7 +11,16 @@ import pytest
 import torch
 from conftest import smooth_image
 
-from fip.build import STATE_FILE, BuildRequest, build, package, split_photos, warm_start_for
+from fip.build import (
+    STATE_FILE,
+    BuildRequest,
+    build,
+    extra_stages,
+    package,
+    split_photos,
+    training_minutes,
+    warm_start_for,
+)
 from fip.cli import main
 from fip.data.sources import open_source
 from fip.errors import InputError
@@ -148,3 +157,16 @@ def test_build_report_sets_are_named_folders(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["build", "smooth.rof", "--report", f"fivek={tmp_path / 'nowhere'}"])
     assert "is not a folder of photos" in capsys.readouterr().err
+
+
+def test_extra_stages_run_when_the_budget_allows_and_suit_the_network():
+    from fip.models import ContextAggregationNet
+
+    plain, normalized = ContextAggregationNet(width=8, depth=4), ContextAggregationNet(width=8, depth=4, input_norm="exposure")
+    assert training_minutes(BuildRequest("smooth.l0", Path("x"), budget_minutes=10)) == {"train": 7.0}
+    minutes = training_minutes(BuildRequest("smooth.l0", Path("x"), budget_minutes=20))
+    assert minutes == pytest.approx({"train": 8.4, "lowres": 2.8, "pruned": 2.8})
+    assert extra_stages(BuildRequest("smooth.l0", Path("x"), budget_minutes=20), plain) == {"lowres": None, "pruned": None}
+    assert extra_stages(BuildRequest("smooth.l0", Path("x"), extras="none", budget_minutes=60), plain) == {}
+    skipped = extra_stages(BuildRequest("tone.mapping", Path("x"), extras="all"), normalized)
+    assert set(skipped) == {"lowres", "pruned"} and all("cannot normalize its input" in why for why in skipped.values())

@@ -159,10 +159,17 @@ def test_models_on_fip_model_path_run_their_operator_before_installed_ones(tmp_p
     assert any("nowhere" in str(w.message) and "not a folder" in str(w.message) for w in caught)
     assert catalogue.get("fip/smooth.rof") is not None and catalogue.get("built/other").operator == "smooth.l0"
     taken = _model_folder(tmp_path / "one" / "taken", "fip/smooth.rof")  # cannot take fip's own name
-    monkeypatch.setenv("FIP_MODEL_PATH", str(taken))  # a model folder itself works too
-    with warnings.catch_warnings(record=True):
+    twin = _model_folder(tmp_path / "two" / "twin", "built/rof")  # nor an earlier folder's
+    (tmp_path / "models" / ".rof.partial").mkdir()  # a copy fip package has not finished: never read
+    (tmp_path / "models" / ".rof.partial" / "card.json").write_text("{}")
+    monkeypatch.setenv("FIP_MODEL_PATH", __import__("os").pathsep.join(
+        map(str, [taken, tmp_path / "models", built, twin])))  # a model folder itself works too; each once
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert Catalogue().get("fip/smooth.rof").root.name == "smooth.rof"
+        catalogue = Catalogue()
+        assert catalogue.get("fip/smooth.rof").root.name == "smooth.rof" and catalogue.get("built/rof").root == built
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and all("already taken" in m and "fix FIP_MODEL_PATH" in m for m in messages)
 
 
 def test_fip_models_shows_model_folders_given(tmp_path, capsys):

@@ -10,7 +10,8 @@ does::
 
 Models you built need no package: ``FIP_MODEL_PATH`` lists model folders (``fip build``'s ``--out``), or folders
 holding them, separated like ``PATH``; they are found after the installed ones and, for an operator, run before them
-(``fip apply -o smooth.l0``, the demo).
+(``fip apply -o smooth.l0``, the demo). One whose name is taken (by an installed model, or an earlier folder) is
+skipped with a warning; it never disables another.
 
 Discovery is lazy, cached and in a deterministic order (fip's own first, then by distribution and entry point).
 A card that cannot be read, or a plugin's card that takes the name of one of fip's own models, is skipped with a
@@ -199,8 +200,10 @@ class Catalogue:
     def for_operator(self, operator: str) -> ModelCard | None:
         """The model that runs ``operator``: the first made for it in :data:`MODEL_PATH_ENV`'s folders (models you
         built), else the first installed (fip's own before plugins')."""
-        cards = [c for c in self._discover().values() if c.operator == operator]
-        return next((c for c in cards if c.name in self._user), None) or next(iter(cards), None)
+        with self._lock:  # the cards and the user's names of one discovery
+            cards = [c for c in self._discover().values() if c.operator == operator]
+            user = self._user
+        return next((c for c in cards if c.name in user), None) or next(iter(cards), None)
 
     def refresh(self) -> None:
         """Forget what was discovered (after installing a model into a running process)."""
@@ -219,13 +222,13 @@ class Catalogue:
             clashes: dict[str, list[str]] = {}
             disabled = os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower() in {"1", "true", "yes"}
 
-            def add(folder: Path, source: str, builtin: bool) -> str | None:
-                """Keep the card in ``folder`` unless its name is taken; its name if kept."""
+            def add(folder: Path, source: str, builtin: bool) -> None:
+                """Keep the card in ``folder``, unless its name is fip's own or disabled by a clash."""
                 try:
                     card = read_card(folder)
                 except CardError as exc:
                     _warn(f"skipping the model in {folder} from {source}: {exc}")
-                    return None
+                    return
                 origin = f"{source} in {folder}"
                 if card.name in clashes:
                     clashes[card.name].append(origin)
@@ -239,8 +242,6 @@ class Catalogue:
                 else:
                     cards[card.name] = card
                     origins[card.name] = (origin, builtin)
-                    return card.name
-                return None
 
             for ep in sorted(self._entry_points(), key=_entry_point_order):
                 builtin = _distribution_name(ep) == BUILTIN_DISTRIBUTION
@@ -254,19 +255,39 @@ class Catalogue:
                     continue
                 for folder in folders:
                     add(folder, source, builtin)
-            user = set()
-            for entry in filter(None, os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep)):
-                root = Path(entry).expanduser()
-                if not root.is_dir():
-                    _warn(f"{MODEL_PATH_ENV} names {root}, which is not a folder; it is skipped")
-                    continue
-                found = [root] if (root / CARD_FILE).is_file() else sorted(p.parent for p in root.glob(f"*/{CARD_FILE}"))
-                user.update(filter(None, (add(folder, MODEL_PATH_ENV, False) for folder in found)))
-            self._user = user
-            self._cards, self._clashes = cards, clashes
+            user = self._user_models(cards, set(clashes))
+            self._cards, self._clashes, self._user = cards, clashes, user
             for name in sorted(clashes):
                 _warn(f"{self._clash_text(name)}; every other model keeps working")
             return cards
+
+    @staticmethod
+    def _user_models(cards: dict[str, ModelCard], disabled: set[str]) -> set[str]:
+        """Add the models in :data:`MODEL_PATH_ENV`'s folders to ``cards`` (each folder once; a name already
+        taken keeps its first model, and the later one is skipped with a warning); their names."""
+        user, seen = set(), set()
+        for entry in filter(None, os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep)):
+            root = Path(entry).expanduser()
+            if not root.is_dir():
+                _warn(f"{MODEL_PATH_ENV} names {root}, which is not a folder; it is skipped", user=True)
+                continue
+            for folder in _model_folders(root):
+                if folder.resolve() in seen:
+                    continue
+                seen.add(folder.resolve())
+                try:
+                    card = read_card(folder)
+                except CardError as exc:
+                    _warn(f"skipping the model in {folder} (from {MODEL_PATH_ENV}): {exc}", user=True)
+                    continue
+                if card.name in cards or card.name in disabled:
+                    where = cards[card.name].root if card.name in cards else "two plugins"
+                    _warn(f"skipping the model in {folder} (from {MODEL_PATH_ENV}): the name {card.name!r} is "
+                          f"already taken by {where}; rename it (fip package --name) or list only one", user=True)  # fmt: skip
+                    continue
+                cards[card.name] = card
+                user.add(card.name)
+        return user
 
     def _clash_text(self, name: str) -> str:
         origins = self._clashes[name]
@@ -276,9 +297,11 @@ class Catalogue:
                 "them (pip uninstall DISTRIBUTION) or ask its author to rename the model")  # fmt: skip
 
 
-def _warn(message: str) -> None:
-    warnings.warn(f"fip: {message}. Set {DISABLE_PLUGINS_ENV}=1 to skip third-party models.", ModelLoadWarning,
-                  stacklevel=4)  # fmt: skip
+def _warn(message: str, user: bool = False) -> None:
+    """Warn about a model skipped: a plugin's (``FIP_DISABLE_PLUGINS`` skips those) or, with ``user``, one of
+    the user's own folders."""
+    advice = f"fix {MODEL_PATH_ENV}" if user else f"Set {DISABLE_PLUGINS_ENV}=1 to skip third-party models"
+    warnings.warn(f"fip: {message}. {advice}.", ModelLoadWarning, stacklevel=4)
 
 
 def _folders_of(loaded: Any) -> list[Path]:
@@ -290,12 +313,19 @@ def _folders_of(loaded: Any) -> list[Path]:
         folder = Path(loaded.__file__).parent if getattr(loaded, "__file__", None) else None
         if folder is None:
             raise TypeError(f"module {loaded.__name__} has no folder")
-        found = sorted(p.parent for p in folder.glob(f"*/{CARD_FILE}"))
-        return [folder, *found] if (folder / CARD_FILE).is_file() else found
+        return _model_folders(folder)
     if isinstance(loaded, (list, tuple)):
         return [Path(p) for p in loaded]
     raise TypeError(f"entry point value is a {type(loaded).__name__}; it must name a package of model folders, "
                     "a list of folders, or a function returning one")  # fmt: skip
+
+
+def _model_folders(folder: Path) -> list[Path]:
+    """``folder`` itself when it holds a card, else its subfolders that do (not hidden ones: ``fip package``
+    writes a copy in a hidden folder before renaming it into place)."""
+    if (folder / CARD_FILE).is_file():
+        return [folder]
+    return sorted(p.parent for p in folder.glob(f"*/{CARD_FILE}") if not p.parent.name.startswith("."))
 
 
 def _distribution_name(ep: importlib.metadata.EntryPoint) -> str | None:
