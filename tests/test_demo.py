@@ -175,3 +175,22 @@ def test_tiny_photos_are_refused_with_a_message(tmp_path):
     path.write_bytes(encode_png(smooth_image(1, 40)[:1], bits=8))
     _, _, status = Editor().load(str(path))
     assert "needs at least 2 pixels on each side" in status
+
+
+def test_models_you_built_run_in_the_demo(tmp_path, monkeypatch):
+    import fip_demo.app as app
+    from fip.models.catalogue import default_catalogue
+
+    from test_cards import _model_folder
+
+    folder = _model_folder(tmp_path / "models" / "rof", "built/rof")
+    monkeypatch.delenv("FIP_MODEL_PATH", raising=False)
+    launched = {}
+    monkeypatch.setattr(app, "build_app", lambda **kwargs: type("App", (), {"launch": lambda self, **kw: launched.update(kw)})())
+    try:
+        app.main(["--models", str(tmp_path / "models"), "--port", "7999"])
+        assert launched["server_port"] == 7999
+        assert model_for_operator("smooth.rof").card.root == folder  # what the demo's editor opens for the operator
+    finally:
+        monkeypatch.delenv("FIP_MODEL_PATH", raising=False)
+        default_catalogue().refresh()
