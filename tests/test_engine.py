@@ -306,3 +306,22 @@ def test_a_model_of_one_network_file_has_the_network_approximators(tmp_path):
     assert list(model.card.approximators) == ["full", "fast", "bf16", "network-lowres", "reference-lowres"]
     assert make_plan(model, "auto", (100, 100), "cpu").approximator == "fast"  # nothing measured: the default
     assert model.operator == "smooth.rof" and model.card.root == tmp_path
+
+
+@pytest.mark.parametrize("operator", ["smooth.rof", "tone.mapping", "raw.demosaic_denoise"])
+def test_the_reference_at_low_resolution_resizes_only_the_views_it_needs(operator, monkeypatch):
+    """An sRGB photo's small views are made straight from the sRGB image, and equal those of the full Photo."""
+    from fip.models.cards import Upsampler
+    from fip.raw import photo_from_srgb
+    from fip.runtime import execute
+
+    image = smooth_image(121, 163, seed=3)  # odd sides: the even crop is the Photo's
+    params = get_operator(operator).resolve_params({})
+    upsampler, size, cpu = Upsampler("colour-guided", radius=1, eps=1e-4), (40, 54), torch.device("cpu")
+    made = []
+    monkeypatch.setattr(execute, "photo_from_srgb", lambda *a, **k: made.append(1) or photo_from_srgb(*a, **k))
+    fast = execute.reference_lowres(operator, params, Views.of_array(image), upsampler, size, None, cpu)
+    assert made == ([1] if operator == "raw.demosaic_denoise" else [])  # only the mosaic needs the whole Photo
+    full = execute.reference_lowres(operator, params, Views(execute.to_batch(image), lambda: photo_from_srgb(image)),
+                                    upsampler, size, None, cpu)  # fmt: skip
+    assert torch.equal(fast, full)

@@ -27,6 +27,7 @@ from fip.models.cards import Approximator, Upsampler
 from fip.models.catalogue import Model
 from fip.models.guided import FastGuidedFilter, GuidedCAN, apply_linear_model, colour_guided_coefficients
 from fip.models.inputs import input_scale, normalize_input, scales_output
+from fip.imaging import resize_area, srgb_decode
 from fip.raw import Photo, photo_from_srgb
 from fip.registry import InputKind, get_operator
 from fip.runtime.devices import dtype_for
@@ -62,6 +63,12 @@ class Views:
     @property
     def size(self) -> tuple[int, int]:
         return tuple(self.srgb.shape[2:])  # type: ignore[return-value]
+
+    @property
+    def from_srgb(self) -> bool:
+        """Whether the photo's views are (or will be) made from the sRGB image alone, as image files are read:
+        then a resized sRGB view is the sRGB image resized, with no linear view or mosaic to make first."""
+        return self._photo is None or (isinstance(self._photo, Photo) and not self._photo.is_raw)
 
     def photo(self) -> Photo:
         """The photo's three views (read by the loader given, or made from the sRGB tensor), once."""
@@ -329,10 +336,22 @@ def reference_lowres(operator: str, params: dict[str, Any], views: Views, upsamp
         view = _numpy(views.srgb) if spec.input is InputKind.SRGB else views.photo().view(spec.input)
         image = spec.apply(view, params)
         return _fit(torch.from_numpy(image).permute(2, 0, 1)[None], height, width).to(device)
-    small = views.photo().resized(*working_size)
-    result = torch.from_numpy(spec.apply(small.view(spec.input), params)).permute(2, 0, 1)[None].to(device)
-    guide_small = torch.from_numpy(small.srgb).permute(2, 0, 1)[None].to(device)
+    small_srgb, view = _small_views(views, spec.input, working_size)
+    result = torch.from_numpy(spec.apply(view, params)).permute(2, 0, 1)[None].to(device)
+    guide_small = torch.from_numpy(small_srgb).permute(2, 0, 1)[None].to(device)
     return upsample(guide_small, result, views.srgb.to(device), upsampler, band_rows)
+
+
+def _small_views(views: Views, kind: InputKind, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | Any]:
+    """The sRGB view and the ``kind`` view of ``views.photo().resized(*size)``, making only those two: for a photo
+    read from sRGB, neither the mosaic nor (for an sRGB operator) the linear view exists at full size."""
+    if not views.from_srgb or kind is InputKind.BAYER:
+        small = views.photo().resized(*size)
+        return small.srgb, small.view(kind)
+    height, width = views.size
+    image = _numpy(views.srgb)[: height - height % 2, : width - width % 2]  # the even crop photo_from_srgb makes
+    small_srgb = resize_area(image, *size)
+    return small_srgb, small_srgb if kind is InputKind.SRGB else resize_area(srgb_decode(image), *size)
 
 
 def _numpy(batch: torch.Tensor) -> np.ndarray:
