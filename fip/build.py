@@ -10,7 +10,8 @@ The steps, each recorded in ``<out>/build.json`` so an interrupted build resumes
    or ``build/any`` for an operator without one), validated on the validation photos, within the share of the
    budget training gets; an interrupted training resumes from its last checkpoint. It starts from the model
    installed for the operator when that model's network has the config's shape (``fip/smooth.l0`` for
-   ``smooth.l0``; :func:`warm_start_for`), else from the config's own warm start.
+   ``smooth.l0``; :func:`warm_start_for`), else from the config's own warm start; the network it started from is
+   kept instead when it scores higher on the validation photos.
 3. **lowres** and **pruned**, when the budget allows (:func:`training_minutes`): the Deep Guided Filter form of
    the CAN trained end to end from it (``lowres.pt``), and the CAN pruned to 16 channels and fine-tuned
    (``pruned.pt``) with its int8 form for ONNX Runtime (``pruned.int8.onnx``).
@@ -212,6 +213,7 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
 
     split = _split(state, out, source, progress)
     checkpoint = _train(state, request, params, out, split, progress)
+    _keep(state, request, out, split, progress)
     _extras(state, request, params, out, source, split, progress)
     card = _measure(state, request, out, checkpoint, source, split, progress)
     _report(state, request, out, card, source, split, progress)
@@ -252,6 +254,44 @@ def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Pa
     save_network(load_network(best), out / "net.pt")
     state.record("train", {"checkpoint": str(best.relative_to(out)), "warm_start": start, "config": config})
     return best
+
+
+def _keep(state: _State, request: BuildRequest, out: Path, split: dict[str, list[str]],
+          progress: Callable[[str], None]) -> None:  # fmt: skip
+    """``net.pt``: the trained network, or the network training started from when that one scores higher on the
+    validation photos (a short training from a model trained for longer can lose more than it learns)."""
+    from fip.measure import quality
+    from fip.models.catalogue import Model, open_warm_start
+    from fip.models.storage import load_network, save_network
+
+    start = state.done("train").get("warm_start")
+    if not start or state.done("keep") is not None or state.done("measure") is not None:
+        return
+    validation = _photo_sets(request, out, split)[0]
+    networks = {"trained": load_network(out / "net.pt"), "start": open_warm_start(start)}
+    models = {name: Model.of_network(network) for name, network in networks.items()}
+    scores = {name: quality(model, "fast" if "fast" in model.card.approximators else "full", validation,
+                            request.device).psnr for name, model in models.items()}  # fmt: skip
+    kept = max(scores, key=scores.__getitem__)  # a tie keeps the trained one
+    if kept == "start":
+        save_network(networks["start"], out / "net.pt")
+    progress(f"keep: the {kept} network (validation PSNR: trained {scores['trained']:.2f} dB, "
+             f"{start} {scores['start']:.2f} dB)")  # fmt: skip
+    state.record("keep", {"kept": kept, "validation_psnr": scores})
+
+
+def _photo_sets(request: BuildRequest, out: Path, split: dict[str, list[str]]) -> list[Any]:
+    """The photo sets a build measures on: validation (chooses), test and ``request.report`` (report only)."""
+    from fip.measure import PhotoSetSource
+
+    return [
+        PhotoSetSource("validation", "choose", f"{len(split['validation'])} validation photos of {request.source}",
+                       ((request.source, "test"),), request.resolution, str(out / "splits" / "validation.json")),
+        PhotoSetSource("test", "report", f"{len(split['test'])} test photos of {request.source}; never used to choose",
+                       ((request.source, "test"),), request.resolution, str(out / "splits" / "test.json")),
+        *(PhotoSetSource(name, "report", f"every photo of {spec}; never used to choose", ((spec, "all"),),
+                         request.resolution) for name, spec in request.report),
+    ]  # fmt: skip
 
 
 def _config_for(operator: str) -> str:
@@ -393,7 +433,7 @@ def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: P
 def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, source: Any,
              split: dict[str, list[str]], progress: Callable[[str], None]):  # fmt: skip
     from fip.data.pairs import fip_version
-    from fip.measure import PhotoSetSource, measure
+    from fip.measure import measure
     from fip.models.cards import read_card, write_card
     from fip.models.catalogue import REFERENCE_HALFRES_APPROXIMATOR, Model, card_for_network
     from fip.models.storage import load_network
@@ -405,19 +445,13 @@ def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, 
                    description=f"built by fip build from {request.source}",
                    provenance={"source": request.source, "split": "split.json", "checkpoint": str(checkpoint.name),
                                "warm_start": (state.done("train") or {}).get("warm_start"),
+                               "kept": (state.done("keep") or {}).get("kept", "trained"),
                                "stages": {stage: round(state.seconds(stage) / 60, 2)
                                           for stage in ("train", *EXTRA_STAGES) if state.done(stage) is not None},
                                "budget_minutes": request.budget_minutes, "fip_version": fip_version(),
                                "made_by": f"fip build {request.operator}"})  # fmt: skip
     write_card(card, out)
-    sets = [
-        PhotoSetSource("validation", "choose", f"{len(split['validation'])} validation photos of {request.source}",
-                       ((request.source, "test"),), request.resolution, str(out / "splits" / "validation.json")),
-        PhotoSetSource("test", "report", f"{len(split['test'])} test photos of {request.source}; never used to choose",
-                       ((request.source, "test"),), request.resolution, str(out / "splits" / "test.json")),
-        *(PhotoSetSource(name, "report", f"every photo of {spec}; never used to choose", ((spec, "all"),),
-                         request.resolution) for name, spec in request.report),
-    ]  # fmt: skip
+    sets = _photo_sets(request, out, split)
     timing_photo = _photo_path(source, request.source, split["validation"][0])
     card = measure(Model(read_card(out)), sets, timing_photo, request.device, progress=progress,
                    timing_size=request.timing_size)  # fmt: skip

@@ -101,7 +101,9 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     # A rerun resumes: nothing is trained or measured again; another request into the folder is refused.
     state = json.loads((out / STATE_FILE).read_text())
     assert state["request"]["train_args"] == ["--trainer.log_every_n_steps", "1"]
-    assert set(state["steps"]) == {"split", "train", "lowres", "pruned", "measure", "report"}
+    assert set(state["steps"]) == {"split", "train", "keep", "lowres", "pruned", "measure", "report"}
+    kept = state["steps"]["keep"]  # the better of the trained network and fip/smooth.rof on the validation photo
+    assert kept["kept"] == max(kept["validation_psnr"], key=kept["validation_psnr"].get) == card["provenance"]["kept"]
     assert main(args) == 0 and json.loads((out / STATE_FILE).read_text()) == state
     with pytest.raises(InputError, match="holds a build of"):
         build(BuildRequest("smooth.l0", out, source=str(photos)))
