@@ -184,7 +184,7 @@ def test_models_you_built_run_in_the_demo(tmp_path, monkeypatch):
     from test_cards import _model_folder
 
     folder = _model_folder(tmp_path / "models" / "rof", "built/rof")
-    monkeypatch.delenv("FIP_MODEL_PATH", raising=False)
+    monkeypatch.setenv("FIP_MODEL_PATH", "")  # restored after the test, whatever main() sets
     launched = {}
     monkeypatch.setattr(app, "build_app", lambda **kwargs: type("App", (), {"launch": lambda self, **kw: launched.update(kw)})())
     try:
@@ -192,5 +192,4 @@ def test_models_you_built_run_in_the_demo(tmp_path, monkeypatch):
         assert launched["server_port"] == 7999
         assert model_for_operator("smooth.rof").card.root == folder  # what the demo's editor opens for the operator
     finally:
-        monkeypatch.delenv("FIP_MODEL_PATH", raising=False)
-        default_catalogue().refresh()
+        default_catalogue().refresh()  # found again, without the folder, when next used
