@@ -1,0 +1,113 @@
+"""Where the time of the untrained low-resolution approximators goes: ``reference-lowres`` and ``reference-halfres``
+on a 1920x1080 photo, split into their steps, beside the whole approximator run by the engine and the reference.
+
+Usage: python benchmarks/lowres_profile.py [OPERATOR ...] [--runs 3]
+
+Steps, as the engine runs them (``fip.runtime.execute.reference_lowres``): **resize** the photo to the working
+size (the views the operator reads), **reference** on the small photo, **fit** the colour guided filter between the
+small photo and the small result, **apply** its coefficients to the full-size photo (bilinear upsampling of 12
+coefficient maps and a 3x3 matrix per pixel). ``engine`` is the approximator end to end (``run_plan``), ``other``
+what the steps do not cover. ``apply floor`` is the memory traffic of the apply step (12 upsampled maps, the guide
+and the output, each written or read once, float32) at this machine's copy bandwidth: the least that step can
+cost as written. Prints a Markdown table; medians of ``--runs`` after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import machine, one_megapixel_photo  # noqa: E402
+from fip.errors import DISTRIBUTION  # noqa: E402
+from fip.imaging import resize_area  # noqa: E402
+from fip.models.catalogue import model_for_operator  # noqa: E402
+from fip.models.guided import COLOUR_COEFFICIENTS, apply_linear_model, colour_guided_coefficients  # noqa: E402
+from fip.registry import get_operator, list_operators  # noqa: E402
+from fip.runtime.execute import Views, _small_views, run_plan  # noqa: E402
+from fip.runtime.plan import make_plan  # noqa: E402
+
+FRAME = (1080, 1920)
+
+
+def _median(function, runs: int) -> float:
+    function()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def copy_bandwidth() -> float:
+    """Bytes per second of a large float32 copy (read + write) on this machine."""
+    source = torch.rand(64 * 1024 * 1024 // 4 * 4)  # 256 MB
+    target = torch.empty_like(source)
+    seconds = _median(lambda: target.copy_(source), 5)
+    return 2 * source.numel() * 4 / seconds
+
+
+def profile(operator: str, approximator_name: str, image, runs: int, bandwidth: float) -> dict:
+    spec = get_operator(operator)
+    model = model_for_operator(operator)
+    params = spec.resolve_params({})
+    plan = make_plan(model, approximator_name, FRAME, "cpu")
+    approximator = model.card.approximator(approximator_name)
+    upsampler = approximator.upsampler
+    views = Views.of_array(image)
+    guide = views.srgb
+    size = plan.working_size
+    small_srgb, view = _small_views(views, spec.input, size)
+    result = torch.from_numpy(spec.apply(view, params)).permute(2, 0, 1)[None]
+    guide_small = torch.from_numpy(small_srgb).permute(2, 0, 1)[None]
+    coefficients = colour_guided_coefficients(guide_small, result, upsampler.radius, upsampler.eps)
+    height, width = FRAME
+    steps = {
+        "resize": _median(lambda: _small_views(Views.of_array(image), spec.input, size), runs),
+        "reference": _median(lambda: spec.apply(view, params), runs),
+        "fit": _median(lambda: colour_guided_coefficients(guide_small, result, upsampler.radius, upsampler.eps), runs),
+        "apply": _median(lambda: apply_linear_model(coefficients, height, width, lambda t, b: guide[:, :, t:b],
+                                                    plan.band_rows, colour=True), runs),  # fmt: skip
+        "engine": _median(lambda: run_plan(plan, model, Views.of_array(image)), runs),
+    }
+    traffic = (2 * COLOUR_COEFFICIENTS + 3 + 3) * height * width * 4  # maps written and read, guide, output
+    steps["apply floor"] = traffic / bandwidth
+    steps["working size"] = f"{size[1]}x{size[0]}"
+    return steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("operators", nargs="*")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    photo = one_megapixel_photo()
+    image = resize_area(photo, *FRAME)
+    bandwidth = copy_bandwidth()
+    operators = args.operators or [s.name for s in list_operators() if s.source.startswith(DISTRIBUTION)]
+    print(f"Machine: {machine()}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; 1920x1080; seconds, median of {args.runs}.\n")
+    print("| operator | approximator | working size | resize | reference | fit | apply | apply floor | other | engine |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for operator in operators:
+        reference = _median(lambda: get_operator(operator).apply(image, get_operator(operator).resolve_params({})), 1) \
+            if get_operator(operator).input.value == "srgb" else None  # fmt: skip
+        for name in ("reference-lowres", "reference-halfres"):
+            s = profile(operator, name, image, args.runs, bandwidth)
+            other = s["engine"] - s["resize"] - s["reference"] - s["fit"] - s["apply"]
+            print(f"| `{operator}` | {name} | {s['working size']} | {s['resize']:.3f} | {s['reference']:.3f} | "
+                  f"{s['fit']:.3f} | {s['apply']:.3f} | {s['apply floor']:.3f} | {other:.3f} | {s['engine']:.3f} |",
+                  flush=True)  # fmt: skip
+        if reference is not None:
+            print(f"| `{operator}` | *the reference* | 1920x1080 | | {reference:.3f} | | | | | |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
