@@ -175,7 +175,8 @@ class _State:
         atomic_write_json(self.path, self.data)
 
     def seconds(self, stage: str) -> float:
-        """Seconds spent training ``stage`` so far (interrupted runs included)."""
+        """Seconds spent training ``stage`` so far, or with ``build`` on the whole build (interrupted runs
+        included)."""
         if stage == "train":
             return self.data["training_seconds"]
         return self.data.get("stage_seconds", {}).get(stage, 0.0)
@@ -211,12 +212,19 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
     state = _State(out, replace(request, params=params))
     source = open_source(request.source)
 
-    split = _split(state, out, source, progress)
-    checkpoint = _train(state, request, params, out, split, progress)
-    _keep(state, request, out, split, progress)
-    _extras(state, request, params, out, source, split, progress)
-    card = _measure(state, request, out, checkpoint, source, split, progress)
-    _report(state, request, out, card, source, split, progress)
+    began = time.monotonic()
+    try:
+        split = _split(state, out, source, progress)
+        checkpoint = _train(state, request, params, out, split, progress)
+        _keep(state, request, out, split, progress)
+        _extras(state, request, params, out, source, split, progress)
+        card = _measure(state, request, out, checkpoint, source, split, progress)
+        if state.done("report") is None:
+            state.add_seconds("build", time.monotonic() - began)
+            began = time.monotonic()
+            _report(state, request, out, card, source, split, progress)
+    finally:  # every run's time counts, interrupted ones too
+        state.add_seconds("build", time.monotonic() - began)
     return out
 
 
@@ -541,6 +549,10 @@ def _report(state: _State, request: BuildRequest, out: Path, card: Any, source: 
                      + f" {seconds} | 1.0x | **auto** |")
     picture = _before_after(model, request, _photo_path(source, request.source, split["test"][0]),
                             out / "before-after.png")  # fmt: skip
+    minutes = state.seconds("build") / 60
+    lines += ["", f"The build took {minutes:.1f} min against a budget of {request.budget_minutes:g} min (training "
+              f"{sum(state.seconds(s) for s in ('train', *EXTRA_STAGES)) / 60:.1f} min; measuring the rest: every "
+              "approximator and the reference on every photo set)."]
     lines += ["", f"`auto` on {klass} runs **{chosen}**. Use the model: `fip apply -m {out} PHOTO --out DIR`, "
               f"`fip.load({str(out)!r})`.", "",
               f"![input, reference, auto on a test photo]({picture.name})"]  # fmt: skip

@@ -55,7 +55,8 @@ def run_quickstart(operator: str, minutes: float, out: Path, device: str | None 
                f"{operator} took {seconds['reference']:.1f} s, `auto` ({chosen}) {seconds['auto']:.1f} s: "
                f"**{seconds['reference'] / seconds['auto']:.1f}x faster**, {quality}.\n")  # fmt: skip
     report = folder / "report.md"
-    atomic_write_bytes(report, (report.read_text() + "\n" + summary).encode())
+    built = report.read_text().split("\n## At camera size")[0].rstrip("\n")  # a rerun replaces its own section
+    atomic_write_bytes(report, (built + "\n\n" + summary).encode())
     print("\n" + report.read_text())
     print(f"model folder: {folder} (fip apply -m {folder} PHOTO --out DIR)\nreport: {report}\n"
           f"before/after (input | reference | auto): {folder / 'before-after.png'}")  # fmt: skip
