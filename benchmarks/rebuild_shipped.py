@@ -52,6 +52,7 @@ def compare(operator: str, args: argparse.Namespace) -> dict:
         seconds = model.card.approximators[chosen].seconds.get("cpu") if chosen != "reference" else None
         row[label]["seconds"] = seconds.seconds if seconds else None
     row["warm_start"] = built.card.provenance.get("warm_start")
+    row["kept"] = built.card.provenance.get("kept", "trained")  # the trained network, or the one it started from
     print(f"  {operator}: {json.dumps(row)}", flush=True)
     return row
 
@@ -62,25 +63,34 @@ def _cell(value: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("operators", nargs="+")
+    parser.add_argument("operators", nargs="*")
+    parser.add_argument("--table", type=Path, metavar="JSON", help="print the table of rows saved with --json, and stop")
     parser.add_argument("--source", default=str(REPO / "data" / "debian-photos"))
     parser.add_argument("--budget", type=float, default=12.0, help="minutes per build (training gets 70%%)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "rebuild")
     parser.add_argument("--train-args", default="", help="fip train options for the builds (quoted)")
     parser.add_argument("--json", type=Path, help="also write the rows here (added to the rows already there)")
     args = parser.parse_args()
+    if args.table:
+        saved = json.loads(args.table.read_text())
+        print_table(saved["rows"], saved["machine"])
+        return
     rows = [compare(operator, args) for operator in args.operators]
-    print(f"\nMachine: {machine()}; 1080p; auto on cpu; PSNR in dB against the reference.\n")
-    print("| operator | shipped auto | test PSNR | FiveK PSNR | built auto | test PSNR | FiveK PSNR | warm start |")
-    print("|---|---|---:|---:|---|---:|---:|---|")
-    for row in rows:
-        s, b = row["shipped"], row["built"]
-        print(f"| `{row['operator']}` | {s['auto']} | {_cell(s['test'])} | {_cell(s['fivek'])} | {b['auto']} | "
-              f"{_cell(b['test'])} | {_cell(b['fivek'])} | {row['warm_start'] or 'none'} |")
+    print_table(rows, machine())
     if args.json:
         kept = json.loads(args.json.read_text())["rows"] if args.json.is_file() else []
         ours = {row["operator"] for row in rows}
         atomic_write_json(args.json, {"machine": machine(), "rows": [r for r in kept if r["operator"] not in ours] + rows})
+
+
+def print_table(rows: list[dict], where: str) -> None:
+    print(f"\nMachine: {where}; 1080p; auto on cpu; PSNR in dB against the reference.\n")
+    print("| operator | shipped auto | test PSNR | FiveK PSNR | built auto | test PSNR | FiveK PSNR | warm start | "
+          "network kept |\n|---|---|---:|---:|---|---:|---:|---|---|")  # fmt: skip
+    for row in rows:
+        s, b = row["shipped"], row["built"]
+        print(f"| `{row['operator']}` | {s['auto']} | {_cell(s['test'])} | {_cell(s['fivek'])} | {b['auto']} | "
+              f"{_cell(b['test'])} | {_cell(b['fivek'])} | {row['warm_start'] or 'none'} | {row.get('kept', '')} |")
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file
