@@ -216,7 +216,7 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
     try:
         split = _split(state, out, source, progress)
         checkpoint = _train(state, request, params, out, split, progress)
-        _keep(state, request, out, split, progress)
+        _keep(state, request, params, out, split, progress)
         _extras(state, request, params, out, source, split, progress)
         card = _measure(state, request, out, checkpoint, source, split, progress)
         if state.done("report") is None:
@@ -264,7 +264,7 @@ def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Pa
     return best
 
 
-def _keep(state: _State, request: BuildRequest, out: Path, split: dict[str, list[str]],
+def _keep(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, split: dict[str, list[str]],
           progress: Callable[[str], None]) -> None:  # fmt: skip
     """``net.pt``: the trained network, or the network training started from when that one scores higher on the
     validation photos (a short training from a model trained for longer can lose more than it learns)."""
@@ -281,8 +281,8 @@ def _keep(state: _State, request: BuildRequest, out: Path, split: dict[str, list
     scores = {name: quality(model, "fast" if "fast" in model.card.approximators else "full", validation,
                             request.device).psnr for name, model in models.items()}  # fmt: skip
     kept = max(scores, key=scores.__getitem__)  # a tie keeps the trained one
-    if kept == "start":
-        save_network(networks["start"], out / "net.pt")
+    if kept == "start":  # measured against this build's operator and parameters, and kept for them
+        save_network(replace(networks["start"], operator=request.operator, params=dict(params)), out / "net.pt")
     progress(f"keep: the {kept} network (validation PSNR: trained {scores['trained']:.2f} dB, "
              f"{start} {scores['start']:.2f} dB)")  # fmt: skip
     state.record("keep", {"kept": kept, "validation_psnr": scores})

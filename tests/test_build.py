@@ -68,13 +68,14 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     photos = _photos(tmp_path / "photos", 5)
     out = tmp_path / "model"
-    args = ["build", "smooth.rof", "--source", str(photos), "--budget", "0.5", "--out", str(out),
+    args = ["build", "smooth.rof", "-p", "weight=0.08", "--source", str(photos), "--budget", "0.5",
+            "--out", str(out),
             "--resolution", "native", "--device", "cpu", "--timing-height", "96", "--extras", "all",
             "--train-args", "--trainer.log_every_n_steps 1"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
-    assert card["operator"] == "smooth.rof"
+    assert card["operator"] == "smooth.rof" and card["params"]["weight"] == 0.08  # whichever network was kept
     assert list(card["approximators"]) == ["full", "fast", "bf16", "network-lowres", "lowres", "pruned", "int8",
                                            "reference-lowres", "reference-halfres"]  # fmt: skip
     assert card["networks"]["pruned"]["architecture"]["width"] == 16 and card["networks"]["int8"]["kind"] == "onnx"
