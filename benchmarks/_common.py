@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,17 @@ def labelled(row: list[tuple[str, np.ndarray]]) -> np.ndarray:
     pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255
     plt.close(figure)
     return pixels
+
+
+def median_seconds(function, runs: int) -> float:
+    """Median wall-clock seconds of ``runs`` calls of ``function``, after one untimed warm-up call."""
+    function()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def machine() -> str:

@@ -12,31 +12,19 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine  # noqa: E402
+from _common import machine, median_seconds  # noqa: E402
 from fip.compress import multiply_adds  # noqa: E402
 from fip.models.can import ContextAggregationNet, fold  # noqa: E402
 from fip.ort import write_onnx  # noqa: E402
 from fip.runtime.onnx import OrtNet  # noqa: E402
-
-
-def _median_seconds(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -61,10 +49,10 @@ def main() -> None:
             fp32 = OrtNet(write_onnx(folded, Path(tmp) / f"{width}.onnx"), 0)
             int8 = OrtNet(write_onnx(folded, Path(tmp) / f"{width}.int8.onnx", calibration), 0)
             seconds = [
-                _median_seconds(lambda: folded(xc), args.runs),
-                _median_seconds(lambda: half(xc.to(torch.bfloat16)), args.runs),
-                _median_seconds(lambda: fp32(x), args.runs),
-                _median_seconds(lambda: int8(x), args.runs),
+                median_seconds(lambda: folded(xc), args.runs),
+                median_seconds(lambda: half(xc.to(torch.bfloat16)), args.runs),
+                median_seconds(lambda: fp32(x), args.runs),
+                median_seconds(lambda: int8(x), args.runs),
             ]
             gmacs = multiply_adds(folded, 1080, 1920) / 1e9
             rows.append(f"| {width} | {gmacs:.1f} | " + " | ".join(f"{s:.3f}" for s in seconds) + " |")

@@ -15,16 +15,14 @@ cost as written. Prints a Markdown table; medians of ``--runs`` after one warm-u
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, one_megapixel_photo  # noqa: E402
+from _common import machine, median_seconds, one_megapixel_photo  # noqa: E402
 from fip.errors import DISTRIBUTION  # noqa: E402
 from fip.imaging import resize_area  # noqa: E402
 from fip.models.catalogue import model_for_operator  # noqa: E402
@@ -36,21 +34,11 @@ from fip.runtime.plan import make_plan  # noqa: E402
 FRAME = (1080, 1920)
 
 
-def _median(function, runs: int) -> float:
-    function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def copy_bandwidth() -> float:
     """Bytes per second of a large float32 copy (read + write) on this machine."""
     source = torch.rand(64 * 1024 * 1024 // 4 * 4)  # 256 MB
     target = torch.empty_like(source)
-    seconds = _median(lambda: target.copy_(source), 5)
+    seconds = median_seconds(lambda: target.copy_(source), 5)
     return 2 * source.numel() * 4 / seconds
 
 
@@ -70,12 +58,12 @@ def profile(operator: str, approximator_name: str, image, runs: int, bandwidth: 
     coefficients = colour_guided_coefficients(guide_small, result, upsampler.radius, upsampler.eps)
     height, width = FRAME
     steps = {
-        "resize": _median(lambda: _small_views(Views.of_array(image), spec.input, size), runs),
-        "reference": _median(lambda: spec.apply(view, params), runs),
-        "fit": _median(lambda: colour_guided_coefficients(guide_small, result, upsampler.radius, upsampler.eps), runs),
-        "apply": _median(lambda: apply_linear_model(coefficients, height, width, lambda t, b: guide[:, :, t:b],
+        "resize": median_seconds(lambda: _small_views(Views.of_array(image), spec.input, size), runs),
+        "reference": median_seconds(lambda: spec.apply(view, params), runs),
+        "fit": median_seconds(lambda: colour_guided_coefficients(guide_small, result, upsampler.radius, upsampler.eps), runs),
+        "apply": median_seconds(lambda: apply_linear_model(coefficients, height, width, lambda t, b: guide[:, :, t:b],
                                                     plan.band_rows, colour=True), runs),  # fmt: skip
-        "engine": _median(lambda: run_plan(plan, model, Views.of_array(image)), runs),
+        "engine": median_seconds(lambda: run_plan(plan, model, Views.of_array(image)), runs),
     }
     traffic = (2 * COLOUR_COEFFICIENTS + 3 + 3) * height * width * 4  # maps written and read, guide, output
     steps["apply floor"] = traffic / bandwidth
@@ -97,7 +85,7 @@ def main() -> None:
     print("| operator | approximator | working size | resize | reference | fit | apply | apply floor | other | engine |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for operator in operators:
-        reference = _median(lambda: get_operator(operator).apply(image, get_operator(operator).resolve_params({})), 1) \
+        reference = median_seconds(lambda: get_operator(operator).apply(image, get_operator(operator).resolve_params({})), 1) \
             if get_operator(operator).input.value == "srgb" else None  # fmt: skip
         for name in ("reference-lowres", "reference-halfres"):
             s = profile(operator, name, image, args.runs, bandwidth)
