@@ -118,6 +118,7 @@ def warm_start_for(operator: str, config: str) -> str | None:
 
     net = (yaml.safe_load(resolve_config(config).read_text()).get("model") or {}).get("net") or {}
     wanted = net.get("init_args") or {}
+
     def same_shape(found: Mapping[str, Any]) -> bool:
         sizes = all(found.get(key) == wanted[key] for key in ("width", "depth", "in_channels", "norm") if key in wanted)
         return sizes and bool(found.get("conv_bias")) == bool(wanted.get("conv_bias")) and (
@@ -253,9 +254,10 @@ def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Pa
             save_network(load_network(out / done["checkpoint"]), out / "net.pt")
         return out / done["checkpoint"]
     config = _config_for(request.operator)
-    start = {"auto": None, "none": None}.get(request.warm_start, request.warm_start)
     if request.warm_start == "auto":
         start = warm_start_for(request.operator, config)
+    else:
+        start = None if request.warm_start == "none" else request.warm_start
     best = _fit(state, request, "train", ["-c", config] + (["--model.warm_start", start] if start else []),
                 f"{config} config, starting from {start or 'the config (its own warm start, if any)'}", params, out,
                 progress)  # fmt: skip
@@ -426,14 +428,15 @@ def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: P
                                            str(net.conv_bias).lower(), "--data.context_scale", "null",
                                            "--model.warm_start", str(start)],
                 f"net.pt pruned to {PRUNED_WIDTH} channels, running statistics, fine-tuned", params, out, progress)  # fmt: skip
-    tuned = save_network(load_network(best), out / "pruned.pt")
+    tuned = load_network(best)
+    save_network(tuned, out / "pruned.pt")
     found = {"checkpoint": str(best.relative_to(out)), "int8": False}
     if not (importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript")):
         progress("pruned: no int8 file (ONNX export needs the compress extra: pip install 'fip-photo[compress]')")
     else:
         from fip.ort import write_onnx
 
-        write_onnx(load_network(tuned).net, out / "pruned.int8.onnx", [p.numpy() for p in photos])
+        write_onnx(tuned.net, out / "pruned.int8.onnx", [p.numpy() for p in photos])
         found["int8"] = True
     state.record("pruned", found)
 
@@ -606,7 +609,7 @@ def package(model: str | os.PathLike[str], into: str | os.PathLike[str], name: s
     import shutil
     import tempfile
 
-    from fip.files import sha256_file
+    from fip.files import sha256_file, umask
     from fip.models.cards import CARD_FILE, CardError, read_card, write_card
 
     source, into = Path(model), Path(into)
@@ -642,9 +645,7 @@ def package(model: str | os.PathLike[str], into: str | os.PathLike[str], name: s
                 shutil.copy2(source / extra, staging / extra)
         write_card(replace(card, name=name, root=None), staging)
         read_card(staging)  # what was written reads back
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp's folder is private; a package's files are not
+        staging.chmod(0o777 & ~umask())  # mkdtemp's folder is private; a package's files are not
         if target.exists():  # replaced by renames: the folder is always one whole model
             target.rename(old)
         try:

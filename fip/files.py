@@ -21,7 +21,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the permissions open() would
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600 files; give the permissions open() would
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -33,7 +33,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return path
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-mode creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
