@@ -194,7 +194,8 @@ def run_bench(
     if "reference" in rows:
         record(Row("reference", reference_seconds, peak, None, note=f"{spec.name}, on the CPU"))
     main = model.card.networks.get("net")
-    if "baseline" in rows and main is not None and main.kind != "onnx" and not main.architecture.get("guided"):
+    plain = main is not None and main.kind != "onnx" and not {"guided", "grid"} & set(main.architecture)
+    if "baseline" in rows and plain:
         net = prepared(model, "net", torch_device)
         maps = model.maps(operator, params)
         x = views.srgb.to(torch_device)
@@ -239,6 +240,9 @@ def _bound(model: Model, plan, peaks: dict[str, float]) -> tuple[float | None, f
     network = model.network(approximator.network)
     if not isinstance(network, torch.nn.Module):
         return None, None
+    if hasattr(network, "multiply_adds"):  # a bilateral grid: its network's and its per-pixel work
+        gmacs = network.multiply_adds(*plan.size) / 1e9
+        return gmacs, gmacs * 2 / peaks[plan.precision]
     can = getattr(network, "can", network)
     height, width = plan.working_size or plan.size
     gmacs = multiply_adds(can, height, width) / 1e9

@@ -12,9 +12,10 @@ The steps, each recorded in ``<out>/build.json`` so an interrupted build resumes
    installed for the operator when that model's network has the config's shape (``fip/smooth.l0`` for
    ``smooth.l0``; :func:`warm_start_for`), else from the config's own warm start; the network it started from is
    kept instead when it scores higher on the validation photos.
-3. **lowres** and **pruned**, when the budget allows (:func:`training_minutes`): the Deep Guided Filter form of
-   the CAN trained end to end from it (``lowres.pt``), and the CAN pruned to 16 channels and fine-tuned
-   (``pruned.pt``) with its int8 form for ONNX Runtime (``pruned.int8.onnx``).
+3. **lowres**, **pruned** and **grid**, when the budget allows (:func:`training_minutes`): the Deep Guided Filter
+   form of the CAN trained end to end from it (``lowres.pt``), the CAN pruned to 16 channels and fine-tuned
+   (``pruned.pt``) with its int8 form for ONNX Runtime (``pruned.int8.onnx``), and a bilateral-grid network
+   (:class:`~fip.models.BilateralGridNet`, ``grid.pt``) trained from scratch on whole photos.
 4. **measure**: the model's approximators (the network's ``full``, ``fast``, ... and the untrained
    ``reference-lowres`` and ``reference-halfres``) against the reference on the validation photos (which ``auto``
    reads), on the test photos and on any ``report`` photo sets (reported only), and their seconds beside the
@@ -44,8 +45,9 @@ STATE_FILE = "build.json"
 TRAINING_SHARE = 0.7  # of the budget; measuring and the report take the rest
 GENERIC_CONFIG = "build/any"
 LOWRES_OVERLAY = "overlays/lowres"
-EXTRA_STAGES = ("lowres", "pruned")  # trained after the CAN, from it, when the budget allows
-EXTRA_SHARE = 0.2  # of the training time, for each extra stage
+GRID_OVERLAY = "overlays/grid"
+EXTRA_STAGES = ("lowres", "pruned", "grid")  # trained after the CAN when the budget allows (the first two from it)
+EXTRA_SHARE = 0.15  # of the training time, for each extra stage
 MIN_EXTRA_MINUTES = 2.0  # an extra stage runs (with extras="auto") only if its share is at least this
 PRUNED_WIDTH = 16  # channels per layer of the pruned network (the CAN24 has 24)
 CALIBRATION_PHOTOS = 16  # training photos that pruning and int8 calibration look at
@@ -67,8 +69,9 @@ class BuildRequest:
         timing_height: the height of the 16:9 frame the approximators are timed on (1080: 1920x1080).
         warm_start: what training starts from: ``auto`` (:func:`warm_start_for`), ``none`` (the config's own
             start), or a model name, model folder or network file.
-        extras: the stages after the CAN (``lowres``, ``pruned`` with int8): ``auto`` (when the budget gives each
-            at least :data:`MIN_EXTRA_MINUTES`), ``all`` or ``none``.
+        extras: the stages after the CAN (``lowres``, ``pruned`` with int8, ``grid``): ``auto`` (when the budget
+            gives each at least :data:`MIN_EXTRA_MINUTES`), ``all``, ``none`` or stage names joined by commas
+            (``grid,lowres``).
         train_args: more ``fip train`` options for every training stage, e.g. ``("--trainer.devices", "4",
             "--trainer.strategy", "ddp")`` for Lightning on several GPUs or nodes.
         report: more photo sets to report on, never to choose with: ``(name, source)`` pairs, every photo of each
@@ -352,14 +355,31 @@ def _fit(state: _State, request: BuildRequest, stage: str, config_args: list[str
 
 
 def training_minutes(request: BuildRequest) -> dict[str, float]:
-    """Minutes of training for each stage of ``request``: ``train`` (the CAN) and, when ``request.extras`` asks
-    for them or the budget gives each at least :data:`MIN_EXTRA_MINUTES`, ``lowres`` and ``pruned``
-    (:data:`EXTRA_SHARE` of the training time each)."""
+    """Minutes of training for each stage of ``request``: ``train`` (the CAN) and, when ``request.extras`` names
+    them (:func:`requested_extras`) or the budget gives each at least :data:`MIN_EXTRA_MINUTES`, the
+    :data:`EXTRA_STAGES` (:data:`EXTRA_SHARE` of the training time each)."""
     total = request.budget_minutes * TRAINING_SHARE
-    wanted = {"all": EXTRA_STAGES, "none": ()}.get(request.extras)
+    wanted = requested_extras(request.extras)
     if wanted is None:  # auto
         wanted = EXTRA_STAGES if total * EXTRA_SHARE >= MIN_EXTRA_MINUTES else ()
     return {"train": total * (1 - EXTRA_SHARE * len(wanted)), **{stage: total * EXTRA_SHARE for stage in wanted}}
+
+
+def requested_extras(extras: str) -> tuple[str, ...] | None:
+    """The extra stages ``extras`` names (``None`` for ``auto``: the budget decides), in build order.
+
+    Raises:
+        InputError: a name that is not a stage.
+    """
+    if extras == "auto":
+        return None
+    if extras in ("all", "none"):
+        return EXTRA_STAGES if extras == "all" else ()
+    names = {name.strip() for name in extras.split(",") if name.strip()}
+    if unknown := sorted(names - set(EXTRA_STAGES)):
+        raise InputError(f"--extras {extras!r}: {', '.join(unknown)} is not a stage; give auto, all, none or some of "
+                         f"{', '.join(EXTRA_STAGES)} joined by commas")  # fmt: skip
+    return tuple(stage for stage in EXTRA_STAGES if stage in names)
 
 
 def extra_stages(request: BuildRequest, net: Any) -> dict[str, str | None]:
@@ -367,7 +387,7 @@ def extra_stages(request: BuildRequest, net: Any) -> dict[str, str | None]:
     runs for ``net`` (the trained CAN) or why it is skipped."""
     stages: dict[str, str | None] = {stage: None for stage in EXTRA_STAGES if stage in training_minutes(request)}
     if getattr(net, "input_norm", None):  # neither the guided network nor pruning (or ONNX) carries one
-        for stage in stages:
+        for stage in set(stages) & {"lowres", "pruned"}:  # the grid is trained on the plain photo, from scratch
             stages[stage] = f"the {stage} network cannot normalize its input as this one does ({net.input_norm})"
     return stages
 
@@ -390,6 +410,8 @@ def _extras(state: _State, request: BuildRequest, params: dict[str, Any], out: P
             state.record(stage, {"skipped": skipped})
         elif stage == "lowres":
             _lowres(state, request, params, out, config, net, progress)
+        elif stage == "grid":
+            _grid(state, request, params, out, config, progress)
         else:
             _pruned(state, request, params, out, config, net, source, split, progress)
 
@@ -406,6 +428,18 @@ def _lowres(state: _State, request: BuildRequest, params: dict[str, Any], out: P
                 params, out, progress)  # fmt: skip
     save_network(load_network(best), out / "lowres.pt")
     state.record("lowres", {"checkpoint": str(best.relative_to(out))})
+
+
+def _grid(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str,
+          progress: Callable[[str], None]) -> None:  # fmt: skip
+    """A bilateral-grid network (``grid.pt``), trained from scratch on whole photos at 1080p (``overlays/grid``)."""
+    from fip.models.storage import load_network, save_network
+
+    best = _fit(state, request, "grid", ["-c", config, "-c", GRID_OVERLAY],
+                "a bilateral grid of colour transforms from a 256x256 copy of the photo (HDRNet-style), from scratch",
+                params, out, progress)  # fmt: skip
+    save_network(load_network(best), out / "grid.pt")
+    state.record("grid", {"checkpoint": str(best.relative_to(out))})
 
 
 def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str, net: Any,
@@ -476,7 +510,7 @@ def _with_stage_networks(card: Any, out: Path) -> Any:
     before the references'."""
     from fip.files import sha256_file
     from fip.models.cards import Approximator, NetworkEntry
-    from fip.models.catalogue import GUIDED_PREVIEW_MEGAPIXELS
+    from fip.models.catalogue import GRID_APPROXIMATOR, GUIDED_PREVIEW_MEGAPIXELS
     from fip.models.storage import load_network, net_config
 
     networks, added = dict(card.networks), {}
@@ -499,6 +533,8 @@ def _with_stage_networks(card: Any, out: Path) -> Any:
         if (out / "pruned.int8.onnx").is_file():
             add("int8", "pruned.int8.onnx", pruned, Approximator(
                 "int8", "int8", "int8", "running", description="the pruned network quantized to int8, run by ONNX Runtime"))  # fmt: skip
+    if (out / "grid.pt").is_file():
+        add("grid", "grid.pt", load_network(out / "grid.pt").net, replace(GRID_APPROXIMATOR, network="grid"))
     trained = {name: a for name, a in card.approximators.items() if a.network is not None}
     untrained = {name: a for name, a in card.approximators.items() if a.network is None}
     return replace(card, networks=networks, approximators={**trained, **added, **untrained})
@@ -669,4 +705,4 @@ def _top_package(folder: Path) -> str:
 
 
 __all__ = ["BuildRequest", "GENERIC_CONFIG", "SHIPPED_FILES", "STATE_FILE", "build", "extra_stages", "package",
-           "split_photos", "training_minutes", "warm_start_for"]
+           "requested_extras", "split_photos", "training_minutes", "warm_start_for"]

@@ -79,6 +79,18 @@ def _train_args(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"cannot split {text!r} into options ({exc}): check its quotes") from None
 
 
+def _extras(text: str) -> str:
+    """``--extras``: auto, all, none or stage names joined by commas (checked here, before any work)."""
+    from fip.build import requested_extras
+    from fip.errors import InputError
+
+    try:
+        requested_extras(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _positive_number(text: str) -> float:
     try:
         value = float(text)
@@ -529,9 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-start", default="auto", metavar="MODEL",
                    help="what training starts from: auto (default: the model installed for the operator, when its "
                    "network has the config's shape), none (the config's own start), or a model name, folder or file")
-    p.add_argument("--extras", choices=["auto", "all", "none"], default="auto",
-                   help="train the low-resolution (Deep Guided Filter) and pruned + int8 forms after the CAN: auto "
-                   "(default: when the budget gives each 2 min, 20%% of the training time each), all, none")
+    p.add_argument("--extras", type=_extras, default="auto", metavar="STAGES",
+                   help="train more approximators after the CAN: lowres (Deep Guided Filter), pruned (+ int8), grid "
+                   "(bilateral grid): auto (default: when the budget gives each 2 min, 15%% of the training time "
+                   "each), all, none, or names joined by commas (grid,lowres)")
     p.add_argument("--train-args", metavar="'OPTIONS'", type=_train_args,
                    help="fip train options for every training stage, quoted: e.g. '--trainer.accelerator gpu "
                    "--trainer.devices 4 --trainer.strategy ddp' (Lightning on several GPUs or nodes)")

@@ -24,6 +24,7 @@ import torch
 from fip.errors import InputError
 from fip.files import atomic_write_bytes
 from fip.models.can import fold
+from fip.models.grid import BilateralGridNet
 from fip.models.guided import GuidedCAN
 from fip.models.storage import NetworkFile, net_config
 
@@ -40,7 +41,8 @@ def export_program(model: NetworkFile, path: str | os.PathLike[str]) -> Path:
         raise InputError(f"{model.name} normalizes each photo's input by its {model.net.input_norm} estimate, which "
                          "fip's export does not carry yet; run it with fip (fip apply, fip.apply)")  # fmt: skip
     net = copy.deepcopy(model.net).eval().to(memory_format=torch.contiguous_format)
-    folded = net.folds_exactly
+    grid = isinstance(net, BilateralGridNet)
+    folded = not grid and net.folds_exactly
     if folded:
         net = fold(net)
     channels = model.net.in_channels
@@ -54,7 +56,8 @@ def export_program(model: NetworkFile, path: str | os.PathLike[str]) -> Path:
         "params": model.params,
         "conditioning": model.conditioning.to_json() if model.conditioning else None,
         "net": net_config(model.net),
-        "normalization": "folded running statistics" if folded else "per-image statistics (paper-exact)",
+        "normalization": "bilateral grid" if grid else (
+            "folded running statistics" if folded else "per-image statistics (paper-exact)"),
         "input": f"(1, {channels}, H, W) float32; channels 0-2 sRGB in [0, 1], then the conditioning maps "
         "(constant planes); H, W >= 2",
         "output": "(1, 3, H, W) float32 sRGB; clip to [0, 1]",

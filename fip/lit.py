@@ -45,13 +45,19 @@ class Approximator(pl.LightningModule):
             ``conv_bias``. A bias is one number per channel against 9 x C_in weights; the same shift carried by a
             constant input map (the paper's way of feeding one-hot maps) moves 9 weights per layer, and over 150
             steps learned about as fast as biases at 10x (docs/research-log.md, "No tone curve without a shift").
+        row_fraction: for a network that can compute a subset of its output's rows (``forward_rows``: the
+            :class:`~fip.models.BilateralGridNet`, whose full-resolution work is per pixel), the share of each
+            photo's rows a training step computes and scores, spread over the photo (an unbiased estimate of the
+            whole photo's loss at that share of the cost); 1 computes every row.
     """
 
     def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None,
-                 norm_lr_scale: float = 1.0, bias_lr_scale: float = 1.0):  # fmt: skip
+                 norm_lr_scale: float = 1.0, bias_lr_scale: float = 1.0, row_fraction: float = 0.25):  # fmt: skip
         super().__init__()
         if schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule {schedule!r} must be 'constant' or 'cosine'")
+        if not 0 < row_fraction <= 1:
+            raise ValueError(f"row_fraction {row_fraction!r} must lie in (0, 1]")
         for name, scale in (("norm_lr_scale", norm_lr_scale), ("bias_lr_scale", bias_lr_scale)):
             if not scale > 0:
                 raise ValueError(f"{name} {scale!r} must be positive (1 = the paper's single learning rate)")
@@ -59,11 +65,14 @@ class Approximator(pl.LightningModule):
         self.net = net
         self.warm_start_sha256: str | None = None  # of the file started from, which may be replaced later
         if warm_start:
-            from fip.models import GuidedCAN
+            from fip.models import BilateralGridNet, GuidedCAN
             from fip.models.catalogue import open_warm_start
 
             loaded = open_warm_start(warm_start)
             source = loaded.net
+            if isinstance(self.net, BilateralGridNet) != isinstance(source, BilateralGridNet):
+                raise ValueError(f"warm start {warm_start!r} is a {type(source).__name__}; a bilateral-grid network "
+                                 "starts only from another one, and a CAN never from one: set model.warm_start: null")
             if Path(loaded.name).is_file():  # a model file or checkpoint (fip/<operator>: the shipped file)
                 self.warm_start_sha256 = hashlib.sha256(Path(loaded.name).read_bytes()).hexdigest()
             into_can = isinstance(self.net, GuidedCAN) and not isinstance(source, GuidedCAN)
@@ -85,8 +94,13 @@ class Approximator(pl.LightningModule):
         batch_idx: int,
     ) -> torch.Tensor:
         inputs, targets = batch[:2]
-        # Crops with their photos' previews (data.context_scale) are normalized with the photos' statistics.
-        prediction = self.net(inputs) if len(batch) == 2 else self.net.forward_in_context(inputs, batch[2])
+        if hasattr(self.net, "forward_rows") and self.hparams.row_fraction < 1:
+            rows = self.net.sample_rows(inputs.shape[2], self.hparams.row_fraction, inputs.device)
+            prediction, targets = self.net.forward_rows(inputs, rows), targets[:, :, rows]
+        elif len(batch) == 2:
+            prediction = self.net(inputs)
+        else:  # crops with their photos' previews (data.context_scale), normalized with the photos' statistics
+            prediction = self.net.forward_in_context(inputs, batch[2])
         loss = nn.functional.mse_loss(prediction, targets)
         self.log("train_loss", loss, prog_bar=True, batch_size=inputs.shape[0])
         return loss
@@ -103,12 +117,12 @@ class Approximator(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store what rebuilds the network and names its operator, so a checkpoint loads without the config
-        (CANs and guided CANs; other networks, such as :class:`fip.compress.QuantizationAwareCAN`, are read from
-        the module that trained them)."""
+        (CANs, guided CANs and bilateral-grid networks; other networks, such as
+        :class:`fip.compress.QuantizationAwareCAN`, are read from the module that trained them)."""
         from fip.models.storage import net_config
-        from fip.models import ContextAggregationNet, GuidedCAN
+        from fip.models import BilateralGridNet, ContextAggregationNet, GuidedCAN
 
-        if not isinstance(self.net, (ContextAggregationNet, GuidedCAN)):
+        if not isinstance(self.net, (ContextAggregationNet, GuidedCAN, BilateralGridNet)):
             return
 
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -50,9 +50,15 @@ def _folded(net: nn.Module) -> FoldedCAN:
 def onnx_bytes(net: nn.Module) -> bytes:
     """``net`` as an fp32 ONNX model with dynamic height and width (input ``image``, output ``output``)."""
     import contextlib
+    import copy
     import io
 
-    folded = _folded(net).float().to(memory_format=torch.contiguous_format).eval()
+    from fip.models.grid import BilateralGridNet
+
+    if isinstance(net, BilateralGridNet):  # exports as it is: no normalization to fold
+        folded = copy.deepcopy(net).float().eval()
+    else:
+        folded = _folded(net).float().to(memory_format=torch.contiguous_format).eval()
     example = torch.rand(1, folded.in_channels, 64, 96)
     dims = {2: torch.export.Dim("height", min=2), 3: torch.export.Dim("width", min=2)}
     quiet = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]

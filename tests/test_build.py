@@ -17,6 +17,7 @@ from fip.build import (
     build,
     extra_stages,
     package,
+    requested_extras,
     split_photos,
     training_minutes,
     warm_start_for,
@@ -76,8 +77,9 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     printed = capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
     assert card["operator"] == "smooth.rof" and card["params"]["weight"] == 0.08  # whichever network was kept
-    assert list(card["approximators"]) == ["full", "fast", "bf16", "network-lowres", "lowres", "pruned", "int8",
+    assert list(card["approximators"]) == ["full", "fast", "bf16", "network-lowres", "lowres", "pruned", "int8", "grid",
                                            "reference-lowres", "reference-halfres"]  # fmt: skip
+    assert card["networks"]["grid"]["architecture"]["grid"]["grid_size"] == 16
     assert card["networks"]["pruned"]["architecture"]["width"] == 16 and card["networks"]["int8"]["kind"] == "onnx"
     assert card["provenance"]["warm_start"] == "fip/smooth.rof"  # the installed model of the operator
     assert {card["photo_sets"][name]["role"] for name in ("validation", "test")} == {"choose", "report"}
@@ -102,7 +104,7 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     # A rerun resumes: nothing is trained or measured again; another request into the folder is refused.
     state = json.loads((out / STATE_FILE).read_text())
     assert state["request"]["train_args"] == ["--trainer.log_every_n_steps", "1"]
-    assert set(state["steps"]) == {"split", "train", "keep", "lowres", "pruned", "measure", "report"}
+    assert set(state["steps"]) == {"split", "train", "keep", "lowres", "pruned", "grid", "measure", "report"}
     kept = state["steps"]["keep"]  # the better of the trained network and fip/smooth.rof on the validation photo
     assert kept["kept"] == max(kept["validation_psnr"], key=kept["validation_psnr"].get) == card["provenance"]["kept"]
     assert main(args) == 0 and json.loads((out / STATE_FILE).read_text())["steps"] == state["steps"]
@@ -169,8 +171,14 @@ def test_extra_stages_run_when_the_budget_allows_and_suit_the_network():
     plain, normalized = ContextAggregationNet(width=8, depth=4), ContextAggregationNet(width=8, depth=4, input_norm="exposure")
     assert training_minutes(BuildRequest("smooth.l0", Path("x"), budget_minutes=10)) == {"train": 7.0}
     minutes = training_minutes(BuildRequest("smooth.l0", Path("x"), budget_minutes=20))
-    assert minutes == pytest.approx({"train": 8.4, "lowres": 2.8, "pruned": 2.8})
-    assert extra_stages(BuildRequest("smooth.l0", Path("x"), budget_minutes=20), plain) == {"lowres": None, "pruned": None}
+    assert minutes == pytest.approx({"train": 7.7, "lowres": 2.1, "pruned": 2.1, "grid": 2.1})
+    assert extra_stages(BuildRequest("smooth.l0", Path("x"), budget_minutes=20), plain) == {
+        "lowres": None, "pruned": None, "grid": None}  # fmt: skip
     assert extra_stages(BuildRequest("smooth.l0", Path("x"), extras="none", budget_minutes=60), plain) == {}
+    chosen = training_minutes(BuildRequest("smooth.l0", Path("x"), extras="grid,lowres", budget_minutes=10))
+    assert chosen == pytest.approx({"train": 4.9, "lowres": 1.05, "grid": 1.05})  # named: whatever the budget
     skipped = extra_stages(BuildRequest("tone.mapping", Path("x"), extras="all"), normalized)
-    assert set(skipped) == {"lowres", "pruned"} and all("cannot normalize its input" in why for why in skipped.values())
+    assert set(skipped) == {"lowres", "pruned", "grid"} and skipped["grid"] is None  # the grid takes the plain photo
+    assert all("cannot normalize its input" in skipped[stage] for stage in ("lowres", "pruned"))
+    with pytest.raises(InputError, match="grids is not a stage"):
+        requested_extras("grids,lowres")

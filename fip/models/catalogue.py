@@ -77,6 +77,11 @@ REFERENCE_HALFRES_APPROXIMATOR = Approximator(
     description="the reference operator at half the size, colour-guided upsampling (no training)",
 )
 PREVIEW_MEGAPIXELS = 0.1  # the statistics preview of a network run at full resolution
+GRID_APPROXIMATOR = Approximator(
+    "grid", "net", "fp32",
+    description="bilateral grid (HDRNet-style): a network on a 256x256 copy predicts a grid of colour transforms; "
+    "per pixel a learned guide, a grid lookup and a 3x4 transform",
+)  # fmt: skip
 GUIDED_PREVIEW_MEGAPIXELS = 0.05  # the statistics preview of a guided network's low-resolution pass
 
 
@@ -354,7 +359,12 @@ def network_approximators(net: Any, *, guided: bool = False, running: bool = Fal
     """The approximators fip offers for one network without measurements: at full resolution ``full`` (the
     statistics of the photo at every layer), ``fast`` (statistics from a preview, folded) and ``bf16``, and
     ``network-lowres`` (the network at a third of the size, guided-filter upsampling); for a guided (Deep Guided
-    Filter) network, ``lowres``; for a network with running statistics, ``full`` and ``bf16`` with those."""
+    Filter) network, ``lowres``; for a bilateral-grid network, ``grid``; for a network with running statistics,
+    ``full`` and ``bf16`` with those."""
+    from fip.models.grid import BilateralGridNet
+
+    if isinstance(net, BilateralGridNet):
+        return [GRID_APPROXIMATOR]
     if guided:
         return [Approximator("lowres", "net", "bf16", "preview", GUIDED_PREVIEW_MEGAPIXELS,
                              description="the network's own low-resolution pass and learned guided filter, bf16")]  # fmt: skip

@@ -27,6 +27,7 @@ from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError
 from fip.files import atomic_write_bytes
 from fip.models.can import ContextAggregationNet, NormMode
+from fip.models.grid import BilateralGridNet
 from fip.models.guided import GuidedCAN
 
 NETWORK_FORMAT = "fip-model-1"
@@ -46,7 +47,7 @@ class NetworkFile:
         warm_start_sha256: SHA-256 of the file its training started from, where recorded.
     """
 
-    net: ContextAggregationNet | GuidedCAN
+    net: ContextAggregationNet | GuidedCAN | BilateralGridNet
     name: str
     operator: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -55,8 +56,12 @@ class NetworkFile:
     warm_start_sha256: str | None = None
 
 
-def net_config(net: ContextAggregationNet | GuidedCAN) -> dict[str, Any]:
-    """The constructor arguments that rebuild ``net`` (a ``guided`` entry for a :class:`GuidedCAN`)."""
+def net_config(net: ContextAggregationNet | GuidedCAN | BilateralGridNet) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``net`` (a ``guided`` entry for a :class:`GuidedCAN`, a ``grid`` entry
+    for a :class:`BilateralGridNet`)."""
+    if isinstance(net, BilateralGridNet):
+        return {"in_channels": net.in_channels, "grid": {"lowres": net.lowres, "grid_size": net.grid_size,
+                "depth": net.depth, "width": net.width, "guide_hidden": net.guide_hidden}}  # fmt: skip
     norm = next((m.mode.value for m in net.modules() if hasattr(m, "mode")), NormMode.IMAGE.value)
     config = {"in_channels": net.in_channels, "width": net.width, "depth": net.depth, "norm": norm}
     if net.conv_bias:  # only then: files without the key load as the paper's bias-free network
@@ -72,9 +77,12 @@ def net_config(net: ContextAggregationNet | GuidedCAN) -> dict[str, Any]:
 def build_network(config: dict[str, Any], state: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """The network :func:`net_config` describes, with ``state`` loaded when given, in eval mode."""
     config = dict(config)
-    guided = config.pop("guided", None)
+    guided, grid = config.pop("guided", None), config.pop("grid", None)
     try:
-        net = GuidedCAN(**config, **guided) if guided is not None else ContextAggregationNet(**config)
+        if grid is not None:
+            net = BilateralGridNet(**config, **grid)
+        else:
+            net = GuidedCAN(**config, **guided) if guided is not None else ContextAggregationNet(**config)
         if state is not None:
             net.load_state_dict(state)
     except (TypeError, RuntimeError) as exc:

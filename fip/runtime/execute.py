@@ -3,9 +3,9 @@
 :func:`run_plan` runs any :class:`~fip.runtime.plan.Plan` on one photo given as :class:`Views`. Every approximator
 kind goes through it: a context aggregation network at full resolution (its statistics from the photo, a preview
 or running averages; whole or in tiles), a network at low resolution with guided-filter upsampling, a trained
-guided (Deep Guided Filter) network, an ONNX Runtime int8 file, and the reference operator at low resolution with
-colour-guided upsampling. Networks are prepared once per :class:`~fip.models.catalogue.Model` object and device, and reused (models
-opened by name are kept for the process).
+guided (Deep Guided Filter) network, a bilateral-grid network, an ONNX Runtime int8 file, and the reference
+operator at low resolution with colour-guided upsampling. Networks are prepared once per
+:class:`~fip.models.catalogue.Model` object and device, and reused (models opened by name are kept for the process).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from fip.errors import FipError, InputError
 from fip.models.can import ContextAggregationNet, FoldedCAN, fold, image_statistics
 from fip.models.cards import Approximator, Upsampler
 from fip.models.catalogue import Model
+from fip.models.grid import BilateralGridNet
 from fip.models.guided import FastGuidedFilter, GuidedCAN, apply_linear_model, colour_guided_coefficients
 from fip.models.inputs import input_scale, normalize_input, scales_output
 from fip.imaging import resize_area, srgb_decode
@@ -161,6 +162,8 @@ def forward_approximator(approximator: Approximator, network: torch.nn.Module | 
     if isinstance(network, OrtNet):
         x = with_maps(x, maps)
         return forward_tiles(network, x, tile) if tile else network(x)
+    if isinstance(network, BilateralGridNet):  # constant work per pixel, in bands; float32 (it is memory-bound)
+        return network(with_maps(x, maps), band=band_rows)
     input_norm = getattr(network, "input_norm", None)
     scale = input_scale(input_norm, x)  # of the whole photo, before any tile or preview
     x = with_maps(normalize_input(input_norm, x, scale), maps)

@@ -161,7 +161,8 @@ def make_plan(
     if differing and chosen.runs_reference:
         notes.append(f"{PARAMS_NOTE} {', '.join(differing)}; {chosen.name} runs the operator itself, which follows "
                      "the values asked")  # fmt: skip
-    working = _working_size(chosen, card, size)
+    grid = _grid(chosen, card)
+    working = (grid["lowres"],) * 2 if grid else _working_size(chosen, card, size)
     if working is None and (chosen.scale is not None or _guided_factor(chosen, card)):
         notes.append("the photo is too small for a low-resolution pass: it runs at full size")
     budget = memory_budget if memory_budget is not None else int(available_memory(torch_device) * MEMORY_HEADROOM)
@@ -171,7 +172,9 @@ def make_plan(
         notes.append(f"declared bf16; {torch_device.type} has no native bfloat16 here, so it runs in "
                      f"{str(dtype).removeprefix('torch.')}")  # fmt: skip
     upsampler = None
-    if working is not None:
+    if grid:
+        upsampler = f"bilateral grid ({grid['grid_size']}x{grid['grid_size']}x{grid['depth']} cells, learned guide)"
+    elif working is not None:
         upsampler = "learned guided filter" if chosen.upsampler is None else (
             f"{chosen.upsampler.kind} filter (radius {chosen.upsampler.radius}, eps {chosen.upsampler.eps:g})")  # fmt: skip
     return Plan(
@@ -268,6 +271,8 @@ def _relative_cost(approximator: Approximator, card: ModelCard) -> float:
     times depth, times the share of pixels it works on, halved per halving of the number width, tripled for
     statistics taken at every layer."""
     architecture = card.networks[approximator.network].architecture
+    if grid := architecture.get("grid"):  # a guide, a lookup and a transform per pixel: ~100 multiply-adds
+        return (4 * grid.get("guide_hidden", 8) + 60) / 9  # on the scale below (a CAN24: 5,184)
     factor = _guided_factor(approximator, card)
     area = approximator.scale**2 if approximator.scale else (1 / factor**2 if factor else 1.0)
     width = {"fp32": 1.0, "bf16": 0.5, "fp16": 0.5, "int8": 0.25}[approximator.precision]
@@ -293,6 +298,13 @@ def _guided_factor(approximator: Approximator, card: ModelCard) -> float | None:
         return None
     guided = card.networks[approximator.network].architecture.get("guided")
     return float(guided["factor"]) if guided else None
+
+
+def _grid(approximator: Approximator, card: ModelCard) -> dict[str, Any] | None:
+    """The bilateral-grid settings of ``approximator``'s network (:class:`~fip.models.BilateralGridNet`), if it is one."""
+    if approximator.network is None:
+        return None
+    return card.networks[approximator.network].architecture.get("grid")
 
 
 def _working_size(approximator: Approximator, card: ModelCard, size: tuple[int, int]) -> tuple[int, int] | None:
@@ -323,6 +335,8 @@ def _tiling(approximator: Approximator, card: ModelCard, size: tuple[int, int], 
     output = 3 * 4 * pixels * 2  # the output and the input as float32 on the device
     entry = card.networks.get(approximator.network) if approximator.network else None
     architecture = entry.architecture if entry else {}
+    if "grid" in architecture:  # per band: indices, weights and coefficients, ~130 bytes a pixel
+        return None, output + 130 * BAND_ROWS * size[1]
     width = int(architecture.get("width", 24))
     item = 4 if approximator.precision in ("fp32", "int8") else 2
     if working is not None or approximator.network is None:
