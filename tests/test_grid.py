@@ -25,7 +25,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 def _busy_grid(seed: int = 0, in_channels: int = 3) -> BilateralGridNet:
     """A small grid network whose grid and guide are far from their identity start."""
     torch.manual_seed(seed)
-    net = BilateralGridNet(in_channels=in_channels, lowres=32, grid_size=8, depth=4, width=16, guide_hidden=6)
+    net = BilateralGridNet(in_channels=in_channels, lowres=32, grid_size=8, depth=4, width=16, guide_hidden=6,
+                           histogram_bins=4)  # fmt: skip
     with torch.no_grad():
         net.fuse.weight.normal_(0, 0.2)
         net.fuse.bias.normal_(0, 0.3)
@@ -97,7 +98,7 @@ def test_conditioning_maps_reach_the_low_resolution_network_only():
 def test_a_grid_model_file_runs_as_the_grid_approximator_with_its_plan(tmp_path):
     net = _busy_grid()
     assert net_config(net) == {"in_channels": 3, "grid": {"lowres": 32, "grid_size": 8, "depth": 4, "width": 16,
-                                                          "guide_hidden": 6}}  # fmt: skip
+                                                          "guide_hidden": 6, "histogram_bins": 4}}  # fmt: skip
     path = save_network(NetworkFile(net, "g", "smooth.l0"), tmp_path / "grid.pt")
     model = open_model(path)
     assert isinstance(model.network("net"), BilateralGridNet) and list(model.card.approximators) == [
@@ -161,6 +162,18 @@ def test_grid_overlay_trains_a_grid_network_through_lightning_on_rows_of_whole_p
     trained = load_network(cli.trainer.checkpoint_callback.last_model_path)
     assert isinstance(trained.net, BilateralGridNet) and trained.operator == "smooth.l0"
     assert trained.net.fuse.weight.abs().sum() > 0  # left its zero start
+
+
+def test_photo_statistics_are_histograms_means_and_deviations():
+    from fip.models.grid import photo_statistics
+
+    rgb = torch.zeros(1, 3, 2, 2)
+    rgb[:, 0] = torch.tensor([[0.0, 1.0], [0.5, 0.25]])  # red: one value on each of the 5 centres or between two
+    statistics = photo_statistics(rgb, 5)
+    red = statistics[0, :5]
+    assert torch.allclose(red, torch.tensor([0.25, 0.25, 0.25, 0.0, 0.25]))
+    assert torch.allclose(statistics[0, 5:10], torch.tensor([1.0, 0, 0, 0, 0]))  # green: all 0
+    assert torch.isclose(statistics[0, 15], rgb[0, 0].mean()) and torch.isclose(statistics[0, 18], rgb[0, 0].std())
 
 
 def test_the_grid_counts_its_constant_network_and_its_work_per_pixel():

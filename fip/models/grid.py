@@ -5,7 +5,7 @@ A small network looks at the photo downscaled to a fixed ``lowres x lowres`` cop
 affine colour transforms, ``grid_size x grid_size`` cells of space by ``depth`` cells of a learned guide value,
 twelve numbers (a 3x3 matrix and a 3-vector) per cell. A global branch (strided convolutions and fully connected
 layers over the whole low-resolution copy) adds whole-photo information to every cell, which per-image means and
-variances cannot carry. At full resolution each pixel costs the same small, constant work: a pointwise guide
+variances cannot carry (optionally with the photo's histograms as direct inputs). At full resolution each pixel costs the same small, constant work: a pointwise guide
 (``3 -> guide_hidden -> 1``), a trilinear lookup of the grid at (row, column, guide) and the affine transform of
 its own colour. So the full-resolution cost does not depend on the operator, and the network's cost does not
 depend on the photo's size.
@@ -68,13 +68,15 @@ class BilateralGridNet(nn.Module):
         depth: cells of the grid along the guide.
         width: channels of the network's deepest features.
         guide_hidden: hidden units of the pointwise guide.
+        histogram_bins: if positive, the global branch also reads the low-resolution copy's per-channel histograms
+            over this many bins and its means and deviations (:func:`photo_statistics`): what tone operators map.
 
     Input ``(B, in_channels, H, W)`` sRGB in [0, 1], any size of at least 2x2; output ``(B, 3, H, W)``, not clipped.
     Untrained, it is the identity (every cell holds the identity transform).
     """
 
     def __init__(self, in_channels: int = 3, lowres: int = 256, grid_size: int = 16, depth: int = 8,
-                 width: int = 64, guide_hidden: int = 8):  # fmt: skip
+                 width: int = 64, guide_hidden: int = 8, histogram_bins: int = 0):  # fmt: skip
         super().__init__()
         steps = (lowres // grid_size).bit_length() - 1
         if lowres % grid_size or 2**steps != lowres // grid_size or steps < 2:
@@ -82,7 +84,7 @@ class BilateralGridNet(nn.Module):
         if depth < 2 or grid_size < 2:
             raise InputError(f"the grid needs at least 2 cells per axis; got grid_size {grid_size}, depth {depth}")
         self.in_channels, self.lowres, self.grid_size, self.depth = in_channels, lowres, grid_size, depth
-        self.width, self.guide_hidden = width, guide_hidden
+        self.width, self.guide_hidden, self.histogram_bins = width, guide_hidden, histogram_bins
         channels = [in_channels] + [max(8, width >> (steps - 1 - i)) for i in range(steps)]
         self.splat = nn.Sequential(*[layer for i in range(steps) for layer in (
             nn.Conv2d(channels[i], channels[i + 1], 3, stride=2, padding=1), nn.ReLU())])  # fmt: skip
@@ -92,7 +94,8 @@ class BilateralGridNet(nn.Module):
         self.global_conv = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
                                          nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())  # fmt: skip
         cells = max(1, grid_size // 4) ** 2
-        self.global_fc = nn.Sequential(nn.Linear(width * cells, 4 * width), nn.ReLU(), nn.Linear(4 * width, 2 * width),
+        statistics = 3 * histogram_bins + 6 if histogram_bins else 0
+        self.global_fc = nn.Sequential(nn.Linear(width * cells + statistics, 4 * width), nn.ReLU(), nn.Linear(4 * width, 2 * width),
                                        nn.ReLU(), nn.Linear(2 * width, width))  # fmt: skip
         self.fuse = nn.Conv2d(width, COEFFICIENTS * depth, 1)
         nn.init.zeros_(self.fuse.weight)
@@ -111,7 +114,10 @@ class BilateralGridNet(nn.Module):
         features = self.splat(small)
         local = self.local(features)
         pooled = F.adaptive_avg_pool2d(self.global_conv(features), max(1, self.grid_size // 4))
-        global_features = self.global_fc(pooled.flatten(1))
+        summary = pooled.flatten(1)
+        if self.histogram_bins:
+            summary = torch.cat([summary, photo_statistics(small[:, :3], self.histogram_bins)], dim=1)
+        global_features = self.global_fc(summary)
         fused = F.relu(local + global_features[:, :, None, None])
         coefficients = self.fuse(fused)
         return coefficients.view(x.shape[0], COEFFICIENTS, self.depth, self.grid_size, self.grid_size)
@@ -175,6 +181,17 @@ class BilateralGridNet(nn.Module):
             out[:, :, top:bottom] = slice_rows(table, self.guide(rgb[:, :, top:bottom]), rgb[:, :, top:bottom], height,
                                                rows, columns)  # fmt: skip
         return out
+
+
+def photo_statistics(rgb: torch.Tensor, bins: int) -> torch.Tensor:
+    """``(B, 3 * bins + 6)``: each channel's histogram over ``bins`` cells of [0, 1] (linear-interpolated counts,
+    summing to 1), then its mean and standard deviation: the whole photo's tones, which tone operators map."""
+    batch = rgb.shape[0]
+    values = rgb.clamp(0, 1).reshape(batch, 3, -1, 1) * (bins - 1)
+    centres = torch.arange(bins, device=rgb.device, dtype=rgb.dtype)
+    histogram = (1 - (values - centres).abs()).clamp(min=0).mean(dim=2)  # (B, 3, bins)
+    std, mean = torch.std_mean(rgb.reshape(batch, 3, -1), dim=2)
+    return torch.cat([histogram.flatten(1), mean, std], dim=1)
 
 
 def _axis(size: int, cells: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

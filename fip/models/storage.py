@@ -60,8 +60,9 @@ def net_config(net: ContextAggregationNet | GuidedCAN | BilateralGridNet) -> dic
     """The constructor arguments that rebuild ``net`` (a ``guided`` entry for a :class:`GuidedCAN`, a ``grid`` entry
     for a :class:`BilateralGridNet`)."""
     if isinstance(net, BilateralGridNet):
-        return {"in_channels": net.in_channels, "grid": {"lowres": net.lowres, "grid_size": net.grid_size,
-                "depth": net.depth, "width": net.width, "guide_hidden": net.guide_hidden}}  # fmt: skip
+        grid = {"lowres": net.lowres, "grid_size": net.grid_size, "depth": net.depth, "width": net.width,
+                "guide_hidden": net.guide_hidden, "histogram_bins": net.histogram_bins}  # fmt: skip
+        return {"in_channels": net.in_channels, "grid": grid}
     norm = next((m.mode.value for m in net.modules() if hasattr(m, "mode")), NormMode.IMAGE.value)
     config = {"in_channels": net.in_channels, "width": net.width, "depth": net.depth, "norm": norm}
     if net.conv_bias:  # only then: files without the key load as the paper's bias-free network
