@@ -85,6 +85,16 @@ def median_seconds(function, runs: int) -> float:
     return statistics.median(times)
 
 
+def copy_bandwidth() -> float:
+    """Bytes per second of a large float32 copy (read + write) on this machine."""
+    import torch
+
+    source = torch.rand(64 * 1024 * 1024 // 4 * 4)  # 256 MB
+    target = torch.empty_like(source)
+    seconds = median_seconds(lambda: target.copy_(source), 5)
+    return 2 * source.numel() * 4 / seconds
+
+
 def machine() -> str:
     from fip.bench import machine_description
 

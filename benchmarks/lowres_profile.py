@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, median_seconds, one_megapixel_photo  # noqa: E402
+from _common import copy_bandwidth, machine, median_seconds, one_megapixel_photo  # noqa: E402
 from fip.errors import DISTRIBUTION  # noqa: E402
 from fip.imaging import resize_area  # noqa: E402
 from fip.models.catalogue import model_for_operator  # noqa: E402
@@ -32,14 +32,6 @@ from fip.runtime.execute import Views, _small_views, run_plan  # noqa: E402
 from fip.runtime.plan import make_plan  # noqa: E402
 
 FRAME = (1080, 1920)
-
-
-def copy_bandwidth() -> float:
-    """Bytes per second of a large float32 copy (read + write) on this machine."""
-    source = torch.rand(64 * 1024 * 1024 // 4 * 4)  # 256 MB
-    target = torch.empty_like(source)
-    seconds = median_seconds(lambda: target.copy_(source), 5)
-    return 2 * source.numel() * 4 / seconds
 
 
 def profile(operator: str, approximator_name: str, image, runs: int, bandwidth: float) -> dict:

@@ -3,6 +3,7 @@ reads) and on the four FiveK photos (which the docs report, never used to choose
 
 Usage: python benchmarks/measure_cards.py OPERATOR [OPERATOR ...] [--approximators a,b] [--no-timing] [--no-fivek]
        python benchmarks/measure_cards.py OPERATOR ... --timing-only --device cuda     # a GPU's timings, for auto there
+       python benchmarks/measure_cards.py OPERATOR --add grid=CHECKPOINT --made-by "..."  # a new network, measured
 Needs the Debian photo set (bash scripts/debian_photos.sh data/debian-photos) and, for the FiveK column,
 ../shared/reference (or $FIP_REFERENCE_DIR). Writes fip/models/zoo/OPERATOR/card.json.
 """
@@ -48,6 +49,10 @@ def main() -> None:
     parser.add_argument("--no-fivek", action="store_true", help="the validation photos only")
     parser.add_argument("--timing-only", action="store_true", help="seconds only, on --device (the cards keep quality)")
     parser.add_argument("--device", default="cpu", help="where to measure (default cpu); timings go to its class")
+    parser.add_argument("--add", metavar="KEY=FILE", help="first add this network (fip train's checkpoint or a .pt) "
+                        "to the operator's model as KEY.pt with its approximators (a grid network: grid), and "
+                        "measure those")  # fmt: skip
+    parser.add_argument("--made-by", default="", help="with --add: how the network was made, for the card")
     args = parser.parse_args()
     if not DEBIAN.is_dir():
         raise SystemExit(f"{DEBIAN} is missing: bash scripts/debian_photos.sh {DEBIAN}")
@@ -59,10 +64,39 @@ def main() -> None:
         if model.card.root is None or not model.name.startswith("fip/"):
             raise SystemExit(f"{operator}: no fip model folder to write into")
         names = args.approximators.split(",") if args.approximators else None
+        if args.add:
+            added = add_network(model, *args.add.split("=", 1), args.made_by)
+            default_catalogue().refresh()
+            model = model_for_operator(operator)
+            names = names or added
         card = measure(model, sets, None if args.no_timing else timing_photo, args.device, names,
                        progress=lambda line: print(line, flush=True))  # fmt: skip
         print(f"wrote {write_card(card, model.card.root)}", flush=True)
         default_catalogue().refresh()
+
+
+def add_network(model, key: str, file: str, made_by: str) -> list[str]:
+    """Copy the network ``file`` into ``model``'s folder as ``key.pt`` and add it to the card with its
+    approximators (named after it, placed before the references'); returns their names."""
+    from dataclasses import replace
+
+    from fip.files import sha256_file
+    from fip.models.cards import NetworkEntry
+    from fip.models.catalogue import network_approximators
+    from fip.models.storage import load_network, net_config, save_network
+
+    card = model.card
+    network = load_network(file)
+    path = save_network(replace(network, operator=card.operator, params=dict(card.params)), card.root / f"{key}.pt")
+    entry = NetworkEntry(path.name, "fip", sha256_file(path), net_config(network.net))
+    added = {a.name: replace(a, network=key) for a in network_approximators(network.net)}
+    kept = {name: a for name, a in card.approximators.items() if name not in added}
+    ordered = {**{n: a for n, a in kept.items() if a.network is not None}, **added,
+               **{n: a for n, a in kept.items() if a.network is None}}  # fmt: skip
+    provenance = {**card.provenance, f"{key}_made_by": made_by} if made_by else card.provenance
+    write_card(replace(card, networks={**card.networks, key: entry}, approximators=ordered, provenance=provenance),
+               card.root)  # fmt: skip
+    return list(added)
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file
