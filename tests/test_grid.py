@@ -181,3 +181,13 @@ def test_the_grid_counts_its_constant_network_and_its_work_per_pixel():
     network = net.multiply_adds(1, 1) - net.multiply_adds(0, 0)
     assert network == 4 * 8 + 4 * 12 + 12  # per pixel: guide, four 12-number cells, the 3x4 transform
     assert 20e6 < net.multiply_adds(0, 0) < 80e6  # the 256x256 network: tens of millions, whatever the photo
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_grid_runs_on_cuda_as_on_the_cpu():
+    net = _busy_grid()
+    x = torch.rand(1, 3, 300, 517)
+    with torch.no_grad():
+        expected = net(x, band=64)
+        on_gpu = net.to("cuda")(x.to("cuda"), band=64).cpu()
+    assert torch.allclose(on_gpu, expected, atol=1e-4)
