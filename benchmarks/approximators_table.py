@@ -4,6 +4,7 @@ reads) and on the four FiveK photos (reported, never used to choose), and second
 
 Usage: python benchmarks/approximators_table.py [--plot docs/images/approximators.png] [--device-class cpu]
        python benchmarks/approximators_table.py --summary      # one row per operator: auto (docs/models.md)
+       python benchmarks/approximators_table.py --approximator grid   # one approximator against each model's best
 (reads the cards only; `python benchmarks/measure_cards.py OPERATOR` measures them)
 """
 
@@ -24,11 +25,15 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="write the speed-quality picture here (PNG)")
     parser.add_argument("--device-class", default="cpu", help="whose timings to show and rank by (default cpu)")
     parser.add_argument("--summary", action="store_true", help="one row per operator: what auto runs")
+    parser.add_argument("--approximator", help="one row per model that has this approximator: it against the best")
     args = parser.parse_args()
     cards = [c for c in list_models() if c.name.startswith("fip/")]
     klass = args.device_class
     if args.summary:
         summary(cards, klass)
+        return
+    if args.approximator:
+        against_best(cards, klass, args.approximator)
         return
     print("| operator | approximator | validation PSNR | FiveK PSNR | s at 1920x1080 | vs reference | |")
     print("|---|---|---:|---:|---:|---:|---|")
@@ -71,6 +76,26 @@ def summary(cards, klass: str) -> None:
     finite = [v for v in fivek if math.isfinite(v)]
     print(f"\nMean FiveK PSNR of `auto` over the {len(finite)} operators it approximates: "
           f"{sum(finite) / len(finite):.2f} dB; the reference itself runs for {len(fivek) - len(finite)}.")
+
+
+def against_best(cards, klass: str, name: str) -> None:
+    """One row per model with approximator ``name``: its PSNR and seconds beside the best approximator's on the
+    validation photos (what ``auto`` compares) and on FiveK, and what ``auto`` runs."""
+    print(f"| operator | `{name}` validation PSNR | FiveK PSNR | s at 1920x1080 | best on validation | its PSNR | "
+          f"gap (dB) | best FiveK PSNR | `auto` runs |\n|---|---:|---:|---:|---|---:|---:|---:|---|")  # fmt: skip
+    for card in cards:
+        if name not in card.approximators:
+            continue
+        ours = card.approximators[name]
+        scored = {a.name: a for a in card.approximators.values() if "validation" in a.quality}
+        best = max(scored.values(), key=lambda a: a.quality["validation"].psnr)
+        fivek = max((a.quality["fivek"].psnr for a in card.approximators.values() if "fivek" in a.quality), default=None)
+        timing = ours.seconds.get(klass)
+        gap = ours.quality["validation"].psnr - best.quality["validation"].psnr if "validation" in ours.quality else None
+        print(f"| `{card.operator}` | {_number(ours.quality.get('validation'))} | {_number(ours.quality.get('fivek'))} | "
+              f"{f'{timing.seconds:.3f}' if timing else '—'} | {best.name} | {best.quality['validation'].psnr:.2f} | "
+              f"{f'{gap:+.2f}' if gap is not None else '—'} | {f'{fivek:.2f}' if fivek else '—'} | "
+              f"{choose(card, klass)[0].name} |")  # fmt: skip
 
 
 def _number(quality) -> str:

@@ -4,11 +4,11 @@ Image Enhancement", SIGGRAPH 2017), written with portable torch ops.
 A small network looks at the photo downscaled to a fixed ``lowres x lowres`` copy and predicts a bilateral grid of
 affine colour transforms, ``grid_size x grid_size`` cells of space by ``depth`` cells of a learned guide value,
 twelve numbers (a 3x3 matrix and a 3-vector) per cell. A global branch (strided convolutions and fully connected
-layers over the whole low-resolution copy) adds whole-photo information to every cell, which per-image means and
-variances cannot carry (optionally with the photo's histograms as direct inputs). At full resolution each pixel costs the same small, constant work: a pointwise guide
-(``3 -> guide_hidden -> 1``), a trilinear lookup of the grid at (row, column, guide) and the affine transform of
-its own colour. So the full-resolution cost does not depend on the operator, and the network's cost does not
-depend on the photo's size.
+layers over the whole low-resolution copy, optionally fed the photo's histograms) adds whole-photo information
+to every cell, which per-image means and variances cannot carry. At full resolution each pixel costs the same
+small, constant work: a pointwise guide (``3 -> guide_hidden -> 1``), a trilinear lookup of the grid at (row,
+column, guide) and the affine transform of its own colour. So the full-resolution cost does not depend on the
+operator, and the network's cost does not depend on the photo's size.
 
 The full-resolution step runs in bands of rows (``band``), so a 12 MP or 4K photo never holds a full-size
 per-pixel temporary but the output. The trilinear lookup is :func:`torch.nn.functional.embedding_bag` with
@@ -95,8 +95,8 @@ class BilateralGridNet(nn.Module):
                                          nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())  # fmt: skip
         cells = max(1, grid_size // 4) ** 2
         statistics = 3 * histogram_bins + 6 if histogram_bins else 0
-        self.global_fc = nn.Sequential(nn.Linear(width * cells + statistics, 4 * width), nn.ReLU(), nn.Linear(4 * width, 2 * width),
-                                       nn.ReLU(), nn.Linear(2 * width, width))  # fmt: skip
+        self.global_fc = nn.Sequential(nn.Linear(width * cells + statistics, 4 * width), nn.ReLU(),
+                                       nn.Linear(4 * width, 2 * width), nn.ReLU(), nn.Linear(2 * width, width))  # fmt: skip
         self.fuse = nn.Conv2d(width, COEFFICIENTS * depth, 1)
         nn.init.zeros_(self.fuse.weight)
         with torch.no_grad():  # every cell starts as the identity: A = I, b = 0
@@ -197,7 +197,8 @@ def photo_statistics(rgb: torch.Tensor, bins: int) -> torch.Tensor:
 def _axis(size: int, cells: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Per pixel along an axis of ``size`` pixels: the lower grid cell index (``0 .. cells - 2``) and the weight of
     the upper one, for linear interpolation between cell centres (pixel and cell centres aligned, borders clamped)."""
-    position = ((torch.arange(size, device=device, dtype=torch.float32) + 0.5) * (cells / size) - 0.5).clamp(0, cells - 1)
+    centres = torch.arange(size, device=device, dtype=torch.float32) + 0.5
+    position = (centres * (cells / size) - 0.5).clamp(0, cells - 1)
     lower = position.floor().clamp(max=cells - 2)
     return lower.long(), position - lower
 
