@@ -69,7 +69,7 @@ def _network(name: str | None) -> BilateralGridNet:
         if key is not None:
             return model.network(key).eval()
         print(f"{name} has no grid network: timing an untrained one of the overlay's shape", file=sys.stderr)
-    return BilateralGridNet(histogram_bins=16).eval()
+    return BilateralGridNet(grid_size=32, histogram_bins=16).eval()  # train/configs/overlays/grid.yaml
 
 
 if __name__ == "__main__":
