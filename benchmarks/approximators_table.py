@@ -5,6 +5,7 @@ reads) and on the four FiveK photos (reported, never used to choose), and second
 Usage: python benchmarks/approximators_table.py [--plot docs/images/approximators.png] [--device-class cpu]
        python benchmarks/approximators_table.py --summary      # one row per operator: auto (docs/models.md)
        python benchmarks/approximators_table.py --approximator grid   # one approximator against each model's best
+       ... --also benchmarks/results/grid-cpu.json      # with approximators measured but not shipped (triangles)
 (reads the cards only; `python benchmarks/measure_cards.py OPERATOR` measures them)
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 from pathlib import Path
 
@@ -26,8 +28,13 @@ def main() -> None:
     parser.add_argument("--device-class", default="cpu", help="whose timings to show and rank by (default cpu)")
     parser.add_argument("--summary", action="store_true", help="one row per operator: what auto runs")
     parser.add_argument("--approximator", help="one row per model that has this approximator: it against the best")
+    parser.add_argument("--also", type=Path, help="a results file of approximators measured but not shipped "
+                        "({operator: {NAME: approximator JSON}}, e.g. benchmarks/results/grid-cpu.json): added to "
+                        "the table and the picture, never to auto's pick")  # fmt: skip
     args = parser.parse_args()
     cards = [c for c in list_models() if c.name.startswith("fip/")]
+    if args.also:
+        cards = with_unshipped(cards, json.loads(args.also.read_text()))
     klass = args.device_class
     if args.summary:
         summary(cards, klass)
@@ -38,7 +45,7 @@ def main() -> None:
     print("| operator | approximator | validation PSNR | FiveK PSNR | s at 1920x1080 | vs reference | |")
     print("|---|---|---:|---:|---:|---:|---|")
     for card in cards:
-        pick = choose(card, klass)[0].name
+        pick = _pick(card, klass)
         reference = card.reference_seconds.get(klass)
         for approximator in card.approximators.values():
             validation = approximator.quality.get("validation")
@@ -54,6 +61,35 @@ def main() -> None:
     print(f"\nTimed on {', '.join(sorted(machines)) or 'no machine'} (device class {klass}).")
     if args.plot:
         print(f"picture: {plot(cards, klass, args.plot)}")
+
+
+UNSHIPPED = "unshipped"  # the network key of approximators added from a results file
+
+
+def with_unshipped(cards, results: dict) -> list:
+    """``cards`` with the approximators of ``results`` added under a placeholder network (they are measured, not
+    shipped: ``auto``'s pick, :func:`_pick`, ignores them)."""
+    from dataclasses import replace
+
+    from fip.models.cards import Approximator, NetworkEntry
+
+    out = []
+    for card in cards:
+        found = {k: v for k, v in results.get(card.operator, {}).items() if isinstance(v, dict) and "precision" in v}
+        added = {name: replace(Approximator.from_json(name, data), network=UNSHIPPED) for name, data in found.items()}
+        if added:
+            card = replace(card, networks={**card.networks, UNSHIPPED: NetworkEntry("not shipped")},
+                           approximators={**card.approximators, **added})  # fmt: skip
+        out.append(card)
+    return out
+
+
+def _pick(card, klass: str) -> str:
+    """``auto``'s pick among the shipped approximators."""
+    from dataclasses import replace
+
+    shipped = {n: a for n, a in card.approximators.items() if a.network != UNSHIPPED}
+    return choose(replace(card, approximators=shipped), klass)[0].name
 
 
 def summary(cards, klass: str) -> None:
@@ -95,7 +131,7 @@ def against_best(cards, klass: str, name: str) -> None:
         print(f"| `{card.operator}` | {_number(ours.quality.get('validation'))} | {_number(ours.quality.get('fivek'))} | "
               f"{f'{timing.seconds:.3f}' if timing else '—'} | {best.name} | {best.quality['validation'].psnr:.2f} | "
               f"{f'{gap:+.2f}' if gap is not None else '—'} | {f'{fivek:.2f}' if fivek else '—'} | "
-              f"{choose(card, klass)[0].name} |")  # fmt: skip
+              f"{_pick(card, klass)} |")  # fmt: skip
 
 
 def _number(quality) -> str:
@@ -116,14 +152,14 @@ def plot(cards, klass: str, path: Path) -> Path:
     for axis in axes.flat[len(cards):]:
         axis.axis("off")
     for axis, card in zip(axes.flat, cards):
-        pick = choose(card, klass)[0].name
+        pick = _pick(card, klass)
         for approximator in card.approximators.values():
             quality, timing = approximator.quality.get("validation"), approximator.seconds.get(klass)
             if quality is None or timing is None:
                 continue
-            reference = approximator.runs_reference
-            axis.scatter([timing.seconds], [quality.psnr], marker="s" if reference else "o",
-                         color="tab:orange" if reference else "tab:blue")  # fmt: skip
+            reference, unshipped = approximator.runs_reference, approximator.network == UNSHIPPED
+            axis.scatter([timing.seconds], [quality.psnr], marker="s" if reference else "^" if unshipped else "o",
+                         color="tab:orange" if reference else "tab:green" if unshipped else "tab:blue")  # fmt: skip
             if approximator.name == pick:
                 axis.scatter([timing.seconds], [quality.psnr], s=220, facecolors="none", edgecolors="black")
             axis.annotate(approximator.name, (timing.seconds, quality.psnr), textcoords="offset points",
@@ -140,7 +176,7 @@ def plot(cards, klass: str, path: Path) -> Path:
         axis.tick_params(labelsize=7)
         axis.grid(True, which="both", alpha=0.3)
     figure.suptitle("Every approximator: speed against quality (dotted: the reference's time; ringed: auto; "
-                    "squares: the reference at low resolution)", fontsize=10)  # fmt: skip
+                    "squares: the reference at low resolution; triangles: measured, not shipped)", fontsize=10)  # fmt: skip
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

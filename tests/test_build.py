@@ -79,7 +79,7 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     assert card["operator"] == "smooth.rof" and card["params"]["weight"] == 0.08  # whichever network was kept
     assert list(card["approximators"]) == ["full", "fast", "bf16", "network-lowres", "lowres", "pruned", "int8", "grid",
                                            "reference-lowres", "reference-halfres"]  # fmt: skip
-    assert card["networks"]["grid"]["architecture"]["grid"]["grid_size"] == 16
+    assert card["networks"]["grid"]["architecture"]["grid"]["grid_size"] == 32  # overlays/grid.yaml
     assert card["networks"]["pruned"]["architecture"]["width"] == 16 and card["networks"]["int8"]["kind"] == "onnx"
     assert card["provenance"]["warm_start"] == "fip/smooth.rof"  # the installed model of the operator
     assert {card["photo_sets"][name]["role"] for name in ("validation", "test")} == {"choose", "report"}

@@ -79,8 +79,8 @@ REFERENCE_HALFRES_APPROXIMATOR = Approximator(
 PREVIEW_MEGAPIXELS = 0.1  # the statistics preview of a network run at full resolution
 GRID_APPROXIMATOR = Approximator(
     "grid", "net", "fp32",
-    description="bilateral grid (HDRNet-style): a network on a 256x256 copy predicts a grid of colour transforms; "
-    "per pixel a learned guide, a grid lookup and a 3x4 transform",
+    description="bilateral grid (HDRNet-style): a network on a small fixed-size copy predicts a grid of colour "
+    "transforms; per pixel a learned guide, a grid lookup and a 3x4 transform",
 )  # fmt: skip
 GUIDED_PREVIEW_MEGAPIXELS = 0.05  # the statistics preview of a guided network's low-resolution pass
 
