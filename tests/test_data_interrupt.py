@@ -72,7 +72,10 @@ def started(tmp_path):
         done = "*.png" if apply else "records/*.json"
         # Files, not pipes: a worker that outlives fip would hold a pipe open and hang the test.
         with open(tmp_path / f"stdout{len(runs)}.txt", "w") as out_file, open(stderr, "w") as err_file:
-            process = subprocess.Popen(command, stdout=out_file, stderr=err_file, start_new_session=True)
+            # Ctrl-C handled as in a terminal's foreground job even when pytest itself runs as a background job
+            # of a non-interactive shell, which starts it with SIGINT ignored (inherited through exec).
+            process = subprocess.Popen(command, stdout=out_file, stderr=err_file, start_new_session=True,
+                                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
         children: list[int] = []
         runs.append((process, children))
         deadline = time.monotonic() + 120
