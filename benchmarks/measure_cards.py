@@ -89,14 +89,10 @@ def add_network(model, key: str, file: str, made_by: str) -> list[str]:
     network = load_network(file)
     path = save_network(replace(network, operator=card.operator, params=dict(card.params)), card.root / f"{key}.pt")
     entry = NetworkEntry(path.name, "fip", sha256_file(path), net_config(network.net))
-    added = {a.name: replace(a, network=key) for a in network_approximators(network.net)}
-    kept = {name: a for name, a in card.approximators.items() if name not in added}
-    ordered = {**{n: a for n, a in kept.items() if a.network is not None}, **added,
-               **{n: a for n, a in kept.items() if a.network is None}}  # fmt: skip
+    added = [replace(a, network=key) for a in network_approximators(network.net)]
     provenance = {**card.provenance, f"{key}_made_by": made_by} if made_by else card.provenance
-    write_card(replace(card, networks={**card.networks, key: entry}, approximators=ordered, provenance=provenance),
-               card.root)  # fmt: skip
-    return list(added)
+    write_card(replace(card.with_networks({key: entry}, added), provenance=provenance), card.root)
+    return [a.name for a in added]
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file

@@ -419,27 +419,29 @@ def _extras(state: _State, request: BuildRequest, params: dict[str, Any], out: P
 def _lowres(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str, net: Any,
             progress: Callable[[str], None]) -> None:  # fmt: skip
     """The Deep Guided Filter form of the CAN (``lowres.pt``), trained end to end from ``net.pt``."""
-    from fip.models.storage import load_network, save_network
-
-    best = _fit(state, request, "lowres", ["-c", config, "-c", LOWRES_OVERLAY, "--model.warm_start",
-                                           str(out / "net.pt"), "--model.net.init_args.conv_bias",
-                                           str(net.conv_bias).lower()],
-                "the network at a third of the size with a learned guided filter (Deep Guided Filter), from net.pt",
-                params, out, progress)  # fmt: skip
-    save_network(load_network(best), out / "lowres.pt")
-    state.record("lowres", {"checkpoint": str(best.relative_to(out))})
+    _stage_network(state, request, "lowres", ["-c", config, "-c", LOWRES_OVERLAY, "--model.warm_start",
+                                              str(out / "net.pt"), "--model.net.init_args.conv_bias",
+                                              str(net.conv_bias).lower()],
+                   "the network at a third of the size with a learned guided filter (Deep Guided Filter), from net.pt",
+                   params, out, progress)  # fmt: skip
 
 
 def _grid(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str,
           progress: Callable[[str], None]) -> None:  # fmt: skip
     """A bilateral-grid network (``grid.pt``), trained from scratch on whole photos at 1080p (``overlays/grid``)."""
+    _stage_network(state, request, "grid", ["-c", config, "-c", GRID_OVERLAY],
+                   "a bilateral grid of colour transforms from a 256x256 copy of the photo (HDRNet-style), from scratch",
+                   params, out, progress)  # fmt: skip
+
+
+def _stage_network(state: _State, request: BuildRequest, stage: str, config_args: list[str], what: str,
+                   params: dict[str, Any], out: Path, progress: Callable[[str], None]) -> None:  # fmt: skip
+    """Train ``stage`` (:func:`_fit`), write its best network as ``<stage>.pt`` and record the stage done."""
     from fip.models.storage import load_network, save_network
 
-    best = _fit(state, request, "grid", ["-c", config, "-c", GRID_OVERLAY],
-                "a bilateral grid of colour transforms from a 256x256 copy of the photo (HDRNet-style), from scratch",
-                params, out, progress)  # fmt: skip
-    save_network(load_network(best), out / "grid.pt")
-    state.record("grid", {"checkpoint": str(best.relative_to(out))})
+    best = _fit(state, request, stage, config_args, what, params, out, progress)
+    save_network(load_network(best), out / f"{stage}.pt")
+    state.record(stage, {"checkpoint": str(best.relative_to(out))})
 
 
 def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str, net: Any,
@@ -513,13 +515,13 @@ def _with_stage_networks(card: Any, out: Path) -> Any:
     from fip.models.catalogue import GRID_APPROXIMATOR, GUIDED_PREVIEW_MEGAPIXELS
     from fip.models.storage import load_network, net_config
 
-    networks, added = dict(card.networks), {}
+    networks, added = {}, []
 
     def add(key: str, file: str, net: Any, approximator: Approximator) -> None:
         onnx = file.endswith(".onnx")
         networks[key] = NetworkEntry(file, "onnx" if onnx else "fip", sha256_file(out / file), net_config(net),
                                      net.receptive_radius if onnx else None)  # fmt: skip
-        added[approximator.name] = approximator
+        added.append(approximator)
 
     if (out / "lowres.pt").is_file():
         add("lowres", "lowres.pt", load_network(out / "lowres.pt").net,
@@ -535,9 +537,7 @@ def _with_stage_networks(card: Any, out: Path) -> Any:
                 "int8", "int8", "int8", "running", description="the pruned network quantized to int8, run by ONNX Runtime"))  # fmt: skip
     if (out / "grid.pt").is_file():
         add("grid", "grid.pt", load_network(out / "grid.pt").net, replace(GRID_APPROXIMATOR, network="grid"))
-    trained = {name: a for name, a in card.approximators.items() if a.network is not None}
-    untrained = {name: a for name, a in card.approximators.items() if a.network is None}
-    return replace(card, networks=networks, approximators={**trained, **added, **untrained})
+    return card.with_networks(networks, added)
 
 
 def _photo_path(source: Any, source_spec: str, name: str) -> Path:

@@ -30,6 +30,11 @@ INPUT, OUTPUT = "image", "output"  # the names of the files' input and output
 
 
 def _folded(net: nn.Module) -> FoldedCAN:
+    from fip.models.grid import BilateralGridNet
+
+    if isinstance(net, BilateralGridNet):
+        raise InputError("a bilateral-grid network exports to ONNX in float32 only (its grid lookup has no int8 "
+                         "form): export it without --int8")  # fmt: skip
     if getattr(net, "input_norm", None):
         raise InputError(f"this network divides each photo by its {net.input_norm} estimate, which an ONNX file "
                          "would not carry; run it with fip (fip apply, fip.apply)")  # fmt: skip

@@ -114,7 +114,7 @@ def test_a_grid_model_file_runs_as_the_grid_approximator_with_its_plan(tmp_path)
     np.testing.assert_allclose(auto.image, direct, atol=1e-6)
 
 
-def test_a_grid_model_exports_to_torch_export_and_onnx_with_the_same_output(tmp_path):
+def test_a_grid_model_exports_to_torch_export_and_onnx_with_the_same_output(tmp_path, capsys):
     from fip.cli import main
 
     path = save_network(NetworkFile(_busy_grid(), "g", "smooth.l0"), tmp_path / "grid.pt")
@@ -136,6 +136,8 @@ def test_a_grid_model_exports_to_torch_export_and_onnx_with_the_same_output(tmp_
         with torch.no_grad():
             expected = _busy_grid()(x).numpy()
         np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], expected, atol=1e-4)
+    assert main(["export", "-m", str(path), "--variant", "grid", "--int8", "--out", str(tmp_path / "g8.onnx")]) != 0
+    assert "float32 only" in capsys.readouterr().err and not (tmp_path / "g8.onnx").exists()
 
 
 def test_a_grid_network_starts_only_from_a_grid_network(tmp_path):

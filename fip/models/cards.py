@@ -277,6 +277,15 @@ class ModelCard:
         """This card with ``approximator`` added or replaced (in place of the old one, else last)."""
         return replace(self, approximators={**self.approximators, approximator.name: approximator})
 
+    def with_networks(self, networks: dict[str, NetworkEntry], approximators: list[Approximator]) -> ModelCard:
+        """This card with ``networks`` added and ``approximators`` added (or replacing those of the same name),
+        placed after its other network approximators and before those that run the reference."""
+        added = {a.name: a for a in approximators}
+        kept = {name: a for name, a in self.approximators.items() if name not in added}
+        trained = {name: a for name, a in kept.items() if a.network is not None}
+        untrained = {name: a for name, a in kept.items() if a.network is None}
+        return replace(self, networks={**self.networks, **networks}, approximators={**trained, **added, **untrained})
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": CARD_FORMAT,
