@@ -31,6 +31,7 @@ from fip.models.inputs import input_scale, normalize_input, scales_output
 from fip.imaging import resize_area, srgb_decode
 from fip.raw import Photo, photo_from_srgb
 from fip.registry import InputKind, get_operator
+from fip.runtime import kernels
 from fip.runtime.devices import dtype_for
 from fip.runtime.onnx import OrtNet
 from fip.runtime.plan import Plan
@@ -175,7 +176,7 @@ def forward_approximator(approximator: Approximator, network: torch.nn.Module | 
         else:
             small = network.downscale(x)
             low = run_can(network.can, small, statistics, dtype, preview, None, compile)
-            out = network.upsample(small, low.float(), x, band=band_rows)
+            out = guided_upsample(network, small, low.float(), x, band_rows)
     elif working_size is not None:
         small = F.interpolate(x, size=working_size, mode="area")
         low = run_can(network, small, statistics, dtype, preview, None, compile)
@@ -315,18 +316,35 @@ def forward_tiles(net: FoldedCAN | OrtNet, x: torch.Tensor, tile: int) -> torch.
 
 # -- upsampling and the reference at low resolution ------------------------------------------------------------------
 
+def guided_upsample(network: GuidedCAN, small: torch.Tensor, low: torch.Tensor, x: torch.Tensor,
+                    band: int | None) -> torch.Tensor:  # fmt: skip
+    """``network.upsample(small, low, x, band)``; on the CPU, its linear model applied by the fused kernel (the
+    guidance map still computed ``band`` rows at a time)."""
+    if not kernels.usable(x):
+        return network.upsample(small, low, x, band=band)
+    coefficients = network.filter.coefficients(network.guide(small[:, :3]), low.to(small.dtype))
+    height = x.shape[2]
+    step = band or height
+    guide = torch.cat([network.guide(x[:, :3, top : top + step]) for top in range(0, height, step)], dim=2)
+    return kernels.apply_linear_model(coefficients, guide, colour=False)
+
+
 def upsample(guide_small: torch.Tensor, result_small: torch.Tensor, guide: torch.Tensor, upsampler: Upsampler,
              band: int | None) -> torch.Tensor:  # fmt: skip
     """``result_small`` at ``guide``'s size: a guided filter fitted between ``guide_small`` (``guide`` downscaled)
     and ``result_small``, applied to ``guide`` (all ``(1, 3, ., .)`` float32) in bands of ``band`` rows."""
     height, width = guide.shape[2:]
-    if upsampler.kind == "colour-guided":
+    colour, fused = upsampler.kind == "colour-guided", kernels.usable(guide)
+    if colour and fused:
+        coefficients = kernels.colour_guided_fit(guide_small, result_small, upsampler.radius, upsampler.eps)
+    elif colour:
         coefficients = colour_guided_coefficients(guide_small, result_small, upsampler.radius, upsampler.eps)
     else:
         fixed = FastGuidedFilter(radius=upsampler.radius, eps=upsampler.eps).to(guide.device)
         coefficients = fixed.coefficients(guide_small, result_small)
-    return apply_linear_model(coefficients, height, width, lambda top, bottom: guide[:, :, top:bottom], band,
-                              colour=upsampler.kind == "colour-guided")  # fmt: skip
+    if fused:
+        return kernels.apply_linear_model(coefficients, guide, colour)
+    return apply_linear_model(coefficients, height, width, lambda top, bottom: guide[:, :, top:bottom], band, colour)
 
 
 def reference_lowres(operator: str, params: dict[str, Any], views: Views, upsampler: Upsampler | None,

@@ -1,0 +1,87 @@
+"""The fused CPU kernels (fip.runtime.kernels) against the torch code they replace on the CPU, and the engine's
+use of them: the same photos out of every low-resolution approximator with and without them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import smooth_image
+
+from fip.models import GuidedCAN
+from fip.models.catalogue import model_for_operator
+from fip.models.guided import apply_linear_model, colour_guided_coefficients
+from fip.pipeline import run_approximation
+from fip.runtime import kernels
+from fip.runtime.execute import guided_upsample
+
+
+def _rows(image):
+    return lambda top, bottom: image[:, :, top:bottom]
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+@pytest.mark.parametrize("size", [(24, 31), (7, 5)])
+def test_the_fused_colour_fit_is_the_torch_fit_on_busy_and_near_grey_boxes(radius, size):
+    torch.manual_seed(radius)
+    guide = torch.rand(1, 3, *size)
+    grey = guide.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1) + 1e-3 * torch.rand(1, 3, *size)  # near-singular
+    for g in (guide, grey):
+        target = torch.rand(1, 3, *size)
+        for eps in (1e-3, 1e-5):
+            fused = kernels.colour_guided_fit(g, target, radius, eps)
+            plain = colour_guided_coefficients(g, target, radius, eps)
+            assert fused.shape == plain.shape and fused.dtype == torch.float32
+            # Both solve in float64; the box sums differ in rounding (fused: float64, torch: float32), which near-
+            # grey boxes amplify in A. What reaches the photo, A @ guide + b, agrees far below an 8-bit level.
+            high = F.interpolate(g, size=(2 * size[0], 2 * size[1]), mode="bilinear", align_corners=False)
+            out = kernels.apply_linear_model(fused, high, colour=True)
+            expected = apply_linear_model(plain, *high.shape[2:], _rows(high), colour=True)
+            assert (out - expected).abs().max() < 2e-4, (g is grey, eps)
+
+
+@pytest.mark.parametrize("colour", [True, False])
+@pytest.mark.parametrize("low, high", [((11, 17), (48, 62)), ((16, 21), (16, 21)), ((5, 6), (97, 131)),
+                                       ((1, 1), (4, 3))])  # fmt: skip
+def test_the_fused_apply_is_bilinear_upsampling_then_the_linear_model(colour, low, high):
+    torch.manual_seed(0)
+    coefficients = torch.randn(1, 12 if colour else 6, *low)
+    guide = torch.rand(1, 3, *high)
+    expected = apply_linear_model(coefficients, *high, _rows(guide), band=7, colour=colour)
+    out = kernels.apply_linear_model(coefficients, guide, colour)
+    assert torch.allclose(out, expected, atol=1e-5)  # float32 rounding
+
+
+def test_the_kernels_refuse_what_they_cannot_take():
+    with pytest.raises(ValueError, match="expected 12 coefficient maps"):
+        kernels.apply_linear_model(torch.rand(1, 6, 4, 4), torch.rand(1, 3, 8, 8), colour=True)
+    with pytest.raises(ValueError, match="one CPU image"):
+        kernels.apply_linear_model(torch.rand(2, 6, 4, 4), torch.rand(2, 3, 8, 8), colour=False)
+    assert kernels.usable(torch.rand(1, 3, 4, 4))
+    assert not kernels.usable(torch.rand(2, 3, 4, 4))  # a batch: the torch code
+    assert not kernels.usable(torch.rand(1, 3, 4, 4, requires_grad=True))  # training: the torch code
+    assert not kernels.usable(torch.rand(1, 3, 4, 4, device="meta"))
+
+
+def test_the_engine_gives_the_same_photo_with_and_without_the_kernels(monkeypatch):
+    image = smooth_image(121, 163, seed=5)
+    for operator, approximator in (("tone.mapping", "reference-lowres"), ("smooth.l0", "reference-halfres"),
+                                   ("smooth.l0", "network-lowres")):  # fmt: skip
+        model = model_for_operator(operator)
+        fused = run_approximation(model, image, request=approximator).image
+        monkeypatch.setenv("FIP_FUSED_KERNELS", "0")
+        plain = run_approximation(model, image, request=approximator).image
+        monkeypatch.delenv("FIP_FUSED_KERNELS")
+        assert abs(fused.astype(float) - plain.astype(float)).max() <= 1e-3, (operator, approximator)
+        assert abs(fused.astype(float) - image.astype(float)).max() > 0.01  # the operator did something
+
+
+def test_a_deep_guided_filter_upsamples_the_same_with_the_fused_apply():
+    torch.manual_seed(0)
+    net = GuidedCAN(width=8, depth=4, factor=3.0, guide_hidden=6).eval()
+    with torch.no_grad():
+        net.guide.body[2].weight.normal_(0, 0.3)  # a guidance map that is not the photo
+        x = torch.rand(1, 3, 61, 83)
+        small = net.downscale(x)
+        low = net.can(small)
+        assert torch.allclose(guided_upsample(net, small, low, x, band=16), net.upsample(small, low, x), atol=1e-5)
