@@ -85,3 +85,17 @@ def test_a_deep_guided_filter_upsamples_the_same_with_the_fused_apply():
         small = net.downscale(x)
         low = net.can(small)
         assert torch.allclose(guided_upsample(net, small, low, x, band=16), net.upsample(small, low, x), atol=1e-5)
+
+
+def test_without_numba_the_engine_warns_once_and_runs_the_torch_code(monkeypatch):
+    def no_numba(cache):
+        raise ImportError("No module named 'numba'")
+
+    monkeypatch.setattr(kernels, "_COMPILED", {})
+    monkeypatch.setattr(kernels, "_BROKEN", [])
+    monkeypatch.setattr(kernels, "_build", no_numba)
+    image = smooth_image(60, 80, seed=2)
+    with pytest.warns(RuntimeWarning, match="fused CPU kernels are unavailable.*pip install numba"):
+        out = run_approximation(model_for_operator("tone.mapping"), image, request="reference-lowres").image
+    assert out.shape == image.shape
+    assert not kernels.usable(torch.rand(1, 3, 4, 4))  # known broken: no second warning, no second attempt

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 
 import numpy as np
 import torch
 
 _COMPILED: dict[str, object] = {}
+_BROKEN: list[Exception] = []  # why the kernels could not be built, once known
 
 
 def colour_guided_fit(guide_low: torch.Tensor, target_low: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
@@ -59,11 +61,15 @@ def usable(image: torch.Tensor) -> bool:
     compare the two)."""
     if image.device.type != "cpu" or image.shape[0] != 1 or (torch.is_grad_enabled() and image.requires_grad):
         return False
-    if os.environ.get("FIP_FUSED_KERNELS", "1") == "0":
+    if os.environ.get("FIP_FUSED_KERNELS", "1") == "0" or _BROKEN:
         return False
     try:
         _kernels()
-    except ImportError:
+    except Exception as exc:  # noqa: BLE001 - numba missing or unable to compile here: the torch code runs
+        _BROKEN.append(exc)
+        warnings.warn(f"fip's fused CPU kernels are unavailable ({type(exc).__name__}: {exc}); the low-resolution "
+                      "approximators run their slower torch code. Reinstall numba (pip install numba) to restore "
+                      "them.", RuntimeWarning, stacklevel=2)  # fmt: skip
         return False
     return True
 
@@ -114,16 +120,22 @@ _SECOND = np.array([-1, -1, -1, -1, -1, -1, 0, 1, 2, 1, 2, 2, 0, 1, 2, 0, 1, 2, 
 
 
 def _kernels() -> dict[str, object]:
-    """The compiled kernels, built on first use (numba is imported only then)."""
+    """The compiled kernels, built on first use (numba is imported only then); where numba can write no cache
+    (a read-only install and home), compiled anew in each process."""
     if not _COMPILED:
-        _COMPILED.update(_build())
+        try:
+            _COMPILED.update(_build(cache=True))
+        except RuntimeError as exc:
+            if "cannot cache" not in str(exc):
+                raise
+            _COMPILED.update(_build(cache=False))
     return _COMPILED
 
 
-def _build() -> dict[str, object]:
+def _build(cache: bool) -> dict[str, object]:
     from numba import njit, prange
 
-    options = {"parallel": True, "cache": True, "nogil": True}
+    options = {"parallel": True, "cache": cache, "nogil": True}
 
     @njit(inline="always")
     def reflect(i, n):
