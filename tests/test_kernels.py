@@ -99,3 +99,21 @@ def test_without_numba_the_engine_warns_once_and_runs_the_torch_code(monkeypatch
         out = run_approximation(model_for_operator("tone.mapping"), image, request="reference-lowres").image
     assert out.shape == image.shape
     assert not kernels.usable(torch.rand(1, 3, 4, 4))  # known broken: no second warning, no second attempt
+
+
+def test_the_tabulated_srgb_decode_is_the_formula_to_float32_resolution(monkeypatch):
+    import numpy as np
+
+    from fip.imaging import srgb_decode
+
+    values = np.concatenate([np.random.default_rng(0).random(10_000), [0.0, 1.0, 0.04045, 0.0404, 0.0405, -0.2, 1.3]])
+    image = values.astype(np.float32).reshape(-1, 1, 1)
+    clipped = np.clip(values, 0.0, 1.0)
+    formula = np.where(clipped <= 0.04045, clipped / 12.92, ((clipped + 0.055) / 1.055) ** 2.4)
+    fast = kernels.srgb_decode(image)
+    assert fast.shape == image.shape and fast.dtype == np.float32
+    assert np.abs(fast[:, 0, 0] - formula).max() < 1e-7  # float32 rounds at 6e-8 near 1 (its formula: 3e-7)
+    assert srgb_decode(image) is not None and np.array_equal(srgb_decode(image), fast)  # fip.imaging uses it
+    monkeypatch.setenv("FIP_FUSED_KERNELS", "0")
+    assert kernels.srgb_decode(image) is None
+    assert np.abs(srgb_decode(image)[:, 0, 0] - formula).max() < 5e-7  # the formula in float32, without the kernels

@@ -17,6 +17,7 @@ beside this file (or in its user cache directory when that is read-only), so onl
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -61,6 +62,31 @@ def usable(image: torch.Tensor) -> bool:
     compare the two)."""
     if image.device.type != "cpu" or image.shape[0] != 1 or (torch.is_grad_enabled() and image.requires_grad):
         return False
+    return _enabled()
+
+
+def srgb_decode(srgb: np.ndarray) -> np.ndarray | None:
+    """sRGB-encoded values (clipped to [0, 1]) -> linear light, float32, any shape: the sRGB formula tabulated at
+    65536 points and interpolated linearly (within 1e-9 of it, below float32's resolution), ~10x faster than
+    evaluating its power per value. ``None`` where the kernels are unavailable (the caller evaluates it)."""
+    if not _enabled():
+        return None
+    flat = np.ascontiguousarray(srgb, dtype=np.float32).reshape(-1)
+    with _threads():
+        out = _kernels()["decode"](flat, _decode_table())
+    return out.reshape(np.shape(srgb))
+
+
+@functools.cache
+def _decode_table() -> np.ndarray:
+    x = np.linspace(0.0, 1.0, _DECODE_POINTS)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+_DECODE_POINTS = 65536
+
+
+def _enabled() -> bool:
     if os.environ.get("FIP_FUSED_KERNELS", "1") == "0" or _BROKEN:
         return False
     try:
@@ -265,4 +291,19 @@ def _build(cache: bool) -> dict[str, object]:
                         out[c, y, x] = a * guide[c, y, x] + b
         return out
 
-    return {"fit": fit, "box": box, "apply": apply}
+    @njit(**options)
+    def decode(values, table):
+        """``values`` clipped to [0, 1], looked up in ``table`` (samples at ``i / (len - 1)``) with linear
+        interpolation."""
+        out = np.empty(values.shape[0], np.float32)
+        last = table.shape[0] - 1
+        for i in prange(values.shape[0]):
+            value = np.float64(values[i])
+            value = 0.0 if not value > 0.0 else min(value, 1.0)  # NaN reads as 0, never as an index
+            position = value * last
+            index = min(int(position), last - 1)
+            fraction = position - index
+            out[i] = table[index] + fraction * (table[index + 1] - table[index])
+        return out
+
+    return {"fit": fit, "box": box, "apply": apply, "decode": decode}

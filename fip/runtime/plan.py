@@ -342,7 +342,8 @@ def _tiling(approximator: Approximator, card: ModelCard, size: tuple[int, int], 
     if working is not None or approximator.network is None:
         small = working[0] * working[1] if working else pixels
         per_pixel = 2 * width * item if approximator.network else 400  # a reference: ~100 floats a pixel, generous
-        return None, output + per_pixel * small + 2 * 12 * 4 * BAND_ROWS * size[1]
+        guide_map = 3 * 4 * pixels if "guided" in architecture else 0  # the Deep Guided Filter's, at full size
+        return None, output + guide_map + per_pixel * small + 2 * 12 * 4 * BAND_ROWS * size[1]
     exact = approximator.statistics == "image"
     whole = output + (4 if exact else 2) * width * item * pixels
     if tile is None and whole <= budget:
