@@ -117,3 +117,21 @@ def test_the_tabulated_srgb_decode_is_the_formula_to_float32_resolution(monkeypa
     monkeypatch.setenv("FIP_FUSED_KERNELS", "0")
     assert kernels.srgb_decode(image) is None
     assert np.abs(srgb_decode(image)[:, 0, 0] - formula).max() < 5e-7  # the formula in float32, without the kernels
+
+
+def test_a_long_first_call_says_the_kernels_are_compiling(monkeypatch, capsys):
+    import threading
+    import time
+
+    import numpy as np
+
+    def slow_decode(values, table):  # what numba compiling on the first call looks like from outside
+        time.sleep(0.5)
+        return values.copy()
+
+    monkeypatch.setattr(kernels, "_COMPILED", {"decode": slow_decode})
+    monkeypatch.setattr(kernels, "COMPILE_NOTICE_SECONDS", 0.05)
+    monkeypatch.setattr(kernels._threads, "_said", threading.Event())
+    kernels.srgb_decode(np.zeros((2, 2, 3), np.float32))
+    kernels.srgb_decode(np.zeros((2, 2, 3), np.float32))
+    assert capsys.readouterr().err.count("fip: compiling its CPU kernels") == 1  # once, not per call

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import warnings
 
@@ -124,6 +125,7 @@ class _threads:
     (``torch.set_num_threads``), at most numba's pool."""
 
     _lock = threading.Lock()
+    _said = threading.Event()  # the compile notice, at most once a process
 
     def __enter__(self) -> None:
         import numba
@@ -131,12 +133,28 @@ class _threads:
         self._lock.acquire()
         self._before = numba.get_num_threads()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        # A call that lasts over a few seconds is numba compiling (the first use after installing fip): say so.
+        self._notice = threading.Timer(COMPILE_NOTICE_SECONDS, _say_compiling, args=(self._said,))
+        self._notice.daemon = True
+        if not self._said.is_set():
+            self._notice.start()
 
     def __exit__(self, *exc: object) -> None:
         import numba
 
+        self._notice.cancel()
         numba.set_num_threads(self._before)
         self._lock.release()
+
+
+COMPILE_NOTICE_SECONDS = 3.0
+
+
+def _say_compiling(said: threading.Event) -> None:
+    if not said.is_set():
+        said.set()
+        print("fip: compiling its CPU kernels (once after installing; ~10 s on 2 cores)...", file=sys.stderr,
+              flush=True)  # fmt: skip
 
 
 # The 21 box statistics of the fit, from the planes guide 0-2 and target 3-5: the means, the guide's products
