@@ -26,3 +26,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install -qq -e ".[all,test]"
   echo "$wanted" >"$stamp"
 fi
+
+# fip's CPU kernels: compiled here, once (numba caches the machine code), rather than on the first photo.
+.venv/bin/python -c "from fip.runtime import kernels; kernels.warm()"

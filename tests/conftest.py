@@ -13,6 +13,15 @@ from fip.dng import write_dng
 from fip.imaging import encode_png
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _compiled_kernels():
+    """numba's machine code for fip's CPU kernels, compiled once before any test (a fresh clone has none), so
+    that the commands tests start as processes load it instead of compiling (and saying so) themselves."""
+    from fip.runtime import kernels
+
+    kernels.warm()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test session writes its caches under a temporary folder, never the user's ~/.cache."""

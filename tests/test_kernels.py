@@ -88,12 +88,11 @@ def test_a_deep_guided_filter_upsamples_the_same_with_the_fused_apply():
 
 
 def test_without_numba_the_engine_warns_once_and_runs_the_torch_code(monkeypatch):
-    def no_numba(cache):
-        raise ImportError("No module named 'numba'")
+    import sys
 
     monkeypatch.setattr(kernels, "_COMPILED", {})
     monkeypatch.setattr(kernels, "_BROKEN", [])
-    monkeypatch.setattr(kernels, "_build", no_numba)
+    monkeypatch.setitem(sys.modules, "fip.runtime._numba_kernels", None)  # importing it raises ImportError
     image = smooth_image(60, 80, seed=2)
     with pytest.warns(RuntimeWarning, match="fused CPU kernels are unavailable.*pip install numba"):
         out = run_approximation(model_for_operator("tone.mapping"), image, request="reference-lowres").image
