@@ -55,6 +55,8 @@ def test_the_fused_apply_is_bilinear_upsampling_then_the_linear_model(colour, lo
 def test_the_kernels_refuse_what_they_cannot_take():
     with pytest.raises(ValueError, match="expected 12 coefficient maps"):
         kernels.apply_linear_model(torch.rand(1, 6, 4, 4), torch.rand(1, 3, 8, 8), colour=True)
+    with pytest.raises(ValueError, match="each side larger than the radius 1"):
+        kernels.colour_guided_fit(torch.rand(1, 3, 1, 8), torch.rand(1, 3, 1, 8), 1, 1e-4)  # reflection needs 2 rows
     with pytest.raises(ValueError, match="one CPU image"):
         kernels.apply_linear_model(torch.rand(2, 6, 4, 4), torch.rand(2, 3, 8, 8), colour=False)
     assert kernels.usable(torch.rand(1, 3, 4, 4))

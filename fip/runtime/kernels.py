@@ -9,6 +9,7 @@ in registers and a row buffer:
   coefficients; :func:`fip.models.guided.colour_guided_coefficients`'s result.
 * :func:`apply_linear_model`: the coefficients bilinearly upsampled (``align_corners=False``) and applied to the
   full-size guide, per channel or as a 3x3 matrix per pixel; :func:`fip.models.guided.apply_linear_model`'s result.
+* :func:`srgb_decode`: sRGB to linear light by a fine table (:func:`fip.imaging.srgb_decode` uses it).
 
 They take and return CPU float32 tensors without gradients (inference only); the engine uses them for CPU plans
 and the torch code everywhere else (GPU, training). numba compiles them on first use and caches the machine code
@@ -36,6 +37,9 @@ def colour_guided_fit(guide_low: torch.Tensor, target_low: torch.Tensor, radius:
     """The colour guided filter's box-averaged coefficients, ``(1, 12, h, w)`` float32, from a ``(1, 3, h, w)``
     guide and target: :func:`fip.models.guided.colour_guided_coefficients` (same inputs, same layout), fused."""
     guide, target = _planes(guide_low), _planes(target_low)
+    if guide.shape != target.shape or guide.shape[0] != 3 or min(guide.shape[1:]) <= radius:
+        raise ValueError(f"the colour guided fit takes a 3-channel guide and target of one size, each side larger "
+                         f"than the radius {radius}; got {guide.shape} and {target.shape}")  # fmt: skip
     kernels = _kernels()
     with _threads():
         raw = kernels["fit"](np.concatenate([guide, target]), _FIRST, _SECOND, radius, float(eps))
