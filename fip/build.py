@@ -76,6 +76,9 @@ class BuildRequest:
             "--trainer.strategy", "ddp")`` for Lightning on several GPUs or nodes.
         report: more photo sets to report on, never to choose with: ``(name, source)`` pairs, every photo of each
             source (e.g. ``("fivek", "path/to/fivek-1080p/input")``).
+        split_file: a JSON file ``{"train": [...], "validation": [...], "test": [...]}`` of photo names (file stems)
+            of ``source`` that fixes the split instead of :func:`split_photos`; photos it does not name are left
+            out.
     """
 
     operator: str
@@ -90,6 +93,7 @@ class BuildRequest:
     report: tuple[tuple[str, str], ...] = ()
     extras: str = "auto"
     train_args: tuple[str, ...] = ()
+    split_file: Path | None = None
 
     @property
     def timing_size(self) -> tuple[int, int]:
@@ -106,6 +110,8 @@ class BuildRequest:
             found["extras"] = self.extras
         if self.train_args:
             found["train_args"] = list(self.train_args)
+        if self.split_file is not None:
+            found["split_file"] = str(Path(self.split_file).resolve())
         return found
 
 
@@ -151,6 +157,36 @@ def split_photos(source: Any, validation_share: float = 0.2) -> dict[str, list[s
                          "(training, validation and test photos are never the same): add photos")  # fmt: skip
     validation = sorted(_by_hash(train)[:count])
     return {"train": [n for n in train if n not in validation], "validation": validation, "test": test}
+
+
+def read_split_file(path: str | os.PathLike[str], source: Any) -> dict[str, list[str]]:
+    """The split a file fixes: ``{"train": [...], "validation": [...], "test": [...]}`` photo names of ``source``.
+
+    Raises:
+        InputError: the file is unreadable, lacks a set, puts a photo in two sets or names a photo that
+            ``source`` does not hold.
+    """
+    path = Path(path)
+    try:
+        found = json.loads(path.read_text())
+        split = {role: sorted(str(name) for name in found[role]) for role in ("train", "validation", "test")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"split file {path} is unreadable ({exc}); it must be JSON like "
+                         '{"train": [...], "validation": [...], "test": [...]} with photo names (file stems)') from None
+    for role, names in split.items():
+        if not names:
+            raise InputError(f"split file {path} names no {role} photo; each of train, validation and test needs one")
+    counts: dict[str, int] = {}
+    for names in split.values():
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    if twice := sorted(name for name, count in counts.items() if count > 1):
+        raise InputError(f"split file {path} puts {len(twice)} photos in two sets, e.g. {twice[:5]}")
+    held = {photo.name for photo in source.photos}
+    if missing := sorted(set(counts) - held):
+        raise InputError(f"split file {path} names {len(missing)} photos that {source.description} does not hold, "
+                         f"e.g. {missing[:5]}")
+    return split
 
 
 def _by_hash(names: list[str]) -> list[str]:
@@ -215,10 +251,12 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out, replace(request, params=params))
     source = open_source(request.source)
+    if request.split_file is not None and state.done("split") is None:
+        read_split_file(request.split_file, source)  # a bad file fails before any work
 
     began = time.monotonic()
     try:
-        split = _split(state, out, source, progress)
+        split = _split(state, request, out, source, progress)
         checkpoint = _train(state, request, params, out, split, progress)
         _keep(state, request, params, out, split, progress)
         _extras(state, request, params, out, source, split, progress)
@@ -232,10 +270,11 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
     return out
 
 
-def _split(state: _State, out: Path, source: Any, progress: Callable[[str], None]) -> dict[str, list[str]]:
+def _split(state: _State, request: BuildRequest, out: Path, source: Any,
+           progress: Callable[[str], None]) -> dict[str, list[str]]:  # fmt: skip
     if (done := state.done("split")) is not None:
         return done["split"]
-    split = split_photos(source)
+    split = split_photos(source) if request.split_file is None else read_split_file(request.split_file, source)
     atomic_write_json(out / "split.json", split)
     for name, names in (("train", {"train": split["train"], "test": split["validation"]}),
                         ("validation", {"train": [], "test": split["validation"]}),
@@ -705,4 +744,4 @@ def _top_package(folder: Path) -> str:
 
 
 __all__ = ["BuildRequest", "GENERIC_CONFIG", "SHIPPED_FILES", "STATE_FILE", "build", "extra_stages", "package",
-           "requested_extras", "split_photos", "training_minutes", "warm_start_for"]
+           "read_split_file", "requested_extras", "split_photos", "training_minutes", "warm_start_for"]

@@ -113,6 +113,12 @@ def _folder(text: str) -> Path:
     return Path(text)
 
 
+def _existing_file(text: str) -> Path:
+    if not Path(text).expanduser().is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
+    return Path(text).expanduser()
+
+
 def _parse_stops(text: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",")]
@@ -381,7 +387,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     request = BuildRequest(args.operator, args.out or Path("models") / args.operator, dict(args.param or []),
                            args.source, args.budget, args.device, args.resolution, int(args.timing_height),
                            args.warm_start, tuple(args.report or ()), args.extras,
-                           args.train_args or ())  # fmt: skip
+                           args.train_args or (), args.split_file)  # fmt: skip
     folder = build(request, progress=lambda line: print(f"fip build: {line}", flush=True))
     print((folder / "report.md").read_text())
     return EXIT_OK
@@ -551,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="append", type=_named_source, metavar="NAME=PHOTOS",
                    help="also measure on every photo of PHOTOS (a folder or FiveK root), reported as NAME, never used "
                    "to choose (repeatable)")
+    p.add_argument("--split-file", type=_existing_file, metavar="JSON",
+                   help='fix the split: {"train": [...], "validation": [...], "test": [...]} photo names of --source '
+                   "(default: the source's test photos test, a fifth of the rest validate)")
     p.set_defaults(run=_cmd_build)
 
     p = sub.add_parser("package", help="copy a built model folder into a package's models folder (a plugin's)")

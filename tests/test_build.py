@@ -17,6 +17,7 @@ from fip.build import (
     build,
     extra_stages,
     package,
+    read_split_file,
     requested_extras,
     split_photos,
     training_minutes,
@@ -48,6 +49,31 @@ def test_photos_are_split_three_ways_and_never_mixed(tmp_path):
     assert split == split_photos(open_source(tmp_path / "photos"))  # the same photos, the same split
     with pytest.raises(InputError, match="has 2 photos; fip build needs at least three"):
         split_photos(open_source(_photos(tmp_path / "two", 2)))
+
+
+def test_a_split_file_fixes_the_three_sets_and_a_bad_one_fails_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIP_CACHE", str(tmp_path / "cache"))
+    source = open_source(_photos(tmp_path / "photos", 5))
+    fixed = {"train": ["photo0", "photo1"], "validation": ["photo2"], "test": ["photo4"]}  # photo3 left out
+    (tmp_path / "split.json").write_text(json.dumps(fixed))
+    assert read_split_file(tmp_path / "split.json", source) == fixed
+    for bad, message in (({**fixed, "test": ["photo1"]}, "puts 1 photos in two sets"),
+                         ({**fixed, "test": ["nowhere"]}, "names 1 photos that photo folder .* does not hold"),
+                         ({**fixed, "validation": []}, "names no validation photo"),
+                         ({"train": ["photo0"]}, "unreadable")):  # fmt: skip
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(InputError, match=message):
+            build(BuildRequest("smooth.rof", tmp_path / "bad", source=str(tmp_path / "photos"),
+                               split_file=tmp_path / "bad.json"))  # fmt: skip
+        assert not (tmp_path / "bad" / "split.json").exists()
+    # The build takes the file's sets (its training then finds no time in this budget).
+    request = BuildRequest("smooth.rof", tmp_path / "model", source=str(tmp_path / "photos"), budget_minutes=0.05,
+                           split_file=tmp_path / "split.json")  # fmt: skip
+    with pytest.raises(InputError, match="left no time to train"):
+        build(request)
+    assert json.loads((tmp_path / "model" / "split.json").read_text()) == fixed
+    assert json.loads((tmp_path / "model" / "splits" / "train.json").read_text()) == {
+        "train": ["photo0", "photo1"], "test": ["photo2"]}  # what training validates on
 
 
 def test_evaluation_follows_the_split_file_given_not_the_last_one_cached(tmp_path, monkeypatch):
