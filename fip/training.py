@@ -16,6 +16,7 @@ Importing this module needs the ``train`` extra; without it the import raises
 from __future__ import annotations
 
 import importlib.resources
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -119,6 +120,45 @@ class BestAndLastCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
+class TrainingClock(Callback):
+    """Logs how long the run has trained at each validation: ``train_hours`` (wall clock) and ``cpu_hours``
+    (this process's CPU time, which other work on the machine does not inflate), both summed over every resumed
+    part of the run (they travel in the checkpoint), so a log's ``val_psnr`` can be plotted against hours."""
+
+    def __init__(self) -> None:
+        self.seconds = self.cpu_seconds = 0.0
+        self._since: tuple[float, float] | None = None
+
+    def _add(self) -> None:
+        now = (time.monotonic(), time.process_time())
+        if self._since is not None:
+            self.seconds += now[0] - self._since[0]
+            self.cpu_seconds += now[1] - self._since[1]
+        self._since = now
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._since = (time.monotonic(), time.process_time())
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._add()
+        self._since = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self._since is not None:  # validation within a training epoch
+            self._add()
+        pl_module.log("train_hours", self.seconds / 3600, batch_size=1)
+        pl_module.log("cpu_hours", self.cpu_seconds / 3600, batch_size=1)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.seconds = float(state_dict.get("seconds", 0.0))
+        self.cpu_seconds = float(state_dict.get("cpu_seconds", 0.0))
+
+
 def trainer_defaults() -> dict:
     """Checkpointing on the best validation PSNR (and the last epoch, for resuming) and LR logging; loggers
     (CSV and TensorBoard) are named per operator in each config."""
@@ -128,6 +168,7 @@ def trainer_defaults() -> dict:
                 monitor="val_psnr", mode="max", save_last=True, filename="best-{epoch}-{val_psnr:.2f}"
             ),
             LearningRateMonitor(logging_interval="epoch"),
+            TrainingClock(),
         ],
         "accelerator": "auto",
         "log_every_n_steps": 5,

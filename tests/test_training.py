@@ -200,6 +200,9 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(photo_folder,
     metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text().splitlines()
     header = metrics[0].split(",")
     assert sum(1 for row in metrics[1:] if row.split(",")[header.index("val_psnr")]) == 2  # validation ran
+    hours = [float(row.split(",")[header.index("train_hours")]) for row in metrics[1:]
+             if row.split(",")[header.index("val_psnr")]]  # fmt: skip
+    assert 0 < hours[0] < hours[1] < 1  # the clock beside each validation: PSNR against hours of training
     checkpoint = cli.trainer.checkpoint_callback.last_model_path
     model = load_network(checkpoint)
     assert model.operator == "style.stylize" and model.params == {"sigma_s": 60.0, "sigma_r": 0.45}
@@ -245,13 +248,16 @@ def test_eval_reports_what_the_input_itself_scores(photo_folder):
 
 
 def test_training_resumes_from_a_checkpoint(photo_folder, tmp_path):
-    from fip.training import run_training
+    from fip.training import TrainingClock, run_training
 
     config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 2})
     first = run_training(["-c", config])
     last = first.trainer.checkpoint_callback.last_model_path
     resumed = run_training(["-c", config, "--trainer.max_epochs", "3", "--ckpt_path", last])
     assert resumed.trainer.current_epoch == 3 and resumed.trainer.global_step > first.trainer.global_step
+    clocks = [next(c for c in cli.trainer.callbacks if isinstance(c, TrainingClock)) for cli in (first, resumed)]
+    assert 0 < clocks[0].seconds < clocks[1].seconds  # the resumed run's clock goes on from the checkpoint's
+    assert 0 < clocks[0].cpu_seconds < clocks[1].cpu_seconds
     # A run started from a checkpoint records what the file held then (it may be overwritten later)
     started = run_training(["-c", config, "--trainer.max_epochs", "1", "--model.warm_start", last])
     saved = torch.load(started.trainer.checkpoint_callback.last_model_path, map_location="cpu", weights_only=False)
