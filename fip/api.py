@@ -23,7 +23,7 @@ from torch import nn
 from fip.errors import InputError
 from fip.models.catalogue import Model, open_model
 from fip.runtime.devices import resolve_device
-from fip.runtime.execute import Views, forward_approximator, reference_lowres
+from fip.runtime.execute import Views, forward_approximator, plan_dtype, reference_lowres
 from fip.runtime.plan import AUTO, Plan, make_plan
 
 TYPICAL_SIZE = (1080, 1920)  # the photo size ``load`` resolves ``auto`` for; cards are timed at this size
@@ -91,6 +91,8 @@ class FastOperator(nn.Module):
             raise InputError(f"expected a float tensor in [0, 1]; got {x.dtype}: divide by 255 (or 65535) first")
         batch = x if x.ndim == 4 else x[None]
         plan = self.plan_for(*batch.shape[2:])
+        # The precision load resolved (auto's pick runs as measured), unless the module moved to another kind of device.
+        precision = plan_dtype(self.plan) if torch.device(self.plan.device).type == self.device.type else None
         outputs = []
         with torch.no_grad():
             for image in batch.float():
@@ -100,7 +102,8 @@ class FastOperator(nn.Module):
                                            plan.working_size, plan.band_rows, self.device)  # fmt: skip
                 else:
                     out = forward_approximator(self._spec, self.net if self._onnx is None else self._onnx, image,
-                                               self._maps, plan.working_size, None, plan.band_rows)  # fmt: skip
+                                               self._maps, plan.working_size, None, plan.band_rows,
+                                               dtype=precision)  # fmt: skip
                 outputs.append(out.float().clamp(0.0, 1.0))
         out = torch.cat(outputs).to(dtype=x.dtype)
         return out if x.ndim == 4 else out[0]

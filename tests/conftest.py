@@ -13,6 +13,12 @@ from fip.dng import write_dng
 from fip.imaging import encode_png
 
 
+def pytest_configure(config):
+    # Registered here rather than in pyproject.toml, whose hash decides when scripts/setup.sh reinstalls.
+    config.addinivalue_line("markers", "device_class: depends on the CPU's device class (cpu, cpu-bf16); CI runs "
+                            "these again with FIP_DEVICE_CLASS=cpu-bf16")  # fmt: skip
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _compiled_kernels():
     """numba's machine code for fip's CPU kernels, compiled once before any test (a fresh clone has none), so

@@ -15,6 +15,8 @@ from fip.pipeline import run_approximation
 
 from conftest import smooth_image
 
+pytestmark = pytest.mark.device_class  # bf16 paths and auto follow the CPU class: CI runs these as both
+
 
 def test_load_returns_a_module_that_runs_batches_and_single_images():
     module = fip.load("smooth.l0", device="cpu", variant="fast")

@@ -29,7 +29,7 @@ from fip.errors import InputError
 from fip.evaluate import evaluate
 from fip.imaging import encode_png, read_image_file
 from fip.models.catalogue import open_model
-from fip.runtime.devices import int8_unavailable
+from fip.runtime.devices import device_class, int8_unavailable
 
 
 def _photos(folder: Path, count: int, height: int = 48, width: int = 64) -> Path:
@@ -90,6 +90,7 @@ def test_evaluation_follows_the_split_file_given_not_the_last_one_cached(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.device_class
 def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FIP_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -113,7 +114,7 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
         if name == "int8" and int8_unavailable(torch.device("cpu")):
             continue  # this CPU refuses int8 (no VNNI): left unmeasured, never chosen
         assert {"validation", "test"} <= set(approximator["quality"]), name
-        assert "cpu" in approximator["seconds"]
+        assert device_class(torch.device("cpu")) in approximator["seconds"]  # cpu or cpu-bf16, as detected
     split = json.loads((out / "split.json").read_text())
     assert card["approximators"]["full"]["quality"]["test"]["photos"] == len(split["test"])
     assert "| approximator | validation PSNR | test PSNR" in printed and "**auto**" in printed

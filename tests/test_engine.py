@@ -13,7 +13,7 @@ from fip.metrics import psnr
 from fip.models import ContextAggregationNet
 from fip.models.can import fold
 from fip.models.cards import Approximator, ModelCard, NetworkEntry, PhotoSet, Quality, Timing
-from fip.models.catalogue import model_for_operator, open_model
+from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.models.storage import NetworkFile, load_network
 from fip.pipeline import run_approximation
 from fip.registry import get_operator
@@ -22,6 +22,8 @@ from fip.runtime.execute import Views, forward_tiled, forward_tiles, run_plan, t
 from fip.runtime.plan import AUTO_GOOD_ENOUGH_DB, PlanError, choose, make_plan
 
 from conftest import run_net, smooth_image
+
+pytestmark = pytest.mark.device_class  # bf16 paths and auto follow the CPU class: CI runs these as both
 
 
 def _busy(norm: str = "image", conv_bias: bool = False) -> ContextAggregationNet:
@@ -195,8 +197,12 @@ def test_tiny_photos_run_every_approximator_at_full_size(size):
         assert result.image.shape == image.shape and result.plan.working_size is None, name
         if name.startswith("reference-"):
             np.testing.assert_allclose(result.image, reference, atol=1e-6)  # the reference itself, exactly
-    fast = run_approximation(model, image, request="fast").image
-    np.testing.assert_allclose(run_approximation(model, image, request="network-lowres").image, fast, atol=1e-6)
+    # At full size network-lowres is the bf16 approximator: the same network, statistics and precision...
+    lowres = run_approximation(model, image, request="network-lowres")
+    np.testing.assert_allclose(lowres.image, run_approximation(model, image, request="bf16").image, atol=1e-6)
+    # ...and fast's float32 result, within bfloat16's 8 bits of mantissa where the CPU runs bfloat16 (cpu-bf16).
+    atol = 1e-6 if lowres.plan.precision == "float32" else 0.02
+    np.testing.assert_allclose(lowres.image, run_approximation(model, image, request="fast").image, atol=atol)
 
 
 def test_reference_lowres_approximates_any_operator_a_plugins_too(photo_folder):
@@ -272,6 +278,44 @@ def test_devices_are_checked_and_bf16_follows_the_hardware():
     assert dtype_for("bf16", cpu) == (torch.bfloat16 if device_class(cpu) == "cpu-bf16" else torch.float32)
     with pytest.raises(DeviceError, match="fp16 runs on GPUs"):
         dtype_for("fp16", cpu)
+
+
+def test_the_cpu_class_can_be_forced_and_bf16_follows_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("FIP_DEVICE_CLASS", "cpu-bf16")
+    assert device_class(cpu) == "cpu-bf16" and dtype_for("bf16", cpu) == torch.bfloat16
+    monkeypatch.setenv("FIP_DEVICE_CLASS", "CPU ")
+    assert device_class(cpu) == "cpu" and dtype_for("bf16", cpu) == torch.float32
+    monkeypatch.setenv("FIP_DEVICE_CLASS", "cuda")
+    with pytest.raises(DeviceError, match="FIP_DEVICE_CLASS='cuda' is not a CPU class; set it to cpu or cpu-bf16"):
+        device_class(cpu)
+
+
+def test_on_cpu_bf16_auto_runs_its_pick_in_the_precision_its_timings_measured(monkeypatch):
+    monkeypatch.setenv("FIP_DEVICE_CLASS", "cpu-bf16")
+    card = _card(full=(30.0, 5.0), fast=(30.2, 1.5))
+    card = card.with_approximator(replace(card.approximators["fast"], precision="bf16"))
+    plan = make_plan(Model(card), "auto", (1080, 1920), "cpu")  # timed on cpu only, where bf16 runs in float32
+    assert plan.approximator == "fast" and plan.precision == "float32" and plan.timings_class == "cpu"
+    assert "ranked it by timings of class cpu, where it ran in float32" in plan.notes[0]
+    assert "device:       cpu (class cpu-bf16, which has no timings: ranked by those of class cpu)" in plan.explain()
+    assert "none measured on cpu-bf16" in plan.reason
+    assert make_plan(Model(card), "fast", (1080, 1920), "cpu").precision == "bfloat16"  # by name: native bfloat16
+    timed_here = card.with_approximator(replace(card.approximators["fast"], seconds={"cpu-bf16": Timing(1.0)}))
+    plan = make_plan(Model(timed_here), "auto", (1080, 1920), "cpu")
+    assert plan.precision == "bfloat16" and not plan.notes and "(class cpu-bf16)" in plan.explain()
+
+
+def test_auto_runs_the_reference_on_photos_within_the_networks_context():
+    for operator, size in (("smooth.rof", (2, 2)), ("smooth.rof", (128, 100)), ("smooth.rtv", (3, 3))):
+        model = model_for_operator(operator)  # auto picks a network here at 1080p: lowres, bf16
+        assert make_plan(model, "auto", (1080, 1920), "cpu").approximator in ("lowres", "bf16")
+        image = smooth_image(*size, edge=False)
+        result = run_approximation(model, image)
+        assert result.plan.approximator == "reference" and "within the context of" in result.plan.reason, size
+        np.testing.assert_allclose(result.image, get_operator(operator).apply(image), atol=1e-6)
+    assert make_plan(model, "auto", (129, 100), "cpu").approximator != "reference"
+    assert make_plan(model, "fast", (3, 3), "cpu").approximator == "fast"  # asked for by name: it runs
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -6,7 +6,13 @@ classes differ because the same approximator runs differently on them: an approx
 bfloat16 where the CPU computes it natively and in float32 elsewhere, where oneDNN emulates bfloat16 about ten times
 slower than float32 (measured here: a CAN24 at 1080p took 16.5 s in bfloat16 and 1.6 s in float32 on an AVX2 CPU).
 Timings are recorded per class with the machine they were measured on; ``auto`` ranks approximators by the timings of
-the class it runs on, and falls back to the other CPU class's when a class has none.
+the class it runs on, and falls back to the other CPU class's when a class has none (running each approximator in
+the precision those timings were measured in: see :mod:`fip.runtime.plan`).
+
+``FIP_DEVICE_CLASS`` (``cpu`` or ``cpu-bf16``) makes fip treat this machine's CPU as that class: its timings, and
+bfloat16 arithmetic on or off. On a CPU without native bfloat16, ``cpu-bf16`` runs bf16 approximators in PyTorch's
+emulated bfloat16: the numbers of a ``cpu-bf16`` machine, about ten times slower. It exists to test fip as another
+class; ``cpu`` on a bfloat16 CPU turns bfloat16 off.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from fip.errors import FipError
 
 DEVICE_CLASSES = ("cpu", "cpu-bf16", "cuda", "mps")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
+CPU_CLASSES = ("cpu", "cpu-bf16")
+DEVICE_CLASS_ENV = "FIP_DEVICE_CLASS"  # cpu or cpu-bf16: the class of this machine's CPU, whatever it computes
 
 
 class DeviceError(FipError, ValueError):
@@ -61,12 +69,31 @@ def device_class(device: torch.device) -> str:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (else fip runs ``bf16`` approximators in another precision)."""
+    """Whether ``device`` computes bfloat16 natively (else fip runs ``bf16`` approximators in another precision);
+    on the CPU, ``$FIP_DEVICE_CLASS`` decides where it is set."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
+    forced = forced_cpu_class()
+    if forced is not None:
+        return forced == "cpu-bf16"
     return bool({"avx512_bf16", "amx_bf16", "bf16"} & cpu_flags())
+
+
+def forced_cpu_class() -> str | None:
+    """The CPU class ``$FIP_DEVICE_CLASS`` sets, or ``None`` (unset: the CPU's flags decide).
+
+    Raises:
+        DeviceError: it names no CPU class.
+    """
+    text = os.environ.get(DEVICE_CLASS_ENV, "").strip().lower()
+    if not text:
+        return None
+    if text not in CPU_CLASSES:
+        raise DeviceError(f"{DEVICE_CLASS_ENV}={text!r} is not a CPU class; set it to {' or '.join(CPU_CLASSES)}, "
+                          "or unset it to detect the class from the CPU")  # fmt: skip
+    return text
 
 
 def describe(device: torch.device) -> str:
@@ -208,5 +235,6 @@ def _env_limit() -> int | None:
         raise DeviceError(f"{MEMORY_LIMIT_ENV}={text!r} is not a size; write bytes or e.g. 8G, 512M") from None
 
 
-__all__ = ["DEVICE_CLASSES", "DEVICE_TYPES", "DeviceError", "available_memory", "cpu_flags", "describe", "device_class", "dtype_for",
-           "int8_unavailable", "native_bf16", "resolve_device", "synchronize"]  # fmt: skip
+__all__ = ["CPU_CLASSES", "DEVICE_CLASSES", "DEVICE_CLASS_ENV", "DEVICE_TYPES", "DeviceError", "available_memory",
+           "cpu_flags", "describe", "device_class", "dtype_for", "forced_cpu_class", "int8_unavailable", "native_bf16",
+           "resolve_device", "synchronize"]  # fmt: skip

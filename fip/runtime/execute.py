@@ -125,7 +125,7 @@ def run_plan(plan: Plan, model: Model, views: Views, maps: tuple[float, ...] | N
                     network = (_onnx_session(str(model.network(approximator.network)), entry.receptive_radius or 0, device)
                                if entry.kind == "onnx" else prepared(model, approximator.network, device))  # fmt: skip
                 out = forward_approximator(approximator, network, views.srgb.to(device), maps, plan.working_size,
-                                           plan.tile, plan.band_rows, plan.compile)  # fmt: skip
+                                           plan.tile, plan.band_rows, plan.compile, plan_dtype(plan))  # fmt: skip
             return out.float().clamp_(0.0, 1.0)
     except (MemoryError, torch.OutOfMemoryError) as exc:
         raise FipError(_out_of_memory(plan)) from exc
@@ -133,6 +133,11 @@ def run_plan(plan: Plan, model: Model, views: Views, maps: tuple[float, ...] | N
         if "alloc" in str(exc).lower() or "out of memory" in str(exc).lower():
             raise FipError(_out_of_memory(plan)) from exc
         raise
+
+
+def plan_dtype(plan: Plan) -> torch.dtype | None:
+    """The torch dtype ``plan``'s network runs in (``None``: int8, which ONNX Runtime runs)."""
+    return None if plan.precision == "int8" else getattr(torch, plan.precision)
 
 
 def _out_of_memory(plan: Plan) -> str:
@@ -146,7 +151,8 @@ def _out_of_memory(plan: Plan) -> str:
 
 def forward_approximator(approximator: Approximator, network: torch.nn.Module | OrtNet, x: torch.Tensor,
                          maps: tuple[float, ...] | None = None, working_size: tuple[int, int] | None = None,
-                         tile: int | None = None, band_rows: int | None = None, compile: bool = False) -> torch.Tensor:  # fmt: skip
+                         tile: int | None = None, band_rows: int | None = None, compile: bool = False,
+                         dtype: torch.dtype | None = None) -> torch.Tensor:  # fmt: skip
     """A network approximator on one photo ``x`` (``(1, 3, H, W)`` float32 sRGB on ``network``'s device).
 
     Args:
@@ -156,6 +162,7 @@ def forward_approximator(approximator: Approximator, network: torch.nn.Module | 
         working_size: where a low-resolution approximator works (``None``: at full size).
         tile, band_rows: memory bounds (same result).
         compile: run the network through ``torch.compile``.
+        dtype: the precision its network runs in (a plan's; default: the approximator's on this device).
 
     Returns:
         ``(1, 3, H, W)``, not clipped.
@@ -168,7 +175,7 @@ def forward_approximator(approximator: Approximator, network: torch.nn.Module | 
     input_norm = getattr(network, "input_norm", None)
     scale = input_scale(input_norm, x)  # of the whole photo, before any tile or preview
     x = with_maps(normalize_input(input_norm, x, scale), maps)
-    dtype = dtype_for(approximator.precision, x.device)
+    dtype = dtype or dtype_for(approximator.precision, x.device)
     statistics, preview = approximator.statistics, approximator.preview_megapixels
     if isinstance(network, GuidedCAN):
         if working_size is None:  # too small a photo to downscale: its network at full size
@@ -388,5 +395,5 @@ def _fit(batch: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return batch
 
 
-__all__ = ["Views", "downscaled", "forward_approximator", "forward_tiled", "forward_tiles", "prepared",
+__all__ = ["Views", "downscaled", "forward_approximator", "forward_tiled", "forward_tiles", "plan_dtype", "prepared",
            "reference_lowres", "run_can", "run_plan", "to_batch", "to_image", "upsample", "with_maps"]  # fmt: skip

@@ -8,7 +8,14 @@ model's validation photos (the card's photo set with the role ``choose``), is wi
 best approximator's or at least :data:`AUTO_GOOD_ENOUGH_DB`. Approximators the device cannot run, and networks
 trained for other operator parameters than those asked, are left out, with the reason in the plan. Where the
 reference operator itself was measured faster on the class than every approximator within that bar, ``auto`` runs
-the reference (``reference``: exact), and the plan says so.
+the reference (``reference``: exact), and the plan says so; so it does for a photo no larger than the context of
+the chosen network (its receptive radius, each way), where the network sees mostly padding and the reference costs
+next to nothing.
+
+A CPU class without timings ranks by the other CPU class's (:data:`FALLBACK_CLASSES`), and ``auto`` then runs its
+pick as it was measured: on ``cpu-bf16``, ranked by ``cpu`` timings, an approximator declared ``bf16`` runs in
+float32, the precision those timings and the card's PSNR describe. Asked for by name, ``bf16`` runs in bfloat16
+wherever the device computes it natively.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from fip.models.cards import REFERENCE, Approximator, ModelCard
 from fip.models.catalogue import Model
 from fip.registry import OperatorSpec, get_operator
 from fip.runtime.devices import (
+    CPU_CLASSES,
     DeviceError,
     available_memory,
     describe,
@@ -75,6 +83,7 @@ class Plan:
     compile: bool
     estimated_megabytes: float
     notes: tuple[str, ...] = field(default=())
+    timings_class: str | None = None  # the device class whose timings ranked auto's pick (None: not ranked by time)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -89,10 +98,10 @@ class Plan:
                  f"request:      {self.request}",
                  f"approximator: {self.approximator}",
                  f"why:          {self.reason}",
-                 f"device:       {self.device} (timings of class {self.device_class!r})",
+                 f"device:       {self.device} ({self._class_text()})",
                  f"precision:    {self.precision}"]  # fmt: skip
         if self.statistics:
-            preview = f", from a {self.preview_megapixels:g} MP preview" if self.statistics == "preview" else ""
+            preview = f", from a {self.preview_megapixels:g} MP preview" if self.preview_megapixels else ""
             lines.append(f"statistics:   {self.statistics}{preview}")
         if self.working_size:
             lines.append(f"resolution:   works at {self.working_size[1]}x{self.working_size[0]}, then {self.upsampler} "
@@ -105,6 +114,13 @@ class Plan:
             lines.append("compiled:     torch.compile")
         lines += [f"note:         {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+    def _class_text(self) -> str:
+        """The device's class, and the class whose timings ranked ``auto``'s pick where that is another."""
+        if self.timings_class is None or self.timings_class == self.device_class:
+            return f"class {self.device_class}"
+        return f"class {self.device_class}, which has no timings: ranked by those of class {self.timings_class}"
 
 
 def _params_text(params: dict[str, Any]) -> str:
@@ -151,8 +167,14 @@ def make_plan(
     dclass = device_class(torch_device)
     excluded = {a.name: why for a in card.approximators.values() if (why := _unavailable(a, card, torch_device, differing))}
     notes: list[str] = []
+    timings_class = None
     if request == AUTO:
         chosen, reason = choose(card, dclass, excluded)
+        timings_class = _timed_class(card, chosen, dclass)
+        if (radius := _context_radius(chosen, card)) is not None and max(height, width) <= radius:
+            reason = (f"the photo ({width}x{height}) is within the context of {chosen.name}'s network ({radius} "
+                      "pixels each way), which would see mostly padding: the reference itself, exact, at little cost")  # fmt: skip
+            chosen, timings_class = card.approximator(REFERENCE), None
     else:
         chosen = card.approximator(request)
         if request in excluded:
@@ -168,7 +190,12 @@ def make_plan(
     budget = memory_budget if memory_budget is not None else int(available_memory(torch_device) * MEMORY_HEADROOM)
     tile, estimate = _tiling(chosen, card, size, working, tile, budget, torch_device)
     dtype = dtype_for(chosen.precision, torch_device) if chosen.precision != "int8" else None
-    if chosen.precision == "bf16" and dtype != torch.bfloat16:
+    if chosen.precision == "bf16" and dtype == torch.bfloat16 and timings_class in CPU_CLASSES and timings_class != dclass:
+        dtype = torch.float32  # as measured: the other class ran it in float32, which its timings and PSNR describe
+        notes.append(f"declared bf16; auto ranked it by timings of class {timings_class}, where it ran in float32, so "
+                     f"it runs in float32 here too (ask for {chosen.name} by name for bfloat16, or measure this "
+                     f"class with fip build)")  # fmt: skip
+    elif chosen.precision == "bf16" and dtype != torch.bfloat16:
         notes.append(f"declared bf16; {torch_device.type} has no native bfloat16 here, so it runs in "
                      f"{str(dtype).removeprefix('torch.')}")  # fmt: skip
     upsampler = None
@@ -184,7 +211,7 @@ def make_plan(
         statistics=chosen.statistics, preview_megapixels=chosen.preview_megapixels if chosen.statistics == "preview" else None,
         size=(height, width), working_size=working, upsampler=upsampler, tile=tile,
         band_rows=BAND_ROWS if working is not None else None, compile=compile,
-        estimated_megabytes=round(estimate / 2**20, 1), notes=tuple(notes),
+        estimated_megabytes=round(estimate / 2**20, 1), notes=tuple(notes), timings_class=timings_class,
     )  # fmt: skip
 
 
@@ -285,6 +312,26 @@ def _reference_seconds(card: ModelCard, dclass: str) -> float | None:
     return None if timing is None else timing.seconds
 
 
+def _timed_class(card: ModelCard, chosen: Approximator, dclass: str) -> str | None:
+    """The class whose timings ranked ``chosen`` for a device of class ``dclass`` (``None``: not ranked by time)."""
+    if chosen.name == REFERENCE:
+        return next((k for k in (dclass, *FALLBACK_CLASSES.get(dclass, ())) if k in card.reference_seconds), None)
+    timing = _seconds(chosen, dclass)
+    return timing[1] if timing else None
+
+
+def _context_radius(approximator: Approximator, card: ModelCard) -> int | None:
+    """How far (pixels) an output pixel of ``approximator``'s full-size network sees (``None``: no such network)."""
+    if approximator.network is None or _grid(approximator, card):
+        return None
+    return _receptive_radius(card.networks[approximator.network])
+
+
+def _receptive_radius(entry: Any) -> int:
+    """A network entry's receptive radius: recorded, else a CAN's of its depth (dilations doubling to 2^(depth-3))."""
+    return entry.receptive_radius or 2 ** (int(entry.architecture.get("depth", 9)) - 2)
+
+
 def _seconds(approximator: Approximator, dclass: str) -> tuple[float, str, str] | None:
     """(seconds, class, size) measured on ``dclass``, else on the other CPU class (for a CPU)."""
     for klass in (dclass, *FALLBACK_CLASSES.get(dclass, ())):
@@ -353,7 +400,7 @@ def _tiling(approximator: Approximator, card: ModelCard, size: tuple[int, int], 
         if layered > budget and tile is None:
             raise PlanError(_too_large(approximator, size, layered, budget, device))
         return tile or 1024, layered
-    radius = entry.receptive_radius if entry and entry.receptive_radius else 2 ** (int(architecture.get("depth", 9)) - 2)
+    radius = _receptive_radius(entry) if entry else 2 ** (int(architecture.get("depth", 9)) - 2)
     def tiled(side: int) -> int:  # a tile's crop with its halo, at most the photo
         return output + 3 * width * item * min(size[0], side + 2 * radius) * min(size[1], side + 2 * radius)
 
