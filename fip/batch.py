@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -29,13 +30,13 @@ from typing import Any
 import torch
 
 from fip.errors import FipError, InputError
-from fip.files import atomic_write_bytes
+from fip.files import atomic_write_bytes, sha256_file
 from fip.imaging import encode_image, output_format, output_suffix
 from fip.models.cards import ModelCard
 from fip.models.catalogue import Model
 from fip.raw import PHOTO_EXTENSIONS
 from fip.runtime.plan import AUTO, Plan
-from fip.workers import executor
+from fip.workers import executor, local_workers
 
 _GLOB_CHARACTERS = frozenset("*?[")
 
@@ -189,10 +190,12 @@ OUTPUT_LOG = ".fip-outputs.jsonl"
 
 class OutputLog:
     """Which input, with which settings, made each output in a folder: ``<folder>/.fip-outputs.jsonl``, one JSON
-    line per written file, appended by the one process that writes the outputs (the last line of a file wins).
+    line per written file (its size and SHA-256 too), appended by the one process that writes the outputs (the last
+    line of a file wins).
 
-    It lets a rerun keep exactly the outputs it would make again, and keeps another photo's output of the same
-    name (two memory cards' ``IMG_0001.JPG``) from passing for this one's.
+    It lets a rerun keep exactly the outputs it would make again (and make again one changed since), keeps another
+    photo's output of the same name (two memory cards' ``IMG_0001.JPG``) from passing for this one's, and tells
+    fip's own outputs, which ``--overwrite`` may replace, from the user's files, which it never does.
     """
 
     def __init__(self, folder: Path):
@@ -221,9 +224,18 @@ class OutputLog:
                 return output
         return None
 
-    def record(self, output: Path, source: Path, recipe: Mapping[str, Any]) -> None:
+    def changed(self, output: Path) -> bool:
+        """Whether ``output`` differs from what this log records writing (size, then SHA-256; entries written
+        before fip recorded them count as unchanged)."""
+        entry = self.entry(output) or {}
+        if "sha256" not in entry:
+            return False
+        return output.stat().st_size != entry.get("bytes") or sha256_file(output) != entry["sha256"]
+
+    def record(self, output: Path, source: Path, recipe: Mapping[str, Any], data: bytes) -> None:
         name = output.relative_to(self.folder).as_posix()
-        entry = {"output": name, "source": str(source.resolve()), "stamp": _stamp(source), "recipe": dict(recipe)}
+        entry = {"output": name, "source": str(source.resolve()), "stamp": _stamp(source), "recipe": dict(recipe),
+                 "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
         self.made[name] = entry
         with open(self.path, "a+b") as log:
             log.seek(0, os.SEEK_END)
@@ -253,8 +265,10 @@ def plan_batch(
     ``overwrite``, an input whose output this folder's :class:`OutputLog` records from the same file and recipe keeps
     it (made again if the input changed since); an input whose name is taken by another photo's output, or by a
     file fip did not write, gets the next free name (``a-2.png``); an input whose output was made with another
-    recipe fails with the fix. With ``overwrite`` each input writes its logged output or its name anew, except over
-    another input's logged output (it takes the next free name then).
+    recipe fails with the fix (naming the settings that differ); an output changed since it was made (its size or
+    SHA-256 differs from the log's) is made again. With ``overwrite`` each input writes its logged output or its
+    name anew, except over another input's logged output (it takes the next free name then); a file the log does not
+    record as fip's (the user's own photo of that name) is never replaced: that input fails, naming the file.
 
     Raises:
         InputError: ``out_dir`` is a file or cannot be written (checked by creating and removing a file there).
@@ -306,23 +320,42 @@ def _place(source: Path, want: Path, log: OutputLog, recipe: dict[str, Any], ove
     if previous is not None and not overwrite:
         entry = log.entry(previous)
         if entry.get("recipe") != recipe:
-            return None, "fail", (f"its output {previous} was made with other settings "
-                                  f"({_recipe_text(entry.get('recipe'))}); --overwrite replaces it, or choose "
-                                  "another --out")  # fmt: skip
+            changes = _recipe_changes(entry.get("recipe"), recipe)
+            return None, "fail", (f"its output {previous} was made with other settings ({changes}); --overwrite "
+                                  "replaces it, or choose another --out")  # fmt: skip
         if entry.get("stamp") != _stamp(source):
             return previous, "replace", "the input changed since its output was made: made again"
+        if log.changed(previous):
+            return previous, "replace", (f"{previous.name} changed since fip made it (its size or SHA-256 differs "
+                                         f"from {OUTPUT_LOG}'s): made again")  # fmt: skip
         return previous, "keep", None
     if previous is not None and usable(previous, source, True):
         return previous, "replace", None
     candidate = next(name for name in _numbered(want) if usable(name, source, overwrite))
+    if overwrite and candidate.exists() and log.entry(candidate) is None:
+        return None, "fail", (f"{candidate} is not an output of fip ({OUTPUT_LOG} there does not list it), and "
+                              "--overwrite replaces only those: move that file, or choose another --out")  # fmt: skip
     note = None if candidate == want else f"{want.name} is taken by another file"
     return candidate, "replace" if candidate.exists() else "write", note
 
 
-def _recipe_text(recipe: Any) -> str:
-    if not isinstance(recipe, dict):
-        return "unknown"
-    return ", ".join(f"{key} {value}" for key, value in recipe.items() if value not in (None, {}, ""))
+def _recipe_changes(made: Any, asked: dict[str, Any]) -> str:
+    """The settings in which the recipe an output was ``made`` with differs from the one ``asked`` now, in words."""
+    if not isinstance(made, dict):
+        return "settings this log does not record"
+    changes = []
+    for key in sorted(set(made) | set(asked)):
+        before, now = made.get(key), asked.get(key)
+        if before == now:
+            continue
+        if key == "networks":
+            changes.append("the model's network files")
+        elif isinstance(before, dict) and isinstance(now, dict):
+            changes += [f"{key} {name}={before.get(name)!r}, now {now.get(name)!r}"
+                        for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]  # fmt: skip
+        else:
+            changes.append(f"{key} {before!r}, now {now!r}")
+    return "; ".join(changes)
 
 
 def _check_writable(folder: Path) -> None:
@@ -388,12 +421,14 @@ def _worker_model(card: ModelCard) -> Model:
 
 
 @contextmanager
-def _executor(workers: int, scheduler: str | None) -> Iterator[cf.Executor | None]:
-    """:func:`fip.workers.executor`; local workers share the cores and the memory between them."""
+def _executor(workers: int, scheduler: str | None, jobs: int) -> Iterator[cf.Executor | None]:
+    """:func:`fip.workers.executor` for ``jobs`` jobs; local workers (at most :func:`fip.workers.local_workers`)
+    share the cores and the memory between them."""
     from fip.runtime.devices import MEMORY_LIMIT_ENV, available_memory
 
     threads, memory = None, None
     if workers > 1 and not scheduler:  # only local worker processes share this machine
+        workers = local_workers(workers, jobs)
         threads = max(1, (os.cpu_count() or 1) // workers)
         memory = {MEMORY_LIMIT_ENV: str(available_memory(torch.device("cpu")) // workers)}
     with executor(workers, scheduler, threads=threads, environment=memory) as pool:
@@ -420,7 +455,8 @@ def run_batch(
         batch: from :func:`plan_batch`.
         request: ``auto`` or an approximator's name.
         workers: local processes (each opens the model once and takes its share of the cores and memory);
-            1 runs in this process.
+            1 runs in this process. At most one per input, per CPU core and per 300 MB of available memory start
+            (:func:`fip.workers.local_workers` warns when the cores or memory cap them).
         scheduler: a Dask scheduler's address (``tcp://host:8786``); its workers must see the input files and the
             model's folder. Results come back to this process, which writes them.
     """
@@ -438,7 +474,7 @@ def run_batch(
         else:
             jobs.append((item, _Job(item.source, model.card, request, operator, params, device, max_megapixels, tile,
                                     batch.output)))  # fmt: skip
-    with _executor(workers, scheduler) as pool:
+    with _executor(workers, scheduler, len(jobs)) as pool:
         if pool is None:
             done = ((item, _run_job(job, model)) for item, job in jobs)
         else:
@@ -479,7 +515,7 @@ def _write(batch: Batch, item: BatchItem, result: FileResult, data: bytes | None
         result.notes.insert(0, item.note)
     if batch.log is not None:
         try:
-            batch.log.record(output, item.source, batch.recipe)
+            batch.log.record(output, item.source, batch.recipe, data)
         except OSError as exc:  # the output is written; only a rerun's knowledge of it is lost
             result.notes.append(f"could not record it in {batch.log.path.name}: {exc.strerror or exc}")
     return result

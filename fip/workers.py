@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,6 +28,30 @@ logger = logging.getLogger(__name__)
 
 class SchedulerError(FipError, ConnectionError):
     """The Dask scheduler named by ``--scheduler`` cannot be reached."""
+
+class WorkersWarning(UserWarning):
+    """Fewer local worker processes than asked for: more would not fit this machine's cores or memory."""
+
+
+WORKER_MEMORY = 300 << 20  # a worker process with torch and one model loaded: about 300 MB, measured
+
+
+def local_workers(requested: int, jobs: int) -> int:
+    """How many local processes to start for ``jobs`` jobs when ``requested``: never more than the jobs, the CPU
+    cores, or the processes whose :data:`WORKER_MEMORY` the available memory holds (warning when those cap it)."""
+    from fip.runtime.devices import available_memory
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    memory = max(1, available_memory(torch.device("cpu")) // WORKER_MEMORY)
+    capped = min(requested, cores, memory)
+    if capped < min(requested, jobs):
+        why = f"{cores} CPU cores" if capped == cores else f"memory for {memory} (about 300 MB each)"
+        warnings.warn(f"fip: --workers {requested}: starting {capped} local processes, as this machine has "
+                      f"{why}; more would only compete for them", WorkersWarning, stacklevel=3)  # fmt: skip
+    return max(1, min(capped, jobs))
+
 
 # From <linux/prctl.h>: the signal a process gets when the thread that created it exits.
 _PR_SET_PDEATHSIG = 1

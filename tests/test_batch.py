@@ -116,6 +116,19 @@ def test_plan_batch_checks_the_output_options():
         OutputOptions("gif")
 
 
+def test_local_workers_are_capped_by_inputs_cores_and_memory_with_a_warning(monkeypatch, recwarn):
+    from fip.workers import WorkersWarning, local_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setenv("FIP_MEMORY_LIMIT", "64G")
+    with pytest.warns(WorkersWarning, match="--workers 100000: starting 4 local processes, as this machine has 4 CPU"):
+        assert local_workers(100000, 50) == 4
+    assert local_workers(100000, 3) == 3 and local_workers(2, 50) == 2 and not recwarn.list  # no more than asked
+    monkeypatch.setenv("FIP_MEMORY_LIMIT", "700M")
+    with pytest.warns(WorkersWarning, match="starting 2 local processes, as this machine has memory for 2"):
+        assert local_workers(8, 50) == 2
+
+
 @pytest.mark.slow
 def test_worker_processes_and_a_dask_cluster_write_what_one_process_writes(tmp_path):
     from distributed import LocalCluster
@@ -196,14 +209,48 @@ def test_a_rerun_keeps_only_what_this_input_made_with_these_settings(tmp_path, c
     code, captured = apply(card2, card1)  # either order: each keeps its own output
     assert code == 0 and "2 inputs: 0 written, 2 kept" in captured.err
     assert f"{card2} -> {out / 'IMG_0001-2.png'} kept" in captured.out
-    code, captured = apply(card1, extra=["-p", "lambda_=0.05"])  # other settings: refused with the fix
-    assert code == EXIT_SOME_FAILED and "was made with other settings" in captured.err and "--overwrite" in captured.err
+    code, captured = apply(card1, extra=["-p", "lambda_=0.05"])  # other settings: refused, naming the one that differs
+    assert code == EXIT_SOME_FAILED and "--overwrite" in captured.err
+    assert "was made with other settings (params lambda_=0.02, now 0.05);" in captured.err
+    assert "sha256" not in captured.err and "networks" not in captured.err  # not the whole recipe
     assert (out / "IMG_0001.png").read_bytes() == first
     _photo(card1, seed=3)  # the input changed: its output is made again
     code, captured = apply(card1)
     assert code == 0 and "made again" in captured.out and (out / "IMG_0001.png").read_bytes() != first
     assert apply(card1, extra=["-p", "lambda_=0.05", "--overwrite"])[0] == 0
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["IMG_0001-2.png", "IMG_0001.png"]
+
+
+def test_overwrite_replaces_only_fips_own_outputs_never_a_users_file(tmp_path, capsys):
+    shoot = tmp_path / "shoot"
+    photo = _photo(shoot / "a.jpg")  # PNG bytes, read by content
+    mine = _photo(shoot / "a.png", seed=4)  # the user's own photo, where a.jpg's output would go
+    original = mine.read_bytes()
+    code = main(["apply", "-o", "smooth.rof", str(photo), "--out", str(shoot), "--overwrite", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == EXIT_SOME_FAILED and mine.read_bytes() == original
+    assert f"{mine} is not an output of fip ({OUTPUT_LOG} there does not list it)" in captured.err
+    # Without --overwrite it takes the next free name, as before; --overwrite then replaces that output of fip's.
+    assert main(["apply", "-o", "smooth.rof", str(photo), "--out", str(shoot), "--no-progress"]) == 0
+    assert main(["apply", "-o", "smooth.rof", str(photo), "--out", str(shoot), "--no-progress", "--overwrite"]) == 0
+    assert mine.read_bytes() == original and (shoot / "a-2.png").is_file()
+
+
+def test_an_output_damaged_after_it_was_made_is_made_again(tmp_path, capsys):
+    photo = _photo(tmp_path / "a.png")
+    out = tmp_path / "out"
+    args = ["apply", "-o", "smooth.rof", str(photo), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    made = (out / "a.png").read_bytes()
+    logged = json.loads((out / OUTPUT_LOG).read_text().splitlines()[-1])
+    assert logged["bytes"] == len(made) and len(logged["sha256"]) == 64
+    (out / "a.png").write_bytes(b"damaged!")
+    capsys.readouterr()
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "a.png changed since fip made it" in captured.out and "1 written" in captured.err
+    assert (out / "a.png").read_bytes() == made
+    assert main(args) == 0 and "0 written, 1 kept" in capsys.readouterr().err
 
 
 def test_hidden_files_folders_at_output_names_and_outputs_inside_inputs(tmp_path, capsys):
