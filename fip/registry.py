@@ -406,13 +406,13 @@ class OperatorRegistry:
         try:
             for spec in _specs_in(ep.load()):
                 self.add(spec)
-        except Exception as exc:  # a broken plugin must not take fip down
+        except (Exception, SystemExit) as exc:  # a broken plugin must not take fip down (nor a sys.exit in it)
             # Undo what it registered before failing, clashes included: a plugin that is skipped clashes with none.
             self._specs, self._builtin, self._clashes, self._shadowed = before
             if builtin:
                 raise
             warnings.warn(
-                f"fip: operator plugin {source} failed to load and is skipped: {type(exc).__name__}: {exc}. "
+                f"fip: operator plugin {source} failed to load and is skipped: {load_failure(exc)}. "
                 f"Fix or uninstall it; set {DISABLE_PLUGINS_ENV}=1 to skip third-party plugins.",
                 PluginLoadWarning,
                 stacklevel=4,
@@ -456,6 +456,14 @@ def _distribution_name(ep: importlib.metadata.EntryPoint) -> str | None:
     if dist is None:
         return None
     return dist.metadata["Name"]
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why a plugin failed to import, in words: its exception, or the exit it asked for (a module-level argparse
+    exits with status 2)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r}) while being imported"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _entry_point_order(ep: importlib.metadata.EntryPoint) -> tuple[int, str, str]:

@@ -201,6 +201,25 @@ def test_broken_plugin_warns_and_fip_keeps_working(tmp_path, monkeypatch):
     assert f"{family}.half" not in names  # what the broken module registered before failing is dropped
 
 
+def test_a_plugin_that_exits_while_imported_is_skipped_like_any_broken_plugin(tmp_path, monkeypatch):
+    from fip.models.catalogue import Catalogue, ModelLoadWarning
+
+    module, good, family = _unique("exits"), _unique("fine"), _unique("fam")
+    argparse_at_import = "import argparse\nargparse.ArgumentParser().parse_args(['--no-such-option'])\n"
+    registry = _fresh_registry(tmp_path, monkeypatch, {"exiting-plugin": {module: argparse_at_import},
+                                                       "fine-plugin": {good: PLUGIN_SOURCE.format(name=f"{family}.ok")}})  # fmt: skip
+    with pytest.warns(PluginLoadWarning, match=r"exiting-plugin .*it called sys.exit\(2\) while being imported.*"
+                      "FIP_DISABLE_PLUGINS=1"):  # fmt: skip
+        names = registry.names()
+    assert f"{family}.ok" in names and BUILTINS <= set(names)
+    # A models plugin that exits: the same, and fip's own models stay.
+    models = _unique("exiting_models")
+    make_distribution(tmp_path / "m", "exiting-models", {models: argparse_at_import}, {"m": models}, group="fip.models")
+    monkeypatch.syspath_prepend(str(tmp_path / "m"))
+    with pytest.warns(ModelLoadWarning, match=r"exiting-models .*sys.exit\(2\).*FIP_DISABLE_PLUGINS=1"):
+        assert Catalogue().get("fip/smooth.l0") is not None
+
+
 def test_disable_plugins_keeps_only_builtins(tmp_path, monkeypatch):
     module, family = _unique("plugin_off"), _unique("fam")
     registry = _fresh_registry(tmp_path, monkeypatch, {"off-plugin": {module: PLUGIN_SOURCE.format(name=f"{family}.x")}})

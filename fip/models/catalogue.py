@@ -51,6 +51,7 @@ from fip.models.cards import (
     read_card,
 )
 from fip.models.storage import NetworkFile, load_network, net_config
+from fip.registry import load_failure
 
 logger = logging.getLogger(__name__)
 
@@ -255,8 +256,8 @@ class Catalogue:
                 source = f"{_distribution_name(ep) or 'unknown distribution'} (entry point {ep.name} = {ep.value})"
                 try:
                     folders = _folders_of(ep.load())
-                except Exception as exc:  # noqa: BLE001 - a broken plugin must not take fip down
-                    _warn(f"model plugin {source} failed to load and is skipped: {type(exc).__name__}: {exc}")
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not take fip down
+                    _warn(f"model plugin {source} failed to load and is skipped: {load_failure(exc)}")
                     continue
                 for folder in folders:
                     add(folder, source, builtin)
