@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from fip.errors import InputError
+from fip.imaging import shape_hint
 from fip.models.catalogue import Model, open_model
 from fip.runtime.devices import resolve_device
 from fip.runtime.execute import Views, forward_approximator, plan_dtype, reference_lowres
@@ -84,6 +85,8 @@ class FastOperator(nn.Module):
                              "use fip.apply for NumPy arrays and PIL images")  # fmt: skip
         if x.ndim not in (3, 4) or x.shape[-3] != 3:
             raise InputError(f"expected a (B, 3, H, W) or (3, H, W) float tensor in [0, 1]; got shape {tuple(x.shape)}")
+        if x.numel() == 0:
+            raise InputError(f"the tensor {tuple(x.shape)} holds no image: give at least one of at least 2x2 pixels")
         if self.net is not None and next(self.net.parameters()).dtype != torch.float32:
             raise InputError("a FastOperator keeps its network in float32 and runs it in its approximator's precision; "
                              "load variant='bf16' for 16-bit arithmetic instead of converting the module")  # fmt: skip
@@ -155,8 +158,9 @@ def apply(
     Args:
         operator_or_model: an operator's or model's name or folder (as :func:`load` takes), a
             :class:`~fip.models.catalogue.Model`, or a module from :func:`load`.
-        image: a NumPy array ``(H, W, 3)`` of uint8, uint16 or float in [0, 1]; a PIL image (converted to RGB); or a
-            torch tensor ``(3, H, W)`` or ``(B, 3, H, W)`` float in [0, 1]. sRGB, at least 2x2.
+        image: a NumPy array ``(H, W, 3)`` of uint8, uint16 or float in [0, 1]; a PIL image of any mode Pillow
+            converts to RGB (16-bit grey ``I;16`` and ``I`` read as 0..65535, float ``F`` as 0..1, as fip reads
+            such files); or a torch tensor ``(3, H, W)`` or ``(B, 3, H, W)`` float in [0, 1]. sRGB, at least 2x2.
         variant: ``"auto"`` or an approximator's name.
         device: where it runs; default: a tensor's own device, else CUDA when available, else the CPU.
         params: operator parameters; networks serve the values they were trained for, and ``auto`` then runs the
@@ -165,8 +169,12 @@ def apply(
         operator: for a network of several operators (``"paper/combined"``): which one.
 
     Returns:
-        The approximation: a NumPy array of the input's dtype and shape, a PIL RGB image, or a tensor of the input's
-        shape, dtype and device.
+        The approximation: a NumPy array of the input's dtype and shape, a PIL RGB image (8 bits a channel,
+        whatever the input's mode), or a tensor of the input's shape, dtype and device.
+
+    Raises:
+        InputError: an image of another shape, type, dtype or range, or an empty batch (the message says how to
+            convert it).
     """
     from fip.pipeline import run_approximation
 
@@ -195,6 +203,8 @@ def _as_kind(image: Any, run: Any) -> Any:
             raise InputError(f"a tensor image must be (3, H, W) or (B, 3, H, W) float in [0, 1]; got "
                              f"{tuple(image.shape)} {image.dtype}")  # fmt: skip
         batch = image if image.ndim == 4 else image[None]
+        if batch.shape[0] == 0:
+            raise InputError(f"the tensor {tuple(image.shape)} holds no image: give at least one of at least 2x2 pixels")
         _check_range(batch)
         out = run(batch.float()).to(device=image.device, dtype=image.dtype)
         return out if image.ndim == 4 else out[0]
@@ -203,12 +213,13 @@ def _as_kind(image: Any, run: Any) -> Any:
     except ImportError:  # pragma: no cover - Pillow is a dependency
         Image = None
     if Image is not None and isinstance(image, Image.Image):
-        array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        array = _pil_rgb(image)
+        _check_range(_to_batch(array))
         out = run(_to_batch(array))[0].permute(1, 2, 0).numpy()
         return Image.fromarray(np.round(out * 255.0).astype(np.uint8), mode="RGB")
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
-            raise InputError(f"a NumPy image must be (H, W, 3); got shape {image.shape}. Convert grey images to RGB.")
+            raise InputError(f"a NumPy image must be (H, W, 3); got shape {image.shape}. {shape_hint(image.shape)}")
         if image.dtype == np.uint8:
             scale = 255.0
         elif image.dtype == np.uint16:
@@ -225,6 +236,28 @@ def _as_kind(image: Any, run: Any) -> Any:
             return np.round(out * scale).astype(image.dtype)
         return out.astype(image.dtype)
     raise InputError(f"fip.apply takes a NumPy array, a PIL image or a torch tensor; got {type(image).__name__}")
+
+
+def _pil_rgb(image: Any) -> np.ndarray:
+    """A PIL image as ``(H, W, 3)`` float32 in [0, 1], as fip's file reader reads the same pixels: 16-bit and
+    32-bit integer grey (``I;16*``, ``I``) over 0..65535, float grey (``F``) over 0..1, any other mode through
+    Pillow's conversion to RGB (alpha dropped)."""
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        grey = np.asarray(image).astype(np.float32)
+        low, high = (float(grey.min()), float(grey.max())) if grey.size else (0.0, 0.0)
+        top = 1.0 if mode == "F" else 65535.0
+        if not np.isfinite(grey).all() or low < 0 or high > top:
+            fix = "scale it to 0..1 first" if mode == "F" else "convert it to I;16 or 8-bit L first"
+            raise InputError(f"a PIL image of mode {mode} must hold values in [0, {top:g}]; got [{low:g}, {high:g}]: "
+                             f"{fix}, or pass a NumPy array")  # fmt: skip
+        return np.repeat((grey / top)[..., None], 3, axis=2)
+    try:
+        rgb = (image.convert("LA") if mode == "La" else image).convert("RGB")  # Pillow has no La -> RGB
+    except ValueError as exc:
+        raise InputError(f"fip cannot convert a PIL image of mode {mode} to RGB ({exc}): convert it to RGB "
+                         "yourself first") from None  # fmt: skip
+    return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
 def _to_batch(array: np.ndarray) -> torch.Tensor:

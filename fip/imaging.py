@@ -56,7 +56,7 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name} must be a NumPy array (H, W, 3) float32 in [0, 1]; got {type(image).__name__}")
     if image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f"{name} must have shape (H, W, 3); got {image.shape}. Convert grey images to RGB first.")
+        raise InputError(f"{name} must have shape (H, W, 3); got {image.shape}. {shape_hint(image.shape)}")
     if image.shape[0] < 2 or image.shape[1] < 2:
         raise InputError(f"{name} is too small: {image.shape[:2]}; at least 2x2 pixels are needed")
     if not np.issubdtype(image.dtype, np.floating):
@@ -64,6 +64,19 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
     if not np.all(np.isfinite(image)) or image.min() < 0.0 or image.max() > 1.0:
         raise InputError(f"{name} must lie in [0, 1] without NaN; got range [{image.min()}, {image.max()}]")
     return image
+
+
+def shape_hint(shape: tuple[int, ...]) -> str:
+    """How to turn an array of ``shape`` into the ``(H, W, 3)`` RGB fip takes: the fix for what it most likely is."""
+    if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
+        return "It looks grey: repeat it to RGB first (np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2))."
+    if len(shape) == 3 and shape[2] == 4:
+        return "It has 4 channels (RGBA): drop the alpha first (image[..., :3])."
+    if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4:
+        return "It looks channels-first (C, H, W): move the channels last first (image.transpose(1, 2, 0))."
+    if len(shape) == 4:
+        return "It looks like a batch: pass one image at a time, or a torch tensor (B, 3, H, W)."
+    return "Give one RGB image, height by width by 3 channels."
 
 
 def resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -79,6 +79,59 @@ def test_apply_returns_the_kind_it_was_given():
     assert psnr(different, expected) < 40
 
 
+PIL_MODES = ["1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "La", "PA", "RGBX", "RGBa",
+             "I", "I;16", "I;16B", "I;16L", "I;16N", "F"]  # fmt: skip
+_RAW_MODES = {"I": "<i4", "I;16": "<u2", "I;16L": "<u2", "I;16N": "=u2", "I;16B": ">u2", "F": "<f4"}
+
+
+@pytest.mark.parametrize("mode", PIL_MODES)
+def test_apply_reads_a_pil_image_of_every_mode_as_the_file_reader_would(mode, tmp_path):
+    from fip.imaging import read_image_file
+
+    colour = smooth_image(6, 8, edge=False)
+    if mode in _RAW_MODES:  # grey, stored raw: integers over 0..65535, floats over 0..1
+        grey = colour.mean(axis=2)
+        values = grey if mode == "F" else np.round(grey * 65535)
+        picture = Image.frombytes(mode, (8, 6), values.astype(_RAW_MODES[mode]).tobytes())
+        expected = np.repeat(grey[..., None], 3, axis=2)
+        if mode == "I;16":  # a 16-bit grey PNG, read by fip's file reader
+            picture.save(tmp_path / "grey.png")
+            np.testing.assert_allclose(read_image_file(tmp_path / "grey.png"), expected, atol=1e-5)
+    else:
+        picture = Image.fromarray(np.round(colour * 255).astype(np.uint8)).convert(mode)
+        source = picture.convert("LA") if mode == "La" else picture
+        expected = np.asarray(source.convert("RGB"), dtype=np.float32) / 255
+    out = fip.apply("smooth.l0", picture, variant="fast")
+    assert isinstance(out, Image.Image) and out.mode == "RGB" and out.size == (8, 6)
+    reference = fip.apply("smooth.l0", expected.astype(np.float32), variant="fast")
+    assert np.abs(np.asarray(out) / 255.0 - reference).max() <= 0.5 / 255 + 1e-6, mode
+
+
+def test_apply_refuses_pil_values_it_cannot_read_and_empty_batches():
+    with pytest.raises(InputError, match="mode F must hold values in \\[0, 1\\]; got \\[0, 255\\]: scale it to 0..1"):
+        fip.apply("smooth.l0", Image.fromarray(np.linspace(0, 255, 16, dtype=np.float32).reshape(4, 4)))
+    with pytest.raises(InputError, match="mode I must hold values in \\[0, 65535\\]; got \\[-1, 0\\]"):
+        fip.apply("smooth.l0", Image.frombytes("I", (2, 2), np.array([-1, 0, 0, 0], "<i4").tobytes()))
+    for empty in (torch.zeros(0, 3, 8, 8), torch.zeros(3, 0, 8)):
+        with pytest.raises(InputError):
+            fip.apply("smooth.l0", empty, variant="fast")
+    with pytest.raises(InputError, match="holds no image"):
+        fip.apply("smooth.l0", torch.zeros(0, 3, 8, 8), variant="fast")
+    with pytest.raises(InputError, match="holds no image"):
+        fip.load("smooth.l0", device="cpu", variant="fast")(torch.zeros(0, 3, 8, 8))
+
+
+@pytest.mark.parametrize(
+    "shape, hint",
+    [((3, 8, 8), "channels-first"), ((8, 8, 4), "RGBA\\): drop the alpha"), ((8, 8), "grey: repeat it to RGB"),
+     ((8, 8, 1), "grey"), ((2, 8, 8, 3), "a batch")],
+)  # fmt: skip
+def test_arrays_of_other_shapes_get_the_hint_that_fits(shape, hint):
+    with pytest.raises(InputError, match=hint) as refused:
+        fip.apply("smooth.l0", np.zeros(shape, np.float32), variant="fast")
+    assert ("grey" in hint) == ("grey" in str(refused.value))
+
+
 @pytest.mark.parametrize(
     "image, message",
     [
