@@ -57,6 +57,17 @@ def _parse_param(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _params(pairs: list[tuple[str, str]] | None) -> dict[str, str] | None:
+    """``--param`` values by name (``None`` when none were given); a name given twice is refused, not overridden."""
+    params: dict[str, str] = {}
+    for name, value in pairs or ():
+        if name in params and params[name] != value:
+            raise ParameterError(f"-p {name} is given twice ({name}={params[name]} and {name}={value}); give each "
+                                 "parameter once")  # fmt: skip
+        params[name] = value
+    return params if pairs else None
+
+
 def _named_source(text: str) -> tuple[str, str]:
     """``NAME=PHOTOS`` of ``fip build --report``: a new photo set name and an existing folder."""
     name, eq, source = text.partition("=")
@@ -165,7 +176,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
     from fip.data.sources import open_source
     from fip.registry import get_operator
 
-    params = dict(args.param or [])
+    params = _params(args.param) or {}
     specs = [get_operator(name) for name in args.operator]  # unknown names fail before any work
     if len(specs) > 1 and params:
         raise ParameterError("--param applies to one operator; run `fip data` once per operator to set parameters")
@@ -204,7 +215,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         model,
         open_source(args.source, args.split_file),
         operator=args.operator,
-        params=dict(args.param) if args.param else None,
+        params=_params(args.param),
         split=args.split,
         resolution=_resolution(args),
         timing=args.timing,
@@ -225,10 +236,13 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from fip.runtime.plan import make_plan
 
     model = resolve(args.model, args.operator)
-    params = dict(args.param) if args.param else None
-    # Usage errors (device, approximator, parameters, tile, operator, output folder) stop here, before any photo.
-    make_plan(model, args.variant, (64, 64), args.device, operator=args.operator, params=params, tile=args.tile,
-              memory_budget=1 << 40)  # fmt: skip
+    params = _params(args.param)
+    # Usage errors (device, approximator, parameters, tile, operator, output folder, a damaged network file) stop
+    # here, before any photo.
+    plan = make_plan(model, args.variant, (1080, 1920), args.device, operator=args.operator, params=params,
+                     tile=args.tile, memory_budget=1 << 40)  # fmt: skip
+    if (network := model.card.approximator(plan.approximator).network) is not None:
+        model.network(network)  # checked against the card's SHA-256 once, not failed per photo
     if args.quality is not None and args.format != "jpeg":
         raise ParameterError(f"--quality sets JPEG quality; --format is {args.format}: add --format jpeg or leave "
                              "--quality out")  # fmt: skip
@@ -384,7 +398,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from fip.build import BuildRequest, build
 
-    request = BuildRequest(args.operator, args.out or Path("models") / args.operator, dict(args.param or []),
+    request = BuildRequest(args.operator, args.out or Path("models") / args.operator, _params(args.param) or {},
                            args.source, args.budget, args.device, args.resolution, int(args.timing_height),
                            args.warm_start, tuple(args.report or ()), args.extras,
                            args.train_args or (), args.split_file)  # fmt: skip
@@ -501,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the same input and settings, so a rerun resumes a batch; another file of the same name gets "
                    "a new name)")
     p.add_argument("--workers", type=_count, default=1, help="local processes, each with its share of the cores "
-                   "(default 1: one process using every core)")
+                   "(default 1: one process using every core; at most one per input, per core and per 300 MB of "
+                   "available memory)")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); its workers must see the inputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--explain", action="store_true", help="print each photo's plan (what runs, where and why) first")

@@ -170,6 +170,33 @@ def test_models_on_fip_model_path_run_their_operator_before_installed_ones(tmp_p
         assert catalogue.get("fip/smooth.rof").root.name == "smooth.rof" and catalogue.get("built/rof").root == built
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2 and all("already taken" in m and "fix FIP_MODEL_PATH" in m for m in messages)
+    # Two of your models for one operator: the first runs, and fip says so once.
+    second = _model_folder(tmp_path / "three" / "rof2", "built/rof2")
+    monkeypatch.setenv("FIP_MODEL_PATH", __import__("os").pathsep.join(map(str, [built, second])))
+    catalogue = Catalogue()
+    with pytest.warns(ModelLoadWarning, match=f"FIP_MODEL_PATH holds 2 models for smooth.rof: built/rof \\({built}\\), "
+                      "built/rof2 .*fip runs the first, built/rof"):  # fmt: skip
+        assert catalogue.for_operator("smooth.rof").root == built
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert catalogue.for_operator("smooth.rof").root == built  # said once
+
+
+def test_a_damaged_network_is_a_model_that_cannot_be_used_before_any_photo(tmp_path, capsys):
+    from fip.cli import EXIT_USAGE
+    from fip.imaging import encode_png
+
+    folder = _model_folder(tmp_path / "m", "test/m")
+    torch.save({"format": "other"}, folder / "net.pt")
+    photo = tmp_path / "p.png"
+    photo.write_bytes(encode_png(smooth_image(20, 30), bits=8))
+    code = main(["apply", "-m", str(folder), str(photo), "--out", str(tmp_path / "out"), "--variant", "fast"])
+    captured = capsys.readouterr()
+    assert code == EXIT_USAGE and "does not match the SHA-256 its card records" in captured.err
+    assert "FAILED" not in captured.err and not list((tmp_path / "out").glob("*.png"))
+    code = main(["apply", "-o", "smooth.rof", "-p", "weight=0.1", "-p", "weight=0.2", str(photo), "--out",
+                 str(tmp_path / "out")])  # fmt: skip
+    assert code == EXIT_USAGE and "-p weight is given twice (weight=0.1 and weight=0.2)" in capsys.readouterr().err
 
 
 def test_fip_models_shows_model_folders_given(tmp_path, capsys):

@@ -186,6 +186,7 @@ class Catalogue:
         self._cards: dict[str, ModelCard] | None = None
         self._clashes: dict[str, list[str]] = {}  # disabled names: where each card of that name came from
         self._user: set[str] = set()  # names of the models found through MODEL_PATH_ENV
+        self._warned: set[str] = set()  # operators with several of those, each warned about once
         self._lock = threading.RLock()
 
     def cards(self) -> list[ModelCard]:
@@ -208,14 +209,20 @@ class Catalogue:
         built), else the first installed (fip's own before plugins')."""
         with self._lock:  # the cards and the user's names of one discovery
             cards = [c for c in self._discover().values() if c.operator == operator]
-            user = self._user
-        return next((c for c in cards if c.name in user), None) or next(iter(cards), None)
+            yours = [c for c in cards if c.name in self._user]
+            if len(yours) > 1 and operator not in self._warned:
+                self._warned.add(operator)
+                listed = ", ".join(f"{c.name} ({c.root})" for c in yours)
+                _warn(f"{MODEL_PATH_ENV} holds {len(yours)} models for {operator}: {listed}; fip runs the first, "
+                      f"{yours[0].name} (pass -m with another's name or folder to run it)", user=True)  # fmt: skip
+        return next(iter(yours), None) or next(iter(cards), None)
 
     def refresh(self) -> None:
         """Forget what was discovered (after installing a model into a running process)."""
         with self._lock:
             self._cards = None
             self._clashes = {}
+            self._warned = set()
         with _kept_lock:
             _kept_models.clear()
 
