@@ -12,7 +12,9 @@ import functools
 import logging
 import math
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,24 +122,39 @@ def _operator_label(spec: OperatorSpec) -> str:
     return f"{spec.name} — {spec.description}"
 
 
-def _error_text(exc: Exception) -> str:
+def _error_text(exc: Exception, *folders: Path) -> str:
+    """The message a user sees for ``exc``, without the server's ``folders`` (an upload's temporary folder, the
+    scratch folder): a file's name is all the user knows it by."""
+    text = str(exc)
+    for folder in folders:
+        text = text.replace(f"{folder}{os.sep}", "").replace(str(folder), "a folder on the server")
     if isinstance(exc, FipError):
-        return f"**Error:** {exc}"
+        return f"**Error:** {text}"
     log.exception("demo request failed")
-    return f"**Error:** {type(exc).__name__}: {exc} (this is a bug in fip; the app keeps running)"
+    return f"**Error:** {type(exc).__name__}: {text} (this is a bug in fip; the app keeps running)"
 
 
 class Editor:
-    """The app's handlers, kept apart from the layout so tests can call them directly."""
+    """The app's handlers, kept apart from the layout so tests can call them directly.
+
+    Full-resolution renders go to ``scratch``; without one, to a ``fip-demo-*`` temporary folder the editor removes
+    on :meth:`close`, when it is garbage-collected, or when Python exits.
+    """
 
     def __init__(self, preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS, scratch: Path | None = None,
                  device: str | None = None):  # fmt: skip
         self.policy = SizePolicy(preview_megapixels)
         self.device = resolve_device(device)
-        self.scratch = Path(scratch or tempfile.mkdtemp(prefix="fip-demo-"))
+        self._own_scratch = None if scratch else tempfile.TemporaryDirectory(prefix="fip-demo-")
+        self.scratch = Path(scratch or self._own_scratch.name)
         # Each Run reuses the photo decoded on upload (a raw file takes LibRaw a second or more); uploads get
         # fresh paths, so a path names one file's content. Failures are not cached: they raise again.
         self._photo = functools.lru_cache(maxsize=4)(lambda path: open_photo(path, self.policy))
+
+    def close(self) -> None:
+        """Remove the temporary folder the editor made (a ``scratch`` folder given to it is left alone)."""
+        if self._own_scratch is not None:
+            self._own_scratch.cleanup()
 
     def policy_text(self) -> str:
         return (
@@ -154,7 +171,7 @@ class Editor:
         try:
             photo = self._photo(path)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the app keeps running
-            return None, None, _error_text(exc)
+            return None, None, _error_text(exc, Path(path).parent)
         height, width = photo.native_size
         kind = "raw file (rendered by LibRaw)" if photo.is_raw else "image"
         shown = f"; preview {photo.size[1]}×{photo.size[0]}" if photo.size != (height - height % 2, width - width % 2) else ""
@@ -191,7 +208,7 @@ class Editor:
                 lines.append(f"**Reference**: {slow.seconds:.2f} s · **speed-up {speedup:.1f}×** · "
                              f"approximation vs reference {psnr(fast.image, reference):.1f} dB PSNR")  # fmt: skip
         except Exception as exc:  # noqa: BLE001
-            return None, None, None, _error_text(exc)
+            return None, None, None, _error_text(exc, Path(path).parent)
         after = _upright(photo, fast.image)
         pair = (_upright(photo, before), after)
         return pair, after, None if reference is None else _upright(photo, reference), "  \n".join(lines)
@@ -209,7 +226,7 @@ class Editor:
             output, result = render_to_file(operator, path, self.scratch, params, variant or AUTO, operator=operator,
                                             device=self.device)  # fmt: skip
         except Exception as exc:  # noqa: BLE001
-            return None, _error_text(exc)
+            return None, _error_text(exc, Path(path).parent, self.scratch)
         height, width = result.image.shape[:2]
         return str(output), (f"Full resolution {width}×{height} in {result.seconds:.2f} s ({result.approximator}): "
                              f"{output.name}")  # fmt: skip
@@ -247,6 +264,7 @@ def build_app(
     preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS,
     operators: Sequence[str] | None = None,
     device: str | None = None,
+    scratch: Path | None = None,
 ) -> gr.Blocks:
     """The demo as a :class:`gradio.Blocks` (not launched).
 
@@ -255,13 +273,14 @@ def build_app(
         preview_megapixels: working size of the preview and comparison.
         operators: operator names to offer (default: every registered operator, plugins included).
         device: where approximations run (default: CUDA when available, else the CPU).
+        scratch: the folder full-resolution renders go to (default: a temporary folder of the app's editor).
     """
     if examples is None:
         from fip.data.sample import ensure_sample_set
 
         examples = {p.name: p.path for p in ensure_sample_set()}
     specs = [get_operator(name) for name in operators] if operators else list_operators()
-    editor = Editor(preview_megapixels, device=device)
+    editor = Editor(preview_megapixels, scratch=scratch, device=device)
     variants = approximator_choices(specs[0].name)
     accepted = sorted(PHOTO_EXTENSIONS)
 
@@ -333,11 +352,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.models:
         os.environ[MODEL_PATH_ENV] = os.pathsep.join([*args.models, os.environ.get(MODEL_PATH_ENV, "")]).rstrip(os.pathsep)
         default_catalogue().refresh()
-    try:
-        app = build_app(preview_megapixels=args.preview_megapixels, device=args.device)
-    except FipError as exc:
-        parser.exit(2, f"fip demo: error: {exc}\n")
-    app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MEGABYTES}mb")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)  # stop as on Ctrl-C, so the scratch folder is removed
+    with tempfile.TemporaryDirectory(prefix="fip-demo-") as scratch:  # removed on every exit, SIGTERM included
+        try:
+            app = build_app(preview_megapixels=args.preview_megapixels, device=args.device, scratch=Path(scratch))
+        except FipError as exc:
+            parser.exit(2, f"fip demo: error: {exc}\n")
+        app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{MAX_FILE_MEGABYTES}mb")
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

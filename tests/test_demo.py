@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import gradio as gr
 import numpy as np
@@ -150,10 +151,43 @@ def test_bad_uploads_become_messages(tmp_path, name, content, message):
     preview, kept, status = editor.load(str(path))
     assert preview is None and kept is None
     assert status.startswith("**Error:**") and message in status
+    assert name in status and str(tmp_path) not in status  # the file's name, not the server's folder
     # Running with the bad file (or none) explains itself too.
     values = default_values(editor, "smooth.rof")
-    assert editor.run(str(path), "smooth.rof", "smooth.rof", "fast", False, *values)[3].startswith("**Error:**")
+    status = editor.run(str(path), "smooth.rof", "smooth.rof", "fast", False, *values)[3]
+    assert status.startswith("**Error:**") and str(tmp_path) not in status
     assert "upload a photo" in editor.run(None, "smooth.rof", "smooth.rof", "fast", False)[3]
+
+
+def test_the_demo_removes_its_temporary_folder_on_every_exit(tmp_path, monkeypatch):
+    import signal
+    import tempfile
+
+    from fip_demo import app as demo
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    editor = Editor()
+    assert editor.scratch.parent == tmp_path and editor.scratch.name.startswith("fip-demo-")
+    editor.close()
+    assert not editor.scratch.exists()
+    scratches = []
+
+    class App:  # the Gradio app, stopped by SIGTERM while it serves
+        def launch(self, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def build_app(**kwargs):
+        scratches.append(kwargs["scratch"])
+        return App()
+
+    monkeypatch.setattr(demo, "build_app", build_app)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            demo.main(["--port", "0"])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert scratches and scratches[0].parent == tmp_path and not list(tmp_path.glob("fip-demo-*"))
 
 
 def test_huge_files_are_refused_before_decoding(photo, tmp_path, monkeypatch):
