@@ -11,6 +11,8 @@ import torch
 from fip.errors import FipError, InputError
 from fip.ort import INPUT, OUTPUT
 
+PRECISE_PRODUCTS = "session.x64quantprecision"  # ONNX Runtime's U8U8 mode for x86 CPUs without VNNI
+
 
 class OrtNet:
     """An ONNX model with input ``image`` and output ``output`` (as :mod:`fip.ort` writes them): ``(1, C, H, W)``
@@ -18,13 +20,13 @@ class OrtNet:
     :func:`fip.runtime.execute.forward_tiles` can run it tile by tile.
 
     Args:
-        path: the ONNX file.
+        path: the ONNX file, or the model itself (bytes).
         receptive_radius: how far an output pixel sees (the halo tiles need).
         device: ``cuda`` runs on ONNX Runtime's CUDA provider (``onnxruntime-gpu``), anything else on the CPU.
         threads: CPU threads (default: PyTorch's).
     """
 
-    def __init__(self, path: str | os.PathLike[str], receptive_radius: int, device: torch.device | None = None,
+    def __init__(self, path: str | os.PathLike[str] | bytes, receptive_radius: int, device: torch.device | None = None,
                  threads: int | None = None):  # fmt: skip
         try:
             import onnxruntime as ort
@@ -33,16 +35,23 @@ class OrtNet:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        if device is None or device.type == "cpu":
+            from fip.runtime.devices import int8_saturates
+
+            if int8_saturates(torch.device("cpu")):  # else the int8 products overflow (see int8_saturates)
+                options.add_session_config_entry(PRECISE_PRODUCTS, "1")
         providers = ["CPUExecutionProvider"]
         if device is not None and device.type == "cuda":
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
+                                                providers=providers)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for bad files
-            raise FipError(f"{path} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+            where = "the model" if isinstance(path, bytes) else str(path)
+            raise FipError(f"{where} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
         self.in_channels = self.session.get_inputs()[0].shape[1]
         self.receptive_radius = receptive_radius
-        self.path = Path(path)
+        self.path = None if isinstance(path, bytes) else Path(path)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:

@@ -37,6 +37,7 @@ from fip.runtime.devices import (
     describe,
     device_class,
     dtype_for,
+    int8_saturates,
     int8_unavailable,
     resolve_device,
 )
@@ -198,6 +199,9 @@ def make_plan(
     elif chosen.precision == "bf16" and dtype != torch.bfloat16:
         notes.append(f"declared bf16; {torch_device.type} has no native bfloat16 here, so it runs in "
                      f"{str(dtype).removeprefix('torch.')}")  # fmt: skip
+    if chosen.precision == "int8" and int8_saturates(torch_device):
+        notes.append("this CPU lacks VNNI: ONNX Runtime multiplies int8 as unsigned 8-bit numbers widened to 16 bits "
+                     "(the same results as with VNNI, about half as fast)")  # fmt: skip
     upsampler = None
     if grid:
         upsampler = f"bilateral grid ({grid['grid_size']}x{grid['grid_size']}x{grid['depth']} cells, learned guide)"
