@@ -162,8 +162,8 @@ class Int8Template:
 
         x = qdq(INPUT, 0)
         for layer, conv in enumerate(convs):
-            weight = conv.weight.detach().float().numpy()
-            bias = conv.bias.detach().double().numpy() if conv.bias is not None else np.zeros(weight.shape[0])
+            weight = conv.weight.detach().float().cpu().numpy()
+            bias = conv.bias.detach().double().cpu().numpy() if conv.bias is not None else np.zeros(weight.shape[0])
             q, w_scale = _int8_weight(weight, self.weight_bits)
             b_scale = (self.grids[2 * layer][0] * w_scale).astype(np.float32)
             w = f"w{layer}"

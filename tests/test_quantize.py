@@ -118,3 +118,38 @@ def test_the_engine_runs_int8_without_vnni_and_says_so(monkeypatch):
     monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
     assert not devices.int8_saturates(torch.device("cpu"))
     assert not any("VNNI" in note for note in make_plan(model_for_operator("smooth.l0"), "int8", (64, 96), "cpu").notes)
+
+
+def test_a_per_image_statistics_network_runs_in_int8_per_photo_through_the_engine(tmp_path):
+    from dataclasses import replace
+
+    from fip.files import atomic_write_bytes, sha256_file
+    from fip.models.cards import Approximator, ModelCard, NetworkEntry
+    from fip.models.catalogue import Model
+    from fip.models.storage import NetworkFile, net_config, save_network
+    from fip.pipeline import run_approximation
+
+    net = _net("image")
+    save_network(NetworkFile(net, "busy", "smooth.l0"), tmp_path / "net.pt")
+    template = Int8Template(tuple(calibrate(net, _photos(), ["entropy"])["entropy"]), "entropy")
+    atomic_write_bytes(tmp_path / "net.int8.onnx", template.model(folded_for(net, _photos(1)[0])))
+    networks = {"net": NetworkEntry("net.pt", "fip", None, net_config(net)),
+                "net-int8": NetworkEntry("net.int8.onnx", "onnx", sha256_file(tmp_path / "net.int8.onnx"),
+                                         net_config(net), net.receptive_radius, "net", {"method": "entropy"})}
+    approximators = {"fast": Approximator("fast", "net", "fp32", "preview", 0.1),
+                     "full-int8": Approximator("full-int8", "net-int8", "int8", "preview", 0.1)}
+    card = ModelCard("test/busy", "smooth.l0", {}, networks, approximators, root=tmp_path)
+    model = Model(ModelCard.from_json(card.to_json(), tmp_path))  # the card's new fields survive JSON
+    assert model.card.networks["net-int8"].quantized_from == "net"
+    for seed in (1, 2):  # each photo's own statistics: int8 follows fast on both, at int8's precision
+        image = smooth_image(40, 56, seed=seed) * (0.5 if seed == 2 else 1.0)
+        fast = run_approximation(model, image, request="fast").image
+        int8 = run_approximation(model, image, request="full-int8")
+        assert int8.image.shape == image.shape and int8.plan.statistics == "preview"
+        assert 25 < psnr(int8.image, fast) < 80
+    wide = smooth_image(90, 120, seed=3)  # wider than the tile with its 15 px halo: tiles are crops, same result
+    assert psnr(run_approximation(model, wide, request="full-int8", tile=32).image,
+                run_approximation(model, wide, request="full-int8").image) > 60
+    frozen = replace(card, networks={**networks, "net-int8": replace(networks["net-int8"], quantized_from=None)})
+    static = run_approximation(Model(frozen), smooth_image(40, 56, seed=2) * 0.5, request="full-int8").image
+    assert psnr(static, run_approximation(model, smooth_image(40, 56, seed=2) * 0.5, request="full-int8").image) < 60

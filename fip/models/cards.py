@@ -52,6 +52,11 @@ class NetworkEntry:
         sha256: the file's digest, checked when the file is opened (``None``: not checked).
         architecture: the constructor arguments of the network (:func:`fip.models.storage.net_config`).
         receptive_radius: pixels an output pixel sees (``onnx`` files: the halo tiles need).
+        quantized_from: for an int8 file of a network with per-image statistics, the key of that float network:
+            the engine folds each photo's preview statistics from it and requantizes the file's weights per photo
+            (:class:`fip.runtime.onnx.PerPhotoInt8`).
+        calibration: how an int8 file's activation ranges were chosen: ``method`` and each method's PSNR on the
+            photo set it was chosen on (``psnr``, ``photo_set``).
     """
 
     file: str
@@ -59,6 +64,8 @@ class NetworkEntry:
     sha256: str | None = None
     architecture: dict[str, Any] = field(default_factory=dict)
     receptive_radius: int | None = None
+    quantized_from: str | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in NETWORK_KINDS:

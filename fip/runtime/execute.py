@@ -33,7 +33,7 @@ from fip.raw import Photo, photo_from_srgb
 from fip.registry import InputKind, get_operator
 from fip.runtime import kernels
 from fip.runtime.devices import dtype_for
-from fip.runtime.onnx import OrtNet
+from fip.runtime.onnx import OrtNet, PerPhotoInt8
 from fip.runtime.plan import Plan
 
 
@@ -122,8 +122,12 @@ def run_plan(plan: Plan, model: Model, views: Views, maps: tuple[float, ...] | N
             else:
                 if network is None:
                     entry = model.card.networks[approximator.network]
-                    network = (_onnx_session(str(model.network(approximator.network)), entry.receptive_radius or 0, device)
-                               if entry.kind == "onnx" else prepared(model, approximator.network, device))  # fmt: skip
+                    if entry.kind == "onnx" and entry.quantized_from is not None:
+                        network = _per_photo_int8(model, approximator.network, device)
+                    elif entry.kind == "onnx":
+                        network = _onnx_session(str(model.network(approximator.network)), entry.receptive_radius or 0, device)
+                    else:
+                        network = prepared(model, approximator.network, device)
                 out = forward_approximator(approximator, network, views.srgb.to(device), maps, plan.working_size,
                                            plan.tile, plan.band_rows, plan.compile, plan_dtype(plan))  # fmt: skip
             return out.float().clamp_(0.0, 1.0)
@@ -170,6 +174,12 @@ def forward_approximator(approximator: Approximator, network: torch.nn.Module | 
     if isinstance(network, OrtNet):
         x = with_maps(x, maps)
         return forward_tiles(network, x, tile) if tile else network(x)
+    if isinstance(network, PerPhotoInt8):
+        scale = input_scale(network.input_norm, x)
+        x = with_maps(normalize_input(network.input_norm, x, scale), maps)
+        photo_net = network.for_photo(x, approximator.preview_megapixels or 0.1)
+        out = forward_tiles(photo_net, x, tile) if tile else photo_net(x)
+        return out * scale if scales_output(network.input_norm) else out
     if isinstance(network, BilateralGridNet):  # constant work per pixel, in bands; float32 (it is memory-bound)
         return network(with_maps(x, maps), band=band_rows)
     input_norm = getattr(network, "input_norm", None)
@@ -214,6 +224,12 @@ def prepared(model: Model, key: str, device: torch.device) -> torch.nn.Module:
             net = model.network(key)
             cache[name] = copy.deepcopy(net).to(device=device, memory_format=torch.channels_last).eval()
         return cache[name]
+
+
+def _per_photo_int8(model: Model, key: str, device: torch.device) -> PerPhotoInt8:
+    entry = model.card.networks[key]
+    return PerPhotoInt8(model.network(key), prepared(model, entry.quantized_from, torch.device("cpu")),
+                        entry.receptive_radius or 0, device)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=8)

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from fip.errors import FipError, InputError
+from fip.models.can import ContextAggregationNet
 from fip.ort import INPUT, OUTPUT
+from fip.quantize import Int8Template, folded_for
 
 PRECISE_PRODUCTS = "session.x64quantprecision"  # ONNX Runtime's U8U8 mode for x86 CPUs without VNNI
 
@@ -60,4 +62,29 @@ class OrtNet:
         return torch.from_numpy(self.session.run([OUTPUT], {INPUT: array})[0]).to(x.device)
 
 
-__all__ = ["OrtNet"]
+class PerPhotoInt8:
+    """The int8 form of a network with per-image statistics (the paper's mode), made for each photo: the float
+    network's normalization is folded with the photo's preview statistics, and the folded weights are quantized on
+    the int8 file's calibrated activation grids (:class:`fip.quantize.Int8Template`), so every photo runs the
+    same int8 model its own statistics would give. Making it costs a preview pass and ~20 ms of model building.
+
+    Args:
+        path: the int8 file (written from an :class:`~fip.quantize.Int8Template`).
+        net: the float network it was quantized from.
+        receptive_radius: how far an output pixel sees.
+        device: where ONNX Runtime runs it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], net: ContextAggregationNet, receptive_radius: int,
+                 device: torch.device | None = None):  # fmt: skip
+        self.template = Int8Template.of_model(Path(path).read_bytes())
+        self.net, self.receptive_radius, self.device = net, receptive_radius, device
+        self.input_norm = getattr(net, "input_norm", None)
+
+    def for_photo(self, x: torch.Tensor, preview_megapixels: float = 0.1) -> OrtNet:
+        """The int8 model of photo ``x`` (``(1, C, H, W)``, as the network takes it)."""
+        folded = folded_for(self.net, x.to(next(self.net.parameters()).device).float(), preview_megapixels)
+        return OrtNet(self.template.model(folded), self.receptive_radius, self.device)
+
+
+__all__ = ["OrtNet", "PerPhotoInt8"]
