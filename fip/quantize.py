@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from fip.errors import InputError
-from fip.models.can import ContextAggregationNet, FoldedCAN, fold, image_statistics
+from fip.models.can import ContextAggregationNet, FoldedCAN, downscaled, fold, image_statistics
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PERCENTILE = 99.999
@@ -69,8 +69,6 @@ def _points(net: FoldedCAN, x: torch.Tensor) -> list[torch.Tensor]:
 def folded_for(net: ContextAggregationNet | FoldedCAN, x: torch.Tensor, preview_megapixels: float = 0.1) -> FoldedCAN:
     """``net`` folded for photo ``x`` (``(1, C, H, W)``): a per-image-statistics network with the statistics of a
     ``preview_megapixels`` copy of ``x`` (the engine's ``preview``), a running-statistics one with its own."""
-    from fip.runtime.execute import downscaled
-
     if isinstance(net, FoldedCAN):
         return net
     if net.folds_exactly:

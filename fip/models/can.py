@@ -212,6 +212,15 @@ def can32(in_channels: int = 3, norm: NormMode | str = NormMode.IMAGE) -> Contex
 Statistics = list[tuple[torch.Tensor, torch.Tensor]]
 
 
+def downscaled(x: torch.Tensor, megapixels: float) -> torch.Tensor:
+    """``x`` area-downscaled to about ``megapixels`` (``x`` itself when it is no larger)."""
+    height, width = x.shape[2:]
+    scale = (megapixels * 1e6 / max(1, height * width)) ** 0.5
+    if scale >= 1.0:
+        return x
+    return nn.functional.interpolate(x, size=(max(1, round(height * scale)), max(1, round(width * scale))), mode="area")
+
+
 def image_statistics(net: ContextAggregationNet, x: torch.Tensor) -> Statistics:
     """The per-channel ``(mean, var)`` each :class:`AdaptiveNorm` of ``net`` sees when processing ``x`` (a batch
     of one), in layer order: the numbers the paper-exact mode normalizes with. Runs the layers itself (no hooks),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from fip.errors import FipError, InputError
-from fip.models.can import ContextAggregationNet, FoldedCAN, fold, image_statistics
+from fip.models.can import ContextAggregationNet, FoldedCAN, downscaled, fold, image_statistics
 from fip.models.cards import Approximator, Upsampler
 from fip.models.catalogue import Model
 from fip.models.grid import BilateralGridNet
@@ -259,15 +259,6 @@ def run_can(net: ContextAggregationNet, x: torch.Tensor, statistics: str | None,
     if compile:
         return _compiled_folded()(x.contiguous(memory_format=torch.channels_last), *_folded_parameters(folded))
     return folded(x.contiguous(memory_format=torch.channels_last))
-
-
-def downscaled(x: torch.Tensor, megapixels: float) -> torch.Tensor:
-    """``x`` area-downscaled to about ``megapixels`` (``x`` itself when it is no larger)."""
-    height, width = x.shape[2:]
-    scale = (megapixels * 1e6 / max(1, height * width)) ** 0.5
-    if scale >= 1.0:
-        return x
-    return F.interpolate(x, size=(max(1, round(height * scale)), max(1, round(width * scale))), mode="area")
 
 
 def _folded_parameters(folded: FoldedCAN) -> tuple[Any, ...]:
