@@ -332,7 +332,7 @@ def _place(source: Path, want: Path, log: OutputLog, recipe: dict[str, Any], ove
     if previous is not None and usable(previous, source, True):
         return previous, "replace", None
     candidate = next(name for name in _numbered(want) if usable(name, source, overwrite))
-    if overwrite and candidate.exists() and log.entry(candidate) is None:
+    if overwrite and candidate.exists() and log.entry(candidate) is None and candidate.resolve() != source.resolve():
         return None, "fail", (f"{candidate} is not an output of fip ({OUTPUT_LOG} there does not list it), and "
                               "--overwrite replaces only those: move that file, or choose another --out")  # fmt: skip
     note = None if candidate == want else f"{want.name} is taken by another file"

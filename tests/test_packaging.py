@@ -68,7 +68,9 @@ def test_setup_installs_every_extra_and_ci_runs_the_readme_test_command():
     assert '-e ".[all,test]"' in (REPO / "scripts" / "setup.sh").read_text()
     command = "bash scripts/setup.sh && .venv/bin/python -m pytest"
     assert f"\n{command}\n" in (REPO / "README.md").read_text()
-    assert (REPO / ".ci" / "run").read_text().rstrip().endswith(command)
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.rstrip().endswith(command)
+    assert "FIP_DEVICE_CLASS=$other .venv/bin/python -m pytest -m device_class" in ci  # the other CPU class too
 
 
 # -- require_extra ----------------------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ def test_a_plugin_that_exits_while_imported_is_skipped_like_any_broken_plugin(tm
     make_distribution(tmp_path / "m", "exiting-models", {models: argparse_at_import}, {"m": models}, group="fip.models")
     monkeypatch.syspath_prepend(str(tmp_path / "m"))
     with pytest.warns(ModelLoadWarning, match=r"exiting-models .*sys.exit\(2\).*FIP_DISABLE_PLUGINS=1"):
-        assert Catalogue().get("fip/smooth.l0") is not None
+        assert Catalogue().get("fip/smooth.rof") is not None
 
 
 def test_disable_plugins_keeps_only_builtins(tmp_path, monkeypatch):
