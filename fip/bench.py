@@ -165,9 +165,12 @@ def run_bench(
 ) -> Bench:
     """Measure ``rows`` (default: ``reference``, ``baseline``, every approximator of the model, ``auto``) for
     ``operator``'s installed model (or ``model``) on one photo of ``size`` (height, width) on ``device``;
-    ``bounds``: measure the GEMM peaks first, for each row's lower bound."""
-    if runs < 1 or reference_runs < 1:
-        raise InputError(f"runs and reference runs must be at least 1; got {runs} and {reference_runs}")
+    ``bounds``: measure the GEMM peaks first, for each row's lower bound. ``reference_runs=0`` leaves the reference
+    out (no ``reference`` row, no PSNR, no speed-up against it): timings alone, where a slow reference at a large
+    size would take longer than the rows themselves."""
+    if runs < 1 or reference_runs < 0:
+        raise InputError(f"runs must be at least 1 and reference runs at least 0 (0: no reference); got {runs} and "
+                         f"{reference_runs}")  # fmt: skip
     spec = get_operator(operator)
     model = model if isinstance(model, Model) else (open_model(model) if model else model_for_operator(operator))
     known = (*YARDSTICKS, *model.card.approximators, AUTO)  # `reference` is timed as the yardstick it is
@@ -189,10 +192,12 @@ def run_bench(
         if progress:
             progress(row)
 
-    reference_seconds, peak, reference = _timed(lambda: spec.apply(photo.view(spec.input), params), reference_runs,
-                                                torch.device("cpu"))  # fmt: skip
-    if "reference" in rows:
-        record(Row("reference", reference_seconds, peak, None, note=f"{spec.name}, on the CPU"))
+    reference_seconds, reference = None, None
+    if reference_runs:
+        reference_seconds, peak, reference = _timed(lambda: spec.apply(photo.view(spec.input), params),
+                                                    reference_runs, torch.device("cpu"))  # fmt: skip
+        if "reference" in rows:
+            record(Row("reference", reference_seconds, peak, None, note=f"{spec.name}, on the CPU"))
     main = model.card.networks.get("net")
     plain = main is not None and main.kind != "onnx" and not {"guided", "grid"} & set(main.architecture)
     if "baseline" in rows and plain:
@@ -209,7 +214,7 @@ def run_bench(
             seconds, peak, out = _timed(lambda: to_image(folded(x) * back), runs, torch_device)
         gmacs = multiply_adds(folded, *size) / 1e9
         bound = gmacs * 2 / bench.peak_gflops["float32"] if bounds else None
-        record(Row("baseline", seconds, peak, psnr(out, reference), "full", "float32", None, gmacs, bound,
+        record(Row("baseline", seconds, peak, _psnr(out, reference), "full", "float32", None, gmacs, bound,
                    note="the network folded with this frame's statistics, float32, eager, channels_last"))  # fmt: skip
     for name in [r for r in rows if r not in YARDSTICKS]:
         try:
@@ -222,14 +227,18 @@ def run_bench(
             seconds, peak, out = _timed(lambda plan=plan: to_image(run_plan(plan, model, views, maps)), runs, torch_device)
         gmacs, bound = _bound(model, plan, bench.peak_gflops)
         note = plan.reason if name == AUTO else model.card.approximator(name).description
-        record(Row(name, seconds, peak, psnr(out, reference), plan.approximator, plan.precision, plan.working_size,
+        record(Row(name, seconds, peak, _psnr(out, reference), plan.approximator, plan.precision, plan.working_size,
                    gmacs, bound, note=note))  # fmt: skip
     baseline = next((r.seconds for r in bench.rows if r.name == "baseline"), None)
     for row in bench.rows:
         if row.seconds:
-            row.speedup_vs_reference = reference_seconds / row.seconds
+            row.speedup_vs_reference = reference_seconds / row.seconds if reference_seconds else None
             row.speedup_vs_baseline = baseline / row.seconds if baseline else None
     return bench
+
+
+def _psnr(out: np.ndarray, reference: np.ndarray | None) -> float | None:
+    return None if reference is None else psnr(out, reference)
 
 
 def _bound(model: Model, plan, peaks: dict[str, float]) -> tuple[float | None, float | None]:

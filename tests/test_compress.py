@@ -224,3 +224,15 @@ def test_bench_times_every_approximator_through_the_engine(tmp_path, capsys):
     assert "at least 1" in capsys.readouterr().err
     assert main(["bench", "--device", "cuda:7", "--rows", "baseline"]) == 2
     assert "cuda:7" in capsys.readouterr().err
+
+
+def test_bench_can_leave_the_reference_out(tmp_path):
+    from fip.bench import run_bench
+
+    photo = tmp_path / "frame.png"
+    photo.write_bytes(encode_png(smooth_image(90, 160), bits=8))
+    bench = run_bench("smooth.l0", (72, 128), 1, photo, ("reference", "fast"), 0, "cpu", bounds=False)
+    [row] = bench.rows  # timings alone: no reference row, no PSNR, no speed-up against it
+    assert row.name == "fast" and row.seconds > 0 and row.psnr is None and row.speedup_vs_reference is None
+    with pytest.raises(InputError, match="reference runs at least 0"):
+        run_bench("smooth.l0", (72, 128), 1, photo, ("fast",), -1, "cpu")
