@@ -70,6 +70,8 @@ def shape_hint(shape: tuple[int, ...]) -> str:
     """How to turn an array of ``shape`` into the ``(H, W, 3)`` RGB fip takes: the fix for what it most likely is."""
     if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
         return "It looks grey: repeat it to RGB first (np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2))."
+    if len(shape) == 3 and shape[2] == 2:
+        return "It has 2 channels (grey and alpha): repeat the grey one to RGB first (np.repeat(image[..., :1], 3, axis=2))."
     if len(shape) == 3 and shape[2] == 4:
         return "It has 4 channels (RGBA): drop the alpha first (image[..., :3])."
     if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] > 4:

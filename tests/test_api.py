@@ -124,7 +124,7 @@ def test_apply_refuses_pil_values_it_cannot_read_and_empty_batches():
 @pytest.mark.parametrize(
     "shape, hint",
     [((3, 8, 8), "channels-first"), ((8, 8, 4), "RGBA\\): drop the alpha"), ((8, 8), "grey: repeat it to RGB"),
-     ((8, 8, 1), "grey"), ((2, 8, 8, 3), "a batch")],
+     ((8, 8, 1), "grey"), ((8, 8, 2), "grey and alpha"), ((2, 8, 8, 3), "a batch")],
 )  # fmt: skip
 def test_arrays_of_other_shapes_get_the_hint_that_fits(shape, hint):
     with pytest.raises(InputError, match=hint) as refused:
