@@ -19,7 +19,15 @@ from fip.pipeline import run_approximation
 from fip.registry import get_operator
 from fip.runtime.devices import DeviceError, available_memory, device_class, dtype_for, resolve_device
 from fip.runtime.execute import Views, forward_tiled, forward_tiles, run_plan, to_image
-from fip.runtime.plan import AUTO_GOOD_ENOUGH_DB, PlanError, choose, make_plan
+from fip.runtime.plan import (
+    AUTO_GOOD_ENOUGH_DB,
+    PlanError,
+    Preference,
+    PreferenceError,
+    choose,
+    make_plan,
+    preset_picks,
+)
 
 from conftest import run_net, smooth_image
 
@@ -125,7 +133,7 @@ def test_auto_is_the_fastest_within_half_a_db_of_the_best_or_at_least_40_db_on_v
     card = card.with_approximator(replace(card.approximators["fast"], quality={"fivek": Quality(40.0)}))
     assert pick(card) == "full"  # measured on validation photos only counts
     # Unmeasured: the default, fast; an approximator without timings on this class ranks by the other CPU class's.
-    assert choose(_card(full=(30.0, 5.0)), "cpu-bf16")[1].startswith("fastest on cpu (none measured on cpu-bf16)")
+    assert choose(_card(full=(30.0, 5.0)), "cpu-bf16")[1].startswith("prefer balanced: fastest on cpu (none measured on cpu-bf16)")
     bare = replace(_card(full=(30.0, None)), approximators={
         n: replace(a, quality={}) for n, a in _card(full=(30.0, None), fast=(30.0, None)).approximators.items()})
     assert choose(bare, "cpu")[0].name == "fast" and "no approximator" in choose(bare, "cpu")[1]
@@ -133,12 +141,60 @@ def test_auto_is_the_fastest_within_half_a_db_of_the_best_or_at_least_40_db_on_v
     # The reference itself, where it was measured faster than every approximator within the bar: exact and quicker.
     slow = replace(_card(full=(30.0, 5.0), fast=(30.2, 1.5), lowres=(25.0, 0.2)), reference_seconds={"cpu": Timing(1.0)})
     chosen, reason = choose(slow, "cpu")
-    assert chosen.name == "reference" and reason.startswith("the reference itself: 1.000 s on cpu")
+    assert chosen.name == "reference" and reason.startswith("prefer balanced: the reference itself: 1.000 s on cpu")
     assert pick(replace(slow, reference_seconds={"cpu": Timing(2.0)})) == "fast"
     # A GPU class without timings: the network approximator of fewest multiply-adds, never the CPU's reference.
     on_gpu = _card(full=(30.0, 5.0), fast=(30.2, 1.5), reference_halfres=(30.4, 0.1))
     chosen, reason = choose(on_gpu, "cuda")
-    assert chosen.name == "fast" and reason.startswith("no timings on cuda: the network approximator of fewest")
+    assert chosen.name == "fast" and reason.startswith("prefer balanced: no timings on cuda: the network approximator of fewest")
+
+
+def test_each_preset_is_the_fastest_over_its_own_bar_and_never_slower_than_the_reference():
+    def pick(card, prefer="balanced", min_psnr=None):
+        return choose(card, "cpu", preference=Preference(prefer, min_psnr))[0].name
+
+    card = _card(full=(34.0, 5.0), fast=(33.95, 1.5), lowres=(33.2, 0.3), reference_lowres=(30.0, 0.05))
+    assert pick(card, "quality") == "fast"  # within 0.1 dB of the best: a tie, so the faster
+    assert pick(card, "balanced") == "fast"  # lowres is 0.8 dB under the best
+    assert pick(card, "speed") == "lowres"  # the fastest at 32 dB or more
+    assert pick(card, "speed", 29.0) == "reference_lowres"  # a floor replaces speed's 32 dB
+    assert pick(card, "quality", 33.0) == "fast" and pick(card, "balanced", 33.96) == "full"  # a floor leaves out
+    assert pick(card, "quality", 35.0) == "reference"  # nothing reaches the floor: the reference itself, exact
+    reason = choose(card, "cpu", preference=Preference("quality", 35.0))[1]
+    assert reason == ("prefer quality, at least 35 dB: the reference itself, exact: no approximator reaches 35 dB "
+                      "(the best, full, 34.00 dB) on validation photos")
+    assert choose(card, "cpu", preference=Preference("speed"))[1].startswith(
+        "prefer speed: fastest on cpu: 0.300 s at 1920x1080, among approximators scoring at least 32 dB")
+    low = _card(full=(28.0, 5.0), fast=(27.5, 1.5), lowres=(25.0, 0.3))
+    assert pick(low, "speed") == "full"  # none reaches 32 dB: the best
+    # Never slower than the reference, whatever the preset.
+    quick = replace(card, reference_seconds={"cpu": Timing(1.0)})
+    assert [pick(quick, p) for p in ("quality", "balanced", "speed")] == ["reference", "reference", "lowres"]
+    picks = preset_picks(quick, "cpu")
+    assert [(p.prefer, p.approximator, p.seconds, p.psnr) for p in picks] == [
+        ("quality", "reference", 1.0, None), ("balanced", "reference", 1.0, None), ("speed", "lowres", 0.3, 33.2)]
+    assert picks[0].text() == ("quality: reference (1.000 s on cpu, exact): no approximator within quality's quality "
+                               "bar is faster")  # fmt: skip
+    assert picks[2].text() == "speed: lowres (0.300 s on cpu, 33.20 dB)"
+    # Unmeasured approximators cannot be shown to reach a floor.
+    bare = replace(card, approximators={n: replace(a, quality={}) for n, a in card.approximators.items()})
+    assert pick(bare, "speed", 30.0) == "reference" and pick(bare, "speed") == "fast"
+
+
+def test_a_preference_names_what_is_wrong_with_it():
+    assert Preference.of(None) == Preference() and Preference.of(" Speed ", "31.5") == Preference("speed", 31.5)
+    with pytest.raises(PreferenceError, match=r"^prefer 'fastest' is not a preset: choose quality, balanced or speed"):
+        Preference.of("fastest")
+    for bad in ("-3", "abc", "nan", "0", True):
+        with pytest.raises(PreferenceError, match=r"^min PSNR .* is not a PSNR: give a number of dB above 0"):
+            Preference.of("speed", bad)
+    model = model_for_operator("smooth.rof")
+    with pytest.raises(PlanError, match="a preference \\(speed\\) steers auto; 'fast' is asked for by name"):
+        make_plan(model, "fast", (1080, 1920), "cpu", preference=Preference("speed"))
+    plan = make_plan(model, "auto", (1080, 1920), "cpu", preference=Preference("speed", 36))
+    assert plan.preference == "speed, at least 36 dB" and [c.prefer for c in plan.choices] == ["quality", "balanced", "speed"]
+    assert "request:      auto (prefer speed, at least 36 dB)" in plan.explain()
+    assert "choices:      quality: " in plan.explain() and plan.to_json()["choices"][2]["prefer"] == "speed"
 
 
 def test_the_reference_itself_is_a_plan_every_model_offers():

@@ -3,19 +3,28 @@ exactly what will run: which approximator, in which precision, with which statis
 which tiles or bands, and why. :func:`make_plan` resolves; :func:`fip.runtime.execute.run_plan` runs any plan;
 :meth:`Plan.explain` says it in words (``fip apply --explain``) and :meth:`Plan.to_json` records it with results.
 
-``auto`` is the fastest approximator measured on the device's class whose PSNR against the reference, on the
-model's validation photos (the card's photo set with the role ``choose``), is within :data:`AUTO_MAX_LOSS_DB` of the
-best approximator's or at least :data:`AUTO_GOOD_ENOUGH_DB`. Approximators the device cannot run, and networks
+``auto`` follows a :class:`Preference`: a preset and an optional PSNR floor. Each preset is the fastest
+approximator measured on the device's class among those whose PSNR against the reference, on the model's validation
+photos (the card's photo set with the role ``choose``), clears its bar:
+
+- ``balanced`` (the default): within :data:`AUTO_MAX_LOSS_DB` of the best approximator's or at least
+  :data:`AUTO_GOOD_ENOUGH_DB`;
+- ``quality``: the best approximator's, or within :data:`QUALITY_TIE_DB` of it (a tie: measurement noise);
+- ``speed``: at least :data:`SPEED_FLOOR_DB` (or the floor ``min_psnr`` sets); where none reaches it, the best.
+
+A floor (``min_psnr``) leaves out every approximator that scored under it; where none is left, ``auto`` runs the
+reference itself and says why. Approximators the device cannot run, and networks
 trained for other operator parameters than those asked, are left out, with the reason in the plan. Where the
-reference operator itself was measured faster on the class than every approximator within that bar, ``auto`` runs
-the reference (``reference``: exact), and the plan says so; so it does for a photo no larger than the context of
+reference operator itself was measured faster on the class than the preset's pick, ``auto`` runs the reference
+(``reference``: exact) whatever the preset, and the plan says so; so it does for a photo no larger than the context of
 the chosen network (its receptive radius, each way), where the network sees mostly padding and the reference costs
 next to nothing.
 
 A CPU class without timings ranks by the other CPU class's (:data:`FALLBACK_CLASSES`), and ``auto`` then runs its
 pick as it was measured: on ``cpu-bf16``, ranked by ``cpu`` timings, an approximator declared ``bf16`` runs in
 float32, the precision those timings and the card's PSNR describe. Asked for by name, ``bf16`` runs in bfloat16
-wherever the device computes it natively.
+wherever the device computes it natively. A class the card has no timings for is timed on the machine once, where
+that is allowed (:mod:`fip.runtime.calibrate`); ``auto`` then ranks by this machine's own timings.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import Any
 import torch
 
 from fip.errors import FipError, InputError
-from fip.models.cards import REFERENCE, Approximator, ModelCard
+from fip.models.cards import REFERENCE, REFERENCE_ITSELF, Approximator, ModelCard
 from fip.models.catalogue import Model
 from fip.registry import OperatorSpec, get_operator
 from fip.runtime.devices import (
@@ -48,6 +57,12 @@ AUTO_MAX_LOSS_DB = 0.5
 """``auto`` may lose this much PSNR (dB) against the best approximator on the validation photos..."""
 AUTO_GOOD_ENOUGH_DB = 40.0
 """...or score at least this PSNR (dB): about 2.5 levels of 255 RMS, where differences stop showing."""
+QUALITY_TIE_DB = 0.1
+"""``quality`` runs the fastest approximator within this much PSNR (dB) of the best: closer is measurement noise."""
+SPEED_FLOOR_DB = 32.0
+"""``speed`` runs the fastest approximator scoring at least this PSNR (dB) on the validation photos."""
+PRESETS = ("quality", "balanced", "speed")
+BALANCED = "balanced"
 MIN_WORKING_SIDE = 8  # a low-resolution pass needs this many pixels on its short side (the filters' boxes)
 MIN_LOWRES_GAIN = 2.0  # and at least this many times fewer pixels than the photo; otherwise it runs at full size
 BAND_ROWS = 256  # full-size rows an upsampler computes at a time
@@ -59,6 +74,79 @@ FALLBACK_CLASSES = {"cpu": ("cpu-bf16",), "cpu-bf16": ("cpu",)}  # a CPU class w
 
 class PlanError(FipError, ValueError):
     """A request that cannot be planned: an unknown approximator, or one this device or photo cannot run."""
+
+
+class PreferenceError(FipError, ValueError):
+    """A preference that is not one: an unknown preset, or a PSNR floor that is not a positive number of dB."""
+
+
+@dataclass(frozen=True)
+class Preference:
+    """What ``auto`` trades: ``prefer`` is ``quality``, ``balanced`` or ``speed`` (the rules in the module
+    docstring); ``min_psnr`` (dB) leaves out every approximator that scored under it on the validation photos (and,
+    with ``speed``, replaces :data:`SPEED_FLOOR_DB`).
+
+    Raises:
+        PreferenceError: an unknown preset, or a floor that is not a number above 0 (the message says which).
+    """
+
+    prefer: str = BALANCED
+    min_psnr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.prefer not in PRESETS:
+            raise PreferenceError(f"prefer {self.prefer!r} is not a preset: choose {', '.join(PRESETS[:-1])} or "
+                                  f"{PRESETS[-1]} (default {BALANCED})")  # fmt: skip
+        if self.min_psnr is not None:
+            text = self.min_psnr
+            try:
+                value = float(text)
+            except (TypeError, ValueError):
+                value = math.nan
+            if isinstance(text, bool) or not (math.isfinite(value) and value > 0):
+                raise PreferenceError(f"min PSNR {text!r} is not a PSNR: give a number of dB above 0, e.g. 32")
+            object.__setattr__(self, "min_psnr", value)
+
+    @classmethod
+    def of(cls, prefer: str | Preference | None = None, min_psnr: float | str | None = None) -> Preference:
+        """A preference from the arguments a front end takes (``None``: the default)."""
+        if isinstance(prefer, Preference):
+            return prefer if min_psnr is None else cls(prefer.prefer, min_psnr)
+        if prefer is not None and not isinstance(prefer, str):
+            raise PreferenceError(f"prefer must be one of {', '.join(PRESETS)}; got a {type(prefer).__name__}")
+        return cls(prefer.strip().lower() if prefer else BALANCED, min_psnr)
+
+    @property
+    def is_default(self) -> bool:
+        return self == Preference()
+
+    def __str__(self) -> str:
+        return self.prefer + (f", at least {self.min_psnr:g} dB" if self.min_psnr is not None else "")
+
+
+@dataclass(frozen=True)
+class PresetPick:
+    """What one preset runs: the approximator, its measured seconds (on ``timings_class``, at ``timed_size``
+    width x height), its PSNR on the validation photos (``None``: the reference itself, exact, or unmeasured), and
+    ``why`` in a few words."""
+
+    prefer: str
+    approximator: str
+    seconds: float | None
+    timings_class: str | None
+    timed_size: str | None
+    psnr: float | None
+    why: str
+
+    def text(self) -> str:
+        """``quality: full, 5.869 s, 32.41 dB`` in words."""
+        measured = [f"{self.seconds:.3f} s" + (f" on {self.timings_class}" if self.timings_class else "")
+                    if self.seconds is not None else None,
+                    "exact" if self.approximator == REFERENCE else
+                    f"{self.psnr:.2f} dB" if self.psnr is not None else None]  # fmt: skip
+        detail = ", ".join(m for m in measured if m)
+        return f"{self.prefer}: {self.approximator}" + (f" ({detail})" if detail else "") + (
+            f": {self.why}" if self.approximator == REFERENCE else "")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -85,10 +173,13 @@ class Plan:
     estimated_megabytes: float
     notes: tuple[str, ...] = field(default=())
     timings_class: str | None = None  # the device class whose timings ranked auto's pick (None: not ranked by time)
+    preference: str | None = None  # auto's preference in words (None: asked for by name)
+    choices: tuple[PresetPick, ...] = ()  # what each preset runs here (auto only)
+    why: str = ""  # auto's pick in a few words for people: why the reference itself, or the preset's rule
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out["size"], out["notes"] = list(self.size), list(self.notes)
+        out["size"], out["notes"], out["choices"] = list(self.size), list(self.notes), [asdict(c) for c in self.choices]
         out["working_size"] = list(self.working_size) if self.working_size else None
         return out
 
@@ -96,7 +187,7 @@ class Plan:
         """The plan in words, one fact a line."""
         height, width = self.size
         lines = [f"model:        {self.model} ({self.operator}{_params_text(self.params)})",
-                 f"request:      {self.request}",
+                 f"request:      {self.request}" + (f" (prefer {self.preference})" if self.preference else ""),
                  f"approximator: {self.approximator}",
                  f"why:          {self.reason}",
                  f"device:       {self.device} ({self._class_text()})",
@@ -114,6 +205,7 @@ class Plan:
         if self.compile:
             lines.append("compiled:     torch.compile")
         lines += [f"note:         {note}" for note in self.notes]
+        lines += [f"{'choices:' if i == 0 else '':<14}{pick.text()}" for i, pick in enumerate(self.choices)]
         return "\n".join(lines)
 
 
@@ -139,6 +231,8 @@ def make_plan(
     tile: int | None = None,
     compile: bool = False,
     memory_budget: int | None = None,
+    preference: Preference | None = None,
+    calibrate: bool | None = None,
 ) -> Plan:
     """Resolve ``request`` for a photo of ``size`` (height, width) on ``device`` (default: CUDA when available).
 
@@ -150,6 +244,9 @@ def make_plan(
         tile: run full-resolution networks in tiles of this size (default: only when memory requires).
         compile: run networks through ``torch.compile``.
         memory_budget: bytes the plan may use (default: a share of what the device has available).
+        preference: what ``auto`` trades (default ``balanced``); only with ``auto``.
+        calibrate: whether ``auto`` may time the model on this machine when its card has no timings for the
+            device's class (default: yes, unless ``$FIP_CALIBRATE`` is ``0``; see :mod:`fip.runtime.calibrate`).
 
     Raises:
         PlanError: an unknown approximator, or one this device, photo or parameter set cannot run.
@@ -158,24 +255,34 @@ def make_plan(
     height, width = size
     if min(height, width) < 2:
         raise InputError(f"the photo is {width}x{height} pixels; fip needs at least 2x2")
+    if preference is not None and not preference.is_default and request != AUTO:
+        raise PlanError(f"a preference ({preference}) steers auto; {request!r} is asked for by name: leave one out")
+    preference = preference or Preference()
+    torch_device = resolve_device(device)
     card = model.card
+    if request == AUTO:
+        from fip.runtime.calibrate import timed_card  # it runs plans: imported here, not at the top (a cycle)
+
+        card = timed_card(model, torch_device, calibrate=calibrate)
     operator = operator or card.operator
     if operator is None:
         raise PlanError(f"{card.name} serves several operators; name one (--operator, or operator= in Python)")
     spec = get_operator(operator)
     wanted, differing = _parameters(model, spec, params)
-    torch_device = resolve_device(device)
     dclass = device_class(torch_device)
     excluded = {a.name: why for a in card.approximators.values() if (why := _unavailable(a, card, torch_device, differing))}
     notes: list[str] = []
-    timings_class = None
+    timings_class, choices, why = None, (), ""
     if request == AUTO:
-        chosen, reason = choose(card, dclass, excluded)
+        choice = _choose(card, dclass, excluded, preference)
+        chosen, reason, why = choice.approximator, choice.reason, choice.why
+        choices = preset_picks(card, dclass, excluded, preference.min_psnr)
         timings_class = _timed_class(card, chosen, dclass)
         if (radius := _context_radius(chosen, card)) is not None and max(height, width) <= radius:
             reason = (f"the photo ({width}x{height}) is within the context of {chosen.name}'s network ({radius} "
                       "pixels each way), which would see mostly padding: the reference itself, exact, at little cost")  # fmt: skip
             chosen, timings_class = card.approximator(REFERENCE), None
+            why = "the photo is no larger than the network's context: the reference costs next to nothing"
     else:
         chosen = card.approximator(request)
         if request in excluded:
@@ -216,6 +323,7 @@ def make_plan(
         size=(height, width), working_size=working, upsampler=upsampler, tile=tile,
         band_rows=BAND_ROWS if working is not None else None, compile=compile,
         estimated_megabytes=round(estimate / 2**20, 1), notes=tuple(notes), timings_class=timings_class,
+        preference=str(preference) if request == AUTO else None, choices=choices, why=why,
     )  # fmt: skip
 
 
@@ -254,36 +362,105 @@ def _unavailable(approximator: Approximator, card: ModelCard, device: torch.devi
     return None  # the reference at low resolution runs anywhere: the operator on the CPU, its upsampling on the device
 
 
-def choose(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None) -> tuple[Approximator, str]:
-    """``auto``'s pick among ``card``'s approximators for a device of class ``dclass`` (see the module docstring),
-    and the reason in words. Without validation measurements, ``fast`` (else the first network approximator,
-    else ``reference-lowres``)."""
-    excluded = excluded or {}
+@dataclass(frozen=True)
+class _Choice:
+    approximator: Approximator
+    reason: str
+    why: str  # a few words for people: why the reference itself, or the preset's rule
+    timing: tuple[float, str, str] | None = None  # (seconds, class, size) that ranked it
+    psnr: float | None = None
+
+
+def choose(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None,
+           preference: Preference | None = None) -> tuple[Approximator, str]:  # fmt: skip
+    """``auto``'s pick among ``card``'s approximators for a device of class ``dclass`` under ``preference``
+    (default ``balanced``; see the module docstring), and the reason in words, naming the preset and its rule.
+    Without validation measurements, ``fast`` (else the first network approximator, else ``reference-lowres``); with
+    a PSNR floor and none measured, the reference itself."""
+    choice = _choose(card, dclass, excluded or {}, preference or Preference())
+    return choice.approximator, choice.reason
+
+
+def preset_picks(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None,
+                 min_psnr: float | None = None) -> tuple[PresetPick, ...]:  # fmt: skip
+    """What each preset (:data:`PRESETS`) runs on ``dclass``, with its measured seconds and PSNR."""
+    picks = []
+    for prefer in PRESETS:
+        choice = _choose(card, dclass, excluded or {}, Preference(prefer, min_psnr))
+        timing = choice.timing
+        if choice.approximator.name == REFERENCE:
+            klass = next((k for k in (dclass, *FALLBACK_CLASSES.get(dclass, ())) if k in card.reference_seconds), None)
+            reference = card.reference_seconds.get(klass) if klass else None
+            timing = (reference.seconds, klass, f"{reference.size[1]}x{reference.size[0]}") if reference else None
+        picks.append(PresetPick(prefer, choice.approximator.name, timing[0] if timing else None,
+                                timing[1] if timing else None, timing[2] if timing else None, choice.psnr,
+                                choice.why))  # fmt: skip
+    return tuple(picks)
+
+
+def _bar(preference: Preference, scored: dict[str, float], best: str, photo_set: str) -> tuple[set[str], str, str]:
+    """The approximators that clear ``preference``'s bar, the bar in words, and in a few words."""
+    top = scored[best]
+    floor = preference.min_psnr
+    also = f" and at least {floor:g} dB" if floor is not None else ""
+    if preference.prefer == "quality":
+        names = {n for n, v in scored.items() if v >= top - QUALITY_TIE_DB}
+        return names, (f"as good as the best on {photo_set} photos ({best} {top:.2f} dB) or within "
+                       f"{QUALITY_TIE_DB:g} dB of it{also}"), f"the fastest of the best quality (within {QUALITY_TIE_DB:g} dB){also}"  # fmt: skip
+    if preference.prefer == "speed":
+        floor = SPEED_FLOOR_DB if floor is None else floor
+        names = {n for n, v in scored.items() if v >= floor}
+        if not names:
+            return ({best}, f"as good as the best on {photo_set} photos ({best} {top:.2f} dB), as none scores "
+                    f"{floor:g} dB", f"none reaches {floor:g} dB: the best")  # fmt: skip
+        return (names, f"scoring at least {floor:g} dB on {photo_set} photos (the best: {best} {top:.2f} dB)",
+                f"the fastest at {floor:g} dB or more")  # fmt: skip
+    names = {n for n, v in scored.items() if v >= top - AUTO_MAX_LOSS_DB or v >= AUTO_GOOD_ENOUGH_DB}
+    return names, (f"within {AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos ({best} {top:.2f} dB) or at "
+                   f"least {AUTO_GOOD_ENOUGH_DB:g} dB{also}"), (
+        f"the fastest within {AUTO_MAX_LOSS_DB} dB of the best or at {AUTO_GOOD_ENOUGH_DB:g} dB{also}")  # fmt: skip
+
+
+def _choose(card: ModelCard, dclass: str, excluded: dict[str, str], preference: Preference) -> _Choice:
     candidates = [a for a in card.approximators.values() if a.name not in excluded]
     if not candidates:
         reasons = "; ".join(f"{k}: {v}" for k, v in excluded.items())
         raise PlanError(f"none of {card.name}'s approximators can run here ({reasons})")
     skipped = f" (left out: {'; '.join(f'{k}, {v}' for k, v in excluded.items())})" if excluded else ""
+    prefer = f"prefer {preference}"
     photo_set = card.choice_set
     scored = {a.name: a.quality[photo_set].psnr for a in candidates if photo_set and photo_set in a.quality}
+    if not scored and preference.min_psnr is not None:
+        why = f"no approximator is measured, so none is known to reach {preference.min_psnr:g} dB"
+        return _Choice(REFERENCE_ITSELF, f"{prefer}: the reference itself, exact: {why} on validation photos{skipped}", why)
     if not scored:
         fallback = next((a for a in candidates if a.name == "fast"), None) or next(
             (a for a in candidates if a.network is not None), candidates[0])  # fmt: skip
-        return fallback, f"no approximator of {card.name} is measured on validation photos: the default{skipped}"
+        return _Choice(fallback, f"no approximator of {card.name} is measured on validation photos: the default{skipped}",
+                       "no approximator is measured: the default")  # fmt: skip
+    if preference.min_psnr is not None:
+        kept = {n: v for n, v in scored.items() if v >= preference.min_psnr}
+        if not kept:
+            best = max(scored, key=scored.get)
+            why = f"no approximator reaches {preference.min_psnr:g} dB (the best, {best}, {scored[best]:.2f} dB)"
+            return _Choice(REFERENCE_ITSELF, f"{prefer}: the reference itself, exact: {why} on {photo_set} "
+                           f"photos{skipped}", why)  # fmt: skip
+        scored = kept
     best_name = max(scored, key=scored.get)
-    floor = scored[best_name] - AUTO_MAX_LOSS_DB
-    eligible = [a for a in candidates if a.name in scored and (scored[a.name] >= floor or scored[a.name] >= AUTO_GOOD_ENOUGH_DB)]
+    names, bar, short = _bar(preference, scored, best_name, photo_set)
+    eligible = [a for a in candidates if a.name in names]
     timed = [(seconds, a) for a in eligible if (seconds := _seconds(a, dclass)) is not None]
+    timing = None
     if timed:
-        seconds, pick = min(timed, key=lambda item: item[0][0])
-        where = f"on {dclass}" if seconds[1] == dclass else f"on {seconds[1]} (none measured on {dclass})"
-        speed = f"fastest {where}: {seconds[0]:.3f} s at {seconds[2]}"
-        reference = _reference_seconds(card, seconds[1])
-        if reference is not None and reference < seconds[0]:
-            return card.approximator(REFERENCE), (
-                f"the reference itself: {reference:.3f} s on {seconds[1]}, faster than every approximator within "
-                f"{AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos or at least {AUTO_GOOD_ENOUGH_DB:g} dB "
-                f"(the fastest, {pick.name}: {seconds[0]:.3f} s){skipped}")  # fmt: skip
+        timing, pick = min(timed, key=lambda item: item[0][0])
+        where = f"on {dclass}" if timing[1] == dclass else f"on {timing[1]} (none measured on {dclass})"
+        speed = f"fastest {where}: {timing[0]:.3f} s at {timing[2]}"
+        reference = _reference_seconds(card, timing[1])
+        if reference is not None and reference < timing[0]:
+            why = f"no approximator within {preference.prefer}'s quality bar is faster"
+            return _Choice(REFERENCE_ITSELF, (
+                f"{prefer}: the reference itself: {reference:.3f} s on {timing[1]}, faster than every approximator "
+                f"{bar} (the fastest, {pick.name}: {timing[0]:.3f} s){skipped}"), why)  # fmt: skip
     elif networks := [a for a in eligible if not a.runs_reference]:
         pick = min(networks, key=lambda a: _relative_cost(a, card))
         speed = (f"no timings on {dclass}: the network approximator of fewest multiply-adds per pixel (the "
@@ -291,10 +468,8 @@ def choose(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None)
     else:
         pick = min(eligible, key=lambda a: a.scale or 1.0)
         speed = f"no timings on {dclass}: the reference at the smallest working size"
-    rule = (f"{speed}, among approximators within {AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos "
-            f"({best_name} {scored[best_name]:.2f} dB) or at least {AUTO_GOOD_ENOUGH_DB:g} dB; "
-            f"{pick.name} scored {scored[pick.name]:.2f} dB")  # fmt: skip
-    return pick, rule + skipped
+    rule = f"{prefer}: {speed}, among approximators {bar}; {pick.name} scored {scored[pick.name]:.2f} dB"
+    return _Choice(pick, rule + skipped, short, timing, scored[pick.name])
 
 
 def _relative_cost(approximator: Approximator, card: ModelCard) -> float:
@@ -428,4 +603,6 @@ def _too_large(approximator: Approximator, size: tuple[int, int], needed: int, b
             "(fast, bf16), a smaller --tile, or --max-megapixels to downscale first")  # fmt: skip
 
 
-__all__ = ["AUTO", "AUTO_GOOD_ENOUGH_DB", "AUTO_MAX_LOSS_DB", "DeviceError", "Plan", "PlanError", "choose", "make_plan"]
+__all__ = ["AUTO", "AUTO_GOOD_ENOUGH_DB", "AUTO_MAX_LOSS_DB", "BALANCED", "PRESETS", "QUALITY_TIE_DB", "SPEED_FLOOR_DB",
+           "DeviceError", "Plan", "PlanError", "Preference", "PreferenceError", "PresetPick", "choose", "make_plan",
+           "preset_picks"]
