@@ -35,7 +35,7 @@ from fip.imaging import encode_image, output_format, output_suffix
 from fip.models.cards import ModelCard
 from fip.models.catalogue import Model
 from fip.raw import PHOTO_EXTENSIONS
-from fip.runtime.plan import AUTO, Plan
+from fip.runtime.plan import AUTO, Plan, Preference
 from fip.workers import executor, local_workers
 
 _GLOB_CHARACTERS = frozenset("*?[")
@@ -381,6 +381,7 @@ class _Job:
     max_megapixels: float | None
     tile: int | None
     output: OutputOptions
+    preference: Preference | None = None
 
 
 def _run_job(job: _Job, model: Model | None = None) -> tuple[FileResult, bytes | None]:
@@ -391,7 +392,7 @@ def _run_job(job: _Job, model: Model | None = None) -> tuple[FileResult, bytes |
         model = model if model is not None else _worker_model(job.card)
         photo = open_input(job.source, job.max_megapixels)
         result = run_approximation(model, photo.views, job.params, job.request, operator=job.operator,
-                                   device=job.device, tile=job.tile)  # fmt: skip
+                                   device=job.device, tile=job.tile, preference=job.preference)  # fmt: skip
         image = photo.upright(result.image)
         data = encode_image(image, job.output.format, quality=job.output.quality, metadata=photo.metadata)
     except FipError as exc:
@@ -447,6 +448,7 @@ def run_batch(
     tile: int | None = None,
     workers: int = 1,
     scheduler: str | None = None,
+    preference: Preference | None = None,
 ) -> Iterator[FileResult]:
     """Approximate the operator on every input of ``batch``, yielding each result as it is written.
 
@@ -454,6 +456,7 @@ def run_batch(
         model: the model (any name :func:`fip.pipeline.resolve` takes, opened).
         batch: from :func:`plan_batch`.
         request: ``auto`` or an approximator's name.
+        preference: what ``auto`` trades (default ``balanced``).
         workers: local processes (each opens the model once and takes its share of the cores and memory);
             1 runs in this process. At most one per input, per CPU core and per 300 MB of available memory start
             (:func:`fip.workers.local_workers` warns when the cores or memory cap them).
@@ -473,7 +476,7 @@ def run_batch(
             yield FileResult(item.source, item.output, "kept")
         else:
             jobs.append((item, _Job(item.source, model.card, request, operator, params, device, max_megapixels, tile,
-                                    batch.output)))  # fmt: skip
+                                    batch.output, preference)))  # fmt: skip
     with _executor(workers, scheduler, len(jobs)) as pool:
         if pool is None:
             done = ((item, _run_job(job, model)) for item, job in jobs)

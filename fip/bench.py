@@ -2,8 +2,9 @@
 
 One photo at one size (a 1920x1080 frame by default), each row warmed up once and then timed ``runs`` times
 (median). Every approximator row runs the plan ``fip apply`` would run for it (:func:`fip.runtime.plan.make_plan`,
-:func:`fip.runtime.execute.run_plan`), and the ``auto`` row is exactly ``fip apply``'s default. Quality is PSNR
-against the reference operator's output on the same frame.
+:func:`fip.runtime.execute.run_plan`), and the ``auto`` row is exactly ``fip apply``'s for the same preference
+(default ``balanced``). The *chosen by* column marks what each preset (``quality``, ``balanced``, ``speed``) runs
+on this device. Quality is PSNR against the reference operator's output on the same frame.
 
 Two rows are yardsticks, not approximators: ``reference``, the operator itself, and ``baseline``, the model's
 network folded with this frame's own statistics (so its output equals the paper-exact one), float32, eager,
@@ -35,7 +36,7 @@ from fip.registry import get_operator
 from fip.runtime.devices import describe, device_class, native_bf16, resolve_device, synchronize
 from fip.models.inputs import input_scale, normalize_input, scales_output
 from fip.runtime.execute import Views, prepared, run_plan, to_image, with_maps
-from fip.runtime.plan import AUTO, PlanError, make_plan
+from fip.runtime.plan import AUTO, PlanError, Preference, make_plan
 
 YARDSTICKS = ("reference", "baseline")
 
@@ -54,6 +55,7 @@ class Row:
     speedup_vs_reference: float | None = None
     speedup_vs_baseline: float | None = None
     note: str = ""
+    chosen_by: tuple[str, ...] = ()  # the presets whose auto runs this row's approximator here
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Bench:
     machine: str
     peak_gflops: dict[str, float] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
+    preference: str = "balanced"  # what the auto row trades
 
 
 class _PeakMemory:
@@ -162,12 +165,14 @@ def run_bench(
     *,
     model: str | Model | None = None,
     bounds: bool = True,
+    preference: Preference | None = None,
 ) -> Bench:
     """Measure ``rows`` (default: ``reference``, ``baseline``, every approximator of the model, ``auto``) for
     ``operator``'s installed model (or ``model``) on one photo of ``size`` (height, width) on ``device``;
     ``bounds``: measure the GEMM peaks first, for each row's lower bound. ``reference_runs=0`` leaves the reference
     out (no ``reference`` row, no PSNR, no speed-up against it): timings alone, where a slow reference at a large
-    size would take longer than the rows themselves."""
+    size would take longer than the rows themselves. ``preference`` steers the ``auto`` row; each row says which
+    presets choose it (``chosen_by``)."""
     if runs < 1 or reference_runs < 0:
         raise InputError(f"runs must be at least 1 and reference runs at least 0 (0: no reference); got {runs} and "
                          f"{reference_runs}")  # fmt: skip
@@ -181,7 +186,13 @@ def run_bench(
     photo = _bench_photo(image, *size)
     views = Views.of_photo(photo)
     params = spec.resolve_params(model.params if model.operator == operator else None)
-    bench = Bench(operator, model.name, size, runs, str(torch_device), device_class(torch_device), describe(torch_device))
+    bench = Bench(operator, model.name, size, runs, str(torch_device), device_class(torch_device), describe(torch_device),
+                  preference=str(preference or Preference()))  # fmt: skip
+    # What each preset runs here (its calibration, where the card has no timings for this class, happens now).
+    picks = make_plan(model, AUTO, size, torch_device, operator=operator, params=params, preference=preference).choices
+
+    def chosen_by(name: str) -> tuple[str, ...]:
+        return tuple(pick.prefer for pick in picks if pick.approximator == name)
     # bfloat16's peak only where the device computes it natively (elsewhere bf16 approximators run in float32)
     precisions = [("float32", torch.float32)] + [("bfloat16", torch.bfloat16)] * native_bf16(torch_device)
     for precision, dtype in precisions if bounds else ():
@@ -197,7 +208,8 @@ def run_bench(
         reference_seconds, peak, reference = _timed(lambda: spec.apply(photo.view(spec.input), params),
                                                     reference_runs, torch.device("cpu"))  # fmt: skip
         if "reference" in rows:
-            record(Row("reference", reference_seconds, peak, None, note=f"{spec.name}, on the CPU"))
+            record(Row("reference", reference_seconds, peak, None, note=f"{spec.name}, on the CPU",
+                       chosen_by=chosen_by("reference")))  # fmt: skip
     main = model.card.networks.get("net")
     plain = main is not None and main.kind != "onnx" and not {"guided", "grid"} & set(main.architecture)
     if "baseline" in rows and plain:
@@ -218,7 +230,8 @@ def run_bench(
                    note="the network folded with this frame's statistics, float32, eager, channels_last"))  # fmt: skip
     for name in [r for r in rows if r not in YARDSTICKS]:
         try:
-            plan = make_plan(model, name, size, torch_device, operator=operator, params=params)
+            plan = make_plan(model, name, size, torch_device, operator=operator, params=params,
+                             preference=preference if name == AUTO else None)  # fmt: skip
         except PlanError as exc:
             record(Row(name, None, None, None, note=f"cannot run here: {exc}"))
             continue
@@ -228,7 +241,7 @@ def run_bench(
         gmacs, bound = _bound(model, plan, bench.peak_gflops)
         note = plan.reason if name == AUTO else model.card.approximator(name).description
         record(Row(name, seconds, peak, _psnr(out, reference), plan.approximator, plan.precision, plan.working_size,
-                   gmacs, bound, note=note))  # fmt: skip
+                   gmacs, bound, note=note, chosen_by=() if name == AUTO else chosen_by(name)))  # fmt: skip
     baseline = next((r.seconds for r in bench.rows if r.name == "baseline"), None)
     for row in bench.rows:
         if row.seconds:
@@ -263,15 +276,16 @@ def format_table(bench: Bench) -> str:
     bound."""
     height, width = bench.size
     lines = [f"fip bench: {bench.operator} ({bench.model}) at {width}x{height} on {bench.device} (class "
-             f"{bench.device_class}); median of {bench.runs} runs after one warm-up; {bench.machine}.",
+             f"{bench.device_class}); median of {bench.runs} runs after one warm-up; {bench.machine}; auto: prefer "
+             f"{bench.preference}.",
              "GEMM peak here: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in bench.peak_gflops.items())]  # fmt: skip
     baseline = next((r for r in bench.rows if r.name == "baseline"), None)
     if baseline and baseline.bound_seconds:
         lines.append(f"Lower bound of the baseline network: {baseline.gmacs:.1f} GMAC x 2 / "
                      f"{bench.peak_gflops['float32']:.0f} GFLOP/s = {baseline.bound_seconds:.3f} s "
                      f"(it runs at {baseline.bound_seconds / baseline.seconds:.0%} of it).")  # fmt: skip
-    lines += ["", "| row | runs | s | peak MB | PSNR (dB) | vs reference | vs baseline | precision | works at | GMAC "
-              "| x bound | note |", "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]  # fmt: skip
+    lines += ["", "| row | runs | chosen by | s | peak MB | PSNR (dB) | vs reference | vs baseline | precision | "
+              "works at | GMAC | x bound | note |", "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]  # fmt: skip
 
     def number(value: float | None, fmt: str, unit: str = "") -> str:
         return "" if value is None else format(value, fmt) + unit
@@ -280,7 +294,7 @@ def format_table(bench: Bench) -> str:
         over = r.seconds / r.bound_seconds if r.bound_seconds and r.seconds else None
         works = f"{r.working_size[1]}x{r.working_size[0]}" if r.working_size else ""
         ran = r.approximator if r.approximator and r.approximator != r.name else ""
-        lines.append(f"| {r.name} | {ran} | {number(r.seconds, '.3f')} | {number(r.peak_mb, '.0f')} | "
+        lines.append(f"| {r.name} | {ran} | {', '.join(r.chosen_by)} | {number(r.seconds, '.3f')} | {number(r.peak_mb, '.0f')} | "
                      f"{number(r.psnr, '.2f')} | {number(r.speedup_vs_reference, '.1f', 'x')} | "
                      f"{number(r.speedup_vs_baseline, '.2f', 'x')} | {r.precision} | {works} | {number(r.gmacs, '.1f')} | "
                      f"{number(over, '.1f')} | {r.note} |")  # fmt: skip

@@ -5,6 +5,7 @@
     fip data --operator NAME [...]         generate (input, target) pairs for one or more operators
     fip train -c OPERATOR                  train an approximator (LightningCLI: fit, validate, ...)
     fip models [--json] [FOLDER ...]       installed models (or these folders): approximators, quality, speed
+    fip models --calibrate [MODEL ...]     time models on this machine now, for auto's choice
     fip eval --model NAME_OR_PATH          PSNR/SSIM against the reference operator
     fip apply -o OPERATOR INPUT... --out D approximate an operator on photos or raw files (or --model M)
     fip build OPERATOR [--source S]        split, train, measure and report a model folder that auto can use
@@ -44,8 +45,8 @@ EXIT_BROKEN_PIPE = 141  # the reader of the output went away (`fip operators | h
 
 MODEL_HELP = ("an installed model (fip models: e.g. fip/smooth.l0), paper/<Operator> (the authors'), a model folder, "
               "a .ckpt from fip train or a .pt network file")  # fmt: skip
-VARIANT_HELP = ("auto (default): the fastest approximator measured on this device class within 0.5 dB of the best "
-                "on validation photos, or at least 40 dB (or the reference itself where it is faster); or an "
+VARIANT_HELP = ("auto (default): the engine's choice for this device class, as --prefer says (or the reference itself "
+                "where it is faster); or an "
                 "approximator's name (fip models lists them: full, fast, bf16, network-lowres, lowres, pruned, int8, "
                 "reference-lowres, reference-halfres), or reference: the operator itself")  # fmt: skip
 
@@ -205,6 +206,16 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _preference(args: argparse.Namespace):
+    """``--prefer`` and ``--min-psnr`` as a :class:`~fip.runtime.plan.Preference` (``None``: neither given); a bad
+    value stops here with one line (exit 2)."""
+    from fip.runtime.plan import Preference
+
+    if args.prefer is None and args.min_psnr is None:
+        return None
+    return Preference.of(args.prefer, args.min_psnr)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from fip.data.sources import open_source
     from fip.evaluate import evaluate
@@ -223,6 +234,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.json,
         request=args.variant,
         device=args.device,
+        preference=_preference(args),
     )
     print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
     return 0
@@ -235,12 +247,13 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     from fip.pipeline import resolve
     from fip.runtime.plan import make_plan
 
+    preference = _preference(args)
     model = resolve(args.model, args.operator)
     params = _params(args.param)
     # Usage errors (device, approximator, parameters, tile, operator, output folder, a damaged network file) stop
     # here, before any photo.
     plan = make_plan(model, args.variant, (1080, 1920), args.device, operator=args.operator, params=params,
-                     tile=args.tile, memory_budget=1 << 40)  # fmt: skip
+                     tile=args.tile, memory_budget=1 << 40, preference=preference)  # fmt: skip
     if (network := model.card.approximator(plan.approximator).network) is not None:
         model.network(network)  # checked against the card's SHA-256 once, not failed per photo
     if args.quality is not None and args.format != "jpeg":
@@ -253,18 +266,20 @@ def _cmd_apply(args: argparse.Namespace) -> int:
               "params": _resolved(operator, params), "approximator": args.variant, "format": args.format,
               "quality": output.quality if args.format == "jpeg" else None,
               "max_megapixels": args.max_megapixels}  # fmt: skip
+    if preference is not None and not preference.is_default:  # (absent when default: earlier outputs are kept)
+        recipe["prefer"] = str(preference)
     batch = plan_batch(args.inputs, args.out, recursive=args.recursive, output=output, recipe=recipe)
     if args.explain:
         for item in batch.items:
             if item.error is None and item.action != "keep":
-                print(f"{item.source}:\n{_explain(model, item.source, args, params)}\n", flush=True)
+                print(f"{item.source}:\n{_explain(model, item.source, args, params, preference)}\n", flush=True)
     results = []
     start = time.perf_counter()
     bar = _progress(len(batch.items), "photos", disable=args.no_progress)
     try:
         for r in run_batch(model, batch, request=args.variant, operator=args.operator, params=params,
                            device=args.device, max_megapixels=args.max_megapixels, tile=args.tile,
-                           workers=args.workers, scheduler=args.scheduler):  # fmt: skip
+                           workers=args.workers, scheduler=args.scheduler, preference=preference):  # fmt: skip
             results.append(r)
             bar.update()
             bar.write(_result_line(r), file=sys.stderr if r.status == "failed" else sys.stdout)
@@ -285,7 +300,7 @@ def _resolved(operator: str | None, params: dict | None) -> dict | None:
     return get_operator(operator).resolve_params(params) if operator else params
 
 
-def _explain(model, source: Path, args: argparse.Namespace, params) -> str:
+def _explain(model, source: Path, args: argparse.Namespace, params, preference=None) -> str:
     """The plan ``fip apply`` will run for ``source`` (its size read from the file), or why it cannot open."""
     from fip.pipeline import open_views
     from fip.runtime.plan import make_plan
@@ -293,7 +308,7 @@ def _explain(model, source: Path, args: argparse.Namespace, params) -> str:
     try:
         views = open_views(source, args.max_megapixels)
         return make_plan(model, args.variant, views.size, args.device, operator=args.operator, params=params,
-                         tile=args.tile).explain()  # fmt: skip
+                         tile=args.tile, preference=preference).explain()  # fmt: skip
     except FipError as exc:
         return f"  cannot run: {exc}"
 
@@ -316,6 +331,10 @@ def _progress(total: int, unit: str, disable: bool):
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    if args.calibrate:
+        return _calibrate(args)
+    if args.device:
+        raise ParameterError("--device says where to time models: add --calibrate, or leave --device out")
     from fip.models.cards import read_card
     from fip.models.catalogue import list_models
 
@@ -343,6 +362,41 @@ def _cmd_models(args: argparse.Namespace) -> int:
             print(f"    in {card.root}")
     if cards and not args.json:
         print("\ndB: PSNR against the reference on each model's validation photos at 1080p; s: one 1920x1080 photo")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """``fip models --calibrate``: time each model on this machine now (fip.runtime.calibrate) and say what each
+    preset of auto then runs here."""
+    from fip.models.catalogue import list_models, open_model
+    from fip.runtime.calibrate import calibrate_model, candidates, timed_card
+    from fip.runtime.devices import device_class, resolve_device
+    from fip.runtime.plan import preset_picks
+
+    if args.json:
+        raise ParameterError("--calibrate prints its timings as a table; leave --json out")
+    device = resolve_device(args.device)
+    dclass = device_class(device)
+    models = [open_model(str(f)) for f in args.folders] or [open_model(card) for card in list_models(args.operator)]
+    for model in models:
+        names = candidates(model.card, device)
+        if not names or model.card.operator is None:
+            why = "a network of several operators" if names else "no approximator measured on validation photos"
+            print(f"{model.name}: nothing to time ({why}: auto does not rank it by time)")
+            continue
+        calibrate_model(model, device, progress=lambda line: print(f"fip: {line}", file=sys.stderr, flush=True))
+        card = timed_card(model, device, calibrate=True)
+        photo_set = card.choice_set
+        timing = card.reference_seconds.get(dclass)
+        size = f"{timing.size[1]}x{timing.size[0]}" if timing else ""
+        print(f"{card.name} on {device} (class {dclass}), seconds for one {size} frame:")
+        for approximator in card.approximators.values():
+            if (seconds := approximator.seconds.get(dclass)) is not None and approximator.name in names:
+                print(f"    {approximator.name:<17} {approximator.quality[photo_set].psnr:6.2f} dB  {seconds.seconds:7.3f} s")
+        if timing:
+            print(f"    {'(reference)':<17}    exact   {timing.seconds:7.3f} s")
+        picks = preset_picks(card, dclass)
+        print("    auto: " + ", ".join(f"{p.prefer} -> {p.approximator}" for p in picks))
     return 0
 
 
@@ -388,7 +442,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"  {row.name}: {row.seconds:.3f} s", file=sys.stderr, flush=True)
 
     bench = run_bench(args.operator, size, args.runs, args.image, rows, args.reference_runs, args.device, progress,
-                      model=args.model)  # fmt: skip
+                      model=args.model, preference=_preference(args))  # fmt: skip
     print(json.dumps(to_json(bench), indent=2) if args.json else format_table(bench))
     if args.plot:
         print(f"curve: {plot_curve(bench, args.plot)}", file=sys.stderr)
@@ -436,9 +490,20 @@ def _add_photo_arguments(p: argparse.ArgumentParser, split: str, resolution: str
 
 
 def _add_engine_arguments(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    """The approximator and the device: shared by `apply`, `eval` and `bench`."""
+    """The approximator and the device: shared by `apply` and `eval`."""
     parser.add_argument("--variant", "--approximator", default=default, metavar="NAME", help=VARIANT_HELP)
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    _add_preference_arguments(parser)
+
+
+def _add_preference_arguments(parser: argparse.ArgumentParser) -> None:
+    """What auto trades: shared by `apply`, `eval` and `bench` (checked by fip.runtime.plan.Preference)."""
+    parser.add_argument("--prefer", metavar="PRESET", help="what auto trades: quality (the fastest within 0.1 dB of "
+                        "the best approximator on validation photos), balanced (default: the fastest within 0.5 dB of "
+                        "the best, or at least 40 dB) or speed (the fastest scoring at least 32 dB, or --min-psnr)")
+    parser.add_argument("--min-psnr", metavar="DB", help="auto runs no approximator that scored under DB dB on the "
+                        "validation photos (the reference itself where none reaches it); with --prefer speed, the "
+                        "floor instead of 32 dB")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -487,7 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the cards as a JSON list (name, operator, approximators)")
     p.add_argument("--operator", "-o", help="only the models of this operator")
     p.add_argument("folders", nargs="*", type=Path, metavar="FOLDER",
-                   help="show these model folders (fip build's) instead of the installed models")
+                   help="show these model folders (fip build's) instead of the installed models; with --calibrate, "
+                   "models by name too")  # fmt: skip
+    p.add_argument("--calibrate", action="store_true", help="time the models' approximators on this machine now "
+                   "(about a minute a model), so that auto chooses by this machine's timings; kept in fip's cache")
+    p.add_argument("--device", help="with --calibrate: cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.set_defaults(run=_cmd_models)
 
     p = sub.add_parser("apply", help="approximate an operator on photos or raw files")
@@ -544,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", help="comma-separated rows: reference, baseline, auto and approximator names "
                    "(default: all of them)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
+    _add_preference_arguments(p)
     p.add_argument("--json", action="store_true", help="print the bench as JSON instead of the table")
     p.add_argument("--plot", type=Path, help="write the speed-quality curve here (PNG)")
     p.set_defaults(run=_cmd_bench)

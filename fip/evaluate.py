@@ -20,7 +20,7 @@ from fip.raw import load_photo
 from fip.registry import InputKind, get_operator
 from fip.runtime.devices import synchronize
 from fip.runtime.execute import Views, run_plan, to_image
-from fip.runtime.plan import AUTO, make_plan
+from fip.runtime.plan import AUTO, Preference, make_plan
 
 
 @dataclass
@@ -32,6 +32,7 @@ class EvalReport:
     pairs_dir: Path
     request: str = AUTO
     images: list[dict[str, Any]] = field(default_factory=list)
+    preference: str | None = None  # auto's preference in words (None: an approximator asked for by name)
 
     @property
     def mean_psnr(self) -> float:
@@ -58,6 +59,7 @@ class EvalReport:
             "params": self.params,
             "resolution": self.resolution,
             "request": self.request,
+            "preference": self.preference,
             "approximators": self.approximators,
             "images": self.images,
             "mean_psnr": self.mean_psnr,
@@ -70,7 +72,8 @@ class EvalReport:
 
     def table(self) -> str:
         timed = all("reference_seconds" in i for i in self.images)
-        lines = [f"{self.model} ({self.request}: {', '.join(self.approximators)}) vs {self.operator} {self.params} "
+        request = f"{self.request}, prefer {self.preference}" if self.preference else self.request
+        lines = [f"{self.model} ({request}: {', '.join(self.approximators)}) vs {self.operator} {self.params} "
                  f"at {self.resolution}", ""]  # fmt: skip
         header = "| photo | size | PSNR (dB) | SSIM | input PSNR (dB) |" + (
             " reference (s) | model (s) | speed-up |" if timed else "")  # fmt: skip
@@ -100,6 +103,7 @@ def evaluate(
     progress: bool = False,
     request: str = AUTO,
     device: str | torch.device | None = None,
+    preference: Preference | None = None,
 ) -> EvalReport:
     """PSNR/SSIM of ``model``'s approximator ``request`` against the reference operator on ``source``'s ``split``
     photos, and the input photo's own PSNR against the reference (``input_psnr``: an approximation scoring below it
@@ -120,7 +124,8 @@ def evaluate(
     manifest = read_manifest(report.out_dir)
     photos = {photo.name for photo in source.select(split)}  # the pair set is shared by every split of the source
     names = sorted(n for n in manifest["pairs"] if n in photos)  # exposure 0: pairs are named as their photos
-    result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir), request)
+    result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir), request,
+                        preference=str(preference or Preference()) if request == AUTO else None)  # fmt: skip
     maps = model.maps(operator, params)
 
     def photo_of(name: str):
@@ -133,7 +138,7 @@ def evaluate(
             Views.of_array(image).srgb, lambda: photo_of(name))  # fmt: skip
 
     def run(views: Views):
-        plan = make_plan(model, request, views.size, device, operator=operator, params=params)
+        plan = make_plan(model, request, views.size, device, operator=operator, params=params, preference=preference)
         synchronize(torch.device(plan.device))
         start = time.perf_counter()
         output = to_image(run_plan(plan, model, views, maps))

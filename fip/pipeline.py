@@ -39,7 +39,7 @@ from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.raw import RAW_EXTENSIONS, Photo, load_photo
 from fip.registry import get_operator
 from fip.runtime.execute import Views, run_plan, to_image
-from fip.runtime.plan import AUTO, PARAMS_NOTE, Plan, make_plan
+from fip.runtime.plan import AUTO, PARAMS_NOTE, Plan, Preference, make_plan
 
 MAX_FILE_MEGABYTES = 800
 """Files bigger than this (MB) are refused before decoding (a 100 MP 16-bit TIFF is about 600 MB)."""
@@ -220,6 +220,7 @@ def run_approximation(
     device: str | torch.device | None = None,
     tile: int | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    preference: Preference | None = None,
 ) -> Result:
     """Approximate the operator on one photo through the engine, timed (plan included in the result).
 
@@ -230,13 +231,14 @@ def run_approximation(
             reference at low resolution, which follows any).
         request: ``auto`` or an approximator's name.
         on_plan: called with the plan before it runs (``fip apply --explain`` prints it).
+        preference: what ``auto`` trades (:class:`~fip.runtime.plan.Preference`; default ``balanced``).
     """
     model = resolve(model, operator) if not isinstance(model, Model) else model
     if isinstance(photo, np.ndarray):
         photo = Views.of_array(check_image(photo))
     views = Views.of_photo(photo) if isinstance(photo, Photo) else photo
     plan = make_plan(model, request, views.size, device, operator=operator, params=dict(params) if params else None,
-                     tile=tile)  # fmt: skip
+                     tile=tile, preference=preference)  # fmt: skip
     maps = model.maps(plan.operator, plan.params)
     if on_plan is not None:
         on_plan(plan)
@@ -269,6 +271,7 @@ def render_to_file(
     operator: str | None = None,
     device: str | torch.device | None = None,
     format: str = "png",
+    preference: Preference | None = None,
 ) -> tuple[Path, Result]:
     """The approximation on the photo at ``path`` at its native resolution, upright and with the file's ICC profile
     and EXIF, written atomically as ``out_dir/<stem>-<operator><suffix>`` (an existing file of that name is
@@ -277,7 +280,8 @@ def render_to_file(
     from fip.imaging import output_suffix
 
     photo = open_input(path)
-    result = run_approximation(model, photo.views, params, request, operator=operator, device=device)
+    result = run_approximation(model, photo.views, params, request, operator=operator, device=device,
+                               preference=preference)  # fmt: skip
     image = photo.upright(result.image)
     output = Path(out_dir) / f"{Path(path).stem}-{result.plan.operator}{output_suffix(format)}"
     atomic_write_bytes(output, encode_image(image, format, metadata=photo.metadata))
