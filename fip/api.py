@@ -7,6 +7,7 @@
 
     out = fip.apply("smooth.l0", photo)                 # NumPy, PIL or torch in, the same kind out
     out = fip.apply("smooth.l0", photo, variant="reference-lowres", params={"lambda_": 0.05})
+    out = fip.apply("smooth.l0", photo, prefer="speed", min_psnr=33)   # auto trades quality for speed
 
 Both run through the engine (:mod:`fip.runtime`): the same plans, and the same ``auto`` as ``fip apply`` and the demo.
 """
@@ -25,7 +26,7 @@ from fip.imaging import shape_hint
 from fip.models.catalogue import Model, open_model
 from fip.runtime.devices import resolve_device
 from fip.runtime.execute import Views, forward_approximator, plan_dtype, reference_lowres
-from fip.runtime.plan import AUTO, Plan, make_plan
+from fip.runtime.plan import AUTO, Plan, Preference, make_plan
 
 TYPICAL_SIZE = (1080, 1920)  # the photo size ``load`` resolves ``auto`` for; cards are timed at this size
 
@@ -124,6 +125,8 @@ def load(
     *,
     variant: str = AUTO,
     operator: str | None = None,
+    prefer: str | Preference | None = None,
+    min_psnr: float | None = None,
 ) -> FastOperator:
     """A fast approximation as a :class:`FastOperator` (a ``torch.nn.Module``) on ``device``.
 
@@ -131,17 +134,30 @@ def load(
         name_or_path: an operator's name (``"smooth.l0"``: the model installed for it), a model's name
             (``"fip/smooth.l0"``, ``"paper/L0_smoothing"``), a model folder, or a network file (``.pt``, ``.ckpt``).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; default CUDA when available, else the CPU.
-        variant: ``"auto"`` (the fastest approximator measured on this device class within 0.5 dB of the best, or at
-            least 40 dB) or an approximator's name (``fip models`` lists them).
+        variant: ``"auto"`` (the engine's choice for this device class, as ``prefer`` says) or an approximator's
+            name (``fip models`` lists them).
         operator: the operator, for a network of several (``"paper/combined"``).
+        prefer: what ``auto`` trades: ``"quality"`` (the fastest within 0.1 dB of the best approximator on the
+            validation photos), ``"balanced"`` (default: the fastest within 0.5 dB of the best, or at least 40 dB)
+            or ``"speed"`` (the fastest scoring at least 32 dB, or ``min_psnr``; the best where none does). Each
+            runs the reference itself where that was measured faster.
+        min_psnr: ``auto`` runs no approximator that scored under this PSNR (dB) on the validation photos (the
+            reference itself where none reaches it).
 
     Raises:
-        fip.FipError: an unknown name, an approximator the device cannot run, a damaged file.
+        fip.FipError: an unknown name, an approximator the device cannot run, a damaged file, a preference that is
+            not one (:class:`~fip.runtime.plan.PreferenceError`).
     """
+    preference = _preference(prefer, min_psnr)
     model = name_or_path if isinstance(name_or_path, Model) else open_model(name_or_path)
     torch_device = resolve_device(device)
-    plan = make_plan(model, variant, TYPICAL_SIZE, torch_device, operator=operator, memory_budget=1 << 62)
+    plan = make_plan(model, variant, TYPICAL_SIZE, torch_device, operator=operator, memory_budget=1 << 62,
+                     preference=preference)  # fmt: skip
     return FastOperator(model, plan).to(torch_device)
+
+
+def _preference(prefer: str | Preference | None, min_psnr: float | None) -> Preference | None:
+    return None if prefer is None and min_psnr is None else Preference.of(prefer, min_psnr)
 
 
 def apply(
@@ -152,6 +168,8 @@ def apply(
     device: str | torch.device | None = None,
     params: Mapping[str, Any] | None = None,
     operator: str | None = None,
+    prefer: str | Preference | None = None,
+    min_psnr: float | None = None,
 ) -> Any:
     """Approximate an operator on one image (or a batch of tensors) and return the result as the same kind.
 
@@ -167,6 +185,7 @@ def apply(
             operator itself (at reduced resolution where that is within its bar: ``reference-lowres``,
             ``reference-halfres``), which follows any values.
         operator: for a network of several operators (``"paper/combined"``): which one.
+        prefer, min_psnr: what ``auto`` trades, as :func:`load` takes them.
 
     Returns:
         The approximation: a NumPy array of the input's dtype and shape, a PIL RGB image (8 bits a channel,
@@ -178,10 +197,11 @@ def apply(
     """
     from fip.pipeline import run_approximation
 
+    preference = _preference(prefer, min_psnr)
     if isinstance(operator_or_model, FastOperator):
-        if params is not None or variant != AUTO:
+        if params is not None or variant != AUTO or preference is not None:
             raise InputError("a module from fip.load runs the approximator and parameters it was loaded with; pass "
-                             "the model's name to fip.apply to choose others")  # fmt: skip
+                             "the model's name to fip.apply to choose others (or load it with prefer=)")  # fmt: skip
         return _as_kind(image, lambda rgb: operator_or_model(rgb.to(operator_or_model.device)).cpu())
     model = operator_or_model if isinstance(operator_or_model, Model) else open_model(operator_or_model)
     if isinstance(image, torch.Tensor) and device is None:
@@ -190,7 +210,7 @@ def apply(
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         results = [run_approximation(model, Views(item[None].float()), params, variant, operator=operator,
-                                     device=torch_device).image for item in batch]  # fmt: skip
+                                     device=torch_device, preference=preference).image for item in batch]  # fmt: skip
         return torch.from_numpy(np.stack(results)).permute(0, 3, 1, 2)
 
     return _as_kind(image, run)

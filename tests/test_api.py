@@ -171,3 +171,25 @@ def test_apply_names_the_operator_of_a_network_of_several():
     assert out.shape == image.shape
     module = fip.load("paper/combined", device="cpu", variant="fast", operator="smooth.l0")
     np.testing.assert_allclose(fip.apply(module, image), out, atol=1e-5)
+
+
+def test_load_and_apply_take_the_preference_of_auto():
+    from fip.runtime.plan import Preference, PreferenceError, make_plan
+
+    model = fip.load("smooth.l0", device="cpu").model
+    for prefer in ("quality", "balanced", "speed"):
+        expected = make_plan(model, "auto", (1080, 1920), "cpu", preference=Preference(prefer)).approximator
+        assert fip.load("smooth.l0", device="cpu", prefer=prefer).approximator == expected
+    assert fip.load("smooth.l0", device="cpu", prefer="speed").approximator == "reference-lowres"  # 0.52 s, 35.9 dB
+    assert fip.load("smooth.l0", device="cpu", prefer="speed", min_psnr=99).approximator == "reference"
+    image = smooth_image(48, 64)
+    out = fip.apply("smooth.l0", image, prefer="speed", min_psnr=99)  # nothing reaches 99 dB: the reference itself
+    np.testing.assert_allclose(out, run_approximation("smooth.l0", image, request="reference").image, atol=1e-6)
+    with pytest.raises(PreferenceError, match="prefer 'fastest' is not a preset"):
+        fip.apply("smooth.l0", image, prefer="fastest")
+    with pytest.raises(FipError, match="min PSNR -3 is not a PSNR"):
+        fip.load("smooth.l0", device="cpu", min_psnr=-3)
+    with pytest.raises(FipError, match="'fast' is asked for by name"):
+        fip.apply("smooth.l0", image, variant="fast", prefer="speed")
+    with pytest.raises(InputError, match="or load it with prefer="):
+        fip.apply(fip.load("smooth.l0", device="cpu"), image, prefer="speed")
