@@ -39,7 +39,8 @@ from fip.models.catalogue import MODEL_PATH_ENV, default_catalogue, model_for_op
 from fip.raw import PHOTO_EXTENSIONS
 from fip.registry import OperatorSpec, Param, get_operator, list_operators
 from fip.runtime.devices import resolve_device
-from fip.runtime.plan import AUTO
+from fip.runtime.plan import AUTO, BALANCED, PRESETS, Plan, Preference
+from fip.models.cards import REFERENCE
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +181,12 @@ class Editor:
         return _upright(photo, photo.srgb), path, f"Loaded **{Path(path).name}**: {kind}, {width}×{height}{shown}."
 
     def run(
-        self, path: str | None, operator: str, widgets_for: str | None, variant: str, compare: bool, *values: Any
+        self, path: str | None, operator: str, widgets_for: str | None, variant: str, prefer: str | None,
+        min_psnr: float | None, compare: bool, *values: Any,
     ) -> tuple[Any, np.ndarray | None, np.ndarray | None, str]:
         """(before/after pair, approximation, reference or None, status text). ``widgets_for`` is the operator
-        the parameter widgets currently show (they update a moment after the operator changes)."""
+        the parameter widgets currently show (they update a moment after the operator changes); ``prefer`` and
+        ``min_psnr`` steer ``auto``."""
         if not path:
             return None, None, None, "**Error:** upload a photo or pick an example first."
         if widgets_for != operator:
@@ -192,10 +195,19 @@ class Editor:
             spec = get_operator(operator)
             params = collect_params(spec, values)
             photo = self._photo(path)
-            fast = run_approximation(operator, photo, params, variant or AUTO, operator=operator, device=self.device)
-            ran = fast.approximator if fast.plan.request != AUTO else f"auto → {fast.approximator}"
+            variant = variant or AUTO
+            preference = _preference(variant, prefer, min_psnr)
+            fast = run_approximation(operator, photo, params, variant, operator=operator, device=self.device,
+                                     preference=preference)  # fmt: skip
+            ran = fast.approximator if fast.plan.request != AUTO else (
+                f"auto → {fast.approximator}, prefer {fast.plan.preference}")  # fmt: skip
             lines = [f"**Approximation** ({ran}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]} on "
                      f"{fast.plan.device}"]  # fmt: skip
+            exact = fast.approximator == REFERENCE
+            if exact and fast.plan.request == AUTO:
+                lines.append(f"Auto runs the reference itself: {fast.plan.why}.")
+            if fast.plan.choices:
+                lines.append(choices_text(fast.plan))
             if fast.note:
                 lines.append(f"Note: {fast.note}.")
             reference = None
@@ -204,9 +216,13 @@ class Editor:
                 slow = run_reference(operator, photo, params)
                 reference = slow.image
                 before = reference
-                speedup = slow.seconds / max(fast.seconds, 1e-9)
-                lines.append(f"**Reference**: {slow.seconds:.2f} s · **speed-up {speedup:.1f}×** · "
-                             f"approximation vs reference {psnr(fast.image, reference):.1f} dB PSNR")  # fmt: skip
+                if exact:  # no speed-up of the operator over itself, and no finite PSNR: say so in words
+                    lines.append(f"**Reference**: {slow.seconds:.2f} s · the approximation is the reference itself: "
+                                 "exact, at the reference's speed")  # fmt: skip
+                else:
+                    speedup = slow.seconds / max(fast.seconds, 1e-9)
+                    lines.append(f"**Reference**: {slow.seconds:.2f} s · **speed-up {speedup:.1f}×** · "
+                                 f"approximation vs reference {psnr(fast.image, reference):.1f} dB PSNR")  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             return None, None, None, _error_text(exc, Path(path).parent)
         after = _upright(photo, fast.image)
@@ -214,7 +230,8 @@ class Editor:
         return pair, after, None if reference is None else _upright(photo, reference), "  \n".join(lines)
 
     def render_full(
-        self, path: str | None, operator: str, widgets_for: str | None, variant: str, *values: Any
+        self, path: str | None, operator: str, widgets_for: str | None, variant: str, prefer: str | None,
+        min_psnr: float | None, *values: Any,
     ) -> tuple[str | None, str]:
         """(the full-resolution PNG to download, status text)."""
         if not path:
@@ -223,8 +240,9 @@ class Editor:
             return None, _LOADING.format(operator=operator)
         try:
             params = collect_params(get_operator(operator), values)
+            preference = _preference(variant or AUTO, prefer, min_psnr)
             output, result = render_to_file(operator, path, self.scratch, params, variant or AUTO, operator=operator,
-                                            device=self.device)  # fmt: skip
+                                            device=self.device, preference=preference)  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             return None, _error_text(exc, Path(path).parent, self.scratch)
         height, width = result.image.shape[:2]
@@ -243,6 +261,27 @@ class Editor:
             gr.update(choices=choices, value=AUTO), operator]
 
 
+def _preference(variant: str, prefer: str | None, min_psnr: float | None) -> Preference | None:
+    """The preference the controls set, for ``auto`` (an approximator picked by name ignores them); a floor of 0
+    (what an empty number box sends) is none."""
+    if variant != AUTO:
+        return None
+    return Preference.of(prefer or BALANCED, None if min_psnr in (None, "", 0) else min_psnr)
+
+
+def choices_text(plan: Plan) -> str:
+    """What each preset of ``auto`` runs here, with its measured speed and quality, in one line."""
+    picks = []
+    for pick in plan.choices:
+        measured = [f"{pick.seconds:.2f} s" if pick.seconds is not None else "",
+                    "exact" if pick.approximator == REFERENCE else f"{pick.psnr:.1f} dB" if pick.psnr else ""]  # fmt: skip
+        detail = ", ".join(m for m in measured if m)
+        picks.append(f"{pick.prefer} → {pick.approximator}" + (f" ({detail})" if detail else ""))
+    timed = next((p for p in plan.choices if p.timings_class), None)
+    where = f" (seconds at {timed.timed_size} on {timed.timings_class}; dB on validation photos)" if timed else ""
+    return "Auto's choices: " + " · ".join(picks) + where
+
+
 def _upright(photo, image: np.ndarray) -> np.ndarray:
     """``image`` (at the photo's size, in the order its file stores it) as uint8, turned upright for display."""
     return to_uint8(apply_orientation(image, photo.orientation))
@@ -251,7 +290,7 @@ def _upright(photo, image: np.ndarray) -> np.ndarray:
 def approximator_choices(operator: str) -> list[tuple[str, str]]:
     """(label, name) of ``auto`` and each approximator of ``operator``'s model, with its measured quality."""
     card = model_for_operator(operator).card
-    choices = [("auto — the fastest measured within 0.5 dB of the best, or at least 40 dB", AUTO)]
+    choices = [("auto — the engine's choice, as 'Auto prefers' says", AUTO)]
     for approximator in card.approximators.values():
         quality = approximator.quality.get(card.choice_set) if card.choice_set else None
         scored = f" ({quality.psnr:.1f} dB)" if quality else ""
@@ -303,6 +342,11 @@ def build_app(
                     elem_id="operator",
                 )  # fmt: skip
                 variant = gr.Dropdown(choices=variants, value=AUTO, label="Approximator", elem_id="variant")
+                with gr.Row():
+                    prefer = gr.Radio(choices=list(PRESETS), value=BALANCED, label="Auto prefers", elem_id="prefer",
+                                      info="quality: the best approximator (within 0.1 dB); balanced: the fastest "
+                                      "within 0.5 dB of it or at 40 dB; speed: the fastest at 32 dB or more")  # fmt: skip
+                    min_psnr = gr.Number(value=0, label="Auto's PSNR floor (dB; 0: none)", elem_id="min-psnr")
                 slots = []
                 with gr.Accordion("Parameters", open=True):
                     for _ in range(PARAM_SLOTS):
@@ -330,9 +374,9 @@ def build_app(
                        outputs=[source, path_state, status])  # fmt: skip
         operator.change(editor.operator_changed, inputs=operator, outputs=[*param_widgets, variant, widgets_for])
         app.load(editor.operator_changed, inputs=operator, outputs=[*param_widgets, variant, widgets_for])
-        run.click(editor.run, inputs=[path_state, operator, widgets_for, variant, compare, *param_widgets],
+        run.click(editor.run, inputs=[path_state, operator, widgets_for, variant, prefer, min_psnr, compare, *param_widgets],
                   outputs=[slider, result, reference, status], concurrency_id="compute")  # fmt: skip
-        full.click(editor.render_full, inputs=[path_state, operator, widgets_for, variant, *param_widgets],
+        full.click(editor.render_full, inputs=[path_state, operator, widgets_for, variant, prefer, min_psnr, *param_widgets],
                    outputs=[download, status], concurrency_id="compute")  # fmt: skip
     # Heavy work shares one queue slot per CPU pair: several users are served in turn, not at once.
     app.queue(default_concurrency_limit=1, max_size=32)

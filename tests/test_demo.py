@@ -80,29 +80,52 @@ def test_editor_runs_the_approximation_the_reference_and_a_full_resolution_rende
     assert preview.dtype == np.uint8 and preview.shape[0] * preview.shape[1] <= 1000
     values = default_values(editor, "smooth.rof")
 
-    pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", False, *values)
+    pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", "balanced", None, False, *values)
     assert reference is None and approx.shape == preview.shape and "Approximation** (fast)" in status
     assert np.array_equal(pair[0], preview) and np.array_equal(pair[1], approx)  # before = the input
-    assert "Approximation** (auto → " in editor.run(path, "smooth.rof", "smooth.rof", "auto", False, *values)[3]
-    status = editor.run(path, "smooth.rof", "smooth.rof", "int8", False, *values)[3]
+    assert "Approximation** (auto → " in editor.run(path, "smooth.rof", "smooth.rof", "auto", "balanced", None, False, *values)[3]
+    status = editor.run(path, "smooth.rof", "smooth.rof", "int8", "balanced", None, False, *values)[3]
     assert "has no approximator 'int8'" in status and "Error" in status  # only some operators ship a pruned model
 
-    pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "full", True, *values)
+    pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "full", "balanced", None, True, *values)
     assert reference.shape == approx.shape and np.array_equal(pair[0], reference)
     assert "**Reference**" in status and "speed-up" in status and "dB PSNR" in status
 
     values[0] = 0.2  # weight: the networks were trained at the default, so auto runs the reference at low resolution
-    _, _, _, status = editor.run(path, "smooth.rof", "smooth.rof", "auto", True, *values)
+    _, _, _, status = editor.run(path, "smooth.rof", "smooth.rof", "auto", "balanced", None, True, *values)
     assert "auto → reference" in status and "the networks were trained for weight=0.05" in status
-    _, _, _, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", True, *values)
+    _, _, _, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", "balanced", None, True, *values)
     assert "Error" in status and "its network serves weight=0.05 only" in status
 
-    output, status = editor.render_full(path, "smooth.rof", "smooth.rof", "auto", *values)
+    output, status = editor.render_full(path, "smooth.rof", "smooth.rof", "auto", "balanced", None, *values)
     assert read_image_file(output).shape == (45, 61, 3)  # the original size, odd included
     assert "Full resolution 61×45" in status and "(reference" in status
     # Clicked before the widgets caught up with a new operator: a message, not the old operator's values.
-    assert "still loading" in editor.run(path, "smooth.l0", "smooth.rof", "fast", False, *values)[3]
-    assert "still loading" in editor.render_full(path, "smooth.l0", "smooth.rof", "fast", *values)[1]
+    assert "still loading" in editor.run(path, "smooth.l0", "smooth.rof", "fast", "balanced", None, False, *values)[3]
+    assert "still loading" in editor.render_full(path, "smooth.l0", "smooth.rof", "fast", "balanced", None, *values)[1]
+
+
+def test_auto_runs_as_preferred_and_says_in_words_why_it_runs_the_reference(photo, tmp_path):
+    editor = Editor(preview_megapixels=0.001, scratch=tmp_path / "scratch")
+    _, path, _ = editor.load(str(photo))
+    values = default_values(editor, "smooth.l0")
+
+    def status(prefer, min_psnr=None, compare=False):
+        return editor.run(path, "smooth.l0", "smooth.l0", "auto", prefer, min_psnr, compare, *values)[3]
+
+    speed = status("speed")
+    assert "(auto → reference-lowres, prefer speed)" in speed  # the untrained reference at a third: 35.9 dB
+    choices = next(line for line in speed.splitlines() if line.startswith("Auto's choices: "))
+    assert "quality → reference-halfres (" in choices and " dB) · balanced → " in choices
+    assert "speed → reference-lowres (" in choices and "(seconds at 1920x1080 on cpu; dB on validation photos)" in choices
+    exact = status("quality", 99, compare=True)  # nothing reaches 99 dB: the reference itself, said in words
+    assert "(auto → reference, prefer quality, at least 99 dB)" in exact
+    assert "Auto runs the reference itself: no approximator reaches 99 dB (the best, reference-halfres, " in exact
+    assert "the approximation is the reference itself: exact" in exact and "inf" not in exact and "speed-up" not in exact
+    assert "prefer 'fastest' is not a preset" in status("fastest") and "**Error:**" in status("fastest")
+    assert "min PSNR -3.0 is not a PSNR" in status("speed", -3.0) and "(auto → reference-lowres, prefer speed)" in status("speed", 0)  # 0: none
+    assert "(fast)" in editor.run(path, "smooth.l0", "smooth.l0", "fast", "speed", None, False, *values)[3]  # by name
+    assert "(reference-lowres)" in editor.render_full(path, "smooth.l0", "smooth.l0", "auto", "speed", None, *values)[1]
 
 
 def test_raw_uploads_open_through_rawpy(tmp_path):
@@ -110,7 +133,7 @@ def test_raw_uploads_open_through_rawpy(tmp_path):
     editor = Editor(scratch=tmp_path / "scratch")
     preview, path, status = editor.load(str(tmp_path / "shot.dng"))
     assert preview.shape == (40, 60, 3) and "raw file" in status
-    _, approx, reference, status = editor.run(path, "raw.demosaic_denoise", "raw.demosaic_denoise", "fast", True,
+    _, approx, reference, status = editor.run(path, "raw.demosaic_denoise", "raw.demosaic_denoise", "fast", "balanced", None, True,
                                               *default_values(editor, "raw.demosaic_denoise"))  # fmt: skip
     assert approx is not None, status
     assert approx.shape == reference.shape == (40, 60, 3)
@@ -126,9 +149,9 @@ def test_portrait_raw_files_are_shown_and_rendered_upright(tmp_path):
     editor = Editor(scratch=tmp_path / "scratch")
     preview, path, status = editor.load(str(tmp_path / "portrait.dng"))
     assert preview.shape == (60, 40, 3) and "40×60" in status
-    pair, approx, _, status = editor.run(path, "smooth.l0", "smooth.l0", "fast", False, *default_values(editor, "smooth.l0"))
+    pair, approx, _, status = editor.run(path, "smooth.l0", "smooth.l0", "fast", "balanced", None, False, *default_values(editor, "smooth.l0"))
     assert approx.shape == pair[0].shape == (60, 40, 3), status
-    output, status = editor.render_full(path, "smooth.l0", "smooth.l0", "fast", *default_values(editor, "smooth.l0"))
+    output, status = editor.render_full(path, "smooth.l0", "smooth.l0", "fast", "balanced", None, *default_values(editor, "smooth.l0"))
     assert read_image_file(output).shape == (60, 40, 3) and "Full resolution 40×60" in status
 
 
@@ -154,9 +177,9 @@ def test_bad_uploads_become_messages(tmp_path, name, content, message):
     assert name in status and str(tmp_path) not in status  # the file's name, not the server's folder
     # Running with the bad file (or none) explains itself too.
     values = default_values(editor, "smooth.rof")
-    status = editor.run(str(path), "smooth.rof", "smooth.rof", "fast", False, *values)[3]
+    status = editor.run(str(path), "smooth.rof", "smooth.rof", "fast", "balanced", None, False, *values)[3]
     assert status.startswith("**Error:**") and str(tmp_path) not in status
-    assert "upload a photo" in editor.run(None, "smooth.rof", "smooth.rof", "fast", False)[3]
+    assert "upload a photo" in editor.run(None, "smooth.rof", "smooth.rof", "fast", "balanced", None, False)[3]
 
 
 def test_the_demo_removes_its_temporary_folder_on_every_exit(tmp_path, monkeypatch):

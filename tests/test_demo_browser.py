@@ -96,12 +96,27 @@ def test_upload_run_compare_and_a_bad_upload_in_chromium(served_demo, tmp_path):
             page.get_by_text(f"weight — {weight.description}").wait_for()  # its parameters have arrived
             page.locator("#compare input").check()
             page.locator("#run").click()
-            status = _status_contains(page, "speed-up")
-            assert "Approximation (auto → " in status and "Reference" in status and "dB PSNR" in status
+            status = _status_contains(page, "Reference:")
+            assert "Approximation (auto → " in status and "inf dB" not in status
+            assert ("speed-up" in status and "dB PSNR" in status) or "the approximation is the reference itself" in status
             page.locator("#result img").wait_for(state="visible")
             page.locator("#reference img").wait_for(state="visible")
             assert page.locator("#result img").get_attribute("src")
             page.screenshot(path=str(artifacts / "demo-e2e.png"), full_page=True)
+
+            # Auto's preference: speed runs another choice, and a floor nothing reaches runs the reference, in words.
+            assert "prefer balanced)" in status and "Auto's choices: quality → " in status
+            page.locator("#prefer").get_by_text("speed", exact=True).click()
+            page.locator("#run").click()
+            status = _status_contains(page, "prefer speed)")
+            assert "speed → " in status
+            page.locator("#min-psnr input").fill("99")
+            page.locator("#run").click()
+            status = _status_contains(page, "prefer speed, at least 99 dB)")
+            assert "Auto runs the reference itself: no approximator reaches 99 dB" in status
+            assert "the approximation is the reference itself: exact" in status and "inf dB" not in status
+            page.screenshot(path=str(artifacts / "demo-prefer.png"), full_page=True)
+            page.locator("#min-psnr input").fill("")
 
             _choose(page, "variant", "reference-lowres")  # the operator's own approximators are offered
             page.locator("#run").click()
