@@ -1,9 +1,11 @@
 """Every approximator of fip's models, as their cards measured it: PSNR on the validation photos (what ``auto``
 reads) and on the four FiveK photos (reported, never used to choose), and seconds on a 1920x1080 photo, with
-``auto``'s pick on this machine's device class; and the speed-quality picture of the same numbers.
+what each preset of ``auto`` (quality, balanced, speed) picks on this machine's device class; and the
+speed-quality picture of the same numbers.
 
 Usage: python benchmarks/approximators_table.py [--plot docs/images/approximators.png] [--device-class cpu]
        python benchmarks/approximators_table.py --summary      # one row per operator: auto (docs/models.md)
+       python benchmarks/approximators_table.py --presets      # one row per operator: each preset's pick (docs/speed.md)
        python benchmarks/approximators_table.py --approximator grid   # one approximator against each model's best
        ... --also benchmarks/results/grid-cpu.json      # with approximators measured but not shipped (triangles)
 (reads the cards only; `python benchmarks/measure_cards.py OPERATOR` measures them)
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from fip.files import atomic_write_bytes
 from fip.models.catalogue import list_models
-from fip.runtime.plan import choose
+from fip.runtime.plan import PRESETS, Preference, choose, preset_picks
 
 
 def main() -> None:
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="write the speed-quality picture here (PNG)")
     parser.add_argument("--device-class", default="cpu", help="whose timings to show and rank by (default cpu)")
     parser.add_argument("--summary", action="store_true", help="one row per operator: what auto runs")
+    parser.add_argument("--presets", action="store_true", help="one row per operator: what each preset runs")
     parser.add_argument("--approximator", help="one row per model that has this approximator: it against the best")
     parser.add_argument("--also", type=Path, help="a results file of approximators measured but not shipped "
                         "({operator: {NAME: approximator JSON}}, e.g. benchmarks/results/grid-cpu.json): added to "
@@ -39,13 +42,16 @@ def main() -> None:
     if args.summary:
         summary(cards, klass)
         return
+    if args.presets:
+        presets(cards, klass)
+        return
     if args.approximator:
         against_best(cards, klass, args.approximator)
         return
-    print("| operator | approximator | validation PSNR | FiveK PSNR | s at 1920x1080 | vs reference | |")
+    print("| operator | approximator | validation PSNR | FiveK PSNR | s at 1920x1080 | vs reference | `auto` runs it for |")
     print("|---|---|---:|---:|---:|---:|---|")
     for card in cards:
-        pick = _pick(card, klass)
+        chosen = _chosen_by(card, klass)
         reference = card.reference_seconds.get(klass)
         for approximator in card.approximators.values():
             validation = approximator.quality.get("validation")
@@ -53,10 +59,10 @@ def main() -> None:
             timing = approximator.seconds.get(klass)
             speedup = f"{reference.seconds / timing.seconds:.1f}x" if reference and timing else ""
             print(f"| `{card.operator}` | {approximator.name} | {_number(validation)} | {_number(fivek)} | "
-                  f"{f'{timing.seconds:.3f}' if timing else '—'} | {speedup} | {'**auto**' if approximator.name == pick else ''} |")  # fmt: skip
+                  f"{f'{timing.seconds:.3f}' if timing else '—'} | {speedup} | {chosen.get(approximator.name, '')} |")  # fmt: skip
         if reference:
             print(f"| `{card.operator}` | *the reference* | | | {reference.seconds:.3f} | 1.0x | "
-                  f"{'**auto**' if pick == 'reference' else ''} |")  # fmt: skip
+                  f"{chosen.get('reference', '')} |")  # fmt: skip
     machines = {t.machine for c in cards for a in c.approximators.values() if (t := a.seconds.get(klass))}
     print(f"\nTimed on {', '.join(sorted(machines)) or 'no machine'} (device class {klass}).")
     if args.plot:
@@ -84,12 +90,52 @@ def with_unshipped(cards, results: dict) -> list:
     return out
 
 
-def _pick(card, klass: str) -> str:
-    """``auto``'s pick among the shipped approximators."""
+def _shipped(card):
     from dataclasses import replace
 
-    shipped = {n: a for n, a in card.approximators.items() if a.network != UNSHIPPED}
-    return choose(replace(card, approximators=shipped), klass)[0].name
+    return replace(card, approximators={n: a for n, a in card.approximators.items() if a.network != UNSHIPPED})
+
+
+def _pick(card, klass: str) -> str:
+    """``auto``'s pick (balanced) among the shipped approximators."""
+    return choose(_shipped(card), klass)[0].name
+
+
+def _chosen_by(card, klass: str) -> dict[str, str]:
+    """Approximator name -> the presets whose ``auto`` runs it (``balanced`` in bold: the default)."""
+    chosen: dict[str, list[str]] = {}
+    for pick in preset_picks(_shipped(card), klass):
+        chosen.setdefault(pick.approximator, []).append(f"**{pick.prefer}**" if pick.prefer == "balanced" else pick.prefer)
+    return {name: ", ".join(presets) for name, presets in chosen.items()}
+
+
+def presets(cards, klass: str) -> None:
+    """One row per model: what each preset of ``auto`` runs on ``klass``, with the card's seconds, validation PSNR
+    and speed-up over the reference; then the fastest speed-up each preset reaches and its lowest PSNR."""
+    print(f"| operator | reference s | {' | '.join(f'`--prefer {p}`' for p in PRESETS)} |\n|---|---:|"
+          + "---|" * len(PRESETS))  # fmt: skip
+    speedups: dict[str, list[float]] = {p: [] for p in PRESETS}
+    scores: dict[str, list[float]] = {p: [] for p in PRESETS}
+    for card in cards:
+        reference = card.reference_seconds.get(klass)
+        cells = []
+        for pick in preset_picks(_shipped(card), klass):
+            speedup = reference.seconds / pick.seconds if reference and pick.seconds else None
+            quality = "exact" if pick.approximator == "reference" else f"{pick.psnr:.2f} dB" if pick.psnr else "—"
+            seconds = f"{pick.seconds:.3f} s" if pick.seconds is not None else "—"
+            cells.append(f"{pick.approximator}: {seconds}, {quality}" + (f", {speedup:.1f}x" if speedup else ""))
+            if speedup:
+                speedups[pick.prefer].append(speedup)
+            scores[pick.prefer].append(pick.psnr if pick.psnr is not None else math.inf)
+        print(f"| `{card.operator}` | {reference.seconds:.3f} | {' | '.join(cells)} |" if reference else
+              f"| `{card.operator}` | — | {' | '.join(cells)} |")  # fmt: skip
+    print()
+    for prefer in PRESETS:
+        lowest = min(scores[prefer])
+        low = "exact" if math.isinf(lowest) else f"{lowest:.2f} dB"
+        print(f"- `{prefer}`: speed-ups from {min(speedups[prefer]):.1f}x to {max(speedups[prefer]):.1f}x over the "
+              f"reference (median {sorted(speedups[prefer])[len(speedups[prefer]) // 2]:.1f}x); lowest PSNR {low}; "
+              f"the reference itself for {sum(math.isinf(s) for s in scores[prefer])} of {len(cards)} operators.")
 
 
 def summary(cards, klass: str) -> None:
