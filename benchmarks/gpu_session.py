@@ -31,6 +31,8 @@ import datetime
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -434,8 +436,12 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="the same steps on the CPU, tiny sizes, few photos")
     parser.add_argument("--operators", help="comma-separated (default: every operator fip ships a model for)")
     parser.add_argument("--train", default="smooth.l0", help="operators to fip build, comma-separated ('' for none)")
+    parser.add_argument("--train-extra", default="", help="more fip train options for the builds, e.g. "
+                        "'--data.batch_size 16'")  # fmt: skip
     parser.add_argument("--photos", type=Path, default=REPO / ".gpu-carry" / "photos")
     parser.add_argument("--timing-photo", type=Path, default=REPO / ".gpu-carry" / "timing" / "Blinds.jpg")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/fip-gpu/builds"), help="where the builds are made "
+                        "(emptied first)")  # fmt: skip
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each network row, after one warm-up")
     parser.add_argument("--skip", default="", help="steps to leave out, comma-separated: networks, train, tests, "
                         "references")  # fmt: skip
@@ -484,8 +490,9 @@ def main() -> int:
         time_networks(session, operators, photo, device, runs, began + 0.45 * total)
     session.step("networks", began)
 
-    work = Path("/tmp/fip-gpu-builds") if not args.dry_run else args.out.parent / "builds"
-    work.mkdir(parents=True, exist_ok=True)
+    work = args.work
+    shutil.rmtree(work, ignore_errors=True)  # a second session on the same machine starts over
+    work.mkdir(parents=True)
     trained = [o.strip() for o in args.train.split(",") if o.strip()] if "train" not in skip else []
     training = None
     if trained:  # step 2, in the background
@@ -499,6 +506,7 @@ def main() -> int:
         else:
             train_args = ["--trainer.accelerator", "gpu", "--data.in_memory", "true",
                           "--data.pair_workers", str(max(1, (os.cpu_count() or 4) - 4))]  # fmt: skip
+        train_args += shlex.split(args.train_extra)
         training = Training(session, trained, args.photos, split, train_args, session.deadline - PACK_SECONDS, work)
         training.start()
         time.sleep(2.0)  # let the build start its imports before the tests start theirs

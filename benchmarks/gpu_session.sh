@@ -11,6 +11,7 @@
 #
 # Everything ends within FIP_GPU_SECONDS (default 540) of the start, so the tool's 600-second limit never cuts it.
 # Settings: FIP_GPU_TRAIN (operators to fip build, comma-separated; default smooth.l0; empty: none),
+# FIP_GPU_TRAIN_ARGS (more fip train options for them, e.g. '--data.batch_size 16'),
 # FIP_GPU_OPERATORS (the operators to time; default all shipped), FIP_GPU_SKIP (steps to leave out: networks,
 # train, tests, references), FIP_GPU_DRY_RUN=1 (as --dry-run), FIP_GPU_LINK=1 (skip building fip: link the tree).
 set -uo pipefail
@@ -113,8 +114,8 @@ main() {
   say "setup: $(( $(date +%s) - began )) s"
   { nvidia-smi 2>&1; "$python" -V; PYTHONPATH=$site "$python" -m pip list 2>/dev/null; } > "$out/env.txt"
   [[ $dry == 1 ]] || export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}  # a dry run keeps its own environment
-  local args=(--out "$out" --deadline $((deadline - 15)) --train "${FIP_GPU_TRAIN-smooth.l0}"
-              --skip "${FIP_GPU_SKIP:-}")
+  local args=(--out "$out" --work "$work/builds" --deadline $((deadline - 15)) --train "${FIP_GPU_TRAIN-smooth.l0}"
+              --train-extra="${FIP_GPU_TRAIN_ARGS:-}" --skip "${FIP_GPU_SKIP:-}")
   [[ -n ${FIP_GPU_OPERATORS:-} ]] && args+=(--operators "$FIP_GPU_OPERATORS")
   [[ $dry == 1 ]] && args+=(--dry-run)
   timeout -k 5 $((deadline - $(date +%s) - 5)) "$python" benchmarks/gpu_session.py "${args[@]}"
