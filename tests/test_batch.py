@@ -319,3 +319,28 @@ def test_a_changed_format_a_hostile_file_and_an_overwrite_keep_every_result(tmp_
     assert code == 0 and sorted(p.name for p in out.glob("*.png")) == ["a-png-2.png", "a.png"]
     logged = [json.loads(line) for line in (out / OUTPUT_LOG).read_text().splitlines()]
     assert {entry["output"]: entry["source"] for entry in logged}["a-png-2.png"] == str(other.resolve())
+
+
+def test_apply_and_eval_take_a_preference_and_refuse_bad_ones_in_one_line(tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode_png(smooth_image(48, 64), bits=8))
+    out = tmp_path / "out"
+    args = ["apply", "-o", "smooth.l0", str(photo), "--out", str(out), "--no-progress"]
+    assert main([*args, "--prefer", "speed", "--explain"]) == 0
+    printed = capsys.readouterr().out
+    assert "request:      auto (prefer speed)" in printed and "approximator: reference-lowres" in printed
+    assert "choices:      quality: reference-halfres (" in printed and "speed: reference-lowres (" in printed
+    assert ", reference-lowres on cpu)" in printed
+    assert main([*args, "--prefer", "quality"]) == EXIT_SOME_FAILED  # another preference: the output is not kept
+    assert "made with other settings (prefer 'speed', now 'quality')" in capsys.readouterr().err
+    assert main([*args, "--prefer", "quality", "--overwrite"]) == 0
+    assert ", reference-halfres on cpu)" in capsys.readouterr().out
+    for bad, message in ((["--prefer", "fastest"], "prefer 'fastest' is not a preset"),
+                         (["--min-psnr", "-3"], "min PSNR '-3' is not a PSNR"),
+                         (["--min-psnr", "abc"], "min PSNR 'abc' is not a PSNR"),
+                         (["--prefer", "speed", "--variant", "fast"], "'fast' is asked for by name")):  # fmt: skip
+        assert main([*args, *bad]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith("fip: error: ") and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["eval", "-m", "smooth.l0", "--prefer", "fastest"]) == EXIT_USAGE
+    assert "prefer 'fastest'" in capsys.readouterr().err

@@ -236,3 +236,24 @@ def test_bench_can_leave_the_reference_out(tmp_path):
     assert row.name == "fast" and row.seconds > 0 and row.psnr is None and row.speedup_vs_reference is None
     with pytest.raises(InputError, match="reference runs at least 0"):
         run_bench("smooth.l0", (72, 128), 1, photo, ("fast",), -1, "cpu")
+
+
+def test_bench_marks_what_each_preset_runs_and_runs_auto_as_preferred(tmp_path, capsys):
+    from fip.bench import format_table, run_bench
+    from fip.runtime.plan import Preference
+
+    photo = tmp_path / "frame.png"
+    photo.write_bytes(encode_png(smooth_image(90, 160), bits=8))
+    rows = ("reference-lowres", "reference-halfres", "auto")
+    bench = run_bench("smooth.l0", (72, 128), 1, photo, rows, 0, "cpu", bounds=False, preference=Preference("speed"))
+    table = {row.name: row for row in bench.rows}
+    assert table["auto"].approximator == "reference-lowres" and "prefer speed: " in table["auto"].note
+    assert table["reference-lowres"].chosen_by == ("speed",)  # 35.9 dB on validation photos, the fastest over 32
+    assert table["reference-halfres"].chosen_by == ("quality", "balanced")  # 39.1 dB, the best
+    text = format_table(bench)
+    assert "auto: prefer speed." in text and "| row | runs | chosen by |" in text
+    assert "| reference-halfres |  | quality, balanced |" in text
+    assert main(["bench", "--prefer", "fastest"]) == 2
+    assert capsys.readouterr().err.strip() == ("fip: error: prefer 'fastest' is not a preset: choose quality, balanced "
+                                               "or speed (default balanced)")  # fmt: skip
+    assert main(["bench", "--min-psnr", "abc"]) == 2 and "min PSNR 'abc' is not a PSNR" in capsys.readouterr().err
