@@ -185,7 +185,8 @@ def apply(
             operator itself (at reduced resolution where that is within its bar: ``reference-lowres``,
             ``reference-halfres``), which follows any values.
         operator: for a network of several operators (``"paper/combined"``): which one.
-        prefer, min_psnr: what ``auto`` trades, as :func:`load` takes them.
+        prefer: what ``auto`` trades: ``"quality"``, ``"balanced"`` (default) or ``"speed"``, as :func:`load`.
+        min_psnr: ``auto`` runs no approximator that scored under this PSNR (dB), as :func:`load`.
 
     Returns:
         The approximation: a NumPy array of the input's dtype and shape, a PIL RGB image (8 bits a channel,
