@@ -704,7 +704,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _run(argv: list[str]) -> int:
     verbose = argv[:1] in (["-v"], ["--verbose"])
     if verbose and argv[1:2] in (["train"], ["demo"]):  # `fip -v train ...`: the flag is fip's, the rest theirs
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        _configure_logging(verbose=True)
         argv = argv[1:]
     if argv[:1] == ["train"]:
         from fip.training import run_training
@@ -718,8 +718,13 @@ def _run(argv: list[str]) -> int:
         demo_main(argv[1:])
         return EXIT_OK
     args = build_parser().parse_args(argv)
-    # fip's own messages at INFO; other libraries' (torch's exit-time statistics...) from WARNING, or all with -v.
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    for name in ("fip", "fip_operators"):
-        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    _configure_logging(args.verbose)
     return args.run(args)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """fip's own messages at INFO (DEBUG with -v); other libraries' (PIL's plugin search, torch's exit-time
+    statistics...) from WARNING only, -v or not."""
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    for name in ("fip", "fip_operators", "fip_demo"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)

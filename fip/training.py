@@ -16,7 +16,9 @@ Importing this module needs the ``train`` extra; without it the import raises
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -172,6 +174,7 @@ def trainer_defaults() -> dict:
         ],
         "accelerator": "auto",
         "log_every_n_steps": 5,
+        "enable_model_summary": False,  # a table of 27 layers and "Total FLOPs: 0"; --trainer.enable_model_summary
     }
 
 
@@ -190,12 +193,24 @@ class FipCLI(LightningCLI):
     before_validate = before_test = before_predict = before_fit
 
 
+def quiet_lightning() -> None:
+    """Keep Lightning's notices (its tips, the accelerator lines) and the warnings Lightning itself triggers out of
+    fip's output; its warnings and errors still show, and so do fip's own
+    progress lines and Lightning's progress bar."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # fip gives LightningCLI the arguments it parsed (sys.argv also holds fip's own), as the class allows.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+
+
 def run_training(args: Sequence[str]) -> LightningCLI:
     """Run LightningCLI with ``args`` (``fit`` is implied when no subcommand is given; configs may be given by name).
 
     Raises:
         ConfigNotFoundError: a ``-c``/``--config`` value is neither a file nor a config name.
     """
+    quiet_lightning()
     args = resolve_config_args(args)
     if not args or args[0] not in SUBCOMMANDS + ("-h", "--help"):
         args = ["fit", *args]

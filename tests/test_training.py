@@ -566,3 +566,22 @@ def test_the_verbose_flag_goes_before_train_and_demo():
         done = subprocess.run([sys.executable, "-m", "fip", *args], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr[-2000:])
         assert printed in done.stdout, done.stdout[-2000:]
+
+
+def test_training_prints_fips_output_not_lightnings_notices(photo_folder, tmp_path):
+    config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 1, "data.operator": "smooth.rof"})
+    done = subprocess.run([sys.executable, "-m", "fip", "train", "-c", config], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "FIP_CACHE": str(tmp_path / "cache")})  # fmt: skip
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed[-2000:]
+    assert (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").is_file()  # it trained
+    for notice in ("Tip:", "litlogger", "LeafSpec", "Total FLOPs", "GPU available", "TPU available", "args parameter"):
+        assert notice not in printed, (notice, printed[-2000:])
+
+
+def test_the_verbose_flag_shows_fips_debugging_not_every_librarys(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "fip", "-v", "operators"], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0 and "smooth.l0" in done.stdout, done.stderr[-2000:]
+    foreign = [line for line in done.stderr.splitlines() if line.split(":")[0].split(".")[0] not in ("fip", "fip_operators")]
+    assert not foreign, foreign[:5]
