@@ -26,7 +26,8 @@ from fip.imaging import shape_hint
 from fip.models.catalogue import Model, open_model
 from fip.runtime.devices import resolve_device
 from fip.runtime.execute import Views, forward_approximator, plan_dtype, reference_lowres
-from fip.runtime.plan import AUTO, Plan, Preference, make_plan
+from fip.runtime.engine import make_plan
+from fip.runtime.plan import AUTO, Plan, Preference
 
 TYPICAL_SIZE = (1080, 1920)  # the photo size ``load`` resolves ``auto`` for; cards are timed at this size
 

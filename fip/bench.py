@@ -36,7 +36,8 @@ from fip.registry import get_operator
 from fip.runtime.devices import describe, device_class, native_bf16, resolve_device, synchronize
 from fip.models.inputs import input_scale, normalize_input, scales_output
 from fip.runtime.execute import Views, prepared, run_plan, to_image, with_maps
-from fip.runtime.plan import AUTO, PlanError, Preference, make_plan
+from fip.runtime.engine import make_plan
+from fip.runtime.plan import AUTO, PlanError, Preference
 
 YARDSTICKS = ("reference", "baseline")
 

@@ -592,7 +592,8 @@ def _report(state: _State, request: BuildRequest, out: Path, card: Any, source: 
             progress: Callable[[str], None]) -> None:  # fmt: skip
     from fip.models.catalogue import Model
     from fip.runtime.devices import device_class, resolve_device
-    from fip.runtime.plan import AUTO, make_plan
+    from fip.runtime.engine import make_plan
+    from fip.runtime.plan import AUTO
 
     klass = device_class(resolve_device(request.device))
     model = Model(card)

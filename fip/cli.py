@@ -245,7 +245,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
     from fip.batch import OutputOptions, plan_batch, run_batch, summary
     from fip.pipeline import resolve
-    from fip.runtime.plan import make_plan
+    from fip.runtime.engine import make_plan
 
     preference = _preference(args)
     model = resolve(args.model, args.operator)
@@ -303,7 +303,7 @@ def _resolved(operator: str | None, params: dict | None) -> dict | None:
 def _explain(model, source: Path, args: argparse.Namespace, params, preference=None) -> str:
     """The plan ``fip apply`` will run for ``source`` (its size read from the file), or why it cannot open."""
     from fip.pipeline import open_views
-    from fip.runtime.plan import make_plan
+    from fip.runtime.engine import make_plan
 
     try:
         views = open_views(source, args.max_megapixels)

@@ -20,7 +20,8 @@ from fip.raw import load_photo
 from fip.registry import InputKind, get_operator
 from fip.runtime.devices import synchronize
 from fip.runtime.execute import Views, run_plan, to_image
-from fip.runtime.plan import AUTO, Preference, make_plan
+from fip.runtime.engine import make_plan
+from fip.runtime.plan import AUTO, Preference
 
 
 @dataclass

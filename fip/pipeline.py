@@ -39,7 +39,8 @@ from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.raw import RAW_EXTENSIONS, Photo, load_photo
 from fip.registry import get_operator
 from fip.runtime.execute import Views, run_plan, to_image
-from fip.runtime.plan import AUTO, PARAMS_NOTE, Plan, Preference, make_plan
+from fip.runtime.engine import make_plan
+from fip.runtime.plan import AUTO, PARAMS_NOTE, Plan, Preference
 
 MAX_FILE_MEGABYTES = 800
 """Files bigger than this (MB) are refused before decoding (a 100 MP 16-bit TIFF is about 600 MB)."""

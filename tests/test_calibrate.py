@@ -13,7 +13,7 @@ from fip.cli import main
 from fip.models.cards import write_card
 from fip.models.catalogue import Model, model_for_operator
 from fip.runtime import calibrate
-from fip.runtime.plan import make_plan
+from fip.runtime.engine import make_plan
 
 
 @pytest.fixture

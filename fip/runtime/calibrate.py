@@ -38,6 +38,8 @@ from fip.files import atomic_write_json, sha256_json
 from fip.models.cards import REFERENCE, ModelCard, Timing
 from fip.models.catalogue import Model
 from fip.runtime.devices import cpu_name, device_class, synchronize
+from fip.runtime.execute import Views, run_plan
+from fip.runtime.plan import _unavailable, make_plan
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +67,6 @@ def has_timings(card: ModelCard, dclass: str) -> bool:
 
 def candidates(card: ModelCard, device: torch.device) -> list[str]:
     """The approximators ``auto`` may rank on ``device``: measured on the validation photos, runnable there."""
-    from fip.runtime.plan import _unavailable
-
     photo_set = card.choice_set
     return [a.name for a in card.approximators.values()
             if photo_set in a.quality and _unavailable(a, card, device, []) is None]  # fmt: skip
@@ -112,9 +112,6 @@ def timed_card(model: Model, device: torch.device, *, calibrate: bool | None = N
 def calibrate_model(model: Model, device: torch.device, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Time ``model``'s candidate approximators and the reference on ``device`` (see the module docstring), cache
     the timings and return them: ``{"seconds": {name: s}, "reference": s or None, "size": [h, w], ...}``."""
-    from fip.runtime.execute import Views, run_plan
-    from fip.runtime.plan import make_plan
-
     card = model.card
     dclass = device_class(device)
     names = candidates(card, device)
@@ -128,7 +125,7 @@ def calibrate_model(model: Model, device: torch.device, progress: Callable[[str]
     reference = None
     for index, name in enumerate([REFERENCE, *names], 1):
         try:
-            plan = make_plan(model, name, CALIBRATION_SIZE, device, operator=card.operator, calibrate=False)
+            plan = make_plan(model, name, CALIBRATION_SIZE, device, operator=card.operator)
             maps = model.maps(plan.operator, plan.params)
             runs = 1 if name == REFERENCE else CALIBRATION_RUNS
             if name != REFERENCE:

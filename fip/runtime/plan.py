@@ -24,7 +24,8 @@ A CPU class without timings ranks by the other CPU class's (:data:`FALLBACK_CLAS
 pick as it was measured: on ``cpu-bf16``, ranked by ``cpu`` timings, an approximator declared ``bf16`` runs in
 float32, the precision those timings and the card's PSNR describe. Asked for by name, ``bf16`` runs in bfloat16
 wherever the device computes it natively. A class the card has no timings for is timed on the machine once, where
-that is allowed (:mod:`fip.runtime.calibrate`); ``auto`` then ranks by this machine's own timings.
+that is allowed (:func:`fip.runtime.engine.make_plan`, which front ends call; :mod:`fip.runtime.calibrate`); ``auto``
+then ranks by this machine's own timings.
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ def make_plan(
     compile: bool = False,
     memory_budget: int | None = None,
     preference: Preference | None = None,
-    calibrate: bool | None = None,
+    card: ModelCard | None = None,
 ) -> Plan:
     """Resolve ``request`` for a photo of ``size`` (height, width) on ``device`` (default: CUDA when available).
 
@@ -245,8 +246,8 @@ def make_plan(
         compile: run networks through ``torch.compile``.
         memory_budget: bytes the plan may use (default: a share of what the device has available).
         preference: what ``auto`` trades (default ``balanced``); only with ``auto``.
-        calibrate: whether ``auto`` may time the model on this machine when its card has no timings for the
-            device's class (default: yes, unless ``$FIP_CALIBRATE`` is ``0``; see :mod:`fip.runtime.calibrate`).
+        card: the card to plan with (default: the model's): :func:`fip.runtime.engine.make_plan` passes one with
+            this machine's timings where the model's card has none for the device's class.
 
     Raises:
         PlanError: an unknown approximator, or one this device, photo or parameter set cannot run.
@@ -259,11 +260,7 @@ def make_plan(
         raise PlanError(f"a preference ({preference}) steers auto; {request!r} is asked for by name: leave one out")
     preference = preference or Preference()
     torch_device = resolve_device(device)
-    card = model.card
-    if request == AUTO:
-        from fip.runtime.calibrate import timed_card  # it runs plans: imported here, not at the top (a cycle)
-
-        card = timed_card(model, torch_device, calibrate=calibrate)
+    card = card or model.card
     operator = operator or card.operator
     if operator is None:
         raise PlanError(f"{card.name} serves several operators; name one (--operator, or operator= in Python)")
