@@ -6,8 +6,9 @@ Usage: python benchmarks/training_curve.py [--out ~/.cache/fip/retrain] [--plot 
 Reads every ``OUT/OPERATOR/training/logs/version_*/metrics.csv`` (Lightning's CSV logs; ``train_hours`` and
 ``cpu_hours`` are logged by :class:`fip.training.TrainingClock`, summed over resumed runs), prints a table of the
 validation PSNR reached after each hour, and plots one curve per operator. The dashed line of an operator is the
-network its training started from, measured by the build's ``keep`` step on the same validation photos (when the
-build got that far).
+network its training started from on the same validation photos: ``--start OPERATOR=DB`` (e.g. from ``fip eval -m
+fip/OPERATOR --variant full`` on the build's ``splits/validation.json``), else what the build's ``keep`` step
+measured (when the build got that far).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def read_curve(folder: Path, clock: str) -> list[tuple[float, float]]:
     return sorted(set(points))
 
 
-def start_psnr(folder: Path) -> float | None:
+def start_psnr(folder: Path, given: dict[str, float] | None = None) -> float | None:
+    if given and folder.name in given:
+        return given[folder.name]
     try:
         keep = json.loads((folder / "build.json").read_text())["steps"]["keep"]
         return float(keep["validation_psnr"]["start"])
@@ -51,7 +54,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=cache_dir() / "retrain")
     parser.add_argument("--clock", choices=("train_hours", "cpu_hours"), default="train_hours")
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--start", action="append", default=[], metavar="OPERATOR=DB",
+                        help="the validation PSNR of the network training started from (repeatable)")
     args = parser.parse_args()
+    starts = {op: float(db) for op, _, db in (text.partition("=") for text in args.start)}
     operators = args.operators or sorted(p.parent.parent.parent.parent.name
                                          for p in args.out.glob("*/training/logs/version_*/metrics.csv"))  # fmt: skip
     curves = {op: read_curve(args.out / op, args.clock) for op in dict.fromkeys(operators)}
@@ -69,7 +75,7 @@ def main() -> int:
         for mark in marks:
             reached = [psnr for hours, psnr in points if hours <= mark]
             cells.append(f"{reached[-1]:.2f}" if reached else "-")
-        start = start_psnr(args.out / op)
+        start = start_psnr(args.out / op, starts)
         best = max(psnr for _, psnr in points)
         print(f"| `{op}` | {'-' if start is None else f'{start:.2f}'} | " + " | ".join(cells) + f" | {best:.2f} |")
     if args.plot:
@@ -81,7 +87,7 @@ def main() -> int:
         figure, axes = plt.subplots(figsize=(7, 4.2))
         for op, points in curves.items():
             (line,) = axes.plot(*zip(*points), marker="o", markersize=3, label=op)
-            if (start := start_psnr(args.out / op)) is not None:
+            if (start := start_psnr(args.out / op, starts)) is not None:
                 axes.axhline(start, color=line.get_color(), linestyle="--", linewidth=0.8)
         axes.set_xlabel(f"{'hours' if args.clock == 'train_hours' else 'CPU hours'} of training ({machine()})")
         axes.set_ylabel("validation PSNR (dB)")
