@@ -167,13 +167,15 @@ def run_bench(
     model: str | Model | None = None,
     bounds: bool = True,
     preference: Preference | None = None,
+    calibrate: bool | None = None,
 ) -> Bench:
     """Measure ``rows`` (default: ``reference``, ``baseline``, every approximator of the model, ``auto``) for
     ``operator``'s installed model (or ``model``) on one photo of ``size`` (height, width) on ``device``;
     ``bounds``: measure the GEMM peaks first, for each row's lower bound. ``reference_runs=0`` leaves the reference
     out (no ``reference`` row, no PSNR, no speed-up against it): timings alone, where a slow reference at a large
     size would take longer than the rows themselves. ``preference`` steers the ``auto`` row; each row says which
-    presets choose it (``chosen_by``)."""
+    presets choose it (``chosen_by``). ``calibrate``: whether ``auto`` may first time the model on this machine
+    (:func:`fip.runtime.engine.make_plan`); ``False`` where the bench is itself measuring the card's timings."""
     if runs < 1 or reference_runs < 0:
         raise InputError(f"runs must be at least 1 and reference runs at least 0 (0: no reference); got {runs} and "
                          f"{reference_runs}")  # fmt: skip
@@ -190,7 +192,8 @@ def run_bench(
     bench = Bench(operator, model.name, size, runs, str(torch_device), device_class(torch_device), describe(torch_device),
                   preference=str(preference or Preference()))  # fmt: skip
     # What each preset runs here (its calibration, where the card has no timings for this class, happens now).
-    picks = make_plan(model, AUTO, size, torch_device, operator=operator, params=params, preference=preference).choices
+    picks = make_plan(model, AUTO, size, torch_device, operator=operator, params=params, preference=preference,
+                      calibrate=calibrate).choices
 
     def chosen_by(name: str) -> tuple[str, ...]:
         return tuple(pick.prefer for pick in picks if pick.approximator == name)
@@ -232,7 +235,7 @@ def run_bench(
     for name in [r for r in rows if r not in YARDSTICKS]:
         try:
             plan = make_plan(model, name, size, torch_device, operator=operator, params=params,
-                             preference=preference if name == AUTO else None)  # fmt: skip
+                             preference=preference if name == AUTO else None, calibrate=calibrate)  # fmt: skip
         except PlanError as exc:
             record(Row(name, None, None, None, note=f"cannot run here: {exc}"))
             continue

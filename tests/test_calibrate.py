@@ -87,3 +87,17 @@ def test_fip_models_calibrate_times_up_front_and_auto_uses_it(timed_here, tmp_pa
         assert {pick.timed_size for pick in plan.choices} == {"80x48"}  # this machine's, not the card's 1920x1080
     finally:
         monkeypatch.undo()
+
+
+def test_measuring_a_cards_timings_times_nothing_before_them(timed_here, tmp_path):
+    """fip build times its approximators through the bench: a calibration first would time them twice."""
+    from fip.imaging import encode_png
+    from fip.measure import speed
+
+    from conftest import smooth_image
+
+    (tmp_path / "photo.png").write_bytes(encode_png(smooth_image(48, 80), bits=8))
+    timings, reference = speed(Model(_small_card()), tmp_path / "photo.png", ["reference-lowres"], "cpu", runs=1,
+                               size=(48, 80))  # fmt: skip
+    assert set(timings) == {"reference-lowres"} and reference.seconds > 0
+    assert timed_here == []
