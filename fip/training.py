@@ -195,8 +195,10 @@ class FipCLI(LightningCLI):
 
 def quiet_lightning() -> None:
     """Keep Lightning's notices (its tips, the accelerator lines) and the warnings Lightning itself triggers out of
-    fip's output; its warnings and errors still show, and so do fip's own
-    progress lines and Lightning's progress bar."""
+    fip's output; its warnings and errors still show, and so do fip's own progress lines and Lightning's progress
+    bar. With ``fip -v train`` (fip's logger at DEBUG) everything shows."""
+    if logging.getLogger("fip").isEnabledFor(logging.DEBUG):  # `fip -v train`: Lightning's notices too
+        return
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")

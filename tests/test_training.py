@@ -499,7 +499,7 @@ def test_ddp_on_cpu_with_two_processes(photo_folder, tmp_path):
     overrides = ["--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "fip", "train", "-c", config, *overrides],
+        [sys.executable, "-m", "fip", "-v", "train", "-c", config, *overrides],  # -v: Lightning's notices too
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
