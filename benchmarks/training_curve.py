@@ -86,12 +86,15 @@ def main() -> int:
 
         figure, axes = plt.subplots(figsize=(7, 4.2))
         for op, points in curves.items():
-            (line,) = axes.plot(*zip(*points), marker="o", markersize=3, label=op)
-            if (start := start_psnr(args.out / op, starts)) is not None:
+            start = start_psnr(args.out / op, starts)
+            shown = [(0.0, start), *points] if start is not None else points  # hour 0: where training started
+            (line,) = axes.plot(*zip(*shown), marker="o", markersize=3, label=op)
+            if start is not None:
                 axes.axhline(start, color=line.get_color(), linestyle="--", linewidth=0.8)
         axes.set_xlabel(f"{'hours' if args.clock == 'train_hours' else 'CPU hours'} of training ({machine()})")
         axes.set_ylabel("validation PSNR (dB)")
         axes.set_title("Training on the fip-v2 photo set (dashed: the network it started from)")
+        axes.set_xlim(left=0)
         axes.grid(alpha=0.3)
         axes.legend()
         figure.tight_layout()
