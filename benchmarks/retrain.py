@@ -7,7 +7,7 @@ Usage: python benchmarks/retrain.py OPERATOR [OPERATOR ...] [--budget 150] [--ex
 Each operator is ``fip build OPERATOR`` on the photo set of ``scripts/photo_set.py`` with its split file, reported
 on the four FiveK photos, into ``OUT/OPERATOR`` (outside the work tree, so a fresh clone on the same machine finds
 it). ``fip build`` resumes from its last checkpoint and its ``build.json``, so the same command, run again after a
-stop, goes on where it stopped; a finished build is skipped. ``OUT/ledger.json`` records, per operator, the steps
+stop, goes on where it stopped, with the options it was started with; a finished build is skipped. ``OUT/ledger.json`` records, per operator, the steps
 done, the training hours so far and the validation PSNR the build kept; ``--status`` prints it as a table. Raising
 ``--budget`` for a finished build's operator trains it on (the budget is not part of what a build folder is for).
 """
@@ -52,6 +52,20 @@ def ledger_row(folder: Path) -> dict:
     return row
 
 
+def started_with(folder: Path, extras: str, train_args: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The extra stages and training options of the build in ``folder`` when one was started there (a build resumes
+    only with what it was started with), else ``extras`` and ``train_args``."""
+    try:
+        request = json.loads((folder / STATE_FILE).read_text())["request"]
+    except (OSError, ValueError, KeyError):
+        return extras, train_args
+    found = request.get("extras", "auto"), tuple(request.get("train_args", ()))
+    if found != (extras, train_args):
+        print(f"retrain {folder.name}: resuming with the options it was started with: --extras {found[0]} "
+              f"--train-args {shlex.join(found[1])!r}", flush=True)
+    return found
+
+
 def write_ledger(out: Path, operators: list[str]) -> dict:
     ledger = {op: ledger_row(out / op) for op in operators}
     atomic_write_json(out / "ledger.json", {"updated": time.strftime("%Y-%m-%d %H:%M:%S"), "operators": ledger})
@@ -73,7 +87,10 @@ def main() -> int:
     parser.add_argument("operators", nargs="*")
     parser.add_argument("--budget", type=float, default=150.0, help="minutes per build (training gets 70%%)")
     parser.add_argument("--extras", default="none", help="fip build --extras (default none: the CAN only)")
-    parser.add_argument("--train-args", default="--trainer.check_val_every_n_epoch 2")
+    # Four crops of a photo share its context pass, eight crops a step, pairs decoded once: 2.2x the crops per second
+    # of one crop a photo on this CPU (docs/research-log.md, "More crops a core").
+    parser.add_argument("--train-args", default="--trainer.check_val_every_n_epoch 2 --data.crops_per_photo 4 "
+                        "--data.batch_size 8 --data.in_memory true")
     parser.add_argument("--photos", type=Path, default=PHOTO_SET, help="scripts/photo_set.py's folder")
     parser.add_argument("--out", type=Path, default=cache_dir() / "retrain")
     parser.add_argument("--status", action="store_true", help="print the ledger and stop")
@@ -87,9 +104,10 @@ def main() -> int:
         return 2
     fivek = str(fivek_photos()[0].parent)
     for operator in args.operators:
+        extras, train_args = started_with(args.out / operator, args.extras, tuple(shlex.split(args.train_args)))
         request = BuildRequest(operator, args.out / operator, source=str(args.photos), budget_minutes=args.budget,
-                               report=(("fivek", fivek),), extras=args.extras,
-                               train_args=tuple(shlex.split(args.train_args)), split_file=split)  # fmt: skip
+                               report=(("fivek", fivek),), extras=extras, train_args=train_args,
+                               split_file=split)  # fmt: skip
         build(request, progress=lambda line, op=operator: print(f"retrain {op}: {line}", flush=True))
         write_ledger(args.out, args.operators)
     print_ledger(args.out)
