@@ -125,6 +125,11 @@ def _terminate(pool: cf.ProcessPoolExecutor) -> None:
         pool.terminate_workers()
         return
     processes = list((pool._processes or {}).values())  # no public way to reach them before 3.14
+    # Killing the workers can fail a write of the call queue's feeder thread, whose error handler then waits for the
+    # pool's shutdown lock, which the pool's manager thread holds while it joins that feeder: a deadlock before
+    # CPython 3.12.8 (gh-125451). The queued jobs are dropped anyway, so the feeder is not waited for.
+    if (call_queue := getattr(pool, "_call_queue", None)) is not None:
+        call_queue.cancel_join_thread()
     for process in processes:
         process.terminate()
     # The pool's manager thread sees its workers die, fails the futures left and reaps the processes.
