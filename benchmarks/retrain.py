@@ -27,6 +27,7 @@ from _common import fivek_photos  # noqa: E402
 from fip.build import STATE_FILE, BuildRequest, build  # noqa: E402
 from fip.cache import cache_dir  # noqa: E402
 from fip.files import atomic_write_json  # noqa: E402
+from training_curve import read_curve  # noqa: E402
 
 PHOTO_SET = cache_dir() / "photo-sets" / "fip-v2"
 
@@ -38,14 +39,7 @@ def ledger_row(folder: Path) -> dict:
     except (OSError, ValueError):
         return {"steps": [], "training_hours": 0.0}
     row = {"steps": sorted(state.get("steps", {})), "training_hours": round(state.get("training_seconds", 0) / 3600, 3)}
-    best = None
-    for log in folder.glob("training/logs/version_*/metrics.csv"):
-        header, *lines = log.read_text().splitlines()
-        for line in lines:
-            values = dict(zip(header.split(","), line.split(",")))
-            if values.get("val_psnr"):
-                best = max(best or 0.0, float(values["val_psnr"]))
-    row["best_val_psnr"] = best
+    row["best_val_psnr"] = max((psnr for _, psnr in read_curve(folder, "train_hours")), default=None)
     if keep := state.get("steps", {}).get("keep"):
         row["kept"] = keep.get("kept")
     row["done"] = "report" in state.get("steps", {})

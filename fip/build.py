@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -176,10 +177,7 @@ def read_split_file(path: str | os.PathLike[str], source: Any) -> dict[str, list
     for role, names in split.items():
         if not names:
             raise InputError(f"split file {path} names no {role} photo; each of train, validation and test needs one")
-    counts: dict[str, int] = {}
-    for names in split.values():
-        for name in names:
-            counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for names in split.values() for name in names)
     if twice := sorted(name for name, count in counts.items() if count > 1):
         raise InputError(f"split file {path} puts {len(twice)} photos in two sets, e.g. {twice[:5]}")
     held = {photo.name for photo in source.photos}
@@ -251,8 +249,6 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out, replace(request, params=params))
     source = open_source(request.source)
-    if request.split_file is not None and state.done("split") is None:
-        read_split_file(request.split_file, source)  # a bad file fails before any work
 
     began = time.monotonic()
     try:
