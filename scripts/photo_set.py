@@ -43,13 +43,14 @@ def shared_role(name: str) -> str:
 def make_photo_set(out: Path, shared: Path, debian: Path) -> dict[str, list[str]]:
     """Link every photo of ``shared`` and ``debian`` into ``out`` and write ``out/split.json``; return the split."""
     split: dict[str, list[str]] = {"train": [], "validation": [], "test": []}
-    for role, names in split_photos(folder_source(debian)).items():
+    debian_photos = folder_source(debian)
+    for role, names in split_photos(debian_photos).items():
         split[role] += names
     shared_photos = folder_source(shared).photos
     for photo in shared_photos:
         split[shared_role(photo.name)].append(photo.name)
     out.mkdir(parents=True, exist_ok=True)
-    wanted = {photo.path.name: photo.path.resolve() for photo in (*folder_source(debian).photos, *shared_photos)}
+    wanted = {photo.path.name: photo.path.resolve() for photo in (*debian_photos.photos, *shared_photos)}
     if len(wanted) != sum(len(names) for names in split.values()):
         raise SystemExit("photo_set: two photos share a file name; rename one")
     for link in out.iterdir():
