@@ -23,12 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, reference_dir  # noqa: E402
-from fip.data.sources import Resolution, folder_source  # noqa: E402
-from fip.evaluate import evaluate  # noqa: E402
-from fip.models.catalogue import list_models, model_for_operator  # noqa: E402
-from fip.runtime.devices import device_class, resolve_device  # noqa: E402
-from fip.runtime.plan import AUTO_GOOD_ENOUGH_DB, AUTO_MAX_LOSS_DB  # noqa: E402
+from _common import machine, reference_dir
+
+from fip.data.sources import Resolution, folder_source
+from fip.evaluate import evaluate
+from fip.models.catalogue import list_models, model_for_operator
+from fip.runtime.devices import device_class, resolve_device
+from fip.runtime.plan import AUTO_GOOD_ENOUGH_DB, AUTO_MAX_LOSS_DB
 
 
 def main() -> None:
@@ -54,21 +55,32 @@ def main() -> None:
     rows = []
     for operator in operators:
         model = model_for_operator(operator)
-        report = evaluate(model, photos, split="all", resolution=Resolution(1080), timing=True, workers=1,
-                          device=device)  # fmt: skip
+        report = evaluate(
+            model, photos, split="all", resolution=Resolution(1080), timing=True, workers=1, device=device
+        )
         reference = float(np.mean([i["reference_seconds"] for i in report.images]))
         seconds = float(np.mean([i["model_seconds"] for i in report.images]))
         fivek = {a.name: a.quality["fivek"].psnr for a in model.card.approximators.values() if "fivek" in a.quality}
         best = max(fivek, key=fivek.get) if fivek else None
-        row = {"operator": operator, "auto": ", ".join(report.approximators), "reference_seconds": reference,
-               "auto_seconds": seconds, "speedup": reference / seconds, "psnr": report.mean_psnr,
-               "best": best, "best_psnr": fivek.get(best), "before": before.get(operator)}  # fmt: skip
+        row = {
+            "operator": operator,
+            "auto": ", ".join(report.approximators),
+            "reference_seconds": reference,
+            "auto_seconds": seconds,
+            "speedup": reference / seconds,
+            "psnr": report.mean_psnr,
+            "best": best,
+            "best_psnr": fivek.get(best),
+            "before": before.get(operator),
+        }
         if args.uhd:
             row["uhd_auto"], row["uhd_seconds"] = _uhd_seconds(model, operator, photos, device)
         rows.append(row)
         print(_line(row), file=sys.stderr, flush=True)
-    print(f"Machine: {machine()}; device {device} (class {device_class(device)}); the four FiveK photos at 1080p, "
-          "each timed once after one untimed warm-up of the approximation; means over the photos.\n")  # fmt: skip
+    print(
+        f"Machine: {machine()}; device {device} (class {device_class(device)}); the four FiveK photos at 1080p, "
+        "each timed once after one untimed warm-up of the approximation; means over the photos.\n"
+    )
     _print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
@@ -106,21 +118,34 @@ def _target(row: dict) -> float:
 def _print_table(rows: list[dict]) -> None:
     uhd = any("uhd_seconds" in r for r in rows)
     before = any(r.get("before") for r in rows)
-    print("| operator | reference s | `auto` runs | `auto` s | speed-up | target | `auto` PSNR | best approximator (PSNR) "
-          "| meets the bar |" + (" 4K: `auto` runs | 4K s |" if uhd else "")
-          + (" before: `auto` | before: PSNR | before: speed-up |" if before else ""))  # fmt: skip
-    print("|---|---:|---|---:|---:|---:|---:|---|---|" + ("---|---:|" if uhd else "") + ("---|---:|---:|" if before else ""))
+    print(
+        "| operator | reference s | `auto` runs | `auto` s | speed-up | target | `auto` PSNR | best approximator (PSNR) "
+        "| meets the bar |"
+        + (" 4K: `auto` runs | 4K s |" if uhd else "")
+        + (" before: `auto` | before: PSNR | before: speed-up |" if before else "")
+    )
+    print(
+        "|---|---:|---|---:|---:|---:|---:|---|---|"
+        + ("---|---:|" if uhd else "")
+        + ("---|---:|---:|" if before else "")
+    )
     for row in rows:
         print(_line(row, uhd, before))
     met = sum(_meets(r) for r in rows)
     faster = sum(r["speedup"] >= 1.0 for r in rows)
     itself = sum(r["auto"] == "reference" and r["speedup"] >= 1.0 for r in rows)
-    print(f"\n{faster} of {len(rows)} at least as fast as the reference ({itself} by running the reference itself); "
-          f"{met} of {len(rows)} within {AUTO_MAX_LOSS_DB} dB of the best approximator or at least "
-          f"{AUTO_GOOD_ENOUGH_DB:g} dB on these photos; {sum(r['speedup'] >= _target(r) for r in rows)} of "
-          f"{len(rows)} meet their speed target"
-          + (f"; {sum(r['uhd_seconds'] < 1.0 for r in rows if 'uhd_seconds' in r)} of {len(rows)} run a 4K frame "
-             "in under 1 s." if uhd else "."))  # fmt: skip
+    print(
+        f"\n{faster} of {len(rows)} at least as fast as the reference ({itself} by running the reference itself); "
+        f"{met} of {len(rows)} within {AUTO_MAX_LOSS_DB} dB of the best approximator or at least "
+        f"{AUTO_GOOD_ENOUGH_DB:g} dB on these photos; {sum(r['speedup'] >= _target(r) for r in rows)} of "
+        f"{len(rows)} meet their speed target"
+        + (
+            f"; {sum(r['uhd_seconds'] < 1.0 for r in rows if 'uhd_seconds' in r)} of {len(rows)} run a 4K frame "
+            "in under 1 s."
+            if uhd
+            else "."
+        )
+    )
 
 
 def _meets(row: dict) -> bool:
@@ -131,15 +156,22 @@ def _meets(row: dict) -> bool:
 
 def _line(row: dict, uhd: bool = False, with_before: bool = True) -> str:
     before = row.get("before") or {}
-    old = (f" {before['auto']} | {before['psnr']:.2f} | {before['reference_seconds'] / before['auto_seconds']:.2f}x |"
-           if before else " | | |")  # fmt: skip
+    old = (
+        f" {before['auto']} | {before['psnr']:.2f} | {before['reference_seconds'] / before['auto_seconds']:.2f}x |"
+        if before
+        else " | | |"
+    )
     best = f"{row['best']} ({row['best_psnr']:.2f})" if row["best"] else ""
     target = _target(row)
-    large = f" {row['uhd_auto']} | {row['uhd_seconds']:.3f} |" if uhd and "uhd_seconds" in row else (" | |" if uhd else "")
-    return (f"| `{row['operator']}` | {row['reference_seconds']:.2f} | {row['auto']} | {row['auto_seconds']:.3f} | "
-            f"{row['speedup']:.1f}x | {target:g}x{'' if row['speedup'] >= target else ' (no)'} | "
-            f"{'exact' if row['auto'] == 'reference' else format(row['psnr'], '.2f')} | {best} | "
-            f"{'yes' if _meets(row) else 'no'} |{large}" + (old if with_before else ""))
+    large = (
+        f" {row['uhd_auto']} | {row['uhd_seconds']:.3f} |" if uhd and "uhd_seconds" in row else (" | |" if uhd else "")
+    )
+    return (
+        f"| `{row['operator']}` | {row['reference_seconds']:.2f} | {row['auto']} | {row['auto_seconds']:.3f} | "
+        f"{row['speedup']:.1f}x | {target:g}x{'' if row['speedup'] >= target else ' (no)'} | "
+        f"{'exact' if row['auto'] == 'reference' else format(row['psnr'], '.2f')} | {best} | "
+        f"{'yes' if _meets(row) else 'no'} |{large}" + (old if with_before else "")
+    )
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file

@@ -20,11 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, median_seconds  # noqa: E402
-from fip.compress import multiply_adds  # noqa: E402
-from fip.models.can import ContextAggregationNet, fold  # noqa: E402
-from fip.ort import write_onnx  # noqa: E402
-from fip.runtime.onnx import OrtNet  # noqa: E402
+from _common import machine, median_seconds
+
+from fip.compress import multiply_adds
+from fip.models.can import ContextAggregationNet, fold
+from fip.ort import write_onnx
+from fip.runtime.onnx import OrtNet
 
 
 def main() -> None:
@@ -57,8 +58,10 @@ def main() -> None:
             gmacs = multiply_adds(folded, 1080, 1920) / 1e9
             rows.append(f"| {width} | {gmacs:.1f} | " + " | ".join(f"{s:.3f}" for s in seconds) + " |")
             print(rows[-1], file=sys.stderr, flush=True)
-    print(f"Machine: {machine()}; {torch.get_num_threads()} threads; folded CAN, depth 9, one 1920x1080 frame, "
-          f"median of {args.runs} runs.\n")  # fmt: skip
+    print(
+        f"Machine: {machine()}; {torch.get_num_threads()} threads; folded CAN, depth 9, one 1920x1080 frame, "
+        f"median of {args.runs} runs.\n"
+    )
     print("| width | GMAC | PyTorch fp32 (s) | PyTorch bf16 (s) | ONNX Runtime fp32 (s) | ONNX Runtime int8 (s) |")
     print("|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))

@@ -19,14 +19,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine  # noqa: E402
-from fip.data.module import PairDataset  # noqa: E402
-from fip.data.pairs import default_out_dir  # noqa: E402
-from fip.data.sources import Resolution, folder_source  # noqa: E402
-from fip.metrics import psnr  # noqa: E402
-from fip.models.can import fold, image_statistics  # noqa: E402
-from fip.models.catalogue import open_model  # noqa: E402
-from fip.models.storage import load_network  # noqa: E402
+from _common import machine
+
+from fip.data.module import PairDataset
+from fip.data.pairs import default_out_dir
+from fip.data.sources import Resolution, folder_source
+from fip.metrics import psnr
+from fip.models.can import fold, image_statistics
+from fip.models.catalogue import open_model
+from fip.models.storage import load_network
 
 
 def in_crops(x: torch.Tensor, crop: int, net) -> torch.Tensor:
@@ -44,8 +45,12 @@ def scores(net, photos: PairDataset, crop: int) -> list[float]:
     for x, target in photos:
         x, target = x[None], target[None]
         half = torch.nn.functional.interpolate(x, scale_factor=0.5, mode="area")
-        outputs = [net(x), in_crops(x, crop, net), in_crops(x, crop, fold(net, image_statistics(net, x))),
-                   in_crops(x, crop, fold(net, image_statistics(net, half)))]  # fmt: skip
+        outputs = [
+            net(x),
+            in_crops(x, crop, net),
+            in_crops(x, crop, fold(net, image_statistics(net, x))),
+            in_crops(x, crop, fold(net, image_statistics(net, half))),
+        ]
         rows.append([float(psnr(o.clamp(0, 1), target)) for o in outputs])
     return list(np.mean(rows, axis=0))
 
@@ -57,15 +62,19 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=192)
     args = parser.parse_args()
     print(machine())
-    print("\n| operator | model | whole photo | crops, own statistics | crops, photo's | crops, half-size photo's |\n"
-          "|---|---|---:|---:|---:|---:|")  # fmt: skip
+    print(
+        "\n| operator | model | whole photo | crops, own statistics | crops, photo's | crops, half-size photo's |\n"
+        "|---|---|---:|---:|---:|---:|"
+    )
     for spec in args.models:
         operator, _, name = spec.partition("=")
         model = load_network(name) if name else open_model(f"fip/{operator}").network_file("net")
         folder = default_out_dir(folder_source(args.photos), operator, Resolution(480), model.params)
         if not (folder / "manifest.json").is_file():
-            sys.exit(f"no 480p pairs of {operator} in {folder}: run `fip train -c train/configs/{operator}.yaml "
-                     f"--data.source {args.photos} --data.val_resolution 480p` (or `fip data`) first")  # fmt: skip
+            sys.exit(
+                f"no 480p pairs of {operator} in {folder}: run `fip train -c train/configs/{operator}.yaml "
+                f"--data.source {args.photos} --data.val_resolution 480p` (or `fip data`) first"
+            )
         with torch.inference_mode():
             values = scores(model.net.eval(), PairDataset(folder, "test"), args.crop)
         cells = " | ".join(f"{v:.2f}" for v in values)

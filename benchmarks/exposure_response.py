@@ -23,12 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, one_megapixel_photo  # noqa: E402
-from fip.imaging import resize_area  # noqa: E402
-from fip.models.can import AdaptiveNorm  # noqa: E402
-from fip.models.catalogue import list_models, open_model  # noqa: E402
-from fip.models.storage import load_network  # noqa: E402
-from fip.runtime.execute import to_batch  # noqa: E402
+from _common import machine, one_megapixel_photo
+
+from fip.imaging import resize_area
+from fip.models.can import AdaptiveNorm
+from fip.models.catalogue import list_models, open_model
+from fip.models.storage import load_network
+from fip.runtime.execute import to_batch
 
 
 def response(net: torch.nn.Module, image: np.ndarray) -> tuple[float, float]:
@@ -48,8 +49,10 @@ def main() -> None:
     photo = one_megapixel_photo()
     photo = resize_area(photo, photo.shape[0] // 2, photo.shape[1] // 2)
     print(machine())
-    print(f"\nOne photo at {photo.shape[1]}x{photo.shape[0]}, the paper-exact pass, unclipped outputs.\n\n"
-          "| operator | model | conv bias | mu range | change | departure from scaling |\n|---|---|---|---:|---:|---:|")
+    print(
+        f"\nOne photo at {photo.shape[1]}x{photo.shape[0]}, the paper-exact pass, unclipped outputs.\n\n"
+        "| operator | model | conv bias | mu range | change | departure from scaling |\n|---|---|---|---:|---:|---:|"
+    )
     for spec in specs:
         operator, _, name = spec.partition("=")
         net = load_network(name).net if name else open_model(f"fip/{operator}").network("net")
@@ -58,8 +61,11 @@ def main() -> None:
             continue
         mus = [float(m.mu.detach()) for m in net.modules() if isinstance(m, AdaptiveNorm)]
         change, departure = response(net, photo)
-        print(f"| `{operator}` | {Path(name).name if name else 'shipped'} | {'yes' if net.conv_bias else 'no'} "
-              f"| {min(mus):.2f} … {max(mus):.2f} | {change:.3f} | {departure:.2f} |", flush=True)
+        print(
+            f"| `{operator}` | {Path(name).name if name else 'shipped'} | {'yes' if net.conv_bias else 'no'} "
+            f"| {min(mus):.2f} … {max(mus):.2f} | {change:.3f} | {departure:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

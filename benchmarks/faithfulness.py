@@ -19,11 +19,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import fip  # noqa: E402
-from _common import REPO, fivek_photos, machine  # noqa: E402
-from fip.imaging import read_image_file, resize_area  # noqa: E402
-from fip.metrics import psnr, ssim  # noqa: E402
-from fip.models.paper import COMBINED_ORDER, FIP_OPERATOR, PAPER_OPERATORS, load_paper_model  # noqa: E402
+from _common import REPO, fivek_photos, machine
+
+import fip
+from fip.imaging import read_image_file, resize_area
+from fip.metrics import psnr, ssim
+from fip.models.paper import COMBINED_ORDER, FIP_OPERATOR, PAPER_OPERATORS, load_paper_model
 
 
 def authors_output(paper_name: str, image: np.ndarray) -> np.ndarray:
@@ -63,8 +64,11 @@ def main() -> None:
             print(f"  {operator} photo {index + 1}: {scores[-1][0]:.2f} dB", file=sys.stderr, flush=True)
         width = max(p.shape[1] for p in panels)
         grid = np.vstack([np.pad(p, ((0, 4), (0, width - p.shape[1]), (0, 0)), constant_values=1.0) for p in panels])
-        cv2.imwrite(str(args.out / f"{operator}.jpg"), cv2.cvtColor((grid * 255).astype(np.uint8), cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 88])  # fmt: skip
+        cv2.imwrite(
+            str(args.out / f"{operator}.jpg"),
+            cv2.cvtColor((grid * 255).astype(np.uint8), cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 88],
+        )
         mean = np.mean(scores, axis=0)
         rows.append((operator, paper_name, mean[0], mean[1], mean[2], [s[0] for s in scores]))
     print(f"Machine: {machine()}. Four FiveK photos at 1080p (1080 px short side).\n")

@@ -105,17 +105,21 @@ def table(session: dict) -> str:
     klass = session.get("device_class", "?")
     sizes = session["sizes"]
     small, large = (f"{sizes[k][1]}x{sizes[k][0]}" for k in ("1080p", "4K"))
-    lines = [f"{session.get('machine', '?')} (class {klass}), {session.get('date', '')}"
-             + (" - DRY RUN on the CPU at tiny sizes" if session.get("dry_run") else "") + "; seconds per frame, "
-             f"networks: median of {session.get('runs', '?')} after one warm-up; rows that run the reference: one "
-             "run after one warm-up, the reference on the CPU.", "",
-             f"| operator | approximator | {small} s | {large} s | CPU card, 1920x1080 s | note |",
-             "|---|---|---:|---:|---:|---|"]  # fmt: skip
+    lines = [
+        f"{session.get('machine', '?')} (class {klass}), {session.get('date', '')}"
+        + (" - DRY RUN on the CPU at tiny sizes" if session.get("dry_run") else "")
+        + "; seconds per frame, "
+        f"networks: median of {session.get('runs', '?')} after one warm-up; rows that run the reference: one "
+        "run after one warm-up, the reference on the CPU.",
+        "",
+        f"| operator | approximator | {small} s | {large} s | CPU card, 1920x1080 s | note |",
+        "|---|---|---:|---:|---:|---|",
+    ]
     for operator, found in session["operators"].items():
         rows = found.get("rows", {})
         try:
             card = read_card(ZOO / operator)
-        except Exception:  # noqa: BLE001 - the table still shows what was timed
+        except Exception:
             card = None
         names = list(dict.fromkeys([*rows.get("1080p", {}), *rows.get("4K", {})]))
         order = list(card.approximators) if card else []
@@ -127,8 +131,10 @@ def table(session: dict) -> str:
             lines.append(f"| `{operator}` | {name} | {_seconds(small)} | {_seconds(large)} | {cpu} | {note} |")
     grid = session.get("grid", {})
     if grid:
-        lines.append(f"| (any) | grid, untrained | {_seconds(grid.get('1080p', {}))} | {_seconds(grid.get('4K', {}))} "
-                     "| | the bilateral grid of train/configs/overlays/grid.yaml's shape |")  # fmt: skip
+        lines.append(
+            f"| (any) | grid, untrained | {_seconds(grid.get('1080p', {}))} | {_seconds(grid.get('4K', {}))} "
+            "| | the bilateral grid of train/configs/overlays/grid.yaml's shape |"
+        )
     return "\n".join(lines)
 
 
@@ -145,8 +151,11 @@ def _why(row: dict) -> str:
 def _cpu_seconds(card, name: str) -> str:
     if card is None:
         return ""
-    timings = card.reference_seconds if name == "reference" else (
-        card.approximators[name].seconds if name in card.approximators else {})  # fmt: skip
+    timings = (
+        card.reference_seconds
+        if name == "reference"
+        else (card.approximators[name].seconds if name in card.approximators else {})
+    )
     found = [t.seconds for k, t in timings.items() if k.startswith("cpu")]
     return f"{min(found):.3f}" if found else ""
 
@@ -172,14 +181,29 @@ def unpack(folder: Path, session: dict, into: Path) -> None:
         request["source"] = str(CARRY_PHOTOS)
         request["split_file"] = str((CARRY_PHOTOS / "split.json").resolve())
         args = request.get("train_args", [])
-        kept = [arg for index, arg in enumerate(args)  # each option of GPU_ONLY_ARGS with its value
-                if arg not in GPU_ONLY_ARGS and (index == 0 or args[index - 1] not in GPU_ONLY_ARGS)]
+        kept = [
+            arg
+            for index, arg in enumerate(args)  # each option of GPU_ONLY_ARGS with its value
+            if arg not in GPU_ONLY_ARGS and (index == 0 or args[index - 1] not in GPU_ONLY_ARGS)
+        ]
         request["train_args"] = kept
         state_file.write_text(json.dumps(state, indent=2) + "\n")
         budget = (session.get("training", {}).get(request["operator"], {}) or {}).get("budget_minutes") or 10
-        command = ["fip", "build", request["operator"], "--source", request["source"], "--split-file",
-                   request["split_file"], "--extras", request.get("extras", "auto"), "--budget", f"{budget:g}",
-                   "--out", str(state_file.parent)]  # fmt: skip
+        command = [
+            "fip",
+            "build",
+            request["operator"],
+            "--source",
+            request["source"],
+            "--split-file",
+            request["split_file"],
+            "--extras",
+            request.get("extras", "auto"),
+            "--budget",
+            f"{budget:g}",
+            "--out",
+            str(state_file.parent),
+        ]
         if kept:
             command += ["--train-args", " ".join(kept)]
         steps = ", ".join(state.get("steps", {}))

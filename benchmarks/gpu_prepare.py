@@ -39,8 +39,14 @@ CARRY = REPO / ".gpu-carry"
 # there"); pip's --no-deps fetches only these, so each one's own needs are named too.
 WHEELS = ("kornia", "kornia-rs", "rawpy", "pyamg", "jsonargparse", "docstring-parser", "typeshed-client")
 RAW_WHEELS = ("colour-demosaicing", "colour-science", "PyWavelets")  # raw.demosaic_denoise's reference only
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64")  # fmt: skip
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 TIMING_PHOTO = REPO / "data" / "debian-photos" / "Blinds.jpg"  # benchmarks/measure_cards.py's timing photo
 MIB = 2**20
 
@@ -57,8 +63,11 @@ def pinned_version(name: str) -> str:
 
 def exclude_carry_folder() -> None:
     """Ignore ``/.gpu-carry/`` through ``.git/info/exclude`` (never committed; the tool's ``carry`` names it)."""
-    git_dir = Path(subprocess.run(["git", "rev-parse", "--git-dir"], cwd=REPO, capture_output=True, text=True,
-                                  check=True).stdout.strip())  # fmt: skip
+    git_dir = Path(
+        subprocess.run(
+            ["git", "rev-parse", "--git-dir"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     exclude = (git_dir if git_dir.is_absolute() else REPO / git_dir) / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     lines = exclude.read_text().splitlines() if exclude.is_file() else []
@@ -79,8 +88,10 @@ def pack_photos(photo_set: Path, out: Path, short_side: int, quality: int) -> tu
     files = {p.stem: p for p in photo_set.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff")}
     names = sorted(name for role in ("train", "validation", "test") for name in split[role])
     if missing := [n for n in names if n not in files]:
-        raise SystemExit(f"gpu_prepare: {photo_set} lacks {len(missing)} photos its split names, e.g. {missing[:3]}: "
-                         "run python scripts/photo_set.py")  # fmt: skip
+        raise SystemExit(
+            f"gpu_prepare: {photo_set} lacks {len(missing)} photos its split names, e.g. {missing[:3]}: "
+            "run python scripts/photo_set.py"
+        )
     out.mkdir(parents=True, exist_ok=True)
     wanted = {f"{name}.jpg" for name in names} | {"split.json", "settings.json"}
     for stale in [p for p in out.iterdir() if p.name not in wanted]:
@@ -97,8 +108,9 @@ def pack_photos(photo_set: Path, out: Path, short_side: int, quality: int) -> tu
                 image = resize_area(image, max(2, round(height * scale)), max(2, round(width * scale)))
             target.write_bytes(encode_image(image, "jpeg", quality=quality))
         total += target.stat().st_size
-    (out / "split.json").write_text(json.dumps({role: sorted(split[role]) for role in ("train", "validation", "test")},
-                                               indent=1) + "\n")  # fmt: skip
+    (out / "split.json").write_text(
+        json.dumps({role: sorted(split[role]) for role in ("train", "validation", "test")}, indent=1) + "\n"
+    )
     record.write_text(json.dumps(settings) + "\n")
     return len(names), total + (out / "split.json").stat().st_size
 
@@ -114,8 +126,21 @@ def download_wheels(out: Path, names: tuple[str, ...]) -> None:
     missing = [spec for spec in wanted if _wheel_key(spec.split("==")[0]) + "==" + spec.split("==")[1] not in have]
     if not missing:
         return
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               "--python-version", "3.12", "--implementation", "cp", "-d", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+        "-d",
+        str(out),
+    ]
     for platform in PLATFORMS:
         command += ["--platform", platform]
     subprocess.run(command + missing, check=True)
@@ -127,8 +152,12 @@ def _wheel_key(name: str) -> str:
 
 def travelling_bytes() -> int:
     """Bytes of the working tree that travels to the GPU machine (tracked, and untracked but not ignored)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.split(b"\0")  # fmt: skip
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
     return sum((REPO / n.decode()).stat().st_size for n in listed if n and (REPO / n.decode()).is_file())
 
 
@@ -140,21 +169,31 @@ def main() -> int:
     from fip.cache import cache_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=Path, default=cache_dir() / "photo-sets" / "fip-v2",
-                        help="scripts/photo_set.py's folder (links to the photos, and split.json)")
+    parser.add_argument(
+        "--photos",
+        type=Path,
+        default=cache_dir() / "photo-sets" / "fip-v2",
+        help="scripts/photo_set.py's folder (links to the photos, and split.json)",
+    )
     parser.add_argument("--short-side", type=int, default=480)
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality of the copies")
-    parser.add_argument("--raw-wheels", action="store_true",
-                        help="also the wheels only raw.demosaic_denoise's reference needs (17 MB)")
-    parser.add_argument("--limit-mib", type=float, default=60.0,
-                        help="fail when the working tree and the folder together pass this (the tool allows 64)")
+    parser.add_argument(
+        "--raw-wheels", action="store_true", help="also the wheels only raw.demosaic_denoise's reference needs (17 MB)"
+    )
+    parser.add_argument(
+        "--limit-mib",
+        type=float,
+        default=60.0,
+        help="fail when the working tree and the folder together pass this (the tool allows 64)",
+    )
     args = parser.parse_args()
     if not (args.photos / "split.json").is_file():
         print(f"gpu_prepare: {args.photos}/split.json is missing: run python scripts/photo_set.py", file=sys.stderr)
         return 2
     if not TIMING_PHOTO.is_file():
-        print(f"gpu_prepare: {TIMING_PHOTO} is missing: bash scripts/debian_photos.sh data/debian-photos",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"gpu_prepare: {TIMING_PHOTO} is missing: bash scripts/debian_photos.sh data/debian-photos", file=sys.stderr
+        )
         return 2
     exclude_carry_folder()
     CARRY.mkdir(exist_ok=True)
@@ -163,15 +202,22 @@ def main() -> int:
     (CARRY / "timing").mkdir(exist_ok=True)
     shutil.copy2(TIMING_PHOTO, CARRY / "timing" / TIMING_PHOTO.name)
     download_wheels(CARRY / "wheels", WHEELS + (RAW_WHEELS if args.raw_wheels else ()))
-    print(f"gpu_prepare: wheels: {', '.join(sorted(p.name for p in (CARRY / 'wheels').glob('*.whl')))}; "
-          f"{folder_bytes(CARRY / 'wheels') / MIB:.1f} MiB")  # fmt: skip
+    print(
+        f"gpu_prepare: wheels: {', '.join(sorted(p.name for p in (CARRY / 'wheels').glob('*.whl')))}; "
+        f"{folder_bytes(CARRY / 'wheels') / MIB:.1f} MiB"
+    )
     carried, tree = folder_bytes(CARRY), travelling_bytes()
     total = (carried + tree) / MIB
-    print(f"gpu_prepare: {CARRY.name}/ {carried / MIB:.1f} MiB + working tree {tree / MIB:.1f} MiB = {total:.1f} MiB "
-          f"(the tool carries at most 64)")  # fmt: skip
+    print(
+        f"gpu_prepare: {CARRY.name}/ {carried / MIB:.1f} MiB + working tree {tree / MIB:.1f} MiB = {total:.1f} MiB "
+        f"(the tool carries at most 64)"
+    )
     if total > args.limit_mib:
-        print(f"gpu_prepare: over --limit-mib {args.limit_mib:g}: lower --quality or --short-side, or leave out "
-              "--raw-wheels", file=sys.stderr)  # fmt: skip
+        print(
+            f"gpu_prepare: over --limit-mib {args.limit_mib:g}: lower --quality or --short-side, or leave out "
+            "--raw-wheels",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -63,9 +63,18 @@ class Session:
     def __init__(self, out: Path, deadline: float, dry_run: bool):
         self.out, self.deadline, self.dry_run = out, deadline, dry_run
         self.began = time.time()
-        self.data: dict = {"format": 1, "dry_run": dry_run, "date": datetime.date.today().isoformat(),
-                           "sizes": DRY_SIZES if dry_run else SIZES, "steps": {}, "operators": {}, "grid": {},
-                           "skipped": [], "tests": None, "training": {}}  # fmt: skip
+        self.data: dict = {
+            "format": 1,
+            "dry_run": dry_run,
+            "date": datetime.date.today().isoformat(),
+            "sizes": DRY_SIZES if dry_run else SIZES,
+            "steps": {},
+            "operators": {},
+            "grid": {},
+            "skipped": [],
+            "tests": None,
+            "training": {},
+        }
 
     def left(self) -> float:
         return self.deadline - time.time()
@@ -91,8 +100,11 @@ def bench_rows(bench, runs: int, concurrent: str | None = None) -> dict[str, dic
     """The rows of a :class:`fip.bench.Bench` as the JSON keeps them: what ran, its seconds and how they were taken."""
     found = {}
     for row in bench.rows:
-        entry = {k: v for k, v in asdict(row).items() if k in ("seconds", "peak_mb", "psnr", "approximator",
-                                                              "precision", "working_size", "note")}  # fmt: skip
+        entry = {
+            k: v
+            for k, v in asdict(row).items()
+            if k in ("seconds", "peak_mb", "psnr", "approximator", "precision", "working_size", "note")
+        }
         entry["runs"] = runs
         if concurrent:
             entry["while"] = concurrent
@@ -109,8 +121,10 @@ def card_summary(model) -> dict:
         definition = approximator.to_json()
         definition.pop("quality", None), definition.pop("seconds", None), definition.pop("description", None)
         definitions[name] = definition
-    networks = {key: {"architecture": entry.architecture, "sha256": entry.sha256, "kind": entry.kind}
-                for key, entry in card.networks.items()}  # fmt: skip
+    networks = {
+        key: {"architecture": entry.architecture, "sha256": entry.sha256, "kind": entry.kind}
+        for key, entry in card.networks.items()
+    }
     return {"model": card.name, "approximators": definitions, "networks": networks}
 
 
@@ -147,7 +161,7 @@ def time_networks(session: Session, operators: list[str], photo: Path, device: s
             began = time.time()
             try:
                 bench = run_bench(operator, size, runs, photo, tuple(names), 0, device, model=model, bounds=False)
-            except Exception as exc:  # noqa: BLE001 - one model's failure must not cost the others their rows
+            except Exception as exc:
                 session.skip(operator, size_name, names, f"{type(exc).__name__}: {exc}")
                 continue
             for name, found in bench_rows(bench, runs).items():
@@ -159,8 +173,9 @@ def time_networks(session: Session, operators: list[str], photo: Path, device: s
         session.write()
 
 
-def _time_grid(session: Session, size_name: str, size: tuple[int, int], photo: Path, device: str, runs: int,
-               stop_at: float) -> None:  # fmt: skip
+def _time_grid(
+    session: Session, size_name: str, size: tuple[int, int], photo: Path, device: str, runs: int, stop_at: float
+) -> None:
     """The ``grid`` row: an untrained bilateral-grid network of the overlay's shape through the engine."""
     from fip.bench import run_bench
     from fip.models.catalogue import Model
@@ -172,7 +187,7 @@ def _time_grid(session: Session, size_name: str, size: tuple[int, int], photo: P
     model = Model.of_network(BilateralGridNet(**GRID_SHAPE).eval(), operator="smooth.l0")
     try:
         bench = run_bench("smooth.l0", size, runs, photo, ("grid",), 0, device, model=model, bounds=False)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         session.skip("grid", size_name, ["grid"], f"{type(exc).__name__}: {exc}")
         return
     session.data["grid"][size_name] = bench_rows(bench, runs)["grid"]
@@ -186,8 +201,16 @@ class Training:
     """``fip build`` of each operator in turn, in a process of its own, stopped once its training step is recorded
     (or at ``stop_at``); a thread watches it so that the steps in the foreground go on meanwhile."""
 
-    def __init__(self, session: Session, operators: list[str], photos: Path, split: Path, train_args: list[str],
-                 stop_at: float, work: Path):  # fmt: skip
+    def __init__(
+        self,
+        session: Session,
+        operators: list[str],
+        photos: Path,
+        split: Path,
+        train_args: list[str],
+        stop_at: float,
+        work: Path,
+    ):
         self.session, self.operators, self.photos, self.split = session, operators, photos, split
         self.train_args, self.stop_at, self.work = train_args, stop_at, work
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -219,9 +242,22 @@ class Training:
             budget = minutes / TRAINING_SHARE  # fip build trains for this share of its budget
             found["budget_minutes"] = round(budget, 2)
             folder = self.work / operator
-            command = [sys.executable, str(Path(__file__)), "--build", operator, "--out", str(folder),
-                       "--photos", str(self.photos), "--split", str(self.split), "--budget", f"{budget:.3f}",
-                       "--train-args", json.dumps(self.train_args)]  # fmt: skip
+            command = [
+                sys.executable,
+                str(Path(__file__)),
+                "--build",
+                operator,
+                "--out",
+                str(folder),
+                "--photos",
+                str(self.photos),
+                "--split",
+                str(self.split),
+                "--budget",
+                f"{budget:.3f}",
+                "--train-args",
+                json.dumps(self.train_args),
+            ]
             folder.mkdir(parents=True, exist_ok=True)
             logfile = folder / "session-train.log"  # packed with the folder
             self.logs.append(logfile)
@@ -246,8 +282,10 @@ class Training:
             found["seconds"] = round(time.time() - began, 1)
             found["steps"] = sorted(_steps(folder))
             found.update(_training_summary(folder))
-            log(f"train {operator}: {found['stopped']}; steps {found['steps']}; {found.get('epochs')} epochs, "
-                f"best validation PSNR {found.get('best_val_psnr')}")  # fmt: skip
+            log(
+                f"train {operator}: {found['stopped']}; steps {found['steps']}; {found.get('epochs')} epochs, "
+                f"best validation PSNR {found.get('best_val_psnr')}"
+            )
             self.session.write()
 
 
@@ -292,9 +330,16 @@ def build_one(args: argparse.Namespace) -> int:
     """``--build``: one ``fip build`` (in the process the session starts for it)."""
     from fip.build import BuildRequest, build
 
-    request = BuildRequest(args.build, args.out, source=str(args.photos), budget_minutes=args.budget, extras="none",
-                           train_args=tuple(json.loads(args.train_args)), split_file=args.split,
-                           device=args.device)  # fmt: skip
+    request = BuildRequest(
+        args.build,
+        args.out,
+        source=str(args.photos),
+        budget_minutes=args.budget,
+        extras="none",
+        train_args=tuple(json.loads(args.train_args)),
+        split_file=args.split,
+        device=args.device,
+    )
     build(request, progress=lambda line: print(f"build {args.build}: {line}", flush=True))
     return 0
 
@@ -309,7 +354,7 @@ def cuda_tests() -> list[str]:
         lines = path.read_text().splitlines()
         for index, line in enumerate(lines):
             if "skipif(not torch.cuda.is_available()" in line:
-                following = next((l for l in lines[index + 1:] if l.lstrip().startswith("def ")), "")
+                following = next((s for s in lines[index + 1 :] if s.lstrip().startswith("def ")), "")
                 if match := re.match(r"\s*def (test_\w+)", following):
                     found.append(f"tests/{path.name}::{match.group(1)}")
     return found
@@ -336,8 +381,9 @@ def run_tests(session: Session, seconds: float) -> None:
 # -- step 4: the rows that run the reference ----------------------------------------------------------------------
 
 
-def time_references(session: Session, operators: list[str], photo: Path, device: str, training: Training | None,
-                    stop_at: float) -> None:  # fmt: skip
+def time_references(
+    session: Session, operators: list[str], photo: Path, device: str, training: Training | None, stop_at: float
+) -> None:
     """The reference-running approximators (1080p, then 4K) and the reference (1080p), each operator only when its
     estimate fits before ``stop_at``; runs=1 after the warm-up (they take tenths of a second to seconds)."""
     from fip.bench import run_bench
@@ -357,8 +403,12 @@ def time_references(session: Session, operators: list[str], photo: Path, device:
         estimate = sum((cpu_seconds(model, r) or 1.0) for r in rows) * factor * scale * calls
         speed = observed_sum / expected_sum if expected_sum > 0.5 else 1.0
         if time.time() + estimate * speed > stop_at:
-            session.skip(operator, size_name, list(rows), f"estimated {estimate * speed:.0f} s, "
-                         f"{max(stop_at - time.time(), 0):.0f} s left")  # fmt: skip
+            session.skip(
+                operator,
+                size_name,
+                list(rows),
+                f"estimated {estimate * speed:.0f} s, {max(stop_at - time.time(), 0):.0f} s left",
+            )
             continue
         began = time.time()
         concurrent = training.busy() if training else None
@@ -367,7 +417,7 @@ def time_references(session: Session, operators: list[str], photo: Path, device:
                 bench = run_bench(operator, sizes[size_name], 1, photo, rows, 1, device, model=model, bounds=False)
             else:
                 bench = run_bench(operator, sizes[size_name], 1, photo, rows, 0, device, model=model, bounds=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. an operator whose packages this machine lacks
+        except Exception as exc:
             session.skip(operator, size_name, list(rows), f"{type(exc).__name__}: {str(exc)[:300]}")
             continue
         spent = time.time() - began
@@ -375,8 +425,11 @@ def time_references(session: Session, operators: list[str], photo: Path, device:
         expected_sum, observed_sum = expected_sum + estimate, observed_sum + spent
         for name, found in bench_rows(bench, 1, concurrent).items():
             session.row(operator, size_name, name, found)
-        log(f"{operator} {size_name}: " + ", ".join(f"{r.name} {r.seconds:.3f}" for r in bench.rows if r.seconds)
-            + f" ({spent:.1f} s, estimated {estimate * speed:.1f})")  # fmt: skip
+        log(
+            f"{operator} {size_name}: "
+            + ", ".join(f"{r.name} {r.seconds:.3f}" for r in bench.rows if r.seconds)
+            + f" ({spent:.1f} s, estimated {estimate * speed:.1f})"
+        )
         session.write()
 
 
@@ -412,18 +465,27 @@ def pack_models(session: Session, work: Path, limit_bytes: int = 15 * 2**20) -> 
     if size > limit_bytes:  # the tool brings back files of at most 16 MiB: keep the networks and the state only
         with tarfile.open(target, "w:gz") as tar:
             for folder in folders:
-                tar.add(folder, arcname=f"{work.name}/{folder.name}",
-                        filter=lambda i: None if i.name.endswith(".ckpt") else i)  # fmt: skip
-    session.data["models_tar"] = {"file": target.name, "bytes": target.stat().st_size,
-                                  "folders": [f.name for f in folders]}  # fmt: skip
+                tar.add(
+                    folder,
+                    arcname=f"{work.name}/{folder.name}",
+                    filter=lambda i: None if i.name.endswith(".ckpt") else i,
+                )
+    session.data["models_tar"] = {
+        "file": target.name,
+        "bytes": target.stat().st_size,
+        "folders": [f.name for f in folders],
+    }
     log(f"packed {', '.join(f.name for f in folders)} into {target.name} ({target.stat().st_size / 2**20:.1f} MiB)")
 
 
 def dry_split(split: Path, out: Path) -> Path:
     """A split of a few photos (3 training, 1 validation, 1 test) for ``--dry-run``."""
     found = json.loads(split.read_text())
-    small = {"train": sorted(found["train"])[:3], "validation": sorted(found["validation"])[:1],
-             "test": sorted(found["test"])[:1]}  # fmt: skip
+    small = {
+        "train": sorted(found["train"])[:3],
+        "validation": sorted(found["validation"])[:1],
+        "test": sorted(found["test"])[:1],
+    }
     out.write_text(json.dumps(small) + "\n")
     return out
 
@@ -431,20 +493,24 @@ def dry_split(split: Path, out: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where the results go (the tool's $OUT)")
-    parser.add_argument("--deadline", type=float, help="epoch seconds by which everything has ended "
-                        "(default: 8.5 minutes from now)")  # fmt: skip
+    parser.add_argument(
+        "--deadline", type=float, help="epoch seconds by which everything has ended (default: 8.5 minutes from now)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="the same steps on the CPU, tiny sizes, few photos")
     parser.add_argument("--operators", help="comma-separated (default: every operator fip ships a model for)")
     parser.add_argument("--train", default="smooth.l0", help="operators to fip build, comma-separated ('' for none)")
-    parser.add_argument("--train-extra", default="", help="more fip train options for the builds, e.g. "
-                        "'--data.batch_size 16'")  # fmt: skip
+    parser.add_argument(
+        "--train-extra", default="", help="more fip train options for the builds, e.g. '--data.batch_size 16'"
+    )
     parser.add_argument("--photos", type=Path, default=REPO / ".gpu-carry" / "photos")
     parser.add_argument("--timing-photo", type=Path, default=REPO / ".gpu-carry" / "timing" / "Blinds.jpg")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/fip-gpu/builds"), help="where the builds are made "
-                        "(emptied first)")  # fmt: skip
+    parser.add_argument(
+        "--work", type=Path, default=Path("/tmp/fip-gpu/builds"), help="where the builds are made (emptied first)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each network row, after one warm-up")
-    parser.add_argument("--skip", default="", help="steps to leave out, comma-separated: networks, train, tests, "
-                        "references")  # fmt: skip
+    parser.add_argument(
+        "--skip", default="", help="steps to leave out, comma-separated: networks, train, tests, references"
+    )
     # --build: the process a training step starts (internal)
     parser.add_argument("--build", help=argparse.SUPPRESS)
     parser.add_argument("--split", type=Path, help=argparse.SUPPRESS)
@@ -472,9 +538,13 @@ def main() -> int:
     from fip.runtime.devices import describe, device_class, resolve_device
 
     torch_device = resolve_device(device)
-    session.data.update(device=str(torch_device), device_class=device_class(torch_device),
-                        machine=describe(torch_device), cpu=describe(torch.device("cpu")),
-                        torch=torch.__version__)  # fmt: skip
+    session.data.update(
+        device=str(torch_device),
+        device_class=device_class(torch_device),
+        machine=describe(torch_device),
+        cpu=describe(torch.device("cpu")),
+        torch=torch.__version__,
+    )
     shipped = sorted(c.operator for c in list_models() if c.name.startswith("fip/"))
     operators = [o.strip() for o in args.operators.split(",")] if args.operators else shipped
     session.data["operators"] = {op: {"card": card_summary(_model(op)), "rows": {}} for op in operators}
@@ -482,8 +552,10 @@ def main() -> int:
     runs = 1 if args.dry_run else args.runs
     session.data["runs"] = runs
     total = session.left()
-    log(f"session: {len(operators)} operators on {session.data['machine']} (class {session.data['device_class']}), "
-        f"{total:.0f} s to the deadline")  # fmt: skip
+    log(
+        f"session: {len(operators)} operators on {session.data['machine']} (class {session.data['device_class']}), "
+        f"{total:.0f} s to the deadline"
+    )
 
     began = time.time()
     if "networks" not in skip:  # step 1: at most 45% of the session, on an idle GPU
@@ -499,13 +571,35 @@ def main() -> int:
         split = args.photos / "split.json"
         if args.dry_run:
             split = dry_split(split, args.out.parent / "split-dry.json")
-            train_args = ["--trainer.accelerator", "cpu", "--data.in_memory", "true", "--data.pair_workers", "1",
-                          "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-                          "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
-                          "--trainer.log_every_n_steps", "1", "--data.val_resolution", "72p"]  # fmt: skip
+            train_args = [
+                "--trainer.accelerator",
+                "cpu",
+                "--data.in_memory",
+                "true",
+                "--data.pair_workers",
+                "1",
+                "--trainer.limit_train_batches",
+                "2",
+                "--trainer.limit_val_batches",
+                "1",
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.check_val_every_n_epoch",
+                "1",
+                "--trainer.log_every_n_steps",
+                "1",
+                "--data.val_resolution",
+                "72p",
+            ]
         else:
-            train_args = ["--trainer.accelerator", "gpu", "--data.in_memory", "true",
-                          "--data.pair_workers", str(max(1, (os.cpu_count() or 4) - 4))]  # fmt: skip
+            train_args = [
+                "--trainer.accelerator",
+                "gpu",
+                "--data.in_memory",
+                "true",
+                "--data.pair_workers",
+                str(max(1, (os.cpu_count() or 4) - 4)),
+            ]
         train_args += shlex.split(args.train_extra)
         training = Training(session, trained, args.photos, split, train_args, session.deadline - PACK_SECONDS, work)
         training.start()

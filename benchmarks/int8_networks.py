@@ -17,18 +17,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from measure_cards import DEBIAN, VALIDATION, fivek  # noqa: E402
+from measure_cards import DEBIAN, VALIDATION, fivek
 
-from fip.compress import calibration_photos  # noqa: E402
-from fip.data.sources import open_source  # noqa: E402
-from fip.files import atomic_write_bytes, sha256_file  # noqa: E402
-from fip.measure import measure, quality  # noqa: E402
-from fip.models.cards import Approximator, NetworkEntry, write_card  # noqa: E402
-from fip.models.catalogue import Model, default_catalogue, model_for_operator  # noqa: E402
-from fip.models.inputs import input_scale, normalize_input  # noqa: E402
-from fip.models.storage import net_config  # noqa: E402
-from fip.quantize import CALIBRATION_METHODS, Int8Template, folded_for  # noqa: E402
-from fip.quantize import calibrate as calibrate_grids  # noqa: E402
+from fip.compress import calibration_photos
+from fip.data.sources import open_source
+from fip.files import atomic_write_bytes, sha256_file
+from fip.measure import measure, quality
+from fip.models.cards import Approximator, NetworkEntry, write_card
+from fip.models.catalogue import Model, default_catalogue, model_for_operator
+from fip.models.inputs import input_scale, normalize_input
+from fip.models.storage import net_config
+from fip.quantize import CALIBRATION_METHODS, Int8Template, folded_for
+from fip.quantize import calibrate as calibrate_grids
 
 KEY, FILE, NAME = "net-int8", "net.int8.onnx", "full-int8"
 PREVIEW_MEGAPIXELS = 0.1
@@ -48,9 +48,14 @@ def quantize(operator: str, photos: int, megapixels: float, log=print) -> Model:
     folded = folded_for(net, calibration[0], PREVIEW_MEGAPIXELS)  # the file's own weights: any photo's fold
     root = model.card.root
     scores = {}
-    approximator = Approximator(NAME, KEY, "int8", "preview", PREVIEW_MEGAPIXELS,
-                                description="the full network in int8 (ONNX Runtime), each photo's preview "
-                                "statistics folded and requantized")  # fmt: skip
+    approximator = Approximator(
+        NAME,
+        KEY,
+        "int8",
+        "preview",
+        PREVIEW_MEGAPIXELS,
+        description="the full network in int8 (ONNX Runtime), each photo's preview statistics folded and requantized",
+    )
     for method in CALIBRATION_METHODS:
         atomic_write_bytes(root / FILE, Int8Template(tuple(grids[method]), method).model(folded))
         card = _with_int8(model, approximator, {})
@@ -58,8 +63,16 @@ def quantize(operator: str, photos: int, megapixels: float, log=print) -> Model:
         log(f"{operator} {NAME} calibrated by {method}: {scores[method]:.2f} dB on {VALIDATION.name}")
     best = max(scores, key=scores.get)
     atomic_write_bytes(root / FILE, Int8Template(tuple(grids[best]), best).model(folded))
-    card = _with_int8(model, approximator, {"method": best, "photo_set": VALIDATION.name, "psnr": scores,
-                                            "photos": f"{len(train)} Debian training photos at {megapixels:g} MP"})
+    card = _with_int8(
+        model,
+        approximator,
+        {
+            "method": best,
+            "photo_set": VALIDATION.name,
+            "psnr": scores,
+            "photos": f"{len(train)} Debian training photos at {megapixels:g} MP",
+        },
+    )
     write_card(card, root)
     default_catalogue().refresh()
     log(f"{operator}: {best} chosen ({scores[best]:.2f} dB)")
@@ -69,8 +82,9 @@ def quantize(operator: str, photos: int, megapixels: float, log=print) -> Model:
 def _with_int8(model: Model, approximator: Approximator, calibration: dict):
     card = model.card
     net = model.network("net")
-    entry = NetworkEntry(FILE, "onnx", sha256_file(card.root / FILE), net_config(net), net.receptive_radius, "net",
-                         calibration)  # fmt: skip
+    entry = NetworkEntry(
+        FILE, "onnx", sha256_file(card.root / FILE), net_config(net), net.receptive_radius, "net", calibration
+    )
     return replace(card.with_networks({KEY: entry}, [approximator]), root=card.root)
 
 
@@ -93,8 +107,9 @@ def main() -> None:
         write_card(card, model.card.root)
         default_catalogue().refresh()
         timed = int8s + [n for n in ("fast", "pruned") if n in card.approximators]
-        card = measure(model_for_operator(operator), [], timing_photo, "cpu", timed,
-                       progress=lambda line: print(line, flush=True))  # fmt: skip
+        card = measure(
+            model_for_operator(operator), [], timing_photo, "cpu", timed, progress=lambda line: print(line, flush=True)
+        )
         print(f"wrote {write_card(card, card.root)}", flush=True)
         default_catalogue().refresh()
 

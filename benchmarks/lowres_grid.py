@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import REPO, fivek_photo_and_crop, labelled  # noqa: E402
-from fip.files import atomic_write_bytes  # noqa: E402
-from fip.imaging import encode_png  # noqa: E402
-from fip.metrics import psnr  # noqa: E402
-from fip.models.catalogue import model_for_operator  # noqa: E402
-from fip.pipeline import run_approximation  # noqa: E402
-from fip.registry import get_operator  # noqa: E402
+from _common import REPO, fivek_photo_and_crop, labelled
+
+from fip.files import atomic_write_bytes
+from fip.imaging import encode_png
+from fip.metrics import psnr
+from fip.models.catalogue import model_for_operator
+from fip.pipeline import run_approximation
+from fip.registry import get_operator
 
 
 def panels(operator: str, image: np.ndarray, crop: tuple[slice, slice]) -> list[tuple[str, np.ndarray]]:
@@ -31,9 +32,10 @@ def panels(operator: str, image: np.ndarray, crop: tuple[slice, slice]) -> list[
         raise SystemExit(f"{operator} ships no trained low-resolution model (fip build makes one in its lowres stage)")
     spec = get_operator(operator)
     reference = spec.apply(image, spec.resolve_params(model.params))
-    outputs = [(name, run_approximation(model, image, request=request).image)
-               for name, request in (("full", "full"), ("lowres, untrained", "network-lowres"),
-                                     ("lowres, trained", "lowres"))]  # fmt: skip
+    outputs = [
+        (name, run_approximation(model, image, request=request).image)
+        for name, request in (("full", "full"), ("lowres, untrained", "network-lowres"), ("lowres, trained", "lowres"))
+    ]
     found = [("input", image[crop]), (f"reference ({operator})", reference[crop])]
     return found + [(f"{name}: {psnr(out, reference):.2f} dB", out[crop]) for name, out in outputs]
 

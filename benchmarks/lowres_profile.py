@@ -25,15 +25,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import copy_bandwidth, machine, median_seconds, one_megapixel_photo  # noqa: E402
-from fip.errors import DISTRIBUTION  # noqa: E402
-from fip.imaging import resize_area  # noqa: E402
-from fip.models.catalogue import model_for_operator  # noqa: E402
-from fip.models.guided import apply_linear_model, colour_guided_coefficients  # noqa: E402
-from fip.registry import get_operator, list_operators  # noqa: E402
-from fip.runtime import kernels  # noqa: E402
-from fip.runtime.execute import Views, _small_views, run_plan  # noqa: E402
-from fip.runtime.plan import make_plan  # noqa: E402
+from _common import copy_bandwidth, machine, median_seconds, one_megapixel_photo
+
+from fip.errors import DISTRIBUTION
+from fip.imaging import resize_area
+from fip.models.catalogue import model_for_operator
+from fip.models.guided import apply_linear_model, colour_guided_coefficients
+from fip.registry import get_operator, list_operators
+from fip.runtime import kernels
+from fip.runtime.execute import Views, _small_views, run_plan
+from fip.runtime.plan import make_plan
 
 FRAME = (1080, 1920)
 
@@ -60,9 +61,12 @@ def profile(operator: str, approximator_name: str, image, runs: int, bandwidth: 
         "reference": median_seconds(lambda: spec.apply(view, params), runs),
         "fit torch": median_seconds(fit, runs),
         "fit": median_seconds(fit_fused, runs),
-        "apply torch": median_seconds(lambda: apply_linear_model(coefficients, height, width,
-                                                                 lambda t, b: guide[:, :, t:b], plan.band_rows,
-                                                                 colour=True), runs),  # fmt: skip
+        "apply torch": median_seconds(
+            lambda: apply_linear_model(
+                coefficients, height, width, lambda t, b: guide[:, :, t:b], plan.band_rows, colour=True
+            ),
+            runs,
+        ),
         "apply": median_seconds(lambda: kernels.apply_linear_model(coefficients, guide, colour=True), runs),
         "engine": median_seconds(lambda: run_plan(plan, model, Views.of_array(image)), runs),
     }
@@ -86,22 +90,42 @@ def main() -> None:
     image = resize_area(photo, *FRAME)
     bandwidth = copy_bandwidth()
     operators = args.operators or [s.name for s in list_operators() if s.source.startswith(DISTRIBUTION)]
-    print(f"Machine: {machine()}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; 1920x1080; seconds, median of {args.runs}.\n")
-    columns = ("resize", "reference", "fit torch", "fit", "apply torch", "apply", "apply floor", "other", "engine",
-               "engine torch")  # fmt: skip
+    print(
+        f"Machine: {machine()}; copy bandwidth {bandwidth / 1e9:.1f} GB/s; 1920x1080; seconds, median of {args.runs}.\n"
+    )
+    columns = (
+        "resize",
+        "reference",
+        "fit torch",
+        "fit",
+        "apply torch",
+        "apply",
+        "apply floor",
+        "other",
+        "engine",
+        "engine torch",
+    )
     print("| operator | approximator | working size | " + " | ".join(columns) + " |")
     print("|---|---|---|" + "---:|" * len(columns))
     for operator in operators:
-        reference = median_seconds(lambda: get_operator(operator).apply(image, get_operator(operator).resolve_params({})), 1) \
-            if get_operator(operator).input.value == "srgb" else None  # fmt: skip
+        reference = (
+            median_seconds(lambda: get_operator(operator).apply(image, get_operator(operator).resolve_params({})), 1)
+            if get_operator(operator).input.value == "srgb"
+            else None
+        )
         for name in ("reference-lowres", "reference-halfres"):
             s = profile(operator, name, image, args.runs, bandwidth)
             s["other"] = s["engine"] - s["resize"] - s["reference"] - s["fit"] - s["apply"]
-            print(f"| `{operator}` | {name} | {s['working size']} | " + " | ".join(f"{s[c]:.3f}" for c in columns) + " |",
-                  flush=True)  # fmt: skip
+            print(
+                f"| `{operator}` | {name} | {s['working size']} | " + " | ".join(f"{s[c]:.3f}" for c in columns) + " |",
+                flush=True,
+            )
         if reference is not None:
-            print(f"| `{operator}` | *the reference* | 1920x1080 | | {reference:.3f} |" + " |" * (len(columns) - 2),
-                  flush=True)  # fmt: skip
+            print(
+                f"| `{operator}` | *the reference* | 1920x1080 | | {reference:.3f} |" + " |" * (len(columns) - 2),
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     main()

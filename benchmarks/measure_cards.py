@@ -18,27 +18,33 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import reference_dir  # noqa: E402
-from fip.measure import PhotoSetSource, measure  # noqa: E402
-from fip.models.cards import write_card  # noqa: E402
-from fip.models.catalogue import default_catalogue, model_for_operator  # noqa: E402
+from _common import reference_dir
+
+from fip.measure import PhotoSetSource, measure
+from fip.models.cards import write_card
+from fip.models.catalogue import default_catalogue, model_for_operator
 
 DEBIAN = Path(__file__).resolve().parents[1] / "data" / "debian-photos"
 VALIDATION = PhotoSetSource(
-    "validation", "choose",
+    "validation",
+    "choose",
     "the five test photos of the Debian wallpaper set (bash scripts/debian_photos.sh, fip's hashed folder split) and "
     "the sample set's two test photos, at 1080p",
     ((str(DEBIAN), "test"), ("sample", "test")),
-)  # fmt: skip
+)
 
 
 def fivek() -> PhotoSetSource | None:
     found = reference_dir()
     if found is None:
         return None
-    return PhotoSetSource("fivek", "report", "the four FiveK photos of the paper's repository (shared/reference/"
-                          "fivek-1080p), at 1080p; reported, never used to choose",
-                          ((str(found / "fivek-1080p" / "input"), "all"),))  # fmt: skip
+    return PhotoSetSource(
+        "fivek",
+        "report",
+        "the four FiveK photos of the paper's repository (shared/reference/"
+        "fivek-1080p), at 1080p; reported, never used to choose",
+        ((str(found / "fivek-1080p" / "input"), "all"),),
+    )
 
 
 def main() -> None:
@@ -49,9 +55,13 @@ def main() -> None:
     parser.add_argument("--no-fivek", action="store_true", help="the validation photos only")
     parser.add_argument("--timing-only", action="store_true", help="seconds only, on --device (the cards keep quality)")
     parser.add_argument("--device", default="cpu", help="where to measure (default cpu); timings go to its class")
-    parser.add_argument("--add", metavar="KEY=FILE", help="first add this network (fip train's checkpoint or a .pt) "
-                        "to the operator's model as KEY.pt with its approximators (a grid network: grid), and "
-                        "measure those")  # fmt: skip
+    parser.add_argument(
+        "--add",
+        metavar="KEY=FILE",
+        help="first add this network (fip train's checkpoint or a .pt) "
+        "to the operator's model as KEY.pt with its approximators (a grid network: grid), and "
+        "measure those",
+    )
     parser.add_argument("--made-by", default="", help="with --add: how the network was made, for the card")
     args = parser.parse_args()
     if not DEBIAN.is_dir():
@@ -69,8 +79,14 @@ def main() -> None:
             default_catalogue().refresh()
             model = model_for_operator(operator)
             names = names or added
-        card = measure(model, sets, None if args.no_timing else timing_photo, args.device, names,
-                       progress=lambda line: print(line, flush=True))  # fmt: skip
+        card = measure(
+            model,
+            sets,
+            None if args.no_timing else timing_photo,
+            args.device,
+            names,
+            progress=lambda line: print(line, flush=True),
+        )
         print(f"wrote {write_card(card, model.card.root)}", flush=True)
         default_catalogue().refresh()
 

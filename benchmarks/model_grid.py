@@ -16,13 +16,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import REPO, fivek_photo_and_crop, labelled  # noqa: E402
-from fip.files import atomic_write_bytes  # noqa: E402
-from fip.imaging import encode_png  # noqa: E402
-from fip.metrics import psnr  # noqa: E402
-from fip.models.catalogue import open_model  # noqa: E402
-from fip.pipeline import run_approximation  # noqa: E402
-from fip.registry import get_operator  # noqa: E402
+from _common import REPO, fivek_photo_and_crop, labelled
+
+from fip.files import atomic_write_bytes
+from fip.imaging import encode_png
+from fip.metrics import psnr
+from fip.models.catalogue import open_model
+from fip.pipeline import run_approximation
+from fip.registry import get_operator
 
 
 def main() -> None:

@@ -26,9 +26,9 @@ def measure(threads: int, repeats: int, names: list[str]) -> dict[str, float]:
 
     cv2.setNumThreads(threads)
     torch.set_num_threads(threads)
-    import fip
     from _common import one_megapixel_photo
 
+    import fip
     from fip.imaging import srgb_decode
     from fip.raw import Mosaic, mosaic_samples
 
@@ -63,24 +63,42 @@ def main() -> None:
         print(json.dumps(measure(args.worker, args.repeats, args.operator)))
         return
 
-    import fip
     from _common import machine, one_megapixel_photo
+
+    import fip
 
     names = args.operator or [spec.name for spec in fip.list_operators()]
     image = one_megapixel_photo()
     columns = {}
     for threads in args.threads:
-        env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-        command = [sys.executable, __file__, "--worker", str(threads), "--repeats", str(args.repeats), "--operator", *names]
-        columns[threads] = json.loads(subprocess.run(command, env=env, check=True, capture_output=False,
-                                                     stdout=subprocess.PIPE, text=True).stdout)  # fmt: skip
-    print(f"Machine: {machine()}. Photo: {image.shape[1]}x{image.shape[0]} ({image.shape[0] * image.shape[1] / 1e6:.2f} MP), "
-          f"median of {args.repeats}.\n")  # fmt: skip
+        env = {
+            **os.environ,
+            **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        }
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(threads),
+            "--repeats",
+            str(args.repeats),
+            "--operator",
+            *names,
+        ]
+        columns[threads] = json.loads(
+            subprocess.run(command, env=env, check=True, capture_output=False, stdout=subprocess.PIPE, text=True).stdout
+        )
+    print(
+        f"Machine: {machine()}. Photo: {image.shape[1]}x{image.shape[0]} ({image.shape[0] * image.shape[1] / 1e6:.2f} MP), "
+        f"median of {args.repeats}.\n"
+    )
     print("| operator | input | " + " | ".join(f"s/MP, {t} thread{'s' if t > 1 else ''}" for t in args.threads) + " |")
     print("|---|---|" + "---:|" * len(args.threads))
     for name in names:
         spec = fip.get_operator(name)
-        print(f"| `{name}` | {spec.input.value} | " + " | ".join(f"{columns[t][name]:.2f}" for t in args.threads) + " |")
+        print(
+            f"| `{name}` | {spec.input.value} | " + " | ".join(f"{columns[t][name]:.2f}" for t in args.threads) + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,21 +21,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import REPO, fivek_photos, machine  # noqa: E402
-from fip.build import BuildRequest, build  # noqa: E402
-from fip.files import atomic_write_json  # noqa: E402
-from fip.measure import PhotoSetSource, quality  # noqa: E402
-from fip.models.cards import read_card  # noqa: E402
-from fip.models.catalogue import Model, open_model  # noqa: E402
-from fip.runtime.plan import AUTO, make_plan  # noqa: E402
+from _common import REPO, fivek_photos, machine
+
+from fip.build import BuildRequest, build
+from fip.files import atomic_write_json
+from fip.measure import PhotoSetSource, quality
+from fip.models.cards import read_card
+from fip.models.catalogue import Model, open_model
+from fip.runtime.plan import AUTO, make_plan
 
 FRAME = (1080, 1920)
 
 
 def compare(operator: str, args: argparse.Namespace) -> dict:
     fivek = str(fivek_photos()[0].parent)
-    request = BuildRequest(operator, args.out / operator, source=args.source, budget_minutes=args.budget,
-                           report=(("fivek", fivek),), train_args=tuple(shlex.split(args.train_args)))  # fmt: skip
+    request = BuildRequest(
+        operator,
+        args.out / operator,
+        source=args.source,
+        budget_minutes=args.budget,
+        report=(("fivek", fivek),),
+        train_args=tuple(shlex.split(args.train_args)),
+    )
     folder = build(request, progress=lambda line: print(f"  {operator}: {line}", flush=True))
     built = Model(read_card(folder))
     shipped = open_model(f"fip/{operator}")
@@ -46,8 +53,11 @@ def compare(operator: str, args: argparse.Namespace) -> dict:
         row[label] = {"auto": chosen}
         for name, photos in (("test", test), ("fivek", PhotoSetSource("fivek", "report", "", ((fivek, "all"),)))):
             stored = model.card.approximators[chosen].quality.get(name) if chosen != "reference" else None
-            measured = stored if label == "built" and stored else (quality(model, chosen, photos, "cpu")
-                                                                   if chosen != "reference" else None)  # fmt: skip
+            measured = (
+                stored
+                if label == "built" and stored
+                else (quality(model, chosen, photos, "cpu") if chosen != "reference" else None)
+            )
             row[label][name] = None if measured is None else measured.psnr
         seconds = model.card.approximators[chosen].seconds.get("cpu") if chosen != "reference" else None
         row[label]["seconds"] = seconds.seconds if seconds else None
@@ -64,7 +74,9 @@ def _cell(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("operators", nargs="*")
-    parser.add_argument("--table", type=Path, metavar="JSON", help="print the table of rows saved with --json, and stop")
+    parser.add_argument(
+        "--table", type=Path, metavar="JSON", help="print the table of rows saved with --json, and stop"
+    )
     parser.add_argument("--source", default=str(REPO / "data" / "debian-photos"))
     parser.add_argument("--budget", type=float, default=12.0, help="minutes per build (training gets 70%%)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "rebuild")
@@ -80,17 +92,23 @@ def main() -> None:
     if args.json:
         kept = json.loads(args.json.read_text())["rows"] if args.json.is_file() else []
         ours = {row["operator"] for row in rows}
-        atomic_write_json(args.json, {"machine": machine(), "rows": [r for r in kept if r["operator"] not in ours] + rows})
+        atomic_write_json(
+            args.json, {"machine": machine(), "rows": [r for r in kept if r["operator"] not in ours] + rows}
+        )
 
 
 def print_table(rows: list[dict], where: str) -> None:
     print(f"\nMachine: {where}; 1080p; auto on cpu; PSNR in dB against the reference.\n")
-    print("| operator | shipped auto | test PSNR | FiveK PSNR | built auto | test PSNR | FiveK PSNR | warm start | "
-          "network kept |\n|---|---|---:|---:|---|---:|---:|---|---|")  # fmt: skip
+    print(
+        "| operator | shipped auto | test PSNR | FiveK PSNR | built auto | test PSNR | FiveK PSNR | warm start | "
+        "network kept |\n|---|---|---:|---:|---|---:|---:|---|---|"
+    )
     for row in rows:
         s, b = row["shipped"], row["built"]
-        print(f"| `{row['operator']}` | {s['auto']} | {_cell(s['test'])} | {_cell(s['fivek'])} | {b['auto']} | "
-              f"{_cell(b['test'])} | {_cell(b['fivek'])} | {row['warm_start'] or 'none'} | {row.get('kept', '')} |")
+        print(
+            f"| `{row['operator']}` | {s['auto']} | {_cell(s['test'])} | {_cell(s['fivek'])} | {b['auto']} | "
+            f"{_cell(b['test'])} | {_cell(b['fivek'])} | {row['warm_start'] or 'none'} | {row.get('kept', '')} |"
+        )
 
 
 if __name__ == "__main__":  # pair generation spawns processes that import this file

@@ -23,11 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import fivek_photos  # noqa: E402
-from fip.build import STATE_FILE, BuildRequest, build  # noqa: E402
-from fip.cache import cache_dir  # noqa: E402
-from fip.files import atomic_write_json  # noqa: E402
-from training_curve import read_curve  # noqa: E402
+from _common import fivek_photos
+from training_curve import read_curve
+
+from fip.build import STATE_FILE, BuildRequest, build
+from fip.cache import cache_dir
+from fip.files import atomic_write_json
 
 PHOTO_SET = cache_dir() / "photo-sets" / "fip-v2"
 
@@ -55,8 +56,11 @@ def started_with(folder: Path, extras: str, train_args: tuple[str, ...]) -> tupl
         return extras, train_args
     found = request.get("extras", "auto"), tuple(request.get("train_args", ()))
     if found != (extras, train_args):
-        print(f"retrain {folder.name}: resuming with the options it was started with: --extras {found[0]} "
-              f"--train-args {shlex.join(found[1])!r}", flush=True)
+        print(
+            f"retrain {folder.name}: resuming with the options it was started with: --extras {found[0]} "
+            f"--train-args {shlex.join(found[1])!r}",
+            flush=True,
+        )
     return found
 
 
@@ -72,8 +76,10 @@ def print_ledger(out: Path) -> None:
     print("|---|---|---|---:|---:|---|")
     for op, row in write_ledger(out, operators).items():
         best = f"{row['best_val_psnr']:.2f}" if row.get("best_val_psnr") else "-"
-        print(f"| `{op}` | {'yes' if row['done'] else 'no'} | {', '.join(row['steps'])} | {row['training_hours']:.2f} "
-              f"| {best} | {row.get('kept', '-')} |")
+        print(
+            f"| `{op}` | {'yes' if row['done'] else 'no'} | {', '.join(row['steps'])} | {row['training_hours']:.2f} "
+            f"| {best} | {row.get('kept', '-')} |"
+        )
 
 
 def main() -> int:
@@ -83,8 +89,11 @@ def main() -> int:
     parser.add_argument("--extras", default="none", help="fip build --extras (default none: the CAN only)")
     # Four crops of a photo share its context pass, eight crops a step, pairs decoded once: 2.2x the crops per second
     # of one crop a photo on this CPU (docs/research-log.md, "More crops a core").
-    parser.add_argument("--train-args", default="--trainer.check_val_every_n_epoch 2 --data.crops_per_photo 4 "
-                        "--data.batch_size 8 --data.in_memory true")
+    parser.add_argument(
+        "--train-args",
+        default="--trainer.check_val_every_n_epoch 2 --data.crops_per_photo 4 "
+        "--data.batch_size 8 --data.in_memory true",
+    )
     parser.add_argument("--photos", type=Path, default=PHOTO_SET, help="scripts/photo_set.py's folder")
     parser.add_argument("--out", type=Path, default=cache_dir() / "retrain")
     parser.add_argument("--status", action="store_true", help="print the ledger and stop")
@@ -99,9 +108,16 @@ def main() -> int:
     fivek = str(fivek_photos()[0].parent)
     for operator in args.operators:
         extras, train_args = started_with(args.out / operator, args.extras, tuple(shlex.split(args.train_args)))
-        request = BuildRequest(operator, args.out / operator, source=str(args.photos), budget_minutes=args.budget,
-                               report=(("fivek", fivek),), extras=extras, train_args=train_args,
-                               split_file=split)  # fmt: skip
+        request = BuildRequest(
+            operator,
+            args.out / operator,
+            source=str(args.photos),
+            budget_minutes=args.budget,
+            report=(("fivek", fivek),),
+            extras=extras,
+            train_args=train_args,
+            split_file=split,
+        )
         build(request, progress=lambda line, op=operator: print(f"retrain {op}: {line}", flush=True))
         write_ledger(args.out, args.operators)
     print_ledger(args.out)

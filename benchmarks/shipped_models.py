@@ -21,13 +21,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine, reference_dir  # noqa: E402
-from fip.data.sources import Resolution, folder_source, sample_source  # noqa: E402
-from fip.evaluate import evaluate  # noqa: E402
-from fip.imaging import read_image_file  # noqa: E402
-from fip.models.catalogue import list_models, open_model  # noqa: E402
-from fip.models.paper import paper_network_for  # noqa: E402
-from fip.pipeline import run_approximation  # noqa: E402
+from _common import machine, reference_dir
+
+from fip.data.sources import Resolution, folder_source, sample_source
+from fip.evaluate import evaluate
+from fip.imaging import read_image_file
+from fip.models.catalogue import list_models, open_model
+from fip.models.paper import paper_network_for
+from fip.pipeline import run_approximation
 
 
 def _mean(values) -> float:
@@ -50,8 +51,11 @@ def _fast_seconds(model, report) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("operators", nargs="*", help="only these operators (default: every shipped model)")
-    parser.add_argument("--no-authors", action="store_true",
-                        help="skip the authors' networks (their FiveK PSNR is in docs/operators.md's faithfulness table)")  # fmt: skip
+    parser.add_argument(
+        "--no-authors",
+        action="store_true",
+        help="skip the authors' networks (their FiveK PSNR is in docs/operators.md's faithfulness table)",
+    )
     parser.add_argument("--no-timing", action="store_true", help="PSNR/SSIM only (the time columns stay empty)")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -70,32 +74,73 @@ def main() -> None:
         if paper is not None and not args.no_authors and chosen == "fip":
             candidates.append(("authors'", open_model(paper)))
         for label, candidate in candidates:
-            sample = evaluate(candidate, sample_source(), operator=model.operator, split="test",
-                              resolution=Resolution(1080), workers=1, request="full", device="cpu")  # fmt: skip
+            sample = evaluate(
+                candidate,
+                sample_source(),
+                operator=model.operator,
+                split="test",
+                resolution=Resolution(1080),
+                workers=1,
+                request="full",
+                device="cpu",
+            )
             row = [f"`{model.operator}`", label, f"{sample.mean_psnr:.2f} / {sample.mean_ssim:.3f}"]
             if fivek is not None:
                 photos = folder_source(fivek / "fivek-1080p" / "input")
                 timed = candidate is model and not args.no_timing
-                full = evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
-                                timing=timed, workers=1, request="full", device="cpu")  # fmt: skip
-                fast = None if candidate is not model else evaluate(candidate, photos, operator=model.operator, split="all", resolution=Resolution(1080),
-                                workers=1, request="fast", device="cpu")  # fmt: skip
-                row += [f"{full.mean_psnr:.2f} / {full.mean_ssim:.3f}", f"{fast.mean_psnr:.2f}" if fast else "",
-                        f"{full.mean_input_psnr:.2f}"]  # fmt: skip
+                full = evaluate(
+                    candidate,
+                    photos,
+                    operator=model.operator,
+                    split="all",
+                    resolution=Resolution(1080),
+                    timing=timed,
+                    workers=1,
+                    request="full",
+                    device="cpu",
+                )
+                fast = (
+                    None
+                    if candidate is not model
+                    else evaluate(
+                        candidate,
+                        photos,
+                        operator=model.operator,
+                        split="all",
+                        resolution=Resolution(1080),
+                        workers=1,
+                        request="fast",
+                        device="cpu",
+                    )
+                )
+                row += [
+                    f"{full.mean_psnr:.2f} / {full.mean_ssim:.3f}",
+                    f"{fast.mean_psnr:.2f}" if fast else "",
+                    f"{full.mean_input_psnr:.2f}",
+                ]
                 if timed:
                     reference = _mean(i["reference_seconds"] for i in full.images)
                     exact = _mean(i["model_seconds"] for i in full.images)
                     quick = _fast_seconds(candidate, full)
-                    row += [f"{reference:.2f}", f"{exact:.2f}", f"{quick:.2f}", f"{reference / exact:.2f}x",
-                            f"{reference / quick:.2f}x"]  # fmt: skip
+                    row += [
+                        f"{reference:.2f}",
+                        f"{exact:.2f}",
+                        f"{quick:.2f}",
+                        f"{reference / exact:.2f}x",
+                        f"{reference / quick:.2f}x",
+                    ]
                 else:
                     row += ["", "", "", "", ""]
             rows.append("| " + " | ".join(row) + " |")
             print(rows[-1], file=sys.stderr, flush=True)
-    print(f"Machine: {machine()}; 2 threads, one 1080p photo at a time, eager PyTorch, channels_last; `full` = "
-          "paper-exact per-image statistics, `fast` = statistics from a 0.1 MP pass folded into the convolutions.\n")  # fmt: skip
-    print("| operator | network | sample test PSNR / SSIM | FiveK PSNR / SSIM (full) | FiveK PSNR (fast) "
-          "| FiveK input PSNR | reference s | full s | fast s | speed-up full | speed-up fast |")  # fmt: skip
+    print(
+        f"Machine: {machine()}; 2 threads, one 1080p photo at a time, eager PyTorch, channels_last; `full` = "
+        "paper-exact per-image statistics, `fast` = statistics from a 0.1 MP pass folded into the convolutions.\n"
+    )
+    print(
+        "| operator | network | sample test PSNR / SSIM | FiveK PSNR / SSIM (full) | FiveK PSNR (fast) "
+        "| FiveK input PSNR | reference s | full s | fast s | speed-up full | speed-up fast |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
 

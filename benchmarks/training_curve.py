@@ -21,8 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine  # noqa: E402
-from fip.cache import cache_dir  # noqa: E402
+from _common import machine
+
+from fip.cache import cache_dir
 
 
 def read_curve(folder: Path, clock: str) -> list[tuple[float, float]]:
@@ -54,12 +55,18 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=cache_dir() / "retrain")
     parser.add_argument("--clock", choices=("train_hours", "cpu_hours"), default="train_hours")
     parser.add_argument("--plot", type=Path)
-    parser.add_argument("--start", action="append", default=[], metavar="OPERATOR=DB",
-                        help="the validation PSNR of the network training started from (repeatable)")
+    parser.add_argument(
+        "--start",
+        action="append",
+        default=[],
+        metavar="OPERATOR=DB",
+        help="the validation PSNR of the network training started from (repeatable)",
+    )
     args = parser.parse_args()
     starts = {op: float(db) for op, _, db in (text.partition("=") for text in args.start)}
-    operators = args.operators or sorted(p.parent.parent.parent.parent.name
-                                         for p in args.out.glob("*/training/logs/version_*/metrics.csv"))  # fmt: skip
+    operators = args.operators or sorted(
+        p.parent.parent.parent.parent.name for p in args.out.glob("*/training/logs/version_*/metrics.csv")
+    )
     curves = {op: read_curve(args.out / op, args.clock) for op in dict.fromkeys(operators)}
     curves = {op: points for op, points in curves.items() if points}
     if not curves:

@@ -20,8 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import machine  # noqa: E402
-from fip.models import ContextAggregationNet  # noqa: E402
+from _common import machine
+
+from fip.models import ContextAggregationNet
 
 
 def seconds_per_step(net: ContextAggregationNet, batch: int, per_photo: int, bf16: bool, steps: int) -> float:
@@ -58,16 +59,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     net = ContextAggregationNet(3, width=args.width, depth=args.depth, norm="image", conv_bias=True)
     print(machine())
-    print(f"\nCAN width {args.width}, depth {args.depth}; {args.batch} crops of 192² a step, contexts 406x270; "
-          f"{args.threads} thread(s); mean of {args.steps} steps after one warm-up.\n")
+    print(
+        f"\nCAN width {args.width}, depth {args.depth}; {args.batch} crops of 192² a step, contexts 406x270; "
+        f"{args.threads} thread(s); mean of {args.steps} steps after one warm-up.\n"
+    )
     print("| crops per photo | precision | s / step | crops / s | × the first row |\n|---:|---|---:|---:|---:|")
     first = None
     for per_photo in (1, 4):
         for bf16 in (False, True):
             seconds = seconds_per_step(net, args.batch, per_photo, bf16, args.steps)
             first = first or seconds
-            print(f"| {per_photo} | {'bf16-mixed' if bf16 else '32'} | {seconds:.2f} | {args.batch / seconds:.2f} "
-                  f"| {first / seconds:.1f} |")
+            print(
+                f"| {per_photo} | {'bf16-mixed' if bf16 else '32'} | {seconds:.2f} | {args.batch / seconds:.2f} "
+                f"| {first / seconds:.1f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import numpy as np
 from fip.errors import FipError
 from fip.imaging import apply_orientation, to_uint8
 from fip.metrics import psnr
+from fip.models.cards import REFERENCE
+from fip.models.catalogue import MODEL_PATH_ENV, default_catalogue, model_for_operator
 from fip.pipeline import (
     MAX_FILE_MEGABYTES,
     MAX_MEGAPIXELS,
@@ -35,12 +37,10 @@ from fip.pipeline import (
     run_approximation,
     run_reference,
 )
-from fip.models.catalogue import MODEL_PATH_ENV, default_catalogue, model_for_operator
 from fip.raw import PHOTO_EXTENSIONS
 from fip.registry import OperatorSpec, Param, get_operator, list_operators
 from fip.runtime.devices import resolve_device
 from fip.runtime.plan import AUTO, BALANCED, PRESETS, Plan, Preference
-from fip.models.cards import REFERENCE
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,13 @@ def _slot_updates(param: Param | None) -> list[dict[str, Any]]:
         updates[2] = gr.update(visible=True, label=label, choices=list(param.choices), value=param.default)
     elif param.low is not None and param.high is not None:
         updates[0] = gr.update(
-            visible=True, label=label, minimum=param.low, maximum=param.high, step=_slider_step(param),
+            visible=True,
+            label=label,
+            minimum=param.low,
+            maximum=param.high,
+            step=_slider_step(param),
             value=param.default,
-        )  # fmt: skip
+        )
     else:
         updates[1] = gr.update(visible=True, label=f"{label} {param.range_text()}", value=param.default)
     return updates
@@ -142,8 +146,12 @@ class Editor:
     on :meth:`close`, when it is garbage-collected, or when Python exits.
     """
 
-    def __init__(self, preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS, scratch: Path | None = None,
-                 device: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        preview_megapixels: float = DEFAULT_PREVIEW_MEGAPIXELS,
+        scratch: Path | None = None,
+        device: str | None = None,
+    ):
         self.policy = SizePolicy(preview_megapixels)
         self.device = resolve_device(device)
         self._own_scratch = None if scratch else tempfile.TemporaryDirectory(prefix="fip-demo-")
@@ -171,18 +179,29 @@ class Editor:
             return None, None, "Upload a photo or pick an example."
         try:
             photo = self._photo(path)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the app keeps running
+        except Exception as exc:
             return None, None, _error_text(exc, Path(path).parent)
         height, width = photo.native_size
         kind = "raw file (rendered by LibRaw)" if photo.is_raw else "image"
-        shown = f"; preview {photo.size[1]}×{photo.size[0]}" if photo.size != (height - height % 2, width - width % 2) else ""
+        shown = (
+            f"; preview {photo.size[1]}×{photo.size[0]}"
+            if photo.size != (height - height % 2, width - width % 2)
+            else ""
+        )
         if photo.orientation in (5, 6, 7, 8):  # the sizes as the photo stands
             height, width = width, height
         return _upright(photo, photo.srgb), path, f"Loaded **{Path(path).name}**: {kind}, {width}×{height}{shown}."
 
     def run(
-        self, path: str | None, operator: str, widgets_for: str | None, variant: str, prefer: str | None,
-        min_psnr: float | None, compare: bool, *values: Any,
+        self,
+        path: str | None,
+        operator: str,
+        widgets_for: str | None,
+        variant: str,
+        prefer: str | None,
+        min_psnr: float | None,
+        compare: bool,
+        *values: Any,
     ) -> tuple[Any, np.ndarray | None, np.ndarray | None, str]:
         """(before/after pair, approximation, reference or None, status text). ``widgets_for`` is the operator
         the parameter widgets currently show (they update a moment after the operator changes); ``prefer`` and
@@ -197,12 +216,18 @@ class Editor:
             photo = self._photo(path)
             variant = variant or AUTO
             preference = _preference(variant, prefer, min_psnr)
-            fast = run_approximation(operator, photo, params, variant, operator=operator, device=self.device,
-                                     preference=preference)  # fmt: skip
-            ran = fast.approximator if fast.plan.request != AUTO else (
-                f"auto → {fast.approximator}, prefer {fast.plan.preference}")  # fmt: skip
-            lines = [f"**Approximation** ({ran}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]} on "
-                     f"{fast.plan.device}"]  # fmt: skip
+            fast = run_approximation(
+                operator, photo, params, variant, operator=operator, device=self.device, preference=preference
+            )
+            ran = (
+                fast.approximator
+                if fast.plan.request != AUTO
+                else (f"auto → {fast.approximator}, prefer {fast.plan.preference}")
+            )
+            lines = [
+                f"**Approximation** ({ran}): {fast.seconds:.2f} s at {photo.size[1]}×{photo.size[0]} on "
+                f"{fast.plan.device}"
+            ]
             exact = fast.approximator == REFERENCE
             if exact and fast.plan.request == AUTO:
                 lines.append(f"Auto runs the reference itself: {fast.plan.why}.")
@@ -217,21 +242,31 @@ class Editor:
                 reference = slow.image
                 before = reference
                 if exact:  # no speed-up of the operator over itself, and no finite PSNR: say so in words
-                    lines.append(f"**Reference**: {slow.seconds:.2f} s · the approximation is the reference itself: "
-                                 "exact, at the reference's speed")  # fmt: skip
+                    lines.append(
+                        f"**Reference**: {slow.seconds:.2f} s · the approximation is the reference itself: "
+                        "exact, at the reference's speed"
+                    )
                 else:
                     speedup = slow.seconds / max(fast.seconds, 1e-9)
-                    lines.append(f"**Reference**: {slow.seconds:.2f} s · **speed-up {speedup:.1f}×** · "
-                                 f"approximation vs reference {psnr(fast.image, reference):.1f} dB PSNR")  # fmt: skip
-        except Exception as exc:  # noqa: BLE001
+                    lines.append(
+                        f"**Reference**: {slow.seconds:.2f} s · **speed-up {speedup:.1f}×** · "
+                        f"approximation vs reference {psnr(fast.image, reference):.1f} dB PSNR"
+                    )
+        except Exception as exc:
             return None, None, None, _error_text(exc, Path(path).parent)
         after = _upright(photo, fast.image)
         pair = (_upright(photo, before), after)
         return pair, after, None if reference is None else _upright(photo, reference), "  \n".join(lines)
 
     def render_full(
-        self, path: str | None, operator: str, widgets_for: str | None, variant: str, prefer: str | None,
-        min_psnr: float | None, *values: Any,
+        self,
+        path: str | None,
+        operator: str,
+        widgets_for: str | None,
+        variant: str,
+        prefer: str | None,
+        min_psnr: float | None,
+        *values: Any,
     ) -> tuple[str | None, str]:
         """(the full-resolution PNG to download, status text)."""
         if not path:
@@ -241,13 +276,22 @@ class Editor:
         try:
             params = collect_params(get_operator(operator), values)
             preference = _preference(variant or AUTO, prefer, min_psnr)
-            output, result = render_to_file(operator, path, self.scratch, params, variant or AUTO, operator=operator,
-                                            device=self.device, preference=preference)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001
+            output, result = render_to_file(
+                operator,
+                path,
+                self.scratch,
+                params,
+                variant or AUTO,
+                operator=operator,
+                device=self.device,
+                preference=preference,
+            )
+        except Exception as exc:
             return None, _error_text(exc, Path(path).parent, self.scratch)
         height, width = result.image.shape[:2]
-        return str(output), (f"Full resolution {width}×{height} in {result.seconds:.2f} s ({result.approximator}): "
-                             f"{output.name}")  # fmt: skip
+        return str(output), (
+            f"Full resolution {width}×{height} in {result.seconds:.2f} s ({result.approximator}): {output.name}"
+        )
 
     def operator_changed(self, operator: str) -> list[Any]:
         """Updates of every parameter widget for ``operator``, then of the approximator choice (``auto`` and the
@@ -258,7 +302,9 @@ class Editor:
         params += [None] * (PARAM_SLOTS - len(params))
         choices = approximator_choices(operator)
         return [update for param in params for update in _slot_updates(param)] + [
-            gr.update(choices=choices, value=AUTO), operator]
+            gr.update(choices=choices, value=AUTO),
+            operator,
+        ]
 
 
 def _preference(variant: str, prefer: str | None, min_psnr: float | None) -> Preference | None:
@@ -273,8 +319,10 @@ def choices_text(plan: Plan) -> str:
     """What each preset of ``auto`` runs here, with its measured speed and quality, in one line."""
     picks = []
     for pick in plan.choices:
-        measured = [f"{pick.seconds:.2f} s" if pick.seconds is not None else "",
-                    "exact" if pick.approximator == REFERENCE else f"{pick.psnr:.1f} dB" if pick.psnr else ""]  # fmt: skip
+        measured = [
+            f"{pick.seconds:.2f} s" if pick.seconds is not None else "",
+            "exact" if pick.approximator == REFERENCE else f"{pick.psnr:.1f} dB" if pick.psnr else "",
+        ]
         detail = ", ".join(m for m in measured if m)
         picks.append(f"{pick.prefer} → {pick.approximator}" + (f" ({detail})" if detail else ""))
     timed = next((p for p in plan.choices if p.timings_class), None)
@@ -333,51 +381,81 @@ def build_app(
         widgets_for = gr.State(None)  # the operator whose parameters the widgets show
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="Photo: JPEG, PNG, TIFF or raw (DNG, CR2, NEF, …)", file_types=accepted,
-                                 type="filepath", elem_id="upload")  # fmt: skip
-                example = gr.Dropdown(choices=list(examples), value=None, label="…or a built-in example (raw DNG)",
-                                      elem_id="example")  # fmt: skip
+                upload = gr.File(
+                    label="Photo: JPEG, PNG, TIFF or raw (DNG, CR2, NEF, …)",
+                    file_types=accepted,
+                    type="filepath",
+                    elem_id="upload",
+                )
+                example = gr.Dropdown(
+                    choices=list(examples), value=None, label="…or a built-in example (raw DNG)", elem_id="example"
+                )
                 operator = gr.Dropdown(
-                    choices=[(_operator_label(s), s.name) for s in specs], value=specs[0].name, label="Operator",
+                    choices=[(_operator_label(s), s.name) for s in specs],
+                    value=specs[0].name,
+                    label="Operator",
                     elem_id="operator",
-                )  # fmt: skip
+                )
                 variant = gr.Dropdown(choices=variants, value=AUTO, label="Approximator", elem_id="variant")
                 with gr.Row():
-                    prefer = gr.Radio(choices=list(PRESETS), value=BALANCED, label="Auto prefers", elem_id="prefer",
-                                      info="quality: the best approximator (within 0.1 dB); balanced: the fastest "
-                                      "within 0.5 dB of it or at 40 dB; speed: the fastest at 32 dB or more")  # fmt: skip
+                    prefer = gr.Radio(
+                        choices=list(PRESETS),
+                        value=BALANCED,
+                        label="Auto prefers",
+                        elem_id="prefer",
+                        info="quality: the best approximator (within 0.1 dB); balanced: the fastest "
+                        "within 0.5 dB of it or at 40 dB; speed: the fastest at 32 dB or more",
+                    )
                     min_psnr = gr.Number(value=0, label="Auto's PSNR floor (dB; 0: none)", elem_id="min-psnr")
                 slots = []
                 with gr.Accordion("Parameters", open=True):
                     for _ in range(PARAM_SLOTS):
-                        slots.append(Slot(gr.Slider(visible=False), gr.Number(visible=False),
-                                          gr.Dropdown(visible=False, allow_custom_value=False),
-                                          gr.Checkbox(visible=False)))  # fmt: skip
+                        slots.append(
+                            Slot(
+                                gr.Slider(visible=False),
+                                gr.Number(visible=False),
+                                gr.Dropdown(visible=False, allow_custom_value=False),
+                                gr.Checkbox(visible=False),
+                            )
+                        )
                 param_widgets = [c for slot in slots for c in slot.components]
-                compare = gr.Checkbox(value=False, label="Also run the slow reference (before/after comparison)",
-                                      elem_id="compare")  # fmt: skip
+                compare = gr.Checkbox(
+                    value=False, label="Also run the slow reference (before/after comparison)", elem_id="compare"
+                )
                 run = gr.Button("Run", variant="primary", elem_id="run")
                 full = gr.Button("Render full resolution", elem_id="full")
                 gr.Markdown(editor.policy_text(), elem_id="policy")
             with gr.Column(scale=2):
                 status = gr.Markdown("Upload a photo or pick an example.", elem_id="status")
                 source = gr.Image(label="Input", type="numpy", interactive=False, elem_id="input-image")
-                slider = gr.ImageSlider(label="Before (input or reference) | after (approximation)", type="numpy",
-                                        elem_id="compare-slider")  # fmt: skip
+                slider = gr.ImageSlider(
+                    label="Before (input or reference) | after (approximation)", type="numpy", elem_id="compare-slider"
+                )
                 with gr.Row():
                     result = gr.Image(label="Approximation", type="numpy", interactive=False, elem_id="result")
                     reference = gr.Image(label="Reference", type="numpy", interactive=False, elem_id="reference")
                 download = gr.File(label="Full-resolution result", interactive=False, elem_id="download")
 
         upload.change(editor.load, inputs=upload, outputs=[source, path_state, status])
-        example.change(lambda name: editor.load(str(examples[name]) if name else None), inputs=example,
-                       outputs=[source, path_state, status])  # fmt: skip
+        example.change(
+            lambda name: editor.load(str(examples[name]) if name else None),
+            inputs=example,
+            outputs=[source, path_state, status],
+        )
         operator.change(editor.operator_changed, inputs=operator, outputs=[*param_widgets, variant, widgets_for])
         app.load(editor.operator_changed, inputs=operator, outputs=[*param_widgets, variant, widgets_for])
-        run.click(editor.run, inputs=[path_state, operator, widgets_for, variant, prefer, min_psnr, compare, *param_widgets],
-                  outputs=[slider, result, reference, status], concurrency_id="compute")  # fmt: skip
-        full.click(editor.render_full, inputs=[path_state, operator, widgets_for, variant, prefer, min_psnr, *param_widgets],
-                   outputs=[download, status], concurrency_id="compute")  # fmt: skip
+        run.click(
+            editor.run,
+            inputs=[path_state, operator, widgets_for, variant, prefer, min_psnr, compare, *param_widgets],
+            outputs=[slider, result, reference, status],
+            concurrency_id="compute",
+        )
+        full.click(
+            editor.render_full,
+            inputs=[path_state, operator, widgets_for, variant, prefer, min_psnr, *param_widgets],
+            outputs=[download, status],
+            concurrency_id="compute",
+        )
     # Heavy work shares one queue slot per CPU pair: several users are served in turn, not at once.
     app.queue(default_concurrency_limit=1, max_size=32)
     return app
@@ -389,12 +467,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--preview-megapixels", type=float, default=DEFAULT_PREVIEW_MEGAPIXELS)
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
-    parser.add_argument("--models", action="append", default=[], metavar="FOLDER",
-                        help="model folders you built (fip build --out), or folders of them: each runs its operator "
-                        f"instead of the installed model (added to {MODEL_PATH_ENV}; repeatable)")
+    parser.add_argument(
+        "--models",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="model folders you built (fip build --out), or folders of them: each runs its operator "
+        f"instead of the installed model (added to {MODEL_PATH_ENV}; repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.models:
-        os.environ[MODEL_PATH_ENV] = os.pathsep.join([*args.models, os.environ.get(MODEL_PATH_ENV, "")]).rstrip(os.pathsep)
+        os.environ[MODEL_PATH_ENV] = os.pathsep.join([*args.models, os.environ.get(MODEL_PATH_ENV, "")]).rstrip(
+            os.pathsep
+        )
         default_catalogue().refresh()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)  # stop as on Ctrl-C, so the scratch folder is removed

@@ -15,7 +15,8 @@ Both run through the engine (:mod:`fip.runtime`): the same plans, and the same `
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ from fip.errors import InputError
 from fip.imaging import shape_hint
 from fip.models.catalogue import Model, open_model
 from fip.runtime.devices import resolve_device
-from fip.runtime.execute import Views, forward_approximator, plan_dtype, reference_lowres
 from fip.runtime.engine import make_plan
+from fip.runtime.execute import Views, forward_approximator, plan_dtype, reference_lowres
 from fip.runtime.plan import AUTO, Plan, Preference
 
 TYPICAL_SIZE = (1080, 1920)  # the photo size ``load`` resolves ``auto`` for; cards are timed at this size
@@ -78,20 +79,31 @@ class FastOperator(nn.Module):
     @torch.compiler.disable  # planning reads the device and the card: Python, kept out of compiled graphs
     def plan_for(self, height: int, width: int) -> Plan:
         """The plan this module runs for an image of ``height x width`` on its device."""
-        return make_plan(self.model, self.approximator, (height, width), self.device, operator=self.operator,
-                         params=self.params, memory_budget=1 << 62)  # fmt: skip
+        return make_plan(
+            self.model,
+            self.approximator,
+            (height, width),
+            self.device,
+            operator=self.operator,
+            params=self.params,
+            memory_budget=1 << 62,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
-            raise InputError(f"a FastOperator takes a torch tensor (B, 3, H, W) or (3, H, W); got a {type(x).__name__}: "
-                             "use fip.apply for NumPy arrays and PIL images")  # fmt: skip
+            raise InputError(
+                f"a FastOperator takes a torch tensor (B, 3, H, W) or (3, H, W); got a {type(x).__name__}: "
+                "use fip.apply for NumPy arrays and PIL images"
+            )
         if x.ndim not in (3, 4) or x.shape[-3] != 3:
             raise InputError(f"expected a (B, 3, H, W) or (3, H, W) float tensor in [0, 1]; got shape {tuple(x.shape)}")
         if x.numel() == 0:
             raise InputError(f"the tensor {tuple(x.shape)} holds no image: give at least one of at least 2x2 pixels")
         if self.net is not None and next(self.net.parameters()).dtype != torch.float32:
-            raise InputError("a FastOperator keeps its network in float32 and runs it in its approximator's precision; "
-                             "load variant='bf16' for 16-bit arithmetic instead of converting the module")  # fmt: skip
+            raise InputError(
+                "a FastOperator keeps its network in float32 and runs it in its approximator's precision; "
+                "load variant='bf16' for 16-bit arithmetic instead of converting the module"
+            )
         if not x.is_floating_point():
             raise InputError(f"expected a float tensor in [0, 1]; got {x.dtype}: divide by 255 (or 65535) first")
         batch = x if x.ndim == 4 else x[None]
@@ -103,12 +115,26 @@ class FastOperator(nn.Module):
             for image in batch.float():
                 image = image[None].to(self.device)
                 if self._spec.runs_reference:
-                    out = reference_lowres(self.operator, self.params, Views(image), self._spec.upsampler,
-                                           plan.working_size, plan.band_rows, self.device)  # fmt: skip
+                    out = reference_lowres(
+                        self.operator,
+                        self.params,
+                        Views(image),
+                        self._spec.upsampler,
+                        plan.working_size,
+                        plan.band_rows,
+                        self.device,
+                    )
                 else:
-                    out = forward_approximator(self._spec, self.net if self._onnx is None else self._onnx, image,
-                                               self._maps, plan.working_size, None, plan.band_rows,
-                                               dtype=precision)  # fmt: skip
+                    out = forward_approximator(
+                        self._spec,
+                        self.net if self._onnx is None else self._onnx,
+                        image,
+                        self._maps,
+                        plan.working_size,
+                        None,
+                        plan.band_rows,
+                        dtype=precision,
+                    )
                 outputs.append(out.float().clamp(0.0, 1.0))
         out = torch.cat(outputs).to(dtype=x.dtype)
         return out if x.ndim == 4 else out[0]
@@ -152,8 +178,9 @@ def load(
     preference = _preference(prefer, min_psnr)
     model = name_or_path if isinstance(name_or_path, Model) else open_model(name_or_path)
     torch_device = resolve_device(device)
-    plan = make_plan(model, variant, TYPICAL_SIZE, torch_device, operator=operator, memory_budget=1 << 62,
-                     preference=preference)  # fmt: skip
+    plan = make_plan(
+        model, variant, TYPICAL_SIZE, torch_device, operator=operator, memory_budget=1 << 62, preference=preference
+    )
     return FastOperator(model, plan).to(torch_device)
 
 
@@ -202,8 +229,10 @@ def apply(
     preference = _preference(prefer, min_psnr)
     if isinstance(operator_or_model, FastOperator):
         if params is not None or variant != AUTO or preference is not None:
-            raise InputError("a module from fip.load runs the approximator and parameters it was loaded with; pass "
-                             "the model's name to fip.apply to choose others (or load it with prefer=)")  # fmt: skip
+            raise InputError(
+                "a module from fip.load runs the approximator and parameters it was loaded with; pass "
+                "the model's name to fip.apply to choose others (or load it with prefer=)"
+            )
         return _as_kind(image, lambda rgb: operator_or_model(rgb.to(operator_or_model.device)).cpu())
     model = operator_or_model if isinstance(operator_or_model, Model) else open_model(operator_or_model)
     if isinstance(image, torch.Tensor) and device is None:
@@ -211,8 +240,18 @@ def apply(
     torch_device = resolve_device(device)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        results = [run_approximation(model, Views(item[None].float()), params, variant, operator=operator,
-                                     device=torch_device, preference=preference).image for item in batch]  # fmt: skip
+        results = [
+            run_approximation(
+                model,
+                Views(item[None].float()),
+                params,
+                variant,
+                operator=operator,
+                device=torch_device,
+                preference=preference,
+            ).image
+            for item in batch
+        ]
         return torch.from_numpy(np.stack(results)).permute(0, 3, 1, 2)
 
     return _as_kind(image, run)
@@ -222,11 +261,15 @@ def _as_kind(image: Any, run: Any) -> Any:
     """Convert ``image`` to a ``(B, 3, H, W)`` float32 batch, ``run`` it, and convert the result back."""
     if isinstance(image, torch.Tensor):
         if image.ndim not in (3, 4) or image.shape[-3] != 3 or not image.is_floating_point():
-            raise InputError(f"a tensor image must be (3, H, W) or (B, 3, H, W) float in [0, 1]; got "
-                             f"{tuple(image.shape)} {image.dtype}")  # fmt: skip
+            raise InputError(
+                f"a tensor image must be (3, H, W) or (B, 3, H, W) float in [0, 1]; got "
+                f"{tuple(image.shape)} {image.dtype}"
+            )
         batch = image if image.ndim == 4 else image[None]
         if batch.shape[0] == 0:
-            raise InputError(f"the tensor {tuple(image.shape)} holds no image: give at least one of at least 2x2 pixels")
+            raise InputError(
+                f"the tensor {tuple(image.shape)} holds no image: give at least one of at least 2x2 pixels"
+            )
         _check_range(batch)
         out = run(batch.float()).to(device=image.device, dtype=image.dtype)
         return out if image.ndim == 4 else out[0]
@@ -271,14 +314,17 @@ def _pil_rgb(image: Any) -> np.ndarray:
         top = 1.0 if mode == "F" else 65535.0
         if not np.isfinite(grey).all() or low < 0 or high > top:
             fix = "scale it to 0..1 first" if mode == "F" else "convert it to I;16 or 8-bit L first"
-            raise InputError(f"a PIL image of mode {mode} must hold values in [0, {top:g}]; got [{low:g}, {high:g}]: "
-                             f"{fix}, or pass a NumPy array")  # fmt: skip
+            raise InputError(
+                f"a PIL image of mode {mode} must hold values in [0, {top:g}]; got [{low:g}, {high:g}]: "
+                f"{fix}, or pass a NumPy array"
+            )
         return np.repeat((grey / top)[..., None], 3, axis=2)
     try:
         rgb = (image.convert("LA") if mode == "La" else image).convert("RGB")  # Pillow has no La -> RGB
     except ValueError as exc:
-        raise InputError(f"fip cannot convert a PIL image of mode {mode} to RGB ({exc}): convert it to RGB "
-                         "yourself first") from None  # fmt: skip
+        raise InputError(
+            f"fip cannot convert a PIL image of mode {mode} to RGB ({exc}): convert it to RGB yourself first"
+        ) from None
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
@@ -290,8 +336,10 @@ def _check_range(batch: torch.Tensor) -> None:
     if min(batch.shape[2:]) < 2:
         raise InputError(f"the image is {batch.shape[3]}x{batch.shape[2]} pixels; fip needs at least 2x2")
     if not torch.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
-        raise InputError(f"image values must lie in [0, 1] without NaN; got [{batch.min().item():g}, "
-                         f"{batch.max().item():g}]. Divide 8-bit values by 255 first.")  # fmt: skip
+        raise InputError(
+            f"image values must lie in [0, 1] without NaN; got [{batch.min().item():g}, "
+            f"{batch.max().item():g}]. Divide 8-bit values by 255 first."
+        )
 
 
 __all__ = ["FastOperator", "apply", "load"]

@@ -125,8 +125,9 @@ def expand_inputs(
 
     def photos_in(paths: Sequence[Path], where: str, pattern: bool) -> list[Path] | str:
         """The photo files among ``paths``, or why there are none."""
-        photos = [p for p in paths if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS
-                  and not p.name.startswith(".")]  # hidden files: macOS's ._IMG.jpg, editors' backups  # fmt: skip
+        photos = [
+            p for p in paths if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS and not p.name.startswith(".")
+        ]  # hidden files: macOS's ._IMG.jpg, editors' backups
         kept = sorted(p for p in photos if p.resolve() not in excluded)
         if kept:
             return kept
@@ -234,8 +235,14 @@ class OutputLog:
 
     def record(self, output: Path, source: Path, recipe: Mapping[str, Any], data: bytes) -> None:
         name = output.relative_to(self.folder).as_posix()
-        entry = {"output": name, "source": str(source.resolve()), "stamp": _stamp(source), "recipe": dict(recipe),
-                 "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+        entry = {
+            "output": name,
+            "source": str(source.resolve()),
+            "stamp": _stamp(source),
+            "recipe": dict(recipe),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
         self.made[name] = entry
         with open(self.path, "a+b") as log:
             log.seek(0, os.SEEK_END)
@@ -302,8 +309,11 @@ def plan_batch(
             continue
         target, action, note = _place(path, next(wanted), log, recipe, output.overwrite, suffix, usable)
         if target is not None and target.exists() and target.resolve() == path.resolve():
-            target, action, note = None, "fail", (f"its output {target} would replace the input itself; choose "
-                                                  "another --out folder")  # fmt: skip
+            target, action, note = (
+                None,
+                "fail",
+                (f"its output {target} would replace the input itself; choose another --out folder"),
+            )
         if target is None:
             items.append(BatchItem(path, None, note))
             continue
@@ -312,8 +322,15 @@ def plan_batch(
     return Batch(tuple(items), out_dir, output, recipe, log)
 
 
-def _place(source: Path, want: Path, log: OutputLog, recipe: dict[str, Any], overwrite: bool, suffix: str,
-           usable: Callable[[Path, Path, bool], bool]) -> tuple[Path | None, str, str | None]:  # fmt: skip
+def _place(
+    source: Path,
+    want: Path,
+    log: OutputLog,
+    recipe: dict[str, Any],
+    overwrite: bool,
+    suffix: str,
+    usable: Callable[[Path, Path, bool], bool],
+) -> tuple[Path | None, str, str | None]:
     """(output, action, note) for one input: action ``write`` (a new file), ``replace`` (its own earlier output, or
     with ``overwrite`` a file no other input made), ``keep`` or ``fail`` (note: why)."""
     previous = log.output_of(source, suffix)
@@ -321,20 +338,38 @@ def _place(source: Path, want: Path, log: OutputLog, recipe: dict[str, Any], ove
         entry = log.entry(previous)
         if entry.get("recipe") != recipe:
             changes = _recipe_changes(entry.get("recipe"), recipe)
-            return None, "fail", (f"its output {previous} was made with other settings ({changes}); --overwrite "
-                                  "replaces it, or choose another --out")  # fmt: skip
+            return (
+                None,
+                "fail",
+                (
+                    f"its output {previous} was made with other settings ({changes}); --overwrite "
+                    "replaces it, or choose another --out"
+                ),
+            )
         if entry.get("stamp") != _stamp(source):
             return previous, "replace", "the input changed since its output was made: made again"
         if log.changed(previous):
-            return previous, "replace", (f"{previous.name} changed since fip made it (its size or SHA-256 differs "
-                                         f"from {OUTPUT_LOG}'s): made again")  # fmt: skip
+            return (
+                previous,
+                "replace",
+                (
+                    f"{previous.name} changed since fip made it (its size or SHA-256 differs "
+                    f"from {OUTPUT_LOG}'s): made again"
+                ),
+            )
         return previous, "keep", None
     if previous is not None and usable(previous, source, True):
         return previous, "replace", None
     candidate = next(name for name in _numbered(want) if usable(name, source, overwrite))
     if overwrite and candidate.exists() and log.entry(candidate) is None and candidate.resolve() != source.resolve():
-        return None, "fail", (f"{candidate} is not an output of fip ({OUTPUT_LOG} there does not list it), and "
-                              "--overwrite replaces only those: move that file, or choose another --out")  # fmt: skip
+        return (
+            None,
+            "fail",
+            (
+                f"{candidate} is not an output of fip ({OUTPUT_LOG} there does not list it), and "
+                "--overwrite replaces only those: move that file, or choose another --out"
+            ),
+        )
     note = None if candidate == want else f"{want.name} is taken by another file"
     return candidate, "replace" if candidate.exists() else "write", note
 
@@ -351,8 +386,11 @@ def _recipe_changes(made: Any, asked: dict[str, Any]) -> str:
         if key == "networks":
             changes.append("the model's network files")
         elif isinstance(before, dict) and isinstance(now, dict):
-            changes += [f"{key} {name}={before.get(name)!r}, now {now.get(name)!r}"
-                        for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]  # fmt: skip
+            changes += [
+                f"{key} {name}={before.get(name)!r}, now {now.get(name)!r}"
+                for name in sorted(set(before) | set(now))
+                if before.get(name) != now.get(name)
+            ]
         else:
             changes.append(f"{key} {before!r}, now {now!r}")
     return "; ".join(changes)
@@ -364,8 +402,10 @@ def _check_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise InputError(f"cannot write to the output folder {folder}: {exc.strerror or exc}; choose a folder you "
-                         "can write to (--out)") from None  # fmt: skip
+        raise InputError(
+            f"cannot write to the output folder {folder}: {exc.strerror or exc}; choose a folder you "
+            "can write to (--out)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -391,19 +431,29 @@ def _run_job(job: _Job, model: Model | None = None) -> tuple[FileResult, bytes |
     try:
         model = model if model is not None else _worker_model(job.card)
         photo = open_input(job.source, job.max_megapixels)
-        result = run_approximation(model, photo.views, job.params, job.request, operator=job.operator,
-                                   device=job.device, tile=job.tile, preference=job.preference)  # fmt: skip
+        result = run_approximation(
+            model,
+            photo.views,
+            job.params,
+            job.request,
+            operator=job.operator,
+            device=job.device,
+            tile=job.tile,
+            preference=job.preference,
+        )
         image = photo.upright(result.image)
         data = encode_image(image, job.output.format, quality=job.output.quality, metadata=photo.metadata)
     except FipError as exc:
         return FileResult(job.source, None, "failed", error=str(exc)), None
     except torch.cuda.OutOfMemoryError:
-        return FileResult(job.source, None, "failed", error="out of GPU memory; pass --tile 512 (or smaller), or "
-                                                            "--device cpu"), None  # fmt: skip
+        return FileResult(
+            job.source, None, "failed", error="out of GPU memory; pass --tile 512 (or smaller), or --device cpu"
+        ), None
     except MemoryError:
-        return FileResult(job.source, None, "failed", error="out of memory; pass --tile 512 (or smaller) or "
-                                                            "--max-megapixels"), None  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - a decoder's or operator's bug must not stop the other photos
+        return FileResult(
+            job.source, None, "failed", error="out of memory; pass --tile 512 (or smaller) or --max-megapixels"
+        ), None
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         return FileResult(job.source, None, "failed", error=f"{type(exc).__name__}: {first}"), None
     notes = [result.note] if result.note else []
@@ -467,16 +517,33 @@ def run_batch(
     parallel = workers > 1 or bool(scheduler)
     in_memory = model.card.root is None and any(entry.kind != "paper" for entry in model.card.networks.values())
     if parallel and in_memory:
-        raise InputError(f"{model.name} has no model folder that workers can open (a network file or a checkpoint); "
-                         "run it with one worker, or make a model folder with fip build")  # fmt: skip
+        raise InputError(
+            f"{model.name} has no model folder that workers can open (a network file or a checkpoint); "
+            "run it with one worker, or make a model folder with fip build"
+        )
     for item in batch.items:
         if item.error is not None:
             yield FileResult(item.source, None, "failed", error=item.error)
         elif item.action == "keep":
             yield FileResult(item.source, item.output, "kept")
         else:
-            jobs.append((item, _Job(item.source, model.card, request, operator, params, device, max_megapixels, tile,
-                                    batch.output, preference)))  # fmt: skip
+            jobs.append(
+                (
+                    item,
+                    _Job(
+                        item.source,
+                        model.card,
+                        request,
+                        operator,
+                        params,
+                        device,
+                        max_megapixels,
+                        tile,
+                        batch.output,
+                        preference,
+                    ),
+                )
+            )
     with _executor(workers, scheduler, len(jobs)) as pool:
         if pool is None:
             done = ((item, _run_job(job, model)) for item, job in jobs)
@@ -493,7 +560,7 @@ def _outcome(future: cf.Future, item: BatchItem) -> tuple[FileResult, bytes | No
         return future.result()
     except cf.CancelledError:
         raise KeyboardInterrupt from None  # the pool was shut down under us
-    except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, a Dask worker lost, ...
+    except Exception as exc:
         return FileResult(item.source, None, "failed", error=f"its worker failed: {type(exc).__name__}: {exc}"), None
 
 
@@ -556,5 +623,16 @@ def summary(results: Sequence[FileResult], seconds: float, total: int | None = N
     return f"{total} input{'s' * (total != 1)}: " + ", ".join(parts) + f" in {seconds:.1f} s"
 
 
-__all__ = ["Batch", "BatchItem", "FileResult", "OUTPUT_LOG", "OutputLog", "OutputOptions", "expand_inputs",
-           "output_paths", "plan_batch", "run_batch", "summary"]  # fmt: skip
+__all__ = [
+    "OUTPUT_LOG",
+    "Batch",
+    "BatchItem",
+    "FileResult",
+    "OutputLog",
+    "OutputOptions",
+    "expand_inputs",
+    "output_paths",
+    "plan_batch",
+    "run_batch",
+    "summary",
+]

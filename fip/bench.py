@@ -31,12 +31,12 @@ from fip.errors import InputError
 from fip.metrics import psnr
 from fip.models.can import fold, image_statistics
 from fip.models.catalogue import Model, model_for_operator, open_model
+from fip.models.inputs import input_scale, normalize_input, scales_output
 from fip.raw import Photo
 from fip.registry import get_operator
 from fip.runtime.devices import describe, device_class, native_bf16, resolve_device, synchronize
-from fip.models.inputs import input_scale, normalize_input, scales_output
-from fip.runtime.execute import Views, prepared, run_plan, to_image, with_maps
 from fip.runtime.engine import make_plan
+from fip.runtime.execute import Views, prepared, run_plan, to_image, with_maps
 from fip.runtime.plan import AUTO, PlanError, Preference
 
 YARDSTICKS = ("reference", "baseline")
@@ -108,7 +108,9 @@ class _PeakMemory:
         self.peak = max(self.peak, self._rss() - self._start)
 
 
-def _timed(fn: Callable[[], np.ndarray], runs: int, device: torch.device, warmup: int = 1) -> tuple[float, float, np.ndarray]:
+def _timed(
+    fn: Callable[[], np.ndarray], runs: int, device: torch.device, warmup: int = 1
+) -> tuple[float, float, np.ndarray]:
     """(median seconds, peak MB above the starting level, last output)."""
     for _ in range(warmup):
         out = fn()
@@ -123,8 +125,9 @@ def _timed(fn: Callable[[], np.ndarray], runs: int, device: torch.device, warmup
     return statistics.median(seconds), memory.peak / 2**20, out
 
 
-def gemm_peak_gflops(dtype: torch.dtype, device: torch.device | None = None, size: int = 2048,
-                     seconds: float = 1.0) -> float:  # fmt: skip
+def gemm_peak_gflops(
+    dtype: torch.dtype, device: torch.device | None = None, size: int = 2048, seconds: float = 1.0
+) -> float:
     """GFLOP/s of a ``size``-square matrix multiply in ``dtype`` on ``device`` (best of repeated runs)."""
     device = device or torch.device("cpu")
     a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
@@ -177,8 +180,9 @@ def run_bench(
     presets choose it (``chosen_by``). ``calibrate``: whether ``auto`` may first time the model on this machine
     (:func:`fip.runtime.engine.make_plan`); ``False`` where the bench is itself measuring the card's timings."""
     if runs < 1 or reference_runs < 0:
-        raise InputError(f"runs must be at least 1 and reference runs at least 0 (0: no reference); got {runs} and "
-                         f"{reference_runs}")  # fmt: skip
+        raise InputError(
+            f"runs must be at least 1 and reference runs at least 0 (0: no reference); got {runs} and {reference_runs}"
+        )
     spec = get_operator(operator)
     model = model if isinstance(model, Model) else (open_model(model) if model else model_for_operator(operator))
     known = (*YARDSTICKS, *model.card.approximators, AUTO)  # `reference` is timed as the yardstick it is
@@ -189,14 +193,24 @@ def run_bench(
     photo = _bench_photo(image, *size)
     views = Views.of_photo(photo)
     params = spec.resolve_params(model.params if model.operator == operator else None)
-    bench = Bench(operator, model.name, size, runs, str(torch_device), device_class(torch_device), describe(torch_device),
-                  preference=str(preference or Preference()))  # fmt: skip
+    bench = Bench(
+        operator,
+        model.name,
+        size,
+        runs,
+        str(torch_device),
+        device_class(torch_device),
+        describe(torch_device),
+        preference=str(preference or Preference()),
+    )
     # What each preset runs here (its calibration, where the card has no timings for this class, happens now).
-    picks = make_plan(model, AUTO, size, torch_device, operator=operator, params=params, preference=preference,
-                      calibrate=calibrate).choices
+    picks = make_plan(
+        model, AUTO, size, torch_device, operator=operator, params=params, preference=preference, calibrate=calibrate
+    ).choices
 
     def chosen_by(name: str) -> tuple[str, ...]:
         return tuple(pick.prefer for pick in picks if pick.approximator == name)
+
     # bfloat16's peak only where the device computes it natively (elsewhere bf16 approximators run in float32)
     precisions = [("float32", torch.float32)] + [("bfloat16", torch.bfloat16)] * native_bf16(torch_device)
     for precision, dtype in precisions if bounds else ():
@@ -209,11 +223,20 @@ def run_bench(
 
     reference_seconds, reference = None, None
     if reference_runs:
-        reference_seconds, peak, reference = _timed(lambda: spec.apply(photo.view(spec.input), params),
-                                                    reference_runs, torch.device("cpu"))  # fmt: skip
+        reference_seconds, peak, reference = _timed(
+            lambda: spec.apply(photo.view(spec.input), params), reference_runs, torch.device("cpu")
+        )
         if "reference" in rows:
-            record(Row("reference", reference_seconds, peak, None, note=f"{spec.name}, on the CPU",
-                       chosen_by=chosen_by("reference")))  # fmt: skip
+            record(
+                Row(
+                    "reference",
+                    reference_seconds,
+                    peak,
+                    None,
+                    note=f"{spec.name}, on the CPU",
+                    chosen_by=chosen_by("reference"),
+                )
+            )
     main = model.card.networks.get("net")
     plain = main is not None and main.kind != "onnx" and not {"guided", "grid"} & set(main.architecture)
     if "baseline" in rows and plain:
@@ -230,22 +253,57 @@ def run_bench(
             seconds, peak, out = _timed(lambda: to_image(folded(x) * back), runs, torch_device)
         gmacs = multiply_adds(folded, *size) / 1e9
         bound = gmacs * 2 / bench.peak_gflops["float32"] if bounds else None
-        record(Row("baseline", seconds, peak, _psnr(out, reference), "full", "float32", None, gmacs, bound,
-                   note="the network folded with this frame's statistics, float32, eager, channels_last"))  # fmt: skip
+        record(
+            Row(
+                "baseline",
+                seconds,
+                peak,
+                _psnr(out, reference),
+                "full",
+                "float32",
+                None,
+                gmacs,
+                bound,
+                note="the network folded with this frame's statistics, float32, eager, channels_last",
+            )
+        )
     for name in [r for r in rows if r not in YARDSTICKS]:
         try:
-            plan = make_plan(model, name, size, torch_device, operator=operator, params=params,
-                             preference=preference if name == AUTO else None, calibrate=calibrate)  # fmt: skip
+            plan = make_plan(
+                model,
+                name,
+                size,
+                torch_device,
+                operator=operator,
+                params=params,
+                preference=preference if name == AUTO else None,
+                calibrate=calibrate,
+            )
         except PlanError as exc:
             record(Row(name, None, None, None, note=f"cannot run here: {exc}"))
             continue
         maps = model.maps(operator, params)
         with torch.inference_mode():
-            seconds, peak, out = _timed(lambda plan=plan: to_image(run_plan(plan, model, views, maps)), runs, torch_device)
+            seconds, peak, out = _timed(
+                lambda plan=plan, maps=maps: to_image(run_plan(plan, model, views, maps)), runs, torch_device
+            )
         gmacs, bound = _bound(model, plan, bench.peak_gflops)
         note = plan.reason if name == AUTO else model.card.approximator(name).description
-        record(Row(name, seconds, peak, _psnr(out, reference), plan.approximator, plan.precision, plan.working_size,
-                   gmacs, bound, note=note, chosen_by=() if name == AUTO else chosen_by(name)))  # fmt: skip
+        record(
+            Row(
+                name,
+                seconds,
+                peak,
+                _psnr(out, reference),
+                plan.approximator,
+                plan.precision,
+                plan.working_size,
+                gmacs,
+                bound,
+                note=note,
+                chosen_by=() if name == AUTO else chosen_by(name),
+            )
+        )
     baseline = next((r.seconds for r in bench.rows if r.name == "baseline"), None)
     for row in bench.rows:
         if row.seconds:
@@ -279,17 +337,25 @@ def format_table(bench: Bench) -> str:
     """The bench as a Markdown table under a header that names the machine, the GEMM peaks and the baseline's
     bound."""
     height, width = bench.size
-    lines = [f"fip bench: {bench.operator} ({bench.model}) at {width}x{height} on {bench.device} (class "
-             f"{bench.device_class}); median of {bench.runs} runs after one warm-up; {bench.machine}; auto: prefer "
-             f"{bench.preference}.",
-             "GEMM peak here: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in bench.peak_gflops.items())]  # fmt: skip
+    lines = [
+        f"fip bench: {bench.operator} ({bench.model}) at {width}x{height} on {bench.device} (class "
+        f"{bench.device_class}); median of {bench.runs} runs after one warm-up; {bench.machine}; auto: prefer "
+        f"{bench.preference}.",
+        "GEMM peak here: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in bench.peak_gflops.items()),
+    ]
     baseline = next((r for r in bench.rows if r.name == "baseline"), None)
     if baseline and baseline.bound_seconds:
-        lines.append(f"Lower bound of the baseline network: {baseline.gmacs:.1f} GMAC x 2 / "
-                     f"{bench.peak_gflops['float32']:.0f} GFLOP/s = {baseline.bound_seconds:.3f} s "
-                     f"(it runs at {baseline.bound_seconds / baseline.seconds:.0%} of it).")  # fmt: skip
-    lines += ["", "| row | runs | chosen by | s | peak MB | PSNR (dB) | vs reference | vs baseline | precision | "
-              "works at | GMAC | x bound | note |", "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|"]  # fmt: skip
+        lines.append(
+            f"Lower bound of the baseline network: {baseline.gmacs:.1f} GMAC x 2 / "
+            f"{bench.peak_gflops['float32']:.0f} GFLOP/s = {baseline.bound_seconds:.3f} s "
+            f"(it runs at {baseline.bound_seconds / baseline.seconds:.0%} of it)."
+        )
+    lines += [
+        "",
+        "| row | runs | chosen by | s | peak MB | PSNR (dB) | vs reference | vs baseline | precision | "
+        "works at | GMAC | x bound | note |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---|",
+    ]
 
     def number(value: float | None, fmt: str, unit: str = "") -> str:
         return "" if value is None else format(value, fmt) + unit
@@ -298,10 +364,12 @@ def format_table(bench: Bench) -> str:
         over = r.seconds / r.bound_seconds if r.bound_seconds and r.seconds else None
         works = f"{r.working_size[1]}x{r.working_size[0]}" if r.working_size else ""
         ran = r.approximator if r.approximator and r.approximator != r.name else ""
-        lines.append(f"| {r.name} | {ran} | {', '.join(r.chosen_by)} | {number(r.seconds, '.3f')} | {number(r.peak_mb, '.0f')} | "
-                     f"{number(r.psnr, '.2f')} | {number(r.speedup_vs_reference, '.1f', 'x')} | "
-                     f"{number(r.speedup_vs_baseline, '.2f', 'x')} | {r.precision} | {works} | {number(r.gmacs, '.1f')} | "
-                     f"{number(over, '.1f')} | {r.note} |")  # fmt: skip
+        lines.append(
+            f"| {r.name} | {ran} | {', '.join(r.chosen_by)} | {number(r.seconds, '.3f')} | {number(r.peak_mb, '.0f')} | "
+            f"{number(r.psnr, '.2f')} | {number(r.speedup_vs_reference, '.1f', 'x')} | "
+            f"{number(r.speedup_vs_baseline, '.2f', 'x')} | {r.precision} | {works} | {number(r.gmacs, '.1f')} | "
+            f"{number(over, '.1f')} | {r.note} |"
+        )
     return "\n".join(lines)
 
 
@@ -329,7 +397,14 @@ def plot_curve(bench: Bench, path: str | os.PathLike[str]) -> Path:
         axes.annotate(r.name, (r.seconds, r.psnr), textcoords="offset points", xytext=(4, 4), fontsize=8)
     auto = next((r for r in bench.rows if r.name == AUTO and r.seconds), None)
     if auto is not None and auto.psnr is not None:
-        axes.scatter([auto.seconds], [auto.psnr], s=160, facecolors="none", edgecolors="black", label=f"auto ({auto.approximator})")
+        axes.scatter(
+            [auto.seconds],
+            [auto.psnr],
+            s=160,
+            facecolors="none",
+            edgecolors="black",
+            label=f"auto ({auto.approximator})",
+        )
     reference = next((r for r in bench.rows if r.name == "reference"), None)
     if reference is not None:
         axes.axvline(reference.seconds, color="grey", linestyle=":", label=f"reference ({reference.seconds:.2f} s)")
@@ -349,4 +424,13 @@ def plot_curve(bench: Bench, path: str | os.PathLike[str]) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-__all__ = ["Bench", "Row", "format_table", "gemm_peak_gflops", "machine_description", "plot_curve", "run_bench", "to_json"]
+__all__ = [
+    "Bench",
+    "Row",
+    "format_table",
+    "gemm_peak_gflops",
+    "machine_description",
+    "plot_curve",
+    "run_bench",
+    "to_json",
+]

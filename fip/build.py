@@ -101,8 +101,12 @@ class BuildRequest:
         return self.timing_height, self.timing_height * 16 // 9 // 2 * 2
 
     def to_json(self) -> dict[str, Any]:
-        found = {"operator": self.operator, "params": dict(self.params), "source": self.source,
-                 "resolution": self.resolution}  # fmt: skip
+        found = {
+            "operator": self.operator,
+            "params": dict(self.params),
+            "source": self.source,
+            "resolution": self.resolution,
+        }
         if self.warm_start != "auto":  # only when set, so folders built before these settings still resume
             found["warm_start"] = self.warm_start
         if self.report:
@@ -131,8 +135,11 @@ def warm_start_for(operator: str, config: str) -> str | None:
 
     def same_shape(found: Mapping[str, Any]) -> bool:
         sizes = all(found.get(key) == wanted[key] for key in ("width", "depth", "in_channels", "norm") if key in wanted)
-        return sizes and bool(found.get("conv_bias")) == bool(wanted.get("conv_bias")) and (
-            (found.get("input_norm") or None) == (wanted.get("input_norm") or None))
+        return (
+            sizes
+            and bool(found.get("conv_bias")) == bool(wanted.get("conv_bias"))
+            and ((found.get("input_norm") or None) == (wanted.get("input_norm") or None))
+        )
 
     for card in list_models(operator):
         entry = card.networks.get("net")
@@ -154,8 +161,10 @@ def split_photos(source: Any, validation_share: float = 0.2) -> dict[str, list[s
         test, train = [_by_hash(train)[0]], [n for n in train if n != _by_hash(train)[0]]
     count = max(1, round(len(train) * validation_share))
     if len(train) - count < 1 or not test:
-        raise InputError(f"{source.description} has {len(source.photos)} photos; fip build needs at least three "
-                         "(training, validation and test photos are never the same): add photos")  # fmt: skip
+        raise InputError(
+            f"{source.description} has {len(source.photos)} photos; fip build needs at least three "
+            "(training, validation and test photos are never the same): add photos"
+        )
     validation = sorted(_by_hash(train)[:count])
     return {"train": [n for n in train if n not in validation], "validation": validation, "test": test}
 
@@ -172,8 +181,10 @@ def read_split_file(path: str | os.PathLike[str], source: Any) -> dict[str, list
         found = json.loads(path.read_text())
         split = {role: sorted(str(name) for name in found[role]) for role in ("train", "validation", "test")}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"split file {path} is unreadable ({exc}); it must be JSON like "
-                         '{"train": [...], "validation": [...], "test": [...]} with photo names (file stems)') from None
+        raise InputError(
+            f"split file {path} is unreadable ({exc}); it must be JSON like "
+            '{"train": [...], "validation": [...], "test": [...]} with photo names (file stems)'
+        ) from None
     for role, names in split.items():
         if not names:
             raise InputError(f"split file {path} names no {role} photo; each of train, validation and test needs one")
@@ -182,8 +193,9 @@ def read_split_file(path: str | os.PathLike[str], source: Any) -> dict[str, list
         raise InputError(f"split file {path} puts {len(twice)} photos in two sets, e.g. {twice[:5]}")
     held = {photo.name for photo in source.photos}
     if missing := sorted(set(counts) - held):
-        raise InputError(f"split file {path} names {len(missing)} photos that {source.description} does not hold, "
-                         f"e.g. {missing[:5]}")
+        raise InputError(
+            f"split file {path} names {len(missing)} photos that {source.description} does not hold, e.g. {missing[:5]}"
+        )
     return split
 
 
@@ -201,8 +213,10 @@ class _State:
         except (OSError, ValueError):
             saved = {}
         if saved and saved.get("request") != request.to_json():
-            raise InputError(f"{folder} holds a build of {saved.get('request')}; give another --out, or remove "
-                             f"{self.path} to start over")  # fmt: skip
+            raise InputError(
+                f"{folder} holds a build of {saved.get('request')}; give another --out, or remove "
+                f"{self.path} to start over"
+            )
         self.data = {"request": request.to_json(), "steps": {}, "training_seconds": 0.0, **saved}
 
     def done(self, step: str) -> dict[str, Any] | None:
@@ -266,24 +280,35 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
     return out
 
 
-def _split(state: _State, request: BuildRequest, out: Path, source: Any,
-           progress: Callable[[str], None]) -> dict[str, list[str]]:  # fmt: skip
+def _split(
+    state: _State, request: BuildRequest, out: Path, source: Any, progress: Callable[[str], None]
+) -> dict[str, list[str]]:
     if (done := state.done("split")) is not None:
         return done["split"]
     split = split_photos(source) if request.split_file is None else read_split_file(request.split_file, source)
     atomic_write_json(out / "split.json", split)
-    for name, names in (("train", {"train": split["train"], "test": split["validation"]}),
-                        ("validation", {"train": [], "test": split["validation"]}),
-                        ("test", {"train": [], "test": split["test"]})):  # fmt: skip
+    for name, names in (
+        ("train", {"train": split["train"], "test": split["validation"]}),
+        ("validation", {"train": [], "test": split["validation"]}),
+        ("test", {"train": [], "test": split["test"]}),
+    ):
         atomic_write_json(out / "splits" / f"{name}.json", names)  # the form --split-file takes
-    progress(f"split: {len(split['train'])} training, {len(split['validation'])} validation and {len(split['test'])} "
-             "test photos (split.json)")  # fmt: skip
+    progress(
+        f"split: {len(split['train'])} training, {len(split['validation'])} validation and {len(split['test'])} "
+        "test photos (split.json)"
+    )
     state.record("split", {"split": split})
     return split
 
 
-def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, split: dict[str, list[str]],
-           progress: Callable[[str], None]) -> Path:  # fmt: skip
+def _train(
+    state: _State,
+    request: BuildRequest,
+    params: dict[str, Any],
+    out: Path,
+    split: dict[str, list[str]],
+    progress: Callable[[str], None],
+) -> Path:
     """The main CAN: its best checkpoint, also written as ``net.pt``."""
     from fip.models.storage import load_network, save_network
 
@@ -296,16 +321,29 @@ def _train(state: _State, request: BuildRequest, params: dict[str, Any], out: Pa
         start = warm_start_for(request.operator, config)
     else:
         start = None if request.warm_start == "none" else request.warm_start
-    best = _fit(state, request, "train", ["-c", config] + (["--model.warm_start", start] if start else []),
-                f"{config} config, starting from {start or 'the config (its own warm start, if any)'}", params, out,
-                progress)  # fmt: skip
+    best = _fit(
+        state,
+        request,
+        "train",
+        ["-c", config] + (["--model.warm_start", start] if start else []),
+        f"{config} config, starting from {start or 'the config (its own warm start, if any)'}",
+        params,
+        out,
+        progress,
+    )
     save_network(load_network(best), out / "net.pt")
     state.record("train", {"checkpoint": str(best.relative_to(out)), "warm_start": start, "config": config})
     return best
 
 
-def _keep(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, split: dict[str, list[str]],
-          progress: Callable[[str], None]) -> None:  # fmt: skip
+def _keep(
+    state: _State,
+    request: BuildRequest,
+    params: dict[str, Any],
+    out: Path,
+    split: dict[str, list[str]],
+    progress: Callable[[str], None],
+) -> None:
     """``net.pt``: the trained network, or the network training started from when that one scores higher on the
     validation photos (a short training from a model trained for longer can lose more than it learns)."""
     from fip.measure import quality
@@ -318,13 +356,17 @@ def _keep(state: _State, request: BuildRequest, params: dict[str, Any], out: Pat
     validation = _photo_sets(request, out, split)[0]
     networks = {"trained": load_network(out / "net.pt"), "start": open_warm_start(start)}
     models = {name: Model.of_network(network) for name, network in networks.items()}
-    scores = {name: quality(model, "fast" if "fast" in model.card.approximators else "full", validation,
-                            request.device).psnr for name, model in models.items()}  # fmt: skip
+    scores = {
+        name: quality(model, "fast" if "fast" in model.card.approximators else "full", validation, request.device).psnr
+        for name, model in models.items()
+    }
     kept = max(scores, key=scores.__getitem__)  # a tie keeps the trained one
     if kept == "start":  # measured against this build's operator and parameters, and kept for them
         save_network(replace(networks["start"], operator=request.operator, params=dict(params)), out / "net.pt")
-    progress(f"keep: the {kept} network (validation PSNR: trained {scores['trained']:.2f} dB, "
-             f"{start} {scores['start']:.2f} dB)")  # fmt: skip
+    progress(
+        f"keep: the {kept} network (validation PSNR: trained {scores['trained']:.2f} dB, "
+        f"{start} {scores['start']:.2f} dB)"
+    )
     state.record("keep", {"kept": kept, "validation_psnr": scores})
 
 
@@ -333,13 +375,29 @@ def _photo_sets(request: BuildRequest, out: Path, split: dict[str, list[str]]) -
     from fip.measure import PhotoSetSource
 
     return [
-        PhotoSetSource("validation", "choose", f"{len(split['validation'])} validation photos of {request.source}",
-                       ((request.source, "test"),), request.resolution, str(out / "splits" / "validation.json")),
-        PhotoSetSource("test", "report", f"{len(split['test'])} test photos of {request.source}; never used to choose",
-                       ((request.source, "test"),), request.resolution, str(out / "splits" / "test.json")),
-        *(PhotoSetSource(name, "report", f"every photo of {spec}; never used to choose", ((spec, "all"),),
-                         request.resolution) for name, spec in request.report),
-    ]  # fmt: skip
+        PhotoSetSource(
+            "validation",
+            "choose",
+            f"{len(split['validation'])} validation photos of {request.source}",
+            ((request.source, "test"),),
+            request.resolution,
+            str(out / "splits" / "validation.json"),
+        ),
+        PhotoSetSource(
+            "test",
+            "report",
+            f"{len(split['test'])} test photos of {request.source}; never used to choose",
+            ((request.source, "test"),),
+            request.resolution,
+            str(out / "splits" / "test.json"),
+        ),
+        *(
+            PhotoSetSource(
+                name, "report", f"every photo of {spec}; never used to choose", ((spec, "all"),), request.resolution
+            )
+            for name, spec in request.report
+        ),
+    ]
 
 
 def _config_for(operator: str) -> str:
@@ -349,8 +407,16 @@ def _config_for(operator: str) -> str:
     return operator if operator in config_names() else GENERIC_CONFIG
 
 
-def _fit(state: _State, request: BuildRequest, stage: str, config_args: list[str], what: str, params: dict[str, Any],
-         out: Path, progress: Callable[[str], None]) -> Path:  # fmt: skip
+def _fit(
+    state: _State,
+    request: BuildRequest,
+    stage: str,
+    config_args: list[str],
+    what: str,
+    params: dict[str, Any],
+    out: Path,
+    progress: Callable[[str], None],
+) -> Path:
     """One Lightning training of the build (``stage``: ``train``, ``lowres``, ``pruned``) within its share of the
     budget, resumed from its last checkpoint; its best checkpoint (else its last)."""
     from fip.training import max_time, run_training
@@ -358,15 +424,34 @@ def _fit(state: _State, request: BuildRequest, stage: str, config_args: list[str
     left = training_minutes(request)[stage] - state.seconds(stage) / 60
     runs = out / ("training" if stage == "train" else f"training-{stage}")
     last = sorted(runs.rglob("last.ckpt"), key=os.path.getmtime)
-    progress(f"{stage}: {what}, {max(left, 0):.1f} min left of its training budget"
-             + (f", resuming {last[-1].relative_to(out)}" if last else ""))  # fmt: skip
+    progress(
+        f"{stage}: {what}, {max(left, 0):.1f} min left of its training budget"
+        + (f", resuming {last[-1].relative_to(out)}" if last else "")
+    )
     best = last[-1] if last else None
     if left > 0.05:
-        args = [*config_args, "--data.operator", request.operator, "--data.params", json.dumps(params),
-                "--data.source", request.source, "--data.split_file", str(out / "splits" / "train.json"),
-                "--trainer.max_time", max_time(left), "--trainer.default_root_dir", str(runs),
-                "--trainer.logger", json.dumps({"class_path": "pytorch_lightning.loggers.CSVLogger",
-                                                "init_args": {"save_dir": str(runs), "name": "logs"}})]  # fmt: skip
+        args = [
+            *config_args,
+            "--data.operator",
+            request.operator,
+            "--data.params",
+            json.dumps(params),
+            "--data.source",
+            request.source,
+            "--data.split_file",
+            str(out / "splits" / "train.json"),
+            "--trainer.max_time",
+            max_time(left),
+            "--trainer.default_root_dir",
+            str(runs),
+            "--trainer.logger",
+            json.dumps(
+                {
+                    "class_path": "pytorch_lightning.loggers.CSVLogger",
+                    "init_args": {"save_dir": str(runs), "name": "logs"},
+                }
+            ),
+        ]
         args += list(request.train_args)
         if last:
             args += ["--ckpt_path", str(last[-1])]
@@ -383,9 +468,11 @@ def _fit(state: _State, request: BuildRequest, stage: str, config_args: list[str
         best = Path(chosen) if chosen else None
     if best is None or not best.is_file():
         skip = "" if stage == "train" else ", or leave the extra stages out with --extras none"
-        raise InputError(f"the budget of {request.budget_minutes:g} min left no time to train a first epoch "
-                         f"({'the CAN' if stage == 'train' else stage}); raise --budget (training gets "
-                         f"{TRAINING_SHARE:.0%} of it){skip}")  # fmt: skip
+        raise InputError(
+            f"the budget of {request.budget_minutes:g} min left no time to train a first epoch "
+            f"({'the CAN' if stage == 'train' else stage}); raise --budget (training gets "
+            f"{TRAINING_SHARE:.0%} of it){skip}"
+        )
     return best
 
 
@@ -412,8 +499,10 @@ def requested_extras(extras: str) -> tuple[str, ...] | None:
         return EXTRA_STAGES if extras == "all" else ()
     names = {name.strip() for name in extras.split(",") if name.strip()}
     if unknown := sorted(names - set(EXTRA_STAGES)):
-        raise InputError(f"--extras {extras!r}: {', '.join(unknown)} is not a stage; give auto, all, none or some of "
-                         f"{', '.join(EXTRA_STAGES)} joined by commas")  # fmt: skip
+        raise InputError(
+            f"--extras {extras!r}: {', '.join(unknown)} is not a stage; give auto, all, none or some of "
+            f"{', '.join(EXTRA_STAGES)} joined by commas"
+        )
     return tuple(stage for stage in EXTRA_STAGES if stage in names)
 
 
@@ -427,8 +516,15 @@ def extra_stages(request: BuildRequest, net: Any) -> dict[str, str | None]:
     return stages
 
 
-def _extras(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, source: Any,
-            split: dict[str, list[str]], progress: Callable[[str], None]) -> None:  # fmt: skip
+def _extras(
+    state: _State,
+    request: BuildRequest,
+    params: dict[str, Any],
+    out: Path,
+    source: Any,
+    split: dict[str, list[str]],
+    progress: Callable[[str], None],
+) -> None:
     """The extra stages, each once; none for a model already measured (a folder built before they existed keeps
     what it has)."""
     from fip.models.storage import load_network
@@ -451,26 +547,68 @@ def _extras(state: _State, request: BuildRequest, params: dict[str, Any], out: P
             _pruned(state, request, params, out, config, net, source, split, progress)
 
 
-def _lowres(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str, net: Any,
-            progress: Callable[[str], None]) -> None:  # fmt: skip
+def _lowres(
+    state: _State,
+    request: BuildRequest,
+    params: dict[str, Any],
+    out: Path,
+    config: str,
+    net: Any,
+    progress: Callable[[str], None],
+) -> None:
     """The Deep Guided Filter form of the CAN (``lowres.pt``), trained end to end from ``net.pt``."""
-    _stage_network(state, request, "lowres", ["-c", config, "-c", LOWRES_OVERLAY, "--model.warm_start",
-                                              str(out / "net.pt"), "--model.net.init_args.conv_bias",
-                                              str(net.conv_bias).lower()],
-                   "the network at a third of the size with a learned guided filter (Deep Guided Filter), from net.pt",
-                   params, out, progress)  # fmt: skip
+    _stage_network(
+        state,
+        request,
+        "lowres",
+        [
+            "-c",
+            config,
+            "-c",
+            LOWRES_OVERLAY,
+            "--model.warm_start",
+            str(out / "net.pt"),
+            "--model.net.init_args.conv_bias",
+            str(net.conv_bias).lower(),
+        ],
+        "the network at a third of the size with a learned guided filter (Deep Guided Filter), from net.pt",
+        params,
+        out,
+        progress,
+    )
 
 
-def _grid(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str,
-          progress: Callable[[str], None]) -> None:  # fmt: skip
+def _grid(
+    state: _State,
+    request: BuildRequest,
+    params: dict[str, Any],
+    out: Path,
+    config: str,
+    progress: Callable[[str], None],
+) -> None:
     """A bilateral-grid network (``grid.pt``), trained from scratch on whole photos at 1080p (``overlays/grid``)."""
-    _stage_network(state, request, "grid", ["-c", config, "-c", GRID_OVERLAY],
-                   "a bilateral grid of colour transforms from a 256x256 copy of the photo (HDRNet-style), from scratch",
-                   params, out, progress)  # fmt: skip
+    _stage_network(
+        state,
+        request,
+        "grid",
+        ["-c", config, "-c", GRID_OVERLAY],
+        "a bilateral grid of colour transforms from a 256x256 copy of the photo (HDRNet-style), from scratch",
+        params,
+        out,
+        progress,
+    )
 
 
-def _stage_network(state: _State, request: BuildRequest, stage: str, config_args: list[str], what: str,
-                   params: dict[str, Any], out: Path, progress: Callable[[str], None]) -> None:  # fmt: skip
+def _stage_network(
+    state: _State,
+    request: BuildRequest,
+    stage: str,
+    config_args: list[str],
+    what: str,
+    params: dict[str, Any],
+    out: Path,
+    progress: Callable[[str], None],
+) -> None:
     """Train ``stage`` (:func:`_fit`), write its best network as ``<stage>.pt`` and record the stage done."""
     from fip.models.storage import load_network, save_network
 
@@ -479,8 +617,17 @@ def _stage_network(state: _State, request: BuildRequest, stage: str, config_args
     state.record(stage, {"checkpoint": str(best.relative_to(out))})
 
 
-def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: Path, config: str, net: Any,
-            source: Any, split: dict[str, list[str]], progress: Callable[[str], None]) -> None:  # fmt: skip
+def _pruned(
+    state: _State,
+    request: BuildRequest,
+    params: dict[str, Any],
+    out: Path,
+    config: str,
+    net: Any,
+    source: Any,
+    split: dict[str, list[str]],
+    progress: Callable[[str], None],
+) -> None:
     """``net.pt`` pruned to :data:`PRUNED_WIDTH` channels and fine-tuned (``pruned.pt``), and that network in int8
     for ONNX Runtime (``pruned.int8.onnx``) when the compress extra is installed."""
     import importlib.util
@@ -494,11 +641,29 @@ def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: P
     start = out / "training-pruned" / "start.pt"
     if not start.is_file():
         save_network(NetworkFile(prune(net, PRUNED_WIDTH, photos), "pruned start", request.operator, params), start)
-    best = _fit(state, request, "pruned", ["-c", config, "--model.net.init_args.width", str(PRUNED_WIDTH),
-                                           "--model.net.init_args.norm", "running", "--model.net.init_args.conv_bias",
-                                           str(net.conv_bias).lower(), "--data.context_scale", "null",
-                                           "--model.warm_start", str(start)],
-                f"net.pt pruned to {PRUNED_WIDTH} channels, running statistics, fine-tuned", params, out, progress)  # fmt: skip
+    best = _fit(
+        state,
+        request,
+        "pruned",
+        [
+            "-c",
+            config,
+            "--model.net.init_args.width",
+            str(PRUNED_WIDTH),
+            "--model.net.init_args.norm",
+            "running",
+            "--model.net.init_args.conv_bias",
+            str(net.conv_bias).lower(),
+            "--data.context_scale",
+            "null",
+            "--model.warm_start",
+            str(start),
+        ],
+        f"net.pt pruned to {PRUNED_WIDTH} channels, running statistics, fine-tuned",
+        params,
+        out,
+        progress,
+    )
     tuned = load_network(best)
     save_network(tuned, out / "pruned.pt")
     found = {"checkpoint": str(best.relative_to(out)), "int8": False}
@@ -512,8 +677,15 @@ def _pruned(state: _State, request: BuildRequest, params: dict[str, Any], out: P
     state.record("pruned", found)
 
 
-def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, source: Any,
-             split: dict[str, list[str]], progress: Callable[[str], None]):  # fmt: skip
+def _measure(
+    state: _State,
+    request: BuildRequest,
+    out: Path,
+    checkpoint: Path,
+    source: Any,
+    split: dict[str, list[str]],
+    progress: Callable[[str], None],
+):
     from fip.data.pairs import fip_version
     from fip.measure import measure
     from fip.models.cards import read_card, write_card
@@ -523,20 +695,32 @@ def _measure(state: _State, request: BuildRequest, out: Path, checkpoint: Path, 
     if state.done("measure") is not None:
         return read_card(out)
     card = _with_stage_networks(card_for_network(load_network(out / "net.pt")), out)
-    card = replace(card.with_approximator(REFERENCE_HALFRES_APPROXIMATOR), name=f"built/{out.resolve().name}",
-                   description=f"built by fip build from {request.source}",
-                   provenance={"source": request.source, "split": "split.json", "checkpoint": str(checkpoint.name),
-                               "warm_start": (state.done("train") or {}).get("warm_start"),
-                               "kept": (state.done("keep") or {}).get("kept", "trained"),
-                               "stages": {stage: round(state.seconds(stage) / 60, 2)
-                                          for stage in ("train", *EXTRA_STAGES) if state.done(stage) is not None},
-                               "budget_minutes": request.budget_minutes, "fip_version": fip_version(),
-                               "made_by": f"fip build {request.operator}"})  # fmt: skip
+    card = replace(
+        card.with_approximator(REFERENCE_HALFRES_APPROXIMATOR),
+        name=f"built/{out.resolve().name}",
+        description=f"built by fip build from {request.source}",
+        provenance={
+            "source": request.source,
+            "split": "split.json",
+            "checkpoint": str(checkpoint.name),
+            "warm_start": (state.done("train") or {}).get("warm_start"),
+            "kept": (state.done("keep") or {}).get("kept", "trained"),
+            "stages": {
+                stage: round(state.seconds(stage) / 60, 2)
+                for stage in ("train", *EXTRA_STAGES)
+                if state.done(stage) is not None
+            },
+            "budget_minutes": request.budget_minutes,
+            "fip_version": fip_version(),
+            "made_by": f"fip build {request.operator}",
+        },
+    )
     write_card(card, out)
     sets = _photo_sets(request, out, split)
     timing_photo = _photo_path(source, request.source, split["validation"][0])
-    card = measure(Model(read_card(out)), sets, timing_photo, request.device, progress=progress,
-                   timing_size=request.timing_size)  # fmt: skip
+    card = measure(
+        Model(read_card(out)), sets, timing_photo, request.device, progress=progress, timing_size=request.timing_size
+    )
     write_card(card, out)
     state.record("measure")
     return read_card(out)
@@ -554,22 +738,57 @@ def _with_stage_networks(card: Any, out: Path) -> Any:
 
     def add(key: str, file: str, net: Any, approximator: Approximator) -> None:
         onnx = file.endswith(".onnx")
-        networks[key] = NetworkEntry(file, "onnx" if onnx else "fip", sha256_file(out / file), net_config(net),
-                                     net.receptive_radius if onnx else None)  # fmt: skip
+        networks[key] = NetworkEntry(
+            file,
+            "onnx" if onnx else "fip",
+            sha256_file(out / file),
+            net_config(net),
+            net.receptive_radius if onnx else None,
+        )
         added.append(approximator)
 
     if (out / "lowres.pt").is_file():
-        add("lowres", "lowres.pt", load_network(out / "lowres.pt").net,
-            Approximator("lowres", "lowres", "bf16", "preview", GUIDED_PREVIEW_MEGAPIXELS,
-                         description="Deep Guided Filter trained end to end: the network at a third of the size in "
-                         "bf16, a learned guidance map and guided filter at full size"))  # fmt: skip
+        add(
+            "lowres",
+            "lowres.pt",
+            load_network(out / "lowres.pt").net,
+            Approximator(
+                "lowres",
+                "lowres",
+                "bf16",
+                "preview",
+                GUIDED_PREVIEW_MEGAPIXELS,
+                description="Deep Guided Filter trained end to end: the network at a third of the size in "
+                "bf16, a learned guidance map and guided filter at full size",
+            ),
+        )
     if (out / "pruned.pt").is_file():
         pruned = load_network(out / "pruned.pt").net
-        add("pruned", "pruned.pt", pruned, Approximator("pruned", "pruned", "bf16", "running", description=(
-            f"pruned to {pruned.width} channels and fine-tuned, running statistics folded, bf16")))  # fmt: skip
+        add(
+            "pruned",
+            "pruned.pt",
+            pruned,
+            Approximator(
+                "pruned",
+                "pruned",
+                "bf16",
+                "running",
+                description=(f"pruned to {pruned.width} channels and fine-tuned, running statistics folded, bf16"),
+            ),
+        )
         if (out / "pruned.int8.onnx").is_file():
-            add("int8", "pruned.int8.onnx", pruned, Approximator(
-                "int8", "int8", "int8", "running", description="the pruned network quantized to int8, run by ONNX Runtime"))  # fmt: skip
+            add(
+                "int8",
+                "pruned.int8.onnx",
+                pruned,
+                Approximator(
+                    "int8",
+                    "int8",
+                    "int8",
+                    "running",
+                    description="the pruned network quantized to int8, run by ONNX Runtime",
+                ),
+            )
     if (out / "grid.pt").is_file():
         add("grid", "grid.pt", load_network(out / "grid.pt").net, replace(GRID_APPROXIMATOR, network="grid"))
     return card.with_networks(networks, added)
@@ -579,13 +798,21 @@ def _photo_path(source: Any, source_spec: str, name: str) -> Path:
     """The file of photo ``name`` of ``source`` (opened from ``source_spec``)."""
     found = next((p.path for p in source.photos if p.name == name), None)
     if found is None:
-        raise InputError(f"photo {name!r} of split.json is no longer in {source_spec}; put it back, or build into a "
-                         "new --out folder")  # fmt: skip
+        raise InputError(
+            f"photo {name!r} of split.json is no longer in {source_spec}; put it back, or build into a new --out folder"
+        )
     return found
 
 
-def _report(state: _State, request: BuildRequest, out: Path, card: Any, source: Any, split: dict[str, list[str]],
-            progress: Callable[[str], None]) -> None:  # fmt: skip
+def _report(
+    state: _State,
+    request: BuildRequest,
+    out: Path,
+    card: Any,
+    source: Any,
+    split: dict[str, list[str]],
+    progress: Callable[[str], None],
+) -> None:
     from fip.models.catalogue import Model
     from fip.runtime.devices import device_class, resolve_device
     from fip.runtime.engine import make_plan
@@ -596,17 +823,23 @@ def _report(state: _State, request: BuildRequest, out: Path, card: Any, source: 
     chosen = make_plan(model, AUTO, request.timing_size, request.device).approximator
     reference = card.reference_seconds.get(klass)
     height, width = request.timing_size
-    timed = f"one {width}x{height} photo on {klass}" + (f"; the reference takes {reference.seconds:.3f} s" if reference
-                                                         else "")  # fmt: skip
-    lines = [f"# fip build {request.operator}", "",
-             f"Photos: {request.source}, {len(split['train'])} training, {len(split['validation'])} validation (they "
-             f"choose `auto`), {len(split['test'])} test (reported, chose nothing)"
-             + "".join(f"; {name}: every photo of {spec} (reported, chose nothing)" for name, spec in request.report)
-             + f"; at {request.resolution}. "
-             f"Seconds: {timed}.", "",
-             "| approximator | validation PSNR | test PSNR | test SSIM | "
-             + "".join(f"{name} PSNR | " for name, _ in request.report) + "s | speed-up | |",
-             "|---|---:|---:|---:|" + "---:|" * len(request.report) + "---:|---:|---|"]  # fmt: skip
+    timed = f"one {width}x{height} photo on {klass}" + (
+        f"; the reference takes {reference.seconds:.3f} s" if reference else ""
+    )
+    lines = [
+        f"# fip build {request.operator}",
+        "",
+        f"Photos: {request.source}, {len(split['train'])} training, {len(split['validation'])} validation (they "
+        f"choose `auto`), {len(split['test'])} test (reported, chose nothing)"
+        + "".join(f"; {name}: every photo of {spec} (reported, chose nothing)" for name, spec in request.report)
+        + f"; at {request.resolution}. "
+        f"Seconds: {timed}.",
+        "",
+        "| approximator | validation PSNR | test PSNR | test SSIM | "
+        + "".join(f"{name} PSNR | " for name, _ in request.report)
+        + "s | speed-up | |",
+        "|---|---:|---:|---:|" + "---:|" * len(request.report) + "---:|---:|---|",
+    ]
     for approximator in card.approximators.values():
         valid, test = approximator.quality.get("validation"), approximator.quality.get("test")
         timing = approximator.seconds.get(klass)
@@ -614,23 +847,37 @@ def _report(state: _State, request: BuildRequest, out: Path, card: Any, source: 
             lines.append(f"| {approximator.name} | not measured here |" + " |" * (5 + len(request.report)))
             continue
         speedup = f"{reference.seconds / timing.seconds:.1f}x" if reference else ""
-        also = "".join(f" {q.psnr:.2f} |" if (q := approximator.quality.get(name)) else " |"
-                       for name, _ in request.report)  # fmt: skip
-        lines.append(f"| {approximator.name} | {valid.psnr:.2f} | {test.psnr:.2f} | {test.ssim:.4f} |{also} "
-                     f"{timing.seconds:.3f} | {speedup} | {'**auto**' if approximator.name == chosen else ''} |")
+        also = "".join(
+            f" {q.psnr:.2f} |" if (q := approximator.quality.get(name)) else " |" for name, _ in request.report
+        )
+        lines.append(
+            f"| {approximator.name} | {valid.psnr:.2f} | {test.psnr:.2f} | {test.ssim:.4f} |{also} "
+            f"{timing.seconds:.3f} | {speedup} | {'**auto**' if approximator.name == chosen else ''} |"
+        )
     if chosen == "reference":
         seconds = f"{reference.seconds:.3f}" if reference else ""
-        lines.append("| *the reference* | exact | exact | 1 |" + " exact |" * len(request.report)
-                     + f" {seconds} | 1.0x | **auto** |")
-    picture = _before_after(model, request, _photo_path(source, request.source, split["test"][0]),
-                            out / "before-after.png")  # fmt: skip
+        lines.append(
+            "| *the reference* | exact | exact | 1 |"
+            + " exact |" * len(request.report)
+            + f" {seconds} | 1.0x | **auto** |"
+        )
+    picture = _before_after(
+        model, request, _photo_path(source, request.source, split["test"][0]), out / "before-after.png"
+    )
     minutes = state.seconds("build") / 60
-    lines += ["", f"The build took {minutes:.1f} min against a budget of {request.budget_minutes:g} min (training "
-              f"{sum(state.seconds(s) for s in ('train', *EXTRA_STAGES)) / 60:.1f} min; measuring the rest: every "
-              "approximator and the reference on every photo set)."]
-    lines += ["", f"`auto` on {klass} runs **{chosen}**. Use the model: `fip apply -m {out} PHOTO --out DIR`, "
-              f"`fip.load({str(out)!r})`.", "",
-              f"![input, reference, auto on a test photo]({picture.name})"]  # fmt: skip
+    lines += [
+        "",
+        f"The build took {minutes:.1f} min against a budget of {request.budget_minutes:g} min (training "
+        f"{sum(state.seconds(s) for s in ('train', *EXTRA_STAGES)) / 60:.1f} min; measuring the rest: every "
+        "approximator and the reference on every photo set).",
+    ]
+    lines += [
+        "",
+        f"`auto` on {klass} runs **{chosen}**. Use the model: `fip apply -m {out} PHOTO --out DIR`, "
+        f"`fip.load({str(out)!r})`.",
+        "",
+        f"![input, reference, auto on a test photo]({picture.name})",
+    ]
     atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
     progress(f"report: {out / 'report.md'}, {picture}")
     state.record("report", {"auto": chosen})
@@ -647,8 +894,10 @@ def _before_after(model: Any, request: BuildRequest, photo_file: Path, path: Pat
     fast = run_approximation(model, photo, model.params, operator=request.operator, device=request.device)
     slow = run_reference(request.operator, photo, model.params)
     height = min(480, photo.size[0])
-    panels = [resize_area(image, height, max(2, round(image.shape[1] * height / image.shape[0])))
-              for image in (photo.srgb, slow.image, fast.image)]  # fmt: skip
+    panels = [
+        resize_area(image, height, max(2, round(image.shape[1] * height / image.shape[0])))
+        for image in (photo.srgb, slow.image, fast.image)
+    ]
     gap = np.ones((height, 6, 3), np.float32)
     atomic_write_bytes(path, encode_png(np.hstack([panels[0], gap, panels[1], gap, panels[2]]), bits=8))
     return path
@@ -657,8 +906,9 @@ def _before_after(model: Any, request: BuildRequest, photo_file: Path, path: Pat
 SHIPPED_FILES = ("report.md", "before-after.png", "split.json")  # beside the card and its networks
 
 
-def package(model: str | os.PathLike[str], into: str | os.PathLike[str], name: str | None = None,
-            overwrite: bool = False) -> Path:
+def package(
+    model: str | os.PathLike[str], into: str | os.PathLike[str], name: str | None = None, overwrite: bool = False
+) -> Path:
     """Copy the model folder ``model`` (``fip build``'s ``--out``) into ``into``, a package's folder of models, as
     ``into/<last part of the name>/``: its card (renamed ``name``), the networks it names (checked against their
     SHA-256), its report, picture and split, and not the training runs. The copy is written beside and then
@@ -688,8 +938,9 @@ def package(model: str | os.PathLike[str], into: str | os.PathLike[str], name: s
     try:
         card = read_card(source)
     except CardError as exc:
-        raise InputError(f"{source} is not a model folder ({exc}); make one with fip build OPERATOR --out "
-                         f"{source}")  # fmt: skip
+        raise InputError(
+            f"{source} is not a model folder ({exc}); make one with fip build OPERATOR --out {source}"
+        ) from None
     name = name or f"{_top_package(into)}/{card.operator or source.resolve().name}"
     folder_name = name.rstrip("/").rsplit("/", 1)[-1]
     if folder_name in ("", ".", "..") or folder_name.startswith("."):
@@ -707,11 +958,15 @@ def package(model: str | os.PathLike[str], into: str | os.PathLike[str], name: s
             try:
                 shutil.copy2(card.path_of(key), staging / entry.file)
             except OSError as exc:
-                raise InputError(f"cannot copy network {key!r} of {source / CARD_FILE}: {exc.strerror}: "
-                                 f"{card.path_of(key)}; build the model again")  # fmt: skip
+                raise InputError(
+                    f"cannot copy network {key!r} of {source / CARD_FILE}: {exc.strerror}: "
+                    f"{card.path_of(key)}; build the model again"
+                ) from None
             if entry.sha256 is not None and sha256_file(staging / entry.file) != entry.sha256:
-                raise InputError(f"{card.path_of(key)} does not match the SHA-256 in {source / CARD_FILE}: "
-                                 f"the model is damaged; build it again")  # fmt: skip
+                raise InputError(
+                    f"{card.path_of(key)} does not match the SHA-256 in {source / CARD_FILE}: "
+                    f"the model is damaged; build it again"
+                )
         for extra in SHIPPED_FILES:
             if (source / extra).is_file():
                 shutil.copy2(source / extra, staging / extra)
@@ -740,5 +995,17 @@ def _top_package(folder: Path) -> str:
     return top.name if (top / "__init__.py").is_file() else folder.resolve().name
 
 
-__all__ = ["BuildRequest", "GENERIC_CONFIG", "SHIPPED_FILES", "STATE_FILE", "build", "extra_stages", "package",
-           "read_split_file", "requested_extras", "split_photos", "training_minutes", "warm_start_for"]
+__all__ = [
+    "GENERIC_CONFIG",
+    "SHIPPED_FILES",
+    "STATE_FILE",
+    "BuildRequest",
+    "build",
+    "extra_stages",
+    "package",
+    "read_split_file",
+    "requested_extras",
+    "split_photos",
+    "training_minutes",
+    "warm_start_for",
+]

@@ -43,12 +43,16 @@ EXIT_USAGE = 2  # nothing was done: a bad argument, or an input or model that ca
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; what was finished is kept, and the same command resumes
 EXIT_BROKEN_PIPE = 141  # the reader of the output went away (`fip operators | head`), as a shell reports SIGPIPE
 
-MODEL_HELP = ("an installed model (fip models: e.g. fip/smooth.l0), paper/<Operator> (the authors'), a model folder, "
-              "a .ckpt from fip train or a .pt network file")  # fmt: skip
-VARIANT_HELP = ("auto (default): the engine's choice for this device class, as --prefer says (or the reference itself "
-                "where it is faster); or an "
-                "approximator's name (fip models lists them: full, fast, bf16, network-lowres, lowres, pruned, int8, "
-                "reference-lowres, reference-halfres), or reference: the operator itself")  # fmt: skip
+MODEL_HELP = (
+    "an installed model (fip models: e.g. fip/smooth.l0), paper/<Operator> (the authors'), a model folder, "
+    "a .ckpt from fip train or a .pt network file"
+)
+VARIANT_HELP = (
+    "auto (default): the engine's choice for this device class, as --prefer says (or the reference itself "
+    "where it is faster); or an "
+    "approximator's name (fip models lists them: full, fast, bf16, network-lowres, lowres, pruned, int8, "
+    "reference-lowres, reference-halfres), or reference: the operator itself"
+)
 
 
 def _parse_param(text: str) -> tuple[str, str]:
@@ -63,8 +67,9 @@ def _params(pairs: list[tuple[str, str]] | None) -> dict[str, str] | None:
     params: dict[str, str] = {}
     for name, value in pairs or ():
         if name in params and params[name] != value:
-            raise ParameterError(f"-p {name} is given twice ({name}={params[name]} and {name}={value}); give each "
-                                 "parameter once")  # fmt: skip
+            raise ParameterError(
+                f"-p {name} is given twice ({name}={params[name]} and {name}={value}); give each parameter once"
+            )
         params[name] = value
     return params if pairs else None
 
@@ -76,8 +81,10 @@ def _named_source(text: str) -> tuple[str, str]:
     if not eq or not name or not source:
         raise argparse.ArgumentTypeError(f"takes NAME=PHOTOS (e.g. fivek=path/to/photos), got {text!r}")
     if name in ("train", "validation", "test") or not name.replace("-", "_").isidentifier():
-        raise argparse.ArgumentTypeError(f"{name!r} cannot name a photo set: use letters, digits, - and _, and not "
-                                         "train, validation or test (the build's own sets)")  # fmt: skip
+        raise argparse.ArgumentTypeError(
+            f"{name!r} cannot name a photo set: use letters, digits, - and _, and not "
+            "train, validation or test (the build's own sets)"
+        )
     if not Path(source).expanduser().is_dir():
         raise argparse.ArgumentTypeError(f"{source!r} is not a folder of photos")
     return name, str(Path(source).expanduser())
@@ -252,20 +259,36 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     params = _params(args.param)
     # Usage errors (device, approximator, parameters, tile, operator, output folder, a damaged network file) stop
     # here, before any photo.
-    plan = make_plan(model, args.variant, (1080, 1920), args.device, operator=args.operator, params=params,
-                     tile=args.tile, memory_budget=1 << 40, preference=preference)  # fmt: skip
+    plan = make_plan(
+        model,
+        args.variant,
+        (1080, 1920),
+        args.device,
+        operator=args.operator,
+        params=params,
+        tile=args.tile,
+        memory_budget=1 << 40,
+        preference=preference,
+    )
     if (network := model.card.approximator(plan.approximator).network) is not None:
         model.network(network)  # checked against the card's SHA-256 once, not failed per photo
     if args.quality is not None and args.format != "jpeg":
-        raise ParameterError(f"--quality sets JPEG quality; --format is {args.format}: add --format jpeg or leave "
-                             "--quality out")  # fmt: skip
+        raise ParameterError(
+            f"--quality sets JPEG quality; --format is {args.format}: add --format jpeg or leave --quality out"
+        )
     output = OutputOptions(args.format, 95 if args.quality is None else args.quality, args.overwrite)
     operator = args.operator or model.operator
-    recipe = {"model": model.name, "model_folder": str(model.card.root.resolve()) if model.card.root else None,
-              "networks": {key: entry.sha256 for key, entry in model.card.networks.items()}, "operator": operator,
-              "params": _resolved(operator, params), "approximator": args.variant, "format": args.format,
-              "quality": output.quality if args.format == "jpeg" else None,
-              "max_megapixels": args.max_megapixels}  # fmt: skip
+    recipe = {
+        "model": model.name,
+        "model_folder": str(model.card.root.resolve()) if model.card.root else None,
+        "networks": {key: entry.sha256 for key, entry in model.card.networks.items()},
+        "operator": operator,
+        "params": _resolved(operator, params),
+        "approximator": args.variant,
+        "format": args.format,
+        "quality": output.quality if args.format == "jpeg" else None,
+        "max_megapixels": args.max_megapixels,
+    }
     if preference is not None and not preference.is_default:  # (absent when default: earlier outputs are kept)
         recipe["prefer"] = str(preference)
     batch = plan_batch(args.inputs, args.out, recursive=args.recursive, output=output, recipe=recipe)
@@ -277,9 +300,19 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     bar = _progress(len(batch.items), "photos", disable=args.no_progress)
     try:
-        for r in run_batch(model, batch, request=args.variant, operator=args.operator, params=params,
-                           device=args.device, max_megapixels=args.max_megapixels, tile=args.tile,
-                           workers=args.workers, scheduler=args.scheduler, preference=preference):  # fmt: skip
+        for r in run_batch(
+            model,
+            batch,
+            request=args.variant,
+            operator=args.operator,
+            params=params,
+            device=args.device,
+            max_megapixels=args.max_megapixels,
+            tile=args.tile,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            preference=preference,
+        ):
             results.append(r)
             bar.update()
             bar.write(_result_line(r), file=sys.stderr if r.status == "failed" else sys.stdout)
@@ -307,8 +340,16 @@ def _explain(model, source: Path, args: argparse.Namespace, params, preference=N
 
     try:
         views = open_views(source, args.max_megapixels)
-        return make_plan(model, args.variant, views.size, args.device, operator=args.operator, params=params,
-                         tile=args.tile, preference=preference).explain()  # fmt: skip
+        return make_plan(
+            model,
+            args.variant,
+            views.size,
+            args.device,
+            operator=args.operator,
+            params=params,
+            tile=args.tile,
+            preference=preference,
+        ).explain()
     except FipError as exc:
         return f"  cannot run: {exc}"
 
@@ -319,8 +360,10 @@ def _result_line(r) -> str:
         return f"FAILED {r.source}: {error}"
     if r.status == "kept":
         return f"{r.source} -> {r.output} kept: made before from this input with these settings"
-    return (f"{r.source} -> {r.output} ({r.size[1]}x{r.size[0]}, {r.seconds:.2f} s, {r.plan.approximator} on "
-            f"{r.plan.device})" + "".join(f"; {note}" for note in r.notes))  # fmt: skip
+    return (
+        f"{r.source} -> {r.output} ({r.size[1]}x{r.size[0]}, {r.seconds:.2f} s, {r.plan.approximator} on "
+        f"{r.plan.device})" + "".join(f"; {note}" for note in r.notes)
+    )
 
 
 def _progress(total: int, unit: str, disable: bool):
@@ -337,14 +380,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
         raise ParameterError("--device says where to time models: add --calibrate, or leave --device out")
     from fip.models.cards import read_card
     from fip.models.catalogue import list_models
-
     from fip.runtime.devices import device_class, resolve_device
 
     here = device_class(resolve_device("cpu"))
     cards = [read_card(folder) for folder in args.folders] or list_models(args.operator)
     if args.json:
-        print(json.dumps([{**card.to_json(), "folder": str(card.root) if card.root else None} for card in cards],
-                         indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                [{**card.to_json(), "folder": str(card.root) if card.root else None} for card in cards], indent=2
+            )
+        )
         return 0
     for card in cards:
         print(f"{card.name:<26} {card.operator or 'several operators'}: {card.description}")
@@ -352,9 +397,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         for approximator in card.approximators.values():
             quality = approximator.quality.get(photo_set) if photo_set else None
             timing = next(((k, t) for k, t in approximator.seconds.items() if k == here), None) or next(
-                iter(approximator.seconds.items()), None)  # this machine's class first
+                iter(approximator.seconds.items()), None
+            )  # this machine's class first
             measured = (f"{quality.psnr:6.2f} dB" if quality else "   -     ") + (
-                f"  {timing[1].seconds:6.3f} s on {timing[0]}" if timing else "")  # fmt: skip
+                f"  {timing[1].seconds:6.3f} s on {timing[0]}" if timing else ""
+            )
             print(f"    {approximator.name:<17} {measured}  {approximator.description}")
         for klass, timing in card.reference_seconds.items():
             print(f"    {'(reference)':<17}    -       {timing.seconds:6.3f} s on {klass}  the operator itself")
@@ -392,7 +439,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(f"{card.name} on {device} (class {dclass}), seconds for one {size} frame:")
         for approximator in card.approximators.values():
             if (seconds := approximator.seconds.get(dclass)) is not None and approximator.name in names:
-                print(f"    {approximator.name:<17} {approximator.quality[photo_set].psnr:6.2f} dB  {seconds.seconds:7.3f} s")
+                print(
+                    f"    {approximator.name:<17} {approximator.quality[photo_set].psnr:6.2f} dB  {seconds.seconds:7.3f} s"
+                )
         if timing:
             print(f"    {'(reference)':<17}    exact   {timing.seconds:7.3f} s")
         picks = preset_picks(card, dclass)
@@ -441,8 +490,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  {row.name}: {row.seconds:.3f} s", file=sys.stderr, flush=True)
 
-    bench = run_bench(args.operator, size, args.runs, args.image, rows, args.reference_runs, args.device, progress,
-                      model=args.model, preference=_preference(args))  # fmt: skip
+    bench = run_bench(
+        args.operator,
+        size,
+        args.runs,
+        args.image,
+        rows,
+        args.reference_runs,
+        args.device,
+        progress,
+        model=args.model,
+        preference=_preference(args),
+    )
     print(json.dumps(to_json(bench), indent=2) if args.json else format_table(bench))
     if args.plot:
         print(f"curve: {plot_curve(bench, args.plot)}", file=sys.stderr)
@@ -452,10 +511,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from fip.build import BuildRequest, build
 
-    request = BuildRequest(args.operator, args.out or Path("models") / args.operator, _params(args.param) or {},
-                           args.source, args.budget, args.device, args.resolution, int(args.timing_height),
-                           args.warm_start, tuple(args.report or ()), args.extras,
-                           args.train_args or (), args.split_file)  # fmt: skip
+    request = BuildRequest(
+        args.operator,
+        args.out or Path("models") / args.operator,
+        _params(args.param) or {},
+        args.source,
+        args.budget,
+        args.device,
+        args.resolution,
+        int(args.timing_height),
+        args.warm_start,
+        tuple(args.report or ()),
+        args.extras,
+        args.train_args or (),
+        args.split_file,
+    )
     folder = build(request, progress=lambda line: print(f"fip build: {line}", flush=True))
     print((folder / "report.md").read_text())
     return EXIT_OK
@@ -465,8 +535,10 @@ def _cmd_package(args: argparse.Namespace) -> int:
     from fip.build import package
 
     target = package(args.model, args.into, args.name, args.overwrite)
-    print(f"packaged {args.model} as {target}; it is installed with the package whose fip.models entry point names "
-          f"{args.into}")  # fmt: skip
+    print(
+        f"packaged {args.model} as {target}; it is installed with the package whose fip.models entry point names "
+        f"{args.into}"
+    )
     return EXIT_OK
 
 
@@ -481,10 +553,14 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 def _add_photo_arguments(p: argparse.ArgumentParser, split: str, resolution: str) -> None:
     """Operator parameters, photo source, split and resolution policy: shared by `data` and `eval`."""
     p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE", help="operator parameter")
-    p.add_argument("--source", default="sample", help="'sample' (default), a FiveK root, 'fivek:PATH' or a photo folder")
+    p.add_argument(
+        "--source", default="sample", help="'sample' (default), a FiveK root, 'fivek:PATH' or a photo folder"
+    )
     p.add_argument("--split", default=split, choices=["train", "test", "all"], help=f"default: {split}")
     p.add_argument("--split-file", type=Path, help='JSON {"train": [...], "test": [...]} overriding the split')
-    p.add_argument("--resolution", default=resolution, help=f"default {resolution}; e.g. 480p, 1080p, native, random:320-1440")
+    p.add_argument(
+        "--resolution", default=resolution, help=f"default {resolution}; e.g. 480p, 1080p, native, random:320-1440"
+    )
     p.add_argument("--max-megapixels", type=_positive_number, help="pixel budget per photo")
     p.add_argument("--over-budget", default="resize", choices=["resize", "skip"], help="what to do over budget")
 
@@ -498,12 +574,20 @@ def _add_engine_arguments(parser: argparse.ArgumentParser, default: str = "auto"
 
 def _add_preference_arguments(parser: argparse.ArgumentParser) -> None:
     """What auto trades: shared by `apply`, `eval` and `bench` (checked by fip.runtime.plan.Preference)."""
-    parser.add_argument("--prefer", metavar="PRESET", help="what auto trades: quality (the fastest within 0.1 dB of "
-                        "the best approximator on validation photos), balanced (default: the fastest within 0.5 dB of "
-                        "the best, or at least 40 dB) or speed (the fastest scoring at least 32 dB, or --min-psnr)")
-    parser.add_argument("--min-psnr", metavar="DB", help="auto runs no approximator that scored under DB dB on the "
-                        "validation photos (the reference itself where none reaches it); with --prefer speed, the "
-                        "floor instead of 32 dB")  # fmt: skip
+    parser.add_argument(
+        "--prefer",
+        metavar="PRESET",
+        help="what auto trades: quality (the fastest within 0.1 dB of "
+        "the best approximator on validation photos), balanced (default: the fastest within 0.5 dB of "
+        "the best, or at least 40 dB) or speed (the fastest scoring at least 32 dB, or --min-psnr)",
+    )
+    parser.add_argument(
+        "--min-psnr",
+        metavar="DB",
+        help="auto runs no approximator that scored under DB dB on the "
+        "validation photos (the reference itself where none reaches it); with --prefer speed, the "
+        "floor instead of 32 dB",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -526,16 +610,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="pair set folder (default: under fip's cache)")
     p.add_argument("--workers", type=_count, help="local processes (default: all cores)")
     p.add_argument("--scheduler", help="Dask distributed scheduler address, e.g. tcp://10.0.0.1:8786")
-    p.add_argument("--exposures", type=_parse_stops, default=[0.0], metavar="STOPS",
-                   help="each photo also at these exposures, e.g. 0,-1,-2 (default 0: as it is)")  # fmt: skip
+    p.add_argument(
+        "--exposures",
+        type=_parse_stops,
+        default=[0.0],
+        metavar="STOPS",
+        help="each photo also at these exposures, e.g. 0,-1,-2 (default 0: as it is)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_cmd_data)
 
     # Listed for --help only: main() hands everything after `train` to LightningCLI untouched.
     sub.add_parser("demo", help="the Gradio photo-editing demo on localhost: fip demo [--host H] [--port P]")
-    sub.add_parser("train", help="train an approximator: fip train -c OPERATOR (a config name, e.g. smooth.l0, "
-                   "or a YAML file; "
-                   "LightningCLI)")
+    sub.add_parser(
+        "train",
+        help="train an approximator: fip train -c OPERATOR (a config name, e.g. smooth.l0, "
+        "or a YAML file; "
+        "LightningCLI)",
+    )
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a model against its reference operator")
     p.add_argument("--model", "-m", required=True, help=MODEL_HELP)
@@ -543,62 +635,126 @@ def build_parser() -> argparse.ArgumentParser:
     _add_photo_arguments(p, split="test", resolution="1080p")
     p.add_argument("--timing", action="store_true", help="also time the reference operator and the model")
     p.add_argument("--workers", type=_count, help="processes generating the reference targets")
-    p.add_argument("--json", action="store_true",
-                   help="print JSON with per-image values and plans, mean_psnr, mean_ssim, mean_input_psnr")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON with per-image values and plans, mean_psnr, mean_ssim, mean_input_psnr",
+    )
     _add_engine_arguments(p)
     p.set_defaults(run=_cmd_eval)
 
     p = sub.add_parser("models", help="installed models: approximators, their quality and speed")
     p.add_argument("--json", action="store_true", help="print the cards as a JSON list (name, operator, approximators)")
     p.add_argument("--operator", "-o", help="only the models of this operator")
-    p.add_argument("folders", nargs="*", type=Path, metavar="FOLDER",
-                   help="show these model folders (fip build's) instead of the installed models; with --calibrate, "
-                   "models by name too")  # fmt: skip
-    p.add_argument("--calibrate", action="store_true", help="time the models' approximators on this machine now "
-                   "(about a minute a model), so that auto chooses by this machine's timings; kept in fip's cache")
+    p.add_argument(
+        "folders",
+        nargs="*",
+        type=Path,
+        metavar="FOLDER",
+        help="show these model folders (fip build's) instead of the installed models; with --calibrate, "
+        "models by name too",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="time the models' approximators on this machine now "
+        "(about a minute a model), so that auto chooses by this machine's timings; kept in fip's cache",
+    )
     p.add_argument("--device", help="with --calibrate: cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.set_defaults(run=_cmd_models)
 
     p = sub.add_parser("apply", help="approximate an operator on photos or raw files")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos (PNG, JPEG, TIFF, ...), raw files (DNG, CR2, "
-                   "NEF, "
-                   "...), folders of them, or quoted glob patterns such as 'shoot/*.jpg'")
-    p.add_argument("--recursive", "-r", action="store_true",
-                   help="also the photos in subfolders (outputs mirror the folder tree); ** in patterns")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="photos (PNG, JPEG, TIFF, ...), raw files (DNG, CR2, "
+        "NEF, "
+        "...), folders of them, or quoted glob patterns such as 'shoot/*.jpg'",
+    )
+    p.add_argument(
+        "--recursive",
+        "-r",
+        action="store_true",
+        help="also the photos in subfolders (outputs mirror the folder tree); ** in patterns",
+    )
     p.add_argument("--model", "-m", help=MODEL_HELP)
-    p.add_argument("--operator", "-o", help="the operator: its installed model (any registered operator has at least "
-                   "reference-lowres); with --model, the operator to ask a multi-operator network for")
-    p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE",
-                   help="operator parameter (networks serve the values they were trained for; auto otherwise runs "
-                   "reference-lowres, which follows any)")
-    p.add_argument("--out", type=_folder, required=True, help="output folder: <stem>.<format's suffix> per input; "
-                   "inputs whose names would collide keep their extension (a-jpg.png, a-png.png)")
-    p.add_argument("--format", default="png", choices=["png", "png16", "tiff16", "jpeg"],  # fip.imaging.OUTPUT_FORMATS
-                   help="png (8-bit, default), png16, tiff16 or jpeg; the ICC profile and EXIF of image inputs are "
-                   "carried over")
+    p.add_argument(
+        "--operator",
+        "-o",
+        help="the operator: its installed model (any registered operator has at least "
+        "reference-lowres); with --model, the operator to ask a multi-operator network for",
+    )
+    p.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        type=_parse_param,
+        metavar="NAME=VALUE",
+        help="operator parameter (networks serve the values they were trained for; auto otherwise runs "
+        "reference-lowres, which follows any)",
+    )
+    p.add_argument(
+        "--out",
+        type=_folder,
+        required=True,
+        help="output folder: <stem>.<format's suffix> per input; "
+        "inputs whose names would collide keep their extension (a-jpg.png, a-png.png)",
+    )
+    p.add_argument(
+        "--format",
+        default="png",
+        choices=["png", "png16", "tiff16", "jpeg"],  # fip.imaging.OUTPUT_FORMATS
+        help="png (8-bit, default), png16, tiff16 or jpeg; the ICC profile and EXIF of image inputs are carried over",
+    )
     p.add_argument("--quality", type=int, help="JPEG quality 1..100 (default 95; --format jpeg only)")
     p.add_argument("--max-megapixels", type=_positive_number, help="downscale larger photos to this size first")
-    p.add_argument("--tile", type=int, help="run networks in tiles of this size (same result, less memory; default: "
-                   "tiles only where the memory available requires)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: keep those made from "
-                   "the same input and settings, so a rerun resumes a batch; another file of the same name gets "
-                   "a new name)")
-    p.add_argument("--workers", type=_count, default=1, help="local processes, each with its share of the cores "
-                   "(default 1: one process using every core; at most one per input, per core and per 300 MB of "
-                   "available memory)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="run networks in tiles of this size (same result, less memory; default: "
+        "tiles only where the memory available requires)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs (default: keep those made from "
+        "the same input and settings, so a rerun resumes a batch; another file of the same name gets "
+        "a new name)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        help="local processes, each with its share of the cores "
+        "(default 1: one process using every core; at most one per input, per core and per 300 MB of "
+        "available memory)",
+    )
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); its workers must see the inputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--explain", action="store_true", help="print each photo's plan (what runs, where and why) first")
     _add_engine_arguments(p)
     p.set_defaults(run=_cmd_apply)
 
-    p = sub.add_parser("export", help="write a model as a torch.export program (.pt2) or ONNX file that runs without fip")
+    p = sub.add_parser(
+        "export", help="write a model as a torch.export program (.pt2) or ONNX file that runs without fip"
+    )
     p.add_argument("--model", "-m", help=MODEL_HELP)
     p.add_argument("--operator", "-o", help="export the model installed for this operator")
-    p.add_argument("--variant", "--approximator", default="full", metavar="NAME",
-                   help="the approximator whose network to export (default full; e.g. pruned)")
-    p.add_argument("--out", type=Path, required=True, help="the file to write: .pt2 (torch.export) or .onnx "
-                   "(ONNX, running-statistics networks only, e.g. pruned ones)")
+    p.add_argument(
+        "--variant",
+        "--approximator",
+        default="full",
+        metavar="NAME",
+        help="the approximator whose network to export (default full; e.g. pruned)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the file to write: .pt2 (torch.export) or .onnx "
+        "(ONNX, running-statistics networks only, e.g. pruned ones)",
+    )
     p.add_argument("--int8", action="store_true", help="ONNX only: static int8, calibrated on the sample photos")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(run=_cmd_export)
@@ -610,8 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=3, help="timed runs per row after one warm-up (median reported)")
     p.add_argument("--reference-runs", type=int, default=1, help="timed runs of the reference operator")
     p.add_argument("--image", type=Path, help="photo or raw file to use (default: a sample-set photo)")
-    p.add_argument("--rows", help="comma-separated rows: reference, baseline, auto and approximator names "
-                   "(default: all of them)")
+    p.add_argument(
+        "--rows", help="comma-separated rows: reference, baseline, auto and approximator names (default: all of them)"
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)")
     _add_preference_arguments(p)
     p.add_argument("--json", action="store_true", help="print the bench as JSON instead of the table")
@@ -622,44 +779,86 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("operator", help="a registered operator (a plugin's too)")
     p.add_argument("--param", "-p", action="append", type=_parse_param, metavar="NAME=VALUE", help="operator parameter")
     p.add_argument("--source", default="sample", help="'sample' (default), a FiveK root or a photo folder")
-    p.add_argument("--budget", type=_positive_number, default=10.0, metavar="MINUTES",
-                   help="time budget of the whole build in minutes (default 10; training gets 70%%)")
+    p.add_argument(
+        "--budget",
+        type=_positive_number,
+        default=10.0,
+        metavar="MINUTES",
+        help="time budget of the whole build in minutes (default 10; training gets 70%%)",
+    )
     p.add_argument("--out", type=_folder, help="the model folder (default models/OPERATOR); a rerun resumes there")
     p.add_argument("--device", help="where to measure: cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.add_argument("--resolution", default="1080p", help="measuring resolution (default 1080p; native keeps sizes)")
-    p.add_argument("--timing-height", type=_count, default=1080, metavar="PIXELS",
-                   help="time the approximators on a 16:9 frame of this height (default 1080: 1920x1080)")
-    p.add_argument("--warm-start", default="auto", metavar="MODEL",
-                   help="what training starts from: auto (default: the model installed for the operator, when its "
-                   "network has the config's shape), none (the config's own start), or a model name, folder or file")
-    p.add_argument("--extras", type=_extras, default="auto", metavar="STAGES",
-                   help="train more approximators after the CAN: lowres (Deep Guided Filter), pruned (+ int8), grid "
-                   "(bilateral grid): auto (default: when the budget gives each 2 min, 15%% of the training time "
-                   "each), all, none, or names joined by commas (grid,lowres)")
-    p.add_argument("--train-args", metavar="'OPTIONS'", type=_train_args,
-                   help="fip train options for every training stage, quoted: e.g. '--trainer.accelerator gpu "
-                   "--trainer.devices 4 --trainer.strategy ddp' (Lightning on several GPUs or nodes)")
-    p.add_argument("--report", action="append", type=_named_source, metavar="NAME=PHOTOS",
-                   help="also measure on every photo of PHOTOS (a folder or FiveK root), reported as NAME, never used "
-                   "to choose (repeatable)")
-    p.add_argument("--split-file", type=_existing_file, metavar="JSON",
-                   help='fix the split: {"train": [...], "validation": [...], "test": [...]} photo names of --source '
-                   "(default: the source's test photos test, a fifth of the rest validate)")
+    p.add_argument(
+        "--timing-height",
+        type=_count,
+        default=1080,
+        metavar="PIXELS",
+        help="time the approximators on a 16:9 frame of this height (default 1080: 1920x1080)",
+    )
+    p.add_argument(
+        "--warm-start",
+        default="auto",
+        metavar="MODEL",
+        help="what training starts from: auto (default: the model installed for the operator, when its "
+        "network has the config's shape), none (the config's own start), or a model name, folder or file",
+    )
+    p.add_argument(
+        "--extras",
+        type=_extras,
+        default="auto",
+        metavar="STAGES",
+        help="train more approximators after the CAN: lowres (Deep Guided Filter), pruned (+ int8), grid "
+        "(bilateral grid): auto (default: when the budget gives each 2 min, 15%% of the training time "
+        "each), all, none, or names joined by commas (grid,lowres)",
+    )
+    p.add_argument(
+        "--train-args",
+        metavar="'OPTIONS'",
+        type=_train_args,
+        help="fip train options for every training stage, quoted: e.g. '--trainer.accelerator gpu "
+        "--trainer.devices 4 --trainer.strategy ddp' (Lightning on several GPUs or nodes)",
+    )
+    p.add_argument(
+        "--report",
+        action="append",
+        type=_named_source,
+        metavar="NAME=PHOTOS",
+        help="also measure on every photo of PHOTOS (a folder or FiveK root), reported as NAME, never used "
+        "to choose (repeatable)",
+    )
+    p.add_argument(
+        "--split-file",
+        type=_existing_file,
+        metavar="JSON",
+        help='fix the split: {"train": [...], "validation": [...], "test": [...]} photo names of --source '
+        "(default: the source's test photos test, a fifth of the rest validate)",
+    )
     p.set_defaults(run=_cmd_build)
 
     p = sub.add_parser("package", help="copy a built model folder into a package's models folder (a plugin's)")
     p.add_argument("model", type=Path, help="the model folder (fip build's --out)")
-    p.add_argument("--into", type=Path, required=True,
-                   help="the package folder a fip.models entry point names, e.g. my_plugin/models")
+    p.add_argument(
+        "--into",
+        type=Path,
+        required=True,
+        help="the package folder a fip.models entry point names, e.g. my_plugin/models",
+    )
     p.add_argument("--name", help="the installed model's name (default: PACKAGE/OPERATOR)")
     p.add_argument("--overwrite", action="store_true", help="replace a model already packaged under that name")
     p.set_defaults(run=_cmd_package)
 
-    p = sub.add_parser("quickstart", help="the main job: fip build on the built-in sample set, then auto against the "
-                       "reference on a 12 MP photo")  # fmt: skip
+    p = sub.add_parser(
+        "quickstart",
+        help="the main job: fip build on the built-in sample set, then auto against the reference on a 12 MP photo",
+    )
     p.add_argument("--operator", default="smooth.l0", help="operator with a training config (smooth.l0)")
-    p.add_argument("--minutes", type=_positive_number, default=10.0,
-                   help="the build's time budget in minutes (default 10; training gets 70%%)")
+    p.add_argument(
+        "--minutes",
+        type=_positive_number,
+        default=10.0,
+        help="the build's time budget in minutes (default 10; training gets 70%%)",
+    )
     p.add_argument("--out", default="runs/quickstart", help="the model folder, with its report (a rerun resumes)")
     p.add_argument("--device", help="where to measure: cpu, cuda, cuda:N or mps (default: cuda when available)")
     p.set_defaults(run=_cmd_quickstart)

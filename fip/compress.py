@@ -79,8 +79,9 @@ def prune(net: ContextAggregationNet, width: int, images: list[torch.Tensor]) ->
     for active, reader in zip(activity, readers):
         outgoing = reader.detach().transpose(0, 1).flatten(1).norm(dim=1)  # per input channel of the next layer
         keep.append(torch.sort(torch.topk(active * outgoing, width).indices).values)
-    pruned = ContextAggregationNet(net.in_channels, width=width, depth=net.depth, norm=NormMode.RUNNING,
-                                   conv_bias=net.conv_bias)
+    pruned = ContextAggregationNet(
+        net.in_channels, width=width, depth=net.depth, norm=NormMode.RUNNING, conv_bias=net.conv_bias
+    )
     pruned = pruned.to(next(net.parameters()).dtype)
     previous = torch.arange(net.in_channels)
     with torch.no_grad():
@@ -143,8 +144,9 @@ def multiply_adds(net: nn.Module, height: int, width: int) -> int:
     return total
 
 
-def calibration_photos(megapixels: float = 0.25, split: str = "train",
-                       paths: Sequence[str | os.PathLike[str]] | None = None) -> list[torch.Tensor]:  # fmt: skip
+def calibration_photos(
+    megapixels: float = 0.25, split: str = "train", paths: Sequence[str | os.PathLike[str]] | None = None
+) -> list[torch.Tensor]:
     """Photos area-downscaled to about ``megapixels``, as ``(1, 3, H, W)`` tensors: what :func:`prune` and int8
     calibration look at. ``paths`` (photo or raw files), else the built-in sample set's ``split`` photos."""
     from fip.data.sources import sample_source
@@ -197,8 +199,10 @@ class QuantizationAwareCAN(nn.Module):
 
         net = load_network(model).net
         if not isinstance(net, ContextAggregationNet) or not net.folds_exactly:
-            raise InputError(f"{model} holds no running-statistics CAN to quantize; pass a pruned model "
-                             "(a model folder's pruned.pt, made by fip build)")  # fmt: skip
+            raise InputError(
+                f"{model} holds no running-statistics CAN to quantize; pass a pruned model "
+                "(a model folder's pruned.pt, made by fip build)"
+            )
         photos = calibration_photos(calibration_megapixels)
         self.net = equalize(fold(net), photos).train()
         self.in_channels, self.width = self.net.in_channels, self.net.width
@@ -224,8 +228,9 @@ class QuantizationAwareCAN(nn.Module):
         x = torch.fake_quantize_per_tensor_affine(x, *next(points), 0, 255)
         for layer in self._layers():
             if isinstance(layer, nn.Conv2d):
-                x = nn.functional.conv2d(x, _int8_weights(layer.weight), layer.bias, padding=layer.padding,
-                                         dilation=layer.dilation)  # fmt: skip
+                x = nn.functional.conv2d(
+                    x, _int8_weights(layer.weight), layer.bias, padding=layer.padding, dilation=layer.dilation
+                )
             else:
                 x = layer(x)
             x = torch.fake_quantize_per_tensor_affine(x, *next(points), 0, 255)

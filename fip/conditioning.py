@@ -13,8 +13,9 @@ can build the maps for a requested operator and parameters.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from fip.errors import ParameterError
 from fip.registry import get_operator
@@ -70,7 +71,9 @@ class Sweep:
     def __post_init__(self) -> None:
         declared = get_operator(self.operator).param(self.param)
         if declared.type not in (int, float):
-            raise ParameterError(f"only numeric parameters can be swept; {self.operator}.{self.param} is {declared.type.__name__}")
+            raise ParameterError(
+                f"only numeric parameters can be swept; {self.operator}.{self.param} is {declared.type.__name__}"
+            )
         object.__setattr__(self, "values", tuple(float(v) for v in self.values))
         if len(set(self.values)) < 2:
             raise ParameterError(f"a sweep needs two or more distinct values of {self.param}; got {list(self.values)}")

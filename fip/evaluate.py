@@ -19,8 +19,8 @@ from fip.models.catalogue import Model
 from fip.raw import load_photo
 from fip.registry import InputKind, get_operator
 from fip.runtime.devices import synchronize
-from fip.runtime.execute import Views, run_plan, to_image
 from fip.runtime.engine import make_plan
+from fip.runtime.execute import Views, run_plan, to_image
 from fip.runtime.plan import AUTO, Preference
 
 
@@ -74,20 +74,25 @@ class EvalReport:
     def table(self) -> str:
         timed = all("reference_seconds" in i for i in self.images)
         request = f"{self.request}, prefer {self.preference}" if self.preference else self.request
-        lines = [f"{self.model} ({request}: {', '.join(self.approximators)}) vs {self.operator} {self.params} "
-                 f"at {self.resolution}", ""]  # fmt: skip
+        lines = [
+            f"{self.model} ({request}: {', '.join(self.approximators)}) vs {self.operator} {self.params} "
+            f"at {self.resolution}",
+            "",
+        ]
         header = "| photo | size | PSNR (dB) | SSIM | input PSNR (dB) |" + (
-            " reference (s) | model (s) | speed-up |" if timed else "")  # fmt: skip
+            " reference (s) | model (s) | speed-up |" if timed else ""
+        )
         lines += [header, "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if timed else "")]
         for i in self.images:
-            row = (f"| {i['name']} | {i['size'][1]}x{i['size'][0]} | {i['psnr']:.2f} | {i['ssim']:.4f} "
-                   f"| {i['input_psnr']:.2f} |")  # fmt: skip
+            row = (
+                f"| {i['name']} | {i['size'][1]}x{i['size'][0]} | {i['psnr']:.2f} | {i['ssim']:.4f} "
+                f"| {i['input_psnr']:.2f} |"
+            )
             if timed:
                 row += f" {i['reference_seconds']:.2f} | {i['model_seconds']:.2f} | {i['reference_seconds'] / i['model_seconds']:.1f}x |"
             lines.append(row)
         mean = f"| **mean** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** | {self.mean_input_psnr:.2f} |"
-        lines.append(mean + (
-            f" | | **{self.to_json()['mean_speedup']:.1f}x** |" if timed else ""))  # fmt: skip
+        lines.append(mean + (f" | | **{self.to_json()['mean_speedup']:.1f}x** |" if timed else ""))
         return "\n".join(lines)
 
 
@@ -117,7 +122,9 @@ def evaluate(
     if operator is None:
         raise FipError(f"model {model.name} does not say which operator it approximates: pass --operator")
     spec = get_operator(operator)
-    params = spec.resolve_params(params if params is not None else (model.params if model.operator == operator else None))
+    params = spec.resolve_params(
+        params if params is not None else (model.params if model.operator == operator else None)
+    )
     resolution = resolution or Resolution(1080)
     report = generate_pairs(
         operator, source, params=params, split=split, resolution=resolution, workers=workers, progress=progress
@@ -125,8 +132,15 @@ def evaluate(
     manifest = read_manifest(report.out_dir)
     photos = {photo.name for photo in source.select(split)}  # the pair set is shared by every split of the source
     names = sorted(n for n in manifest["pairs"] if n in photos)  # exposure 0: pairs are named as their photos
-    result = EvalReport(model.name, operator, params, resolution.label(), Path(report.out_dir), request,
-                        preference=str(preference or Preference()) if request == AUTO else None)  # fmt: skip
+    result = EvalReport(
+        model.name,
+        operator,
+        params,
+        resolution.label(),
+        Path(report.out_dir),
+        request,
+        preference=str(preference or Preference()) if request == AUTO else None,
+    )
     maps = model.maps(operator, params)
 
     def photo_of(name: str):
@@ -135,8 +149,11 @@ def evaluate(
     def views_of(name: str) -> Views:
         image = read_image_file(Path(report.out_dir) / "input" / f"{name}.png")
         # Operators of the linear or raw view need the photo itself for their reference at low resolution.
-        return Views.of_array(image) if spec.input is InputKind.SRGB else Views(
-            Views.of_array(image).srgb, lambda: photo_of(name))  # fmt: skip
+        return (
+            Views.of_array(image)
+            if spec.input is InputKind.SRGB
+            else Views(Views.of_array(image).srgb, lambda: photo_of(name))
+        )
 
     def run(views: Views):
         plan = make_plan(model, request, views.size, device, operator=operator, params=params, preference=preference)
@@ -153,8 +170,14 @@ def evaluate(
         image = read_image_file(Path(report.out_dir) / "input" / f"{name}.png")
         target = read_image_file(Path(report.out_dir) / "target" / f"{name}.png")
         output, model_seconds, plan = run(views)
-        entry = {"name": name, "size": list(image.shape[:2]), "psnr": psnr(output, target),
-                 "ssim": ssim(output, target), "input_psnr": psnr(image, target), "plan": plan.to_json()}  # fmt: skip
+        entry = {
+            "name": name,
+            "size": list(image.shape[:2]),
+            "psnr": psnr(output, target),
+            "ssim": ssim(output, target),
+            "input_psnr": psnr(image, target),
+            "plan": plan.to_json(),
+        }
         if timing:
             photo = photo_of(name)
             start = time.perf_counter()

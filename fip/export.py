@@ -35,11 +35,15 @@ MAX_SIDE = 65536
 def export_program(model: NetworkFile, path: str | os.PathLike[str]) -> Path:
     """Write ``model`` as a ``torch.export`` archive with dynamic height and width (atomically); return the path."""
     if isinstance(model.net, GuidedCAN):
-        raise InputError(f"{model.name} is a low-resolution (guided-filter) model, which fip cannot export yet; "
-                         "export the model's full network instead (--variant full)")  # fmt: skip
+        raise InputError(
+            f"{model.name} is a low-resolution (guided-filter) model, which fip cannot export yet; "
+            "export the model's full network instead (--variant full)"
+        )
     if getattr(model.net, "input_norm", None):
-        raise InputError(f"{model.name} normalizes each photo's input by its {model.net.input_norm} estimate, which "
-                         "fip's export does not carry yet; run it with fip (fip apply, fip.apply)")  # fmt: skip
+        raise InputError(
+            f"{model.name} normalizes each photo's input by its {model.net.input_norm} estimate, which "
+            "fip's export does not carry yet; run it with fip (fip apply, fip.apply)"
+        )
     net = copy.deepcopy(model.net).eval().to(memory_format=torch.contiguous_format)
     grid = isinstance(net, BilateralGridNet)
     folded = not grid and net.folds_exactly
@@ -56,8 +60,9 @@ def export_program(model: NetworkFile, path: str | os.PathLike[str]) -> Path:
         "params": model.params,
         "conditioning": model.conditioning.to_json() if model.conditioning else None,
         "net": net_config(model.net),
-        "normalization": "bilateral grid" if grid else (
-            "folded running statistics" if folded else "per-image statistics (paper-exact)"),
+        "normalization": "bilateral grid"
+        if grid
+        else ("folded running statistics" if folded else "per-image statistics (paper-exact)"),
         "input": f"(1, {channels}, H, W) float32; channels 0-2 sRGB in [0, 1], then the conditioning maps "
         "(constant planes); H, W >= 2",
         "output": "(1, 3, H, W) float32 sRGB; clip to [0, 1]",

@@ -170,7 +170,9 @@ def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
         image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
     except cv2.error as exc:  # e.g. a header declaring a size past OpenCV's own limits
         reason = str(exc).strip().splitlines()[-1]
-        raise UnreadablePhotoError(f"{path}: OpenCV refuses to decode it (damaged or hostile header: {reason})") from None
+        raise UnreadablePhotoError(
+            f"{path}: OpenCV refuses to decode it (damaged or hostile header: {reason})"
+        ) from None
     if image is None:
         raise UnreadablePhotoError(f"{path}: not an image file OpenCV can decode (corrupt, empty or another format)")
     if image.ndim == 2:
@@ -199,10 +201,23 @@ class PhotoMetadata:
 
 # The tags EXIF keeps in IFD0. A TIFF file's IFD0 is also its image directory; its other tags (strip offsets,
 # bit depth, compression) describe that file's pixel layout and would be wrong in any other file.
-_EXIF_IFD0_TAGS = frozenset({
-    270, 271, 272, ORIENTATION_TAG, 282, 283, 296, 305, 306, 315, 33432,  # descriptions, resolution
-    0x8769, 0x8825,  # pointers to the Exif and GPS IFDs
-})  # fmt: skip
+_EXIF_IFD0_TAGS = frozenset(
+    {
+        270,
+        271,
+        272,
+        ORIENTATION_TAG,
+        282,
+        283,
+        296,
+        305,
+        306,
+        315,
+        33432,  # descriptions, resolution
+        0x8769,
+        0x8825,  # pointers to the Exif and GPS IFDs
+    }
+)
 _EXIF_POINTERS = (0x8769, 0x8825)  # Exif IFD, GPS IFD
 _INTEROP_POINTER = 0xA005  # inside the Exif IFD
 _ICC_TAG = 34675  # InterColorProfile, in a TIFF's IFD0
@@ -228,8 +243,11 @@ def _serialise_exif(exif, size: tuple[int, int] | None = None) -> bytes | None:
     exif[ORIENTATION_TAG] = 1
     # A pointer is an offset in a parsed block (get_ifd() reads and caches the dict tobytes() writes) or, built
     # from a TIFF file, the dict itself.
-    nested = {pointer: exif[pointer] if isinstance(exif[pointer], dict) else exif.get_ifd(pointer)
-              for pointer in _EXIF_POINTERS if pointer in exif}  # fmt: skip
+    nested = {
+        pointer: exif[pointer] if isinstance(exif[pointer], dict) else exif.get_ifd(pointer)
+        for pointer in _EXIF_POINTERS
+        if pointer in exif
+    }
     for directory in [exif, *nested.values()]:
         for tag, value in directory.items():
             if isinstance(value, str) and not value.isascii():
@@ -253,7 +271,7 @@ def _clean_exif(block: bytes, source: object, size: tuple[int, int] | None = Non
             exif = Image.Exif()
             exif.load(block)
             return _serialise_exif(exif, size)
-    except Exception as exc:  # noqa: BLE001 - PIL's EXIF parser fails on damage in many ways (struct, Syntax...)
+    except Exception as exc:
         logger.warning("%s: the EXIF block is damaged (%s); it is left out of the outputs", source, exc)
         return None
 
@@ -289,9 +307,10 @@ def _tiff_metadata(path: Path) -> PhotoMetadata:
                     exif[pointer] = dict(found.get_ifd(pointer))
             if isinstance(exif.get(0x8769), dict):
                 exif[0x8769].pop(_INTEROP_POINTER, None)  # an offset into this file; the index it holds is moot
-            return PhotoMetadata(icc_profile if isinstance(icc_profile, bytes) and icc_profile else None,
-                                 _serialise_exif(exif))  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - see _clean_exif
+            return PhotoMetadata(
+                icc_profile if isinstance(icc_profile, bytes) and icc_profile else None, _serialise_exif(exif)
+            )
+    except Exception as exc:
         logger.warning("%s: its TIFF tags are damaged (%s); no ICC profile or EXIF is carried", path, exc)
         return PhotoMetadata()
 
@@ -353,12 +372,17 @@ class OutputFormat:
     description: str
 
 
-OUTPUT_FORMATS: Mapping[str, OutputFormat] = MappingProxyType({spec.name: spec for spec in (
-    OutputFormat("png", ".png", 8, "PNG, 8 bits per channel, lossless"),
-    OutputFormat("png16", ".png", 16, "PNG, 16 bits per channel, lossless"),
-    OutputFormat("tiff16", ".tif", 16, "TIFF, 16 bits per channel, lossless (deflate)"),
-    OutputFormat("jpeg", ".jpg", 8, "JPEG, 8 bits per channel, lossy (quality 1..100)"),
-)})  # fmt: skip
+OUTPUT_FORMATS: Mapping[str, OutputFormat] = MappingProxyType(
+    {
+        spec.name: spec
+        for spec in (
+            OutputFormat("png", ".png", 8, "PNG, 8 bits per channel, lossless"),
+            OutputFormat("png16", ".png", 16, "PNG, 16 bits per channel, lossless"),
+            OutputFormat("tiff16", ".tif", 16, "TIFF, 16 bits per channel, lossless (deflate)"),
+            OutputFormat("jpeg", ".jpg", 8, "JPEG, 8 bits per channel, lossy (quality 1..100)"),
+        )
+    }
+)
 """The formats results are written in, by name (``--format``)."""
 
 
@@ -452,8 +476,9 @@ def _encode_jpeg(pixels: np.ndarray, quality: int, icc_profile: bytes | None, ex
     if icc_profile:
         options["icc_profile"] = icc_profile
     if exif and len(exif) > _JPEG_MAX_EXIF:
-        logger.warning("the EXIF block is %d bytes, more than a JPEG holds (%d); it is left out", len(exif),
-                       _JPEG_MAX_EXIF)  # fmt: skip
+        logger.warning(
+            "the EXIF block is %d bytes, more than a JPEG holds (%d); it is left out", len(exif), _JPEG_MAX_EXIF
+        )
     elif exif:
         options["exif"] = exif
     buffer = io.BytesIO()
@@ -483,6 +508,15 @@ def _encode_tiff(pixels: np.ndarray, icc_profile: bytes | None, exif: bytes | No
         if isinstance(parsed.get(_SOFTWARE_TAG), str) and parsed[_SOFTWARE_TAG].isascii():
             software = parsed[_SOFTWARE_TAG]
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, pixels, photometric="rgb", compression="zlib", predictor=True, iccprofile=icc_profile,
-                     software=software, metadata=None, extratags=tags)  # fmt: skip
+    tifffile.imwrite(
+        buffer,
+        pixels,
+        photometric="rgb",
+        compression="zlib",
+        predictor=True,
+        iccprofile=icc_profile,
+        software=software,
+        metadata=None,
+        extratags=tags,
+    )
     return buffer.getvalue()

@@ -51,8 +51,16 @@ class Approximator(pl.LightningModule):
             whole photo's loss at that share of the cost); 1 computes every row.
     """
 
-    def __init__(self, net: nn.Module, lr: float = 1e-4, schedule: str = "constant", warm_start: str | None = None,
-                 norm_lr_scale: float = 1.0, bias_lr_scale: float = 1.0, row_fraction: float = 0.25):  # fmt: skip
+    def __init__(
+        self,
+        net: nn.Module,
+        lr: float = 1e-4,
+        schedule: str = "constant",
+        warm_start: str | None = None,
+        norm_lr_scale: float = 1.0,
+        bias_lr_scale: float = 1.0,
+        row_fraction: float = 0.25,
+    ):
         super().__init__()
         if schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule {schedule!r} must be 'constant' or 'cosine'")
@@ -71,15 +79,19 @@ class Approximator(pl.LightningModule):
             loaded = open_warm_start(warm_start)
             source = loaded.net
             if isinstance(self.net, BilateralGridNet) != isinstance(source, BilateralGridNet):
-                raise ValueError(f"warm start {warm_start!r} is a {type(source).__name__}; a bilateral-grid network "
-                                 "starts only from another one, and a CAN never from one: set model.warm_start: null")
+                raise ValueError(
+                    f"warm start {warm_start!r} is a {type(source).__name__}; a bilateral-grid network "
+                    "starts only from another one, and a CAN never from one: set model.warm_start: null"
+                )
             if Path(loaded.name).is_file():  # a model file or checkpoint (fip/<operator>: the shipped file)
                 self.warm_start_sha256 = hashlib.sha256(Path(loaded.name).read_bytes()).hexdigest()
             into_can = isinstance(self.net, GuidedCAN) and not isinstance(source, GuidedCAN)
             target = self.net.can if into_can else self.net
             if getattr(source, "conv_bias", False) and not getattr(target, "conv_bias", False):
-                raise ValueError(f"warm start {warm_start!r} has convolution biases that this network lacks: set "
-                                 "model.net.init_args.conv_bias: true")  # fmt: skip
+                raise ValueError(
+                    f"warm start {warm_start!r} has convolution biases that this network lacks: set "
+                    "model.net.init_args.conv_bias: true"
+                )
             # A network with conv_bias may start from one without: its biases stay 0, the same function.
             state, biases = source.state_dict(), {id(b) for b in conv_biases(target)}
             state.update({n: p for n, p in target.named_parameters() if id(p) in biases and n not in state})
@@ -90,7 +102,8 @@ class Approximator(pl.LightningModule):
         return self.net(x)
 
     def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]],
+        self,
+        batch: tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]],
         batch_idx: int,
     ) -> torch.Tensor:
         inputs, targets = batch[:2]
@@ -119,8 +132,8 @@ class Approximator(pl.LightningModule):
         """Store what rebuilds the network and names its operator, so a checkpoint loads without the config
         (CANs, guided CANs and bilateral-grid networks; other networks, such as
         :class:`fip.compress.QuantizationAwareCAN`, are read from the module that trained them)."""
-        from fip.models.storage import net_config
         from fip.models import BilateralGridNet, ContextAggregationNet, GuidedCAN
+        from fip.models.storage import net_config
 
         if not isinstance(self.net, (ContextAggregationNet, GuidedCAN, BilateralGridNet)):
             return
@@ -149,8 +162,13 @@ class Approximator(pl.LightningModule):
             if scale == 1:
                 continue
             if not params:
-                logger.warning("%s_lr_scale %s has no effect: %s has no %s", name, scale, type(self.net).__name__,
-                               "adaptive normalization" if name == "norm" else "3x3 convolution biases (conv_bias)")
+                logger.warning(
+                    "%s_lr_scale %s has no effect: %s has no %s",
+                    name,
+                    scale,
+                    type(self.net).__name__,
+                    "adaptive normalization" if name == "norm" else "3x3 convolution biases (conv_bias)",
+                )
                 continue
             groups.append({"params": params, "lr": self.hparams.lr * scale, "name": name})
             taken |= {id(p) for p in params}
@@ -165,7 +183,8 @@ class Approximator(pl.LightningModule):
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=self.hparams.lr * 0.01)
         else:  # each group decays to 1 % of its own rate (CosineAnnealingLR's eta_min is one absolute value)
             scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda epoch: 0.01 + 0.99 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)) / 2)
+                optimizer, lambda epoch: 0.01 + 0.99 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)) / 2
+            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 

@@ -13,7 +13,6 @@ CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 _CHANNEL_INDEX = {"R": 0, "G": 1, "B": 2}
 
 
-
 @dataclass(frozen=True, eq=False)
 class Mosaic:
     """A Bayer mosaic with what is needed to render it like the sRGB view.
@@ -81,7 +80,6 @@ def mosaic_samples(camera_rgb: np.ndarray, cfa: str = "RGGB") -> np.ndarray:
         dy, dx = divmod(position, 2)
         out[dy::2, dx::2] = camera_rgb[dy::2, dx::2, _CHANNEL_INDEX[colour]]
     return out
-
 
 
 __all__ = ["CFA_PATTERNS", "Mosaic", "mosaic_samples"]

@@ -33,11 +33,15 @@ def _folded(net: nn.Module) -> FoldedCAN:
     from fip.models.grid import BilateralGridNet
 
     if isinstance(net, BilateralGridNet):
-        raise InputError("a bilateral-grid network exports to ONNX in float32 only (its grid lookup has no int8 "
-                         "form): export it without --int8")  # fmt: skip
+        raise InputError(
+            "a bilateral-grid network exports to ONNX in float32 only (its grid lookup has no int8 "
+            "form): export it without --int8"
+        )
     if getattr(net, "input_norm", None):
-        raise InputError(f"this network divides each photo by its {net.input_norm} estimate, which an ONNX file "
-                         "would not carry; run it with fip (fip apply, fip.apply)")  # fmt: skip
+        raise InputError(
+            f"this network divides each photo by its {net.input_norm} estimate, which an ONNX file "
+            "would not carry; run it with fip (fip apply, fip.apply)"
+        )
     if isinstance(net, FoldedCAN):
         return net
     if isinstance(net, ContextAggregationNet):
@@ -48,8 +52,10 @@ def _folded(net: nn.Module) -> FoldedCAN:
             "export it as a torch.export program (--out FILE.pt2), or export a model's pruned running-statistics "
             "network (-o OPERATOR --variant pruned)"
         )
-    raise InputError(f"cannot export a {type(net).__name__} to ONNX; expected a CAN with running-statistics (export "
-                     "a model's pruned network: -o OPERATOR --variant pruned)")
+    raise InputError(
+        f"cannot export a {type(net).__name__} to ONNX; expected a CAN with running-statistics (export "
+        "a model's pruned network: -o OPERATOR --variant pruned)"
+    )
 
 
 def onnx_bytes(net: nn.Module) -> bytes:
@@ -72,8 +78,9 @@ def onnx_bytes(net: nn.Module) -> bytes:
         logger.setLevel(logging.ERROR)  # progress, and warnings about torchvision ops a CAN never uses
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
-            program = torch.onnx.export(folded, (example,), input_names=[INPUT], output_names=[OUTPUT],
-                                        dynamic_shapes={"x": dims}, dynamo=True)  # fmt: skip
+            program = torch.onnx.export(
+                folded, (example,), input_names=[INPUT], output_names=[OUTPUT], dynamic_shapes={"x": dims}, dynamo=True
+            )
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
@@ -98,13 +105,21 @@ def quantized_bytes(model: bytes, calibration: list[np.ndarray]) -> bytes:
         source, prepared, target = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         source.write_bytes(model)
         quant_pre_process(str(source), str(prepared))
-        quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)  # fmt: skip
+        quantize_static(
+            str(prepared),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
         return target.read_bytes()
 
 
-def write_onnx(net: nn.Module, path: str | os.PathLike[str], calibration: list[np.ndarray] | None = None,
-               equalized: bool = False) -> Path:  # fmt: skip
+def write_onnx(
+    net: nn.Module, path: str | os.PathLike[str], calibration: list[np.ndarray] | None = None, equalized: bool = False
+) -> Path:
     """Write ``net`` as ONNX (atomically): fp32, or int8 when ``calibration`` images are given (the network's
     channel scales are equalized first, :func:`fip.compress.equalize`, unless ``equalized``: a network
     fine-tuned for the int8 grid, :class:`fip.compress.QuantizationAwareCAN`, keeps its weights)."""
@@ -112,9 +127,15 @@ def write_onnx(net: nn.Module, path: str | os.PathLike[str], calibration: list[n
         return atomic_write_bytes(path, onnx_bytes(net))
     folded = _folded(net)
     if any(np.asarray(c).shape[1] != folded.in_channels for c in calibration):
-        raise InputError(f"the network takes {folded.in_channels} input channels but the calibration images have "
-                         f"{np.asarray(calibration[0]).shape[1]}: int8 calibration supports RGB-only networks")  # fmt: skip
-    balanced = folded if equalized else equalize(folded, [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in calibration])
+        raise InputError(
+            f"the network takes {folded.in_channels} input channels but the calibration images have "
+            f"{np.asarray(calibration[0]).shape[1]}: int8 calibration supports RGB-only networks"
+        )
+    balanced = (
+        folded
+        if equalized
+        else equalize(folded, [torch.from_numpy(np.asarray(c, dtype=np.float32)) for c in calibration])
+    )
     return atomic_write_bytes(path, quantized_bytes(onnx_bytes(balanced), calibration))
 
 

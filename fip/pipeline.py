@@ -38,8 +38,8 @@ from fip.imaging import (
 from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.raw import RAW_EXTENSIONS, Photo, load_photo
 from fip.registry import get_operator
-from fip.runtime.execute import Views, run_plan, to_image
 from fip.runtime.engine import make_plan
+from fip.runtime.execute import Views, run_plan, to_image
 from fip.runtime.plan import AUTO, PARAMS_NOTE, Plan, Preference
 
 MAX_FILE_MEGABYTES = 800
@@ -69,8 +69,10 @@ def check_size(height: int, width: int, name: str = "the photo") -> None:
     if min(height, width) < MIN_SIDE:
         raise InputError(f"{name} is {width}x{height} pixels; fip needs at least {MIN_SIDE} pixels on each side")
     if height * width > MAX_MEGAPIXELS * 1e6:
-        raise InputError(f"{name} has {height * width / 1e6:.0f} MP ({width}x{height}); fip opens photos up to "
-                         f"{MAX_MEGAPIXELS:g} MP: downscale it with another program first")  # fmt: skip
+        raise InputError(
+            f"{name} has {height * width / 1e6:.0f} MP ({width}x{height}); fip opens photos up to "
+            f"{MAX_MEGAPIXELS:g} MP: downscale it with another program first"
+        )
 
 
 def check_file(path: str | os.PathLike[str]) -> None:
@@ -108,9 +110,11 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
         except Image.DecompressionBombError as exc:  # PIL refuses past twice its own limit, which is above fip's
             declared = re.search(r"\((\d+) pixels\)", str(exc))  # "Image size (900000000 pixels) exceeds limit ..."
             size = f"{int(declared[1]) / 1e6:.0f} MP" if declared else f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP"
-            raise InputError(f"{path.name} declares {size}; fip opens photos up to {MAX_MEGAPIXELS:g} MP: downscale "
-                             "it with another program first") from None  # fmt: skip
-        except Exception:  # noqa: BLE001 - not an image PIL knows: the decoder gives the real message later
+            raise InputError(
+                f"{path.name} declares {size}; fip opens photos up to {MAX_MEGAPIXELS:g} MP: downscale "
+                "it with another program first"
+            ) from None
+        except Exception:
             return None
         return height, width
     if suffix in RAW_EXTENSIONS:
@@ -119,7 +123,7 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
         try:
             with rawpy.imread(str(path)) as raw:  # opens and parses the file; decodes nothing yet
                 return raw.sizes.raw_height, raw.sizes.raw_width
-        except Exception:  # noqa: BLE001 - LibRaw's errors are reported by the reader with context
+        except Exception:
             return None
     return None
 
@@ -200,8 +204,10 @@ def resolve(operator_or_model: str | os.PathLike[str] | Model | None, operator: 
     """The model for a user's ``--model``/``--operator`` pair: a model (any name :func:`open_model` takes), or the
     one installed for ``operator``; a model of one operator must match ``operator`` when both are given."""
     if operator_or_model is None and operator is None:
-        raise InputError("give a model (--model NAME_OR_PATH), an operator (--operator NAME), or both for a network "
-                         "of several operators")  # fmt: skip
+        raise InputError(
+            "give a model (--model NAME_OR_PATH), an operator (--operator NAME), or both for a network "
+            "of several operators"
+        )
     if operator_or_model is None:
         get_operator(operator)  # an unknown name fails here, listing the registered ones
         return model_for_operator(operator)
@@ -238,8 +244,16 @@ def run_approximation(
     if isinstance(photo, np.ndarray):
         photo = Views.of_array(check_image(photo))
     views = Views.of_photo(photo) if isinstance(photo, Photo) else photo
-    plan = make_plan(model, request, views.size, device, operator=operator, params=dict(params) if params else None,
-                     tile=tile, preference=preference)  # fmt: skip
+    plan = make_plan(
+        model,
+        request,
+        views.size,
+        device,
+        operator=operator,
+        params=dict(params) if params else None,
+        tile=tile,
+        preference=preference,
+    )
     maps = model.maps(plan.operator, plan.params)
     if on_plan is not None:
         on_plan(plan)
@@ -281,14 +295,28 @@ def render_to_file(
     from fip.imaging import output_suffix
 
     photo = open_input(path)
-    result = run_approximation(model, photo.views, params, request, operator=operator, device=device,
-                               preference=preference)  # fmt: skip
+    result = run_approximation(
+        model, photo.views, params, request, operator=operator, device=device, preference=preference
+    )
     image = photo.upright(result.image)
     output = Path(out_dir) / f"{Path(path).stem}-{result.plan.operator}{output_suffix(format)}"
     atomic_write_bytes(output, encode_image(image, format, metadata=photo.metadata))
     return output, Result(image, result.seconds, result.plan, result.note)
 
 
-__all__ = ["MAX_FILE_MEGABYTES", "MAX_MEGAPIXELS", "OpenedInput", "Result", "SizePolicy", "check_file", "check_size",
-           "open_input", "open_photo", "open_views", "render_to_file", "resolve", "run_approximation",
-           "run_reference"]  # fmt: skip
+__all__ = [
+    "MAX_FILE_MEGABYTES",
+    "MAX_MEGAPIXELS",
+    "OpenedInput",
+    "Result",
+    "SizePolicy",
+    "check_file",
+    "check_size",
+    "open_input",
+    "open_photo",
+    "open_views",
+    "render_to_file",
+    "resolve",
+    "run_approximation",
+    "run_reference",
+]

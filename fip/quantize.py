@@ -76,8 +76,12 @@ def folded_for(net: ContextAggregationNet | FoldedCAN, x: torch.Tensor, preview_
     return fold(net, image_statistics(net, downscaled(x, preview_megapixels)))
 
 
-def calibrate(net: ContextAggregationNet | FoldedCAN, photos: Sequence[torch.Tensor],
-              methods: Sequence[str] = CALIBRATION_METHODS, preview_megapixels: float = 0.1) -> dict[str, list[Grid]]:  # fmt: skip
+def calibrate(
+    net: ContextAggregationNet | FoldedCAN,
+    photos: Sequence[torch.Tensor],
+    methods: Sequence[str] = CALIBRATION_METHODS,
+    preview_megapixels: float = 0.1,
+) -> dict[str, list[Grid]]:
     """The activation grids of ``net`` (float32) calibrated on ``photos`` (``(1, C, H, W)`` float32, as the network
     takes them) by each of ``methods``; each photo is folded with its own statistics (:func:`folded_for`)."""
     from onnxruntime.quantization.calibrate import HistogramCollector
@@ -138,13 +142,14 @@ class Int8Template:
 
     def model(self, folded: FoldedCAN) -> bytes:
         """The QDQ model of ``folded`` on these grids (input ``image``, output ``output``; any height and width)."""
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         convs = [m for m in folded.features if isinstance(m, nn.Conv2d)] + [folded.output]
         if len(self.grids) != 2 * len(convs):
-            raise InputError(f"the int8 grids are for {len(self.grids) // 2} convolutions; this network has "
-                             f"{len(convs)}: calibrate it again")  # fmt: skip
+            raise InputError(
+                f"the int8 grids are for {len(self.grids) // 2} convolutions; this network has "
+                f"{len(convs)}: calibrate it again"
+            )
         nodes, inits = [], []
 
         def constant(name: str, array: np.ndarray) -> str:
@@ -165,15 +170,41 @@ class Int8Template:
             q, w_scale = _int8_weight(weight, self.weight_bits)
             b_scale = (self.grids[2 * layer][0] * w_scale).astype(np.float32)
             w = f"w{layer}"
-            nodes.append(helper.make_node("DequantizeLinear", [constant(f"{w}_q", q), constant(f"{w}_s", w_scale),
-                                                               constant(f"{w}_z", np.zeros(len(w_scale), np.int8))],
-                                          [w], axis=0))  # fmt: skip
-            nodes.append(helper.make_node("DequantizeLinear", [
-                constant(f"b{layer}_q", np.round(bias / b_scale).astype(np.int32)), constant(f"b{layer}_s", b_scale),
-                constant(f"b{layer}_z", np.zeros(len(b_scale), np.int32))], [f"b{layer}"], axis=0))  # fmt: skip
+            nodes.append(
+                helper.make_node(
+                    "DequantizeLinear",
+                    [
+                        constant(f"{w}_q", q),
+                        constant(f"{w}_s", w_scale),
+                        constant(f"{w}_z", np.zeros(len(w_scale), np.int8)),
+                    ],
+                    [w],
+                    axis=0,
+                )
+            )
+            nodes.append(
+                helper.make_node(
+                    "DequantizeLinear",
+                    [
+                        constant(f"b{layer}_q", np.round(bias / b_scale).astype(np.int32)),
+                        constant(f"b{layer}_s", b_scale),
+                        constant(f"b{layer}_z", np.zeros(len(b_scale), np.int32)),
+                    ],
+                    [f"b{layer}"],
+                    axis=0,
+                )
+            )
             dilation, pad = conv.dilation[0], conv.padding[0]
-            nodes.append(helper.make_node("Conv", [x, w, f"b{layer}"], [f"c{layer}"], dilations=[dilation] * 2,
-                                          pads=[pad] * 4, kernel_shape=list(conv.kernel_size)))  # fmt: skip
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [x, w, f"b{layer}"],
+                    [f"c{layer}"],
+                    dilations=[dilation] * 2,
+                    pads=[pad] * 4,
+                    kernel_shape=list(conv.kernel_size),
+                )
+            )
             last = layer == len(convs) - 1
             x = qdq(f"c{layer}", 2 * layer + 1) if not last else f"c{layer}"
             if not last:
@@ -185,9 +216,13 @@ class Int8Template:
         nodes.append(helper.make_node("QuantizeLinear", [x, s, z], ["q_out"]))
         nodes.append(helper.make_node("DequantizeLinear", ["q_out", s, z], [OUTPUT]))
         shape = [1, folded.in_channels, "height", "width"]
-        graph = helper.make_graph(nodes, "fip_int8", [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, shape)],
-                                  [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [1, 3, "height", "width"])],
-                                  inits)  # fmt: skip
+        graph = helper.make_graph(
+            nodes,
+            "fip_int8",
+            [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [1, 3, "height", "width"])],
+            inits,
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fip")
         helper.set_model_props(model, {METADATA_KEY: json.dumps(self.to_json())})
         return model.SerializeToString()
@@ -202,8 +237,10 @@ class Int8Template:
 
         props = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
         if METADATA_KEY not in props:
-            raise InputError("this ONNX file was not written by fip's int8 calibration (no activation grids in its "
-                             "metadata): quantize the network again with fip")  # fmt: skip
+            raise InputError(
+                "this ONNX file was not written by fip's int8 calibration (no activation grids in its "
+                "metadata): quantize the network again with fip"
+            )
         data = json.loads(props[METADATA_KEY])
         return cls(tuple((float(s), int(z)) for s, z in data["grids"]), data["method"], int(data["weight_bits"]))
 

@@ -44,10 +44,32 @@ from fip.registry import InputKind
 
 RAW_EXTENSIONS = frozenset(
     {
-        ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".rw2", ".orf",
-        ".pef", ".srw", ".x3f", ".3fr", ".erf", ".kdc", ".dcr", ".mrw", ".mos", ".iiq", ".rwl", ".raw",
+        ".dng",
+        ".cr2",
+        ".cr3",
+        ".crw",
+        ".nef",
+        ".nrw",
+        ".arw",
+        ".srf",
+        ".sr2",
+        ".raf",
+        ".rw2",
+        ".orf",
+        ".pef",
+        ".srw",
+        ".x3f",
+        ".3fr",
+        ".erf",
+        ".kdc",
+        ".dcr",
+        ".mrw",
+        ".mos",
+        ".iiq",
+        ".rwl",
+        ".raw",
     }
-)  # fmt: skip
+)
 PHOTO_EXTENSIONS = RAW_EXTENSIONS | IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
@@ -87,7 +109,6 @@ def postprocess_settings() -> dict:
         "demosaic_algorithm": rawpy.DemosaicAlgorithm.AHD,
         "user_flip": 0,
     }
-
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,5 +290,12 @@ def _load_raw(path: Path, size_policy: SizePolicy | None) -> Photo:
             )
         linear = linear[: native[0], : native[1]]
     linear = resize_area(linear, *target)
-    return Photo(path.stem, srgb_encode(linear), linear, mosaic.resized(*target), is_raw=True, native_size=native,
-                 orientation=orientation)
+    return Photo(
+        path.stem,
+        srgb_encode(linear),
+        linear,
+        mosaic.resized(*target),
+        is_raw=True,
+        native_size=native,
+        orientation=orientation,
+    )

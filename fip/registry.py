@@ -127,9 +127,7 @@ class Param:
             if not isinstance(value, str):
                 raise ParameterError(f"parameter {self.name!r} must be a string, got {value!r}")
             if self.choices is not None and value not in self.choices:
-                raise ParameterError(
-                    f"parameter {self.name!r} must be one of {', '.join(self.choices)}; got {value!r}"
-                )
+                raise ParameterError(f"parameter {self.name!r} must be one of {', '.join(self.choices)}; got {value!r}")
             return value
         try:
             if isinstance(value, bool):
@@ -141,8 +139,10 @@ class Param:
             raise ParameterError(
                 f"parameter {self.name!r} must be {'an integer' if expected is int else 'a number'}, got {value!r}"
             ) from None
-        if not math.isfinite(converted) or (self.low is not None and converted < self.low) or (
-            self.high is not None and converted > self.high
+        if (
+            not math.isfinite(converted)
+            or (self.low is not None and converted < self.low)
+            or (self.high is not None and converted > self.high)
         ):
             raise ParameterError(f"parameter {self.name!r} = {value!r} is outside its range {self.range_text()}")
         return converted
@@ -495,8 +495,12 @@ def _specs_in(loaded: Any) -> Sequence[OperatorSpec]:
         return list(loaded)
     if isinstance(loaded, types.ModuleType):
         prefix = loaded.__name__ + "."
-        return [spec for module, specs in _declared.items() if module == loaded.__name__ or module.startswith(prefix)
-                for spec in specs]
+        return [
+            spec
+            for module, specs in _declared.items()
+            if module == loaded.__name__ or module.startswith(prefix)
+            for spec in specs
+        ]
     raise TypeError(
         f"entry point value is a {type(loaded).__name__}; it must name a module, an OperatorSpec or a list of them"
     )

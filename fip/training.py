@@ -80,8 +80,10 @@ def resolve_config(name_or_path: str | Path) -> Path:
     matches = [n for n in names if n == name] or [n for n in names if n.rpartition("/")[2] == name]
     if len(matches) == 1:
         return config_dir() / f"{matches[0]}.yaml"
-    raise ConfigNotFoundError(f"training config {str(name_or_path)!r} is neither a file nor one of fip's configs: "
-                              f"give a YAML file or one of {', '.join(names)}")  # fmt: skip
+    raise ConfigNotFoundError(
+        f"training config {str(name_or_path)!r} is neither a file nor one of fip's configs: "
+        f"give a YAML file or one of {', '.join(names)}"
+    )
 
 
 def _is_inline_config(value: str) -> bool:

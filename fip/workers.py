@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 class SchedulerError(FipError, ConnectionError):
     """The Dask scheduler named by ``--scheduler`` cannot be reached."""
 
+
 class WorkersWarning(UserWarning):
     """Fewer local worker processes than asked for: more would not fit this machine's cores or memory."""
 
@@ -39,17 +40,21 @@ WORKER_MEMORY = 300 << 20  # a worker process with torch and one model loaded: a
 def local_workers(requested: int, jobs: int) -> int:
     """How many local processes to start for ``jobs`` jobs when ``requested``: never more than the jobs, the CPU
     cores, or the processes whose :data:`WORKER_MEMORY` the available memory holds (warning when those cap it)."""
-    from fip.runtime.devices import available_memory
-
     import torch
+
+    from fip.runtime.devices import available_memory
 
     cores = os.cpu_count() or 1
     memory = max(1, available_memory(torch.device("cpu")) // WORKER_MEMORY)
     capped = min(requested, cores, memory)
     if capped < min(requested, jobs):
         why = f"{cores} CPU cores" if capped == cores else f"memory for {memory} (about 300 MB each)"
-        warnings.warn(f"fip: --workers {requested}: starting {capped} local processes, as this machine has "
-                      f"{why}; more would only compete for them", WorkersWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"fip: --workers {requested}: starting {capped} local processes, as this machine has "
+            f"{why}; more would only compete for them",
+            WorkersWarning,
+            stacklevel=3,
+        )
     return max(1, min(capped, jobs))
 
 
@@ -186,9 +191,11 @@ def executor(
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, ValueError, TimeoutError) as exc:
-            raise SchedulerError(f"could not reach a Dask scheduler at {scheduler!r} ({str(exc).splitlines()[0]}); "
-                                 "give the address it prints, e.g. tcp://10.0.0.1:8786, and check that it "
-                                 "runs")  # fmt: skip
+            raise SchedulerError(
+                f"could not reach a Dask scheduler at {scheduler!r} ({str(exc).splitlines()[0]}); "
+                "give the address it prints, e.g. tcp://10.0.0.1:8786, and check that it "
+                "runs"
+            ) from None
         with client:
             logger.info("running on the Dask cluster at %s (%s)", scheduler, client)
             pool = client.get_executor()

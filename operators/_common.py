@@ -3,6 +3,8 @@ local Laplacian filter, and luminance helpers. Images are ``(H, W)`` or ``(H, W,
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import scipy.sparse as sp
@@ -19,7 +21,9 @@ def grey_to_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
 
 
-def weighted_laplacian_system(wx: np.ndarray, wy: np.ndarray, lam: float, data: np.ndarray | None = None) -> sp.csr_matrix:
+def weighted_laplacian_system(
+    wx: np.ndarray, wy: np.ndarray, lam: float, data: np.ndarray | None = None
+) -> sp.csr_matrix:
     """The matrix of ``min_u sum data*(u - f)^2 + lam * sum(wx*(dx u)^2 + wy*(dy u)^2)``.
 
     Args:
@@ -101,7 +105,7 @@ def gaussian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
 def laplacian_pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
     """Band-pass levels (finest first) and the low-pass residual last; :func:`collapse` inverts it exactly."""
     gaussian = gaussian_pyramid(image, levels)
-    bands = [g - cv2.pyrUp(g_next, dstsize=(g.shape[1], g.shape[0])) for g, g_next in zip(gaussian, gaussian[1:])]
+    bands = [g - cv2.pyrUp(g_next, dstsize=(g.shape[1], g.shape[0])) for g, g_next in itertools.pairwise(gaussian)]
     return bands + [gaussian[-1]]
 
 
@@ -144,7 +148,7 @@ def fast_local_laplacian(
     grid = np.linspace(low, high, references, dtype=np.float32)
     step = grid[1] - grid[0]
     noise = 0.01  # below this difference, blend to identity so alpha < 1 does not amplify noise (Paris et al.)
-    for k, g in enumerate(grid):
+    for g in grid:
         difference = image - g
         magnitude = np.abs(difference)
         normalized = np.minimum(magnitude / sigma_r, 1.0)

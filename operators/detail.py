@@ -20,7 +20,12 @@ from ._common import fast_local_laplacian, luminance
         Param("alpha", 0.25, low=0.01, high=4.0, description="detail exponent: < 1 enhances detail, > 1 smooths it"),
         Param("beta", 1.0, low=0.0, high=2.0, description="edge (large-scale) amplitude: < 1 compresses the range"),
         Param("levels", 10, low=4, high=64, description="intensity levels of the fast algorithm"),
-        Param("colour", "lum", choices=("lum", "rgb"), description="filter luminance (keep colour ratios) or each RGB channel"),
+        Param(
+            "colour",
+            "lum",
+            choices=("lum", "rgb"),
+            description="filter luminance (keep colour ratios) or each RGB channel",
+        ),
     ],
     citation="Paris, Hasinoff and Kautz, Local Laplacian Filters, SIGGRAPH 2011; Aubry et al., TOG 2014",
 )

@@ -16,7 +16,9 @@ from fip.raw import Mosaic
     description="Noisy Bayer mosaic -> clean sRGB: Menon (DDFAPD) demosaicing, non-local means denoising in linear "
     "camera RGB, then the photo's own white balance, colour matrix and sRGB curve.",
     params=[
-        Param("strength", 0.8, low=0.0, high=3.0, description="NL-means filter strength h, in units of the noise sigma"),
+        Param(
+            "strength", 0.8, low=0.0, high=3.0, description="NL-means filter strength h, in units of the noise sigma"
+        ),
         Param("patch", 5, low=3, high=9, description="NL-means patch size, pixels"),
         Param("search", 6, low=2, high=15, description="NL-means search distance, pixels"),
     ],
@@ -36,7 +38,12 @@ def demosaic_denoise(mosaic: Mosaic, *, strength: float, patch: int, search: int
     sigma = float(estimate_sigma(camera, channel_axis=-1, average_sigmas=True))
     if sigma > 0.0 and strength > 0.0:
         camera = denoise_nl_means(
-            camera, h=strength * sigma, sigma=sigma, patch_size=patch, patch_distance=search, fast_mode=True,
+            camera,
+            h=strength * sigma,
+            sigma=sigma,
+            patch_size=patch,
+            patch_distance=search,
+            fast_mode=True,
             channel_axis=-1,
-        )  # fmt: skip
+        )
     return srgb_encode(mosaic.render_linear(np.clip(camera, 0.0, 1.0).astype(np.float32)))

@@ -13,7 +13,15 @@ import numpy as np
 
 from fip import Param, register_operator
 
-from ._common import collapse, forward_differences, grey_to_rgb, laplacian_pyramid, luminance, pyramid_levels, wls_smooth
+from ._common import (
+    collapse,
+    forward_differences,
+    grey_to_rgb,
+    laplacian_pyramid,
+    luminance,
+    pyramid_levels,
+    wls_smooth,
+)
 
 
 @register_operator(
@@ -125,7 +133,9 @@ def _tone_target(size: int, weights: tuple[float, float, float]) -> np.ndarray:
     description="Pencil drawing: stroke layer from classified line convolutions, tone layer from a parametric "
     "tone distribution rendered with a procedural pencil texture.",
     params=[
-        Param("stroke_length", 1 / 30, low=1 / 200, high=1 / 10, description="stroke length, fraction of the short side"),
+        Param(
+            "stroke_length", 1 / 30, low=1 / 200, high=1 / 10, description="stroke length, fraction of the short side"
+        ),
         Param("stroke_width", 0, low=0, high=3, description="extra stroke thickness, pixels"),
         Param("texture_strength", 0.02, low=0.0, high=0.3, description="contrast of the pencil hatching texture"),
         Param("texture_lambda", 0.2, low=0.01, high=2.0, description="smoothness of the texture exponent map beta"),
@@ -151,10 +161,12 @@ def pencil(
     # Stroke layer: gradients, classified by the line direction that responds most, then drawn as lines.
     dx, dy = forward_differences(grey)
     gradient = np.sqrt(dx * dx + dy * dy)
-    kernels = _line_kernels(max(3, int(round(min(height, width) * stroke_length))))
+    kernels = _line_kernels(max(3, round(min(height, width) * stroke_length)))
     responses = np.stack([cv2.filter2D(gradient, -1, k) for k in kernels])
     winner = responses.argmax(axis=0)
-    strokes = sum(cv2.filter2D(np.where(winner == i, gradient, 0.0).astype(np.float32), -1, k) for i, k in enumerate(kernels))
+    strokes = sum(
+        cv2.filter2D(np.where(winner == i, gradient, 0.0).astype(np.float32), -1, k) for i, k in enumerate(kernels)
+    )
     if stroke_width > 0:
         strokes = cv2.dilate(strokes, np.ones((stroke_width + 1, stroke_width + 1), np.uint8))
     strokes = strokes / (strokes.max() + 1e-6)

@@ -122,4 +122,3 @@ _GLOBAL_CURVES = {
     "drago": lambda: cv2.createTonemapDrago(gamma=1.0, saturation=1.0, bias=0.85),
     "mantiuk": lambda: cv2.createTonemapMantiuk(gamma=1.0, scale=0.85, saturation=1.0),
 }
-

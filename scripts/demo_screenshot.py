@@ -39,8 +39,9 @@ def main() -> None:
             page.wait_for_function("document.querySelector('#status').innerText.includes('speed-up')", timeout=300_000)
             page.locator("#reference img").wait_for(state="visible")
             # Gradio fades outputs while they update: wait until no panel is pending and every image has loaded.
-            page.wait_for_function("!document.querySelector('.pending') && [...document.images].every(i => i.complete)",
-                                   timeout=60_000)  # fmt: skip
+            page.wait_for_function(
+                "!document.querySelector('.pending') && [...document.images].every(i => i.complete)", timeout=60_000
+            )
             page.wait_for_timeout(1000)  # the fade-in transition
             OUT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(OUT), full_page=False)

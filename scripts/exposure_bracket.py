@@ -39,12 +39,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="a folder of photos (its hashed split is kept)")
     parser.add_argument("out", type=Path, help="where the bracketed PNGs and split.json go")
-    parser.add_argument("--stops", type=float, nargs="+", default=[0.0, -1.0, -2.0, -3.0],
-                        help="exposure changes in stops (EV); negative darkens (default: 0 -1 -2 -3)")  # fmt: skip
+    parser.add_argument(
+        "--stops",
+        type=float,
+        nargs="+",
+        default=[0.0, -1.0, -2.0, -3.0],
+        help="exposure changes in stops (EV); negative darkens (default: 0 -1 -2 -3)",
+    )
     args = parser.parse_args()
     if args.out.resolve().is_relative_to(args.source.resolve()):
-        sys.exit(f"error: {args.out} is inside {args.source}: the copies would join the photos they come from "
-                 "(and take their own hashed split); write them elsewhere")  # fmt: skip
+        sys.exit(
+            f"error: {args.out} is inside {args.source}: the copies would join the photos they come from "
+            "(and take their own hashed split); write them elsewhere"
+        )
     photos = folder_source(args.source).select("all")
     args.out.mkdir(parents=True, exist_ok=True)
     split: dict[str, list[str]] = {"train": [], "test": []}
@@ -60,8 +67,10 @@ def main() -> None:
             atomic_write_bytes(target, encode_png(loaded.exposed(stop).srgb, bits=16))
         print(f"[{number}/{len(photos)}] {photo.name} ({photo.split})", flush=True)
     atomic_write_bytes(args.out / "split.json", (json.dumps(split, indent=1) + "\n").encode())
-    print(f"{sum(map(len, split.values()))} photos in {args.out} ({len(split['train'])} train, "
-          f"{len(split['test'])} test); split file {args.out / 'split.json'}")  # fmt: skip
+    print(
+        f"{sum(map(len, split.values()))} photos in {args.out} ({len(split['train'])} train, "
+        f"{len(split['test'])} test); split file {args.out / 'split.json'}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -74,8 +73,10 @@ def main() -> int:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "photos" / "images")
     parser.add_argument("--debian", type=Path, default=ROOT / "data" / "debian-photos")
     args = parser.parse_args()
-    for folder, how in ((args.shared, "--shared PATH (../shared/photos/images)"),
-                        (args.debian, "bash scripts/debian_photos.sh data/debian-photos")):  # fmt: skip
+    for folder, how in (
+        (args.shared, "--shared PATH (../shared/photos/images)"),
+        (args.debian, "bash scripts/debian_photos.sh data/debian-photos"),
+    ):
         if not folder.is_dir():
             print(f"photo_set: {folder} is missing: {how}", file=sys.stderr)
             return 2

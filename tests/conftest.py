@@ -15,8 +15,11 @@ from fip.imaging import encode_png
 
 def pytest_configure(config):
     # Registered here rather than in pyproject.toml, whose hash decides when scripts/setup.sh reinstalls.
-    config.addinivalue_line("markers", "device_class: depends on the CPU's device class (cpu, cpu-bf16); CI runs "
-                            "these again with FIP_DEVICE_CLASS=cpu-bf16")  # fmt: skip
+    config.addinivalue_line(
+        "markers",
+        "device_class: depends on the CPU's device class (cpu, cpu-bf16); CI runs "
+        "these again with FIP_DEVICE_CLASS=cpu-bf16",
+    )
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -43,7 +46,7 @@ def smooth_image(height: int = 48, width: int = 64, seed: int = 0, edge: bool = 
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     channels = []
-    for c in range(3):
+    for _ in range(3):
         fy, fx, phase = rng.uniform(0.5, 2.0), rng.uniform(0.5, 2.0), rng.uniform(0, 6.28)
         channels.append(0.5 + 0.35 * np.sin(fy * y / height * 3.14 + fx * x / width * 3.14 + phase))
     image = np.stack(channels, axis=-1)
@@ -70,8 +73,9 @@ def photo_folder(tmp_path) -> Path:
     return folder
 
 
-def make_distribution(root: Path, name: str, modules: dict[str, str], entry_points: dict[str, str],
-                      group: str = "fip.operators") -> Path:  # fmt: skip
+def make_distribution(
+    root: Path, name: str, modules: dict[str, str], entry_points: dict[str, str], group: str = "fip.operators"
+) -> Path:
     """Write an installed-looking distribution (``*.dist-info`` with entry points, plus its modules) into ``root``.
 
     Putting ``root`` on ``sys.path`` makes ``importlib.metadata`` find it exactly like a pip-installed package.
@@ -87,8 +91,9 @@ def make_distribution(root: Path, name: str, modules: dict[str, str], entry_poin
     return root
 
 
-def run_net(net, image: np.ndarray, request: str = "full", *, tile: int | None = None, maps=None,
-            operator: str = "smooth.l0") -> np.ndarray:  # fmt: skip
+def run_net(
+    net, image: np.ndarray, request: str = "full", *, tile: int | None = None, maps=None, operator: str = "smooth.l0"
+) -> np.ndarray:
     """One network (a module, a :class:`fip.models.storage.NetworkFile` or a model of one) run by the engine on an ``(H, W, 3)``
     image as approximator ``request`` on the CPU; ``maps``: its conditioning maps."""
     from fip.models.catalogue import Model

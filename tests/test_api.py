@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import smooth_image
 from PIL import Image
 
 import fip
 from fip.errors import FipError, InputError
 from fip.metrics import psnr
 from fip.pipeline import run_approximation
-
-from conftest import smooth_image
 
 pytestmark = pytest.mark.device_class  # bf16 paths and auto follow the CPU class: CI runs these as both
 
@@ -79,8 +78,28 @@ def test_apply_returns_the_kind_it_was_given():
     assert psnr(different, expected) < 40
 
 
-PIL_MODES = ["1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "La", "PA", "RGBX", "RGBa",
-             "I", "I;16", "I;16B", "I;16L", "I;16N", "F"]  # fmt: skip
+PIL_MODES = [
+    "1",
+    "L",
+    "P",
+    "RGB",
+    "RGBA",
+    "CMYK",
+    "YCbCr",
+    "LAB",
+    "HSV",
+    "LA",
+    "La",
+    "PA",
+    "RGBX",
+    "RGBa",
+    "I",
+    "I;16",
+    "I;16B",
+    "I;16L",
+    "I;16N",
+    "F",
+]
 _RAW_MODES = {"I": "<i4", "I;16": "<u2", "I;16L": "<u2", "I;16N": "=u2", "I;16B": ">u2", "F": "<f4"}
 
 
@@ -123,9 +142,15 @@ def test_apply_refuses_pil_values_it_cannot_read_and_empty_batches():
 
 @pytest.mark.parametrize(
     "shape, hint",
-    [((3, 8, 8), "channels-first"), ((8, 8, 4), "RGBA\\): drop the alpha"), ((8, 8), "grey: repeat it to RGB"),
-     ((8, 8, 1), "grey"), ((8, 8, 2), "grey and alpha"), ((2, 8, 8, 3), "a batch")],
-)  # fmt: skip
+    [
+        ((3, 8, 8), "channels-first"),
+        ((8, 8, 4), "RGBA\\): drop the alpha"),
+        ((8, 8), "grey: repeat it to RGB"),
+        ((8, 8, 1), "grey"),
+        ((8, 8, 2), "grey and alpha"),
+        ((2, 8, 8, 3), "a batch"),
+    ],
+)
 def test_arrays_of_other_shapes_get_the_hint_that_fits(shape, hint):
     with pytest.raises(InputError, match=hint) as refused:
         fip.apply("smooth.l0", np.zeros(shape, np.float32), variant="fast")

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import smooth_image
 
 from fip.batch import OUTPUT_LOG, OutputOptions, expand_inputs, output_paths, plan_batch
 from fip.cli import EXIT_BROKEN_PIPE, EXIT_SOME_FAILED, EXIT_USAGE, main
 from fip.errors import InputError
 from fip.imaging import encode_png, read_image_file
-
-from conftest import smooth_image
 
 
 @contextlib.contextmanager
@@ -55,8 +54,14 @@ def test_folders_globs_and_recursion_expand_to_photo_files_once(tmp_path):
 
 
 def test_outputs_of_inputs_that_share_a_name_never_collide(tmp_path):
-    items = [(tmp_path / "a.jpg", Path()), (tmp_path / "a.png", Path()), (tmp_path / "x" / "a.png", Path()),
-             (tmp_path / "b.png", Path()), (tmp_path / "B.png", Path()), (tmp_path / "c.png", Path("sub"))]  # fmt: skip
+    items = [
+        (tmp_path / "a.jpg", Path()),
+        (tmp_path / "a.png", Path()),
+        (tmp_path / "x" / "a.png", Path()),
+        (tmp_path / "b.png", Path()),
+        (tmp_path / "B.png", Path()),
+        (tmp_path / "c.png", Path("sub")),
+    ]
     names = [str(p.relative_to(tmp_path / "out")) for p in output_paths(items, tmp_path / "out", ".png")]
     assert names == ["a-jpg.png", "a-png.png", "a-png-2.png", "b-png.png", "B-png-2.png", "sub/c.png"]
     assert len({n.lower() for n in names}) == len(names)
@@ -94,8 +99,12 @@ def test_bad_folders_and_arguments_are_usage_errors_and_bad_inputs_fail_alone(tm
     (tmp_path / "file").write_text("x")
     assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "file")]) == EXIT_USAGE
     assert "is a file; give a folder" in capsys.readouterr().err
-    assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "o"), "--format", "jpeg",
-                 "--quality", "0"]) == EXIT_USAGE  # fmt: skip
+    assert (
+        main(
+            ["apply", "-o", "smooth.l0", str(photo), "--out", str(tmp_path / "o"), "--format", "jpeg", "--quality", "0"]
+        )
+        == EXIT_USAGE
+    )
     assert "JPEG quality must be 1..100; got 0" in capsys.readouterr().err
     unwritable = Path("/proc/fip-cannot-write") if os.geteuid() == 0 else tmp_path / "ro" / "out"
     if os.geteuid() != 0:
@@ -104,8 +113,21 @@ def test_bad_folders_and_arguments_are_usage_errors_and_bad_inputs_fail_alone(tm
     assert main(["apply", "-o", "smooth.l0", str(photo), "--out", str(unwritable)]) == EXIT_USAGE
     assert "cannot write to the output folder" in capsys.readouterr().err
     # Its own output would replace the input: refused for that input only.
-    assert main(["apply", "-o", "smooth.l0", str(photo), str(tmp_path / "missing.png"), "--out", str(tmp_path),
-                 "--overwrite"]) == EXIT_SOME_FAILED  # fmt: skip
+    assert (
+        main(
+            [
+                "apply",
+                "-o",
+                "smooth.l0",
+                str(photo),
+                str(tmp_path / "missing.png"),
+                "--out",
+                str(tmp_path),
+                "--overwrite",
+            ]
+        )
+        == EXIT_SOME_FAILED
+    )
     captured = capsys.readouterr()
     assert "would replace the input itself" in captured.err and "missing.png: no such file" in captured.err
     assert "Traceback" not in captured.err and "2 inputs: 0 written, 2 failed" in captured.err
@@ -155,10 +177,14 @@ def test_a_closed_pipe_ends_listing_quietly():
 
 def test_plan_batch_lists_every_input_with_its_output(tmp_path):
     a = _photo(tmp_path / "a.png")
-    batch = plan_batch([a, tmp_path / "gone.png", str(tmp_path / "*.tif")], tmp_path / "out",
-                       output=OutputOptions("tiff16"))  # fmt: skip
+    batch = plan_batch(
+        [a, tmp_path / "gone.png", str(tmp_path / "*.tif")], tmp_path / "out", output=OutputOptions("tiff16")
+    )
     assert [(i.source.name, i.output.name if i.output else None, bool(i.error)) for i in batch.items] == [
-        ("a.png", "a.tif", False), ("gone.png", "gone.tif", False), ("*.tif", None, True)]
+        ("a.png", "a.tif", False),
+        ("gone.png", "gone.tif", False),
+        ("*.tif", None, True),
+    ]
 
 
 def test_portrait_photos_come_out_upright_with_their_profile_and_exif(tmp_path):
@@ -176,8 +202,23 @@ def test_portrait_photos_come_out_upright_with_their_profile_and_exif(tmp_path):
     settings = CaptureSettings(cfa="RGGB")
     write_dng(tmp_path / "portrait.dng", unprocess(landscape, settings, None), settings.metadata(), orientation=6)
     out = tmp_path / "out"
-    assert main(["apply", "-o", "smooth.l0", str(tmp_path / "portrait.jpg"), str(tmp_path / "portrait.dng"),
-                 "--out", str(out), "--format", "jpeg", "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "apply",
+                "-o",
+                "smooth.l0",
+                str(tmp_path / "portrait.jpg"),
+                str(tmp_path / "portrait.dng"),
+                "--out",
+                str(out),
+                "--format",
+                "jpeg",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     for name in ("portrait-jpg.jpg", "portrait-dng.jpg"):
         with Image.open(out / name) as result:
             assert result.size == (24, 40), name  # width x height: upright, portrait
@@ -335,10 +376,12 @@ def test_apply_and_eval_take_a_preference_and_refuse_bad_ones_in_one_line(tmp_pa
     assert "made with other settings (prefer 'speed', now 'quality')" in capsys.readouterr().err
     assert main([*args, "--prefer", "quality", "--overwrite"]) == 0
     assert ", reference-halfres on cpu)" in capsys.readouterr().out
-    for bad, message in ((["--prefer", "fastest"], "prefer 'fastest' is not a preset"),
-                         (["--min-psnr", "-3"], "min PSNR '-3' is not a PSNR"),
-                         (["--min-psnr", "abc"], "min PSNR 'abc' is not a PSNR"),
-                         (["--prefer", "speed", "--variant", "fast"], "'fast' is asked for by name")):  # fmt: skip
+    for bad, message in (
+        (["--prefer", "fastest"], "prefer 'fastest' is not a preset"),
+        (["--min-psnr", "-3"], "min PSNR '-3' is not a PSNR"),
+        (["--min-psnr", "abc"], "min PSNR 'abc' is not a PSNR"),
+        (["--prefer", "speed", "--variant", "fast"], "'fast' is asked for by name"),
+    ):
         assert main([*args, *bad]) == EXIT_USAGE
         err = capsys.readouterr().err
         assert err.startswith("fip: error: ") and message in err and err.count("\n") == 1 and "Traceback" not in err

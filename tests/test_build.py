@@ -57,23 +57,35 @@ def test_a_split_file_fixes_the_three_sets_and_a_bad_one_fails_before_any_work(t
     fixed = {"train": ["photo0", "photo1"], "validation": ["photo2"], "test": ["photo4"]}  # photo3 left out
     (tmp_path / "split.json").write_text(json.dumps(fixed))
     assert read_split_file(tmp_path / "split.json", source) == fixed
-    for bad, message in (({**fixed, "test": ["photo1"]}, "puts 1 photos in two sets"),
-                         ({**fixed, "test": ["nowhere"]}, "names 1 photos that photo folder .* does not hold"),
-                         ({**fixed, "validation": []}, "names no validation photo"),
-                         ({"train": ["photo0"]}, "unreadable")):  # fmt: skip
+    for bad, message in (
+        ({**fixed, "test": ["photo1"]}, "puts 1 photos in two sets"),
+        ({**fixed, "test": ["nowhere"]}, "names 1 photos that photo folder .* does not hold"),
+        ({**fixed, "validation": []}, "names no validation photo"),
+        ({"train": ["photo0"]}, "unreadable"),
+    ):
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(InputError, match=message):
-            build(BuildRequest("smooth.rof", tmp_path / "bad", source=str(tmp_path / "photos"),
-                               split_file=tmp_path / "bad.json"))  # fmt: skip
+            build(
+                BuildRequest(
+                    "smooth.rof", tmp_path / "bad", source=str(tmp_path / "photos"), split_file=tmp_path / "bad.json"
+                )
+            )
         assert not (tmp_path / "bad" / "split.json").exists()
     # The build takes the file's sets (its training then finds no time in this budget).
-    request = BuildRequest("smooth.rof", tmp_path / "model", source=str(tmp_path / "photos"), budget_minutes=0.05,
-                           split_file=tmp_path / "split.json")  # fmt: skip
+    request = BuildRequest(
+        "smooth.rof",
+        tmp_path / "model",
+        source=str(tmp_path / "photos"),
+        budget_minutes=0.05,
+        split_file=tmp_path / "split.json",
+    )
     with pytest.raises(InputError, match="left no time to train"):
         build(request)
     assert json.loads((tmp_path / "model" / "split.json").read_text()) == fixed
     assert json.loads((tmp_path / "model" / "splits" / "train.json").read_text()) == {
-        "train": ["photo0", "photo1"], "test": ["photo2"]}  # what training validates on
+        "train": ["photo0", "photo1"],
+        "test": ["photo2"],
+    }  # what training validates on
 
 
 def test_evaluation_follows_the_split_file_given_not_the_last_one_cached(tmp_path, monkeypatch):
@@ -83,8 +95,9 @@ def test_evaluation_follows_the_split_file_given_not_the_last_one_cached(tmp_pat
     names = {}
     for key, test in (("first", ["photo0", "photo1"]), ("second", ["photo3"])):
         (tmp_path / f"{key}.json").write_text(json.dumps({"train": [], "test": test}))
-        report = evaluate(model, open_source(photos, tmp_path / f"{key}.json"), split="test", workers=1,
-                          request="reference-lowres")  # fmt: skip
+        report = evaluate(
+            model, open_source(photos, tmp_path / f"{key}.json"), split="test", workers=1, request="reference-lowres"
+        )
         names[key] = sorted(image["name"] for image in report.images)
     assert names == {"first": ["photo0", "photo1"], "second": ["photo3"]}  # one pair set, each split its own
 
@@ -96,16 +109,44 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     photos = _photos(tmp_path / "photos", 5)
     out = tmp_path / "model"
-    args = ["build", "smooth.rof", "-p", "weight=0.08", "--source", str(photos), "--budget", "0.5",
-            "--out", str(out),
-            "--resolution", "native", "--device", "cpu", "--timing-height", "96", "--extras", "all",
-            "--train-args", "--trainer.log_every_n_steps 1"]  # fmt: skip
+    args = [
+        "build",
+        "smooth.rof",
+        "-p",
+        "weight=0.08",
+        "--source",
+        str(photos),
+        "--budget",
+        "0.5",
+        "--out",
+        str(out),
+        "--resolution",
+        "native",
+        "--device",
+        "cpu",
+        "--timing-height",
+        "96",
+        "--extras",
+        "all",
+        "--train-args",
+        "--trainer.log_every_n_steps 1",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
     assert card["operator"] == "smooth.rof" and card["params"]["weight"] == 0.08  # whichever network was kept
-    assert list(card["approximators"]) == ["full", "fast", "bf16", "network-lowres", "lowres", "pruned", "int8", "grid",
-                                           "reference-lowres", "reference-halfres"]  # fmt: skip
+    assert list(card["approximators"]) == [
+        "full",
+        "fast",
+        "bf16",
+        "network-lowres",
+        "lowres",
+        "pruned",
+        "int8",
+        "grid",
+        "reference-lowres",
+        "reference-halfres",
+    ]
     assert card["networks"]["grid"]["architecture"]["grid"]["grid_size"] == 32  # overlays/grid.yaml
     assert card["networks"]["pruned"]["architecture"]["width"] == 16 and card["networks"]["int8"]["kind"] == "onnx"
     assert card["provenance"]["warm_start"] == "fip/smooth.rof"  # the installed model of the operator
@@ -124,8 +165,9 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     # The folder is a model: the engine runs it, auto reading its validation numbers.
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "p.png").write_bytes((photos / "photo0.png").read_bytes())
-    assert main(["apply", "-m", str(out), str(tmp_path / "in" / "p.png"), "--out", str(tmp_path / "o"),
-                 "--explain"]) == 0  # fmt: skip
+    assert (
+        main(["apply", "-m", str(out), str(tmp_path / "in" / "p.png"), "--out", str(tmp_path / "o"), "--explain"]) == 0
+    )
     assert "validation" in capsys.readouterr().out
 
     # A rerun resumes: nothing is trained or measured again; another request into the folder is refused.
@@ -167,8 +209,11 @@ def test_package_copies_the_model_and_refuses_to_replace_or_ship_damage(tmp_path
     (into.parent / "__init__.py").write_text("")
     (into / "__init__.py").write_text("")
     target = package(model, into)
-    assert target == into / "smooth.rof" and sorted(p.name for p in target.iterdir()) == ["card.json", "net.pt",
-                                                                                          "report.md"]  # fmt: skip
+    assert target == into / "smooth.rof" and sorted(p.name for p in target.iterdir()) == [
+        "card.json",
+        "net.pt",
+        "report.md",
+    ]
     card = json.loads((target / "card.json").read_text())
     assert card["name"] == "my_plugin/smooth.rof" and open_model(str(target)).network("net") is not None
     with pytest.raises(InputError, match="already exists; pass --overwrite"):
@@ -195,12 +240,18 @@ def test_build_report_sets_are_named_folders(tmp_path, capsys):
 def test_extra_stages_run_when_the_budget_allows_and_suit_the_network():
     from fip.models import ContextAggregationNet
 
-    plain, normalized = ContextAggregationNet(width=8, depth=4), ContextAggregationNet(width=8, depth=4, input_norm="exposure")
+    plain, normalized = (
+        ContextAggregationNet(width=8, depth=4),
+        ContextAggregationNet(width=8, depth=4, input_norm="exposure"),
+    )
     assert training_minutes(BuildRequest("smooth.l0", Path("x"), budget_minutes=10)) == {"train": 7.0}
     minutes = training_minutes(BuildRequest("smooth.l0", Path("x"), budget_minutes=20))
     assert minutes == pytest.approx({"train": 7.7, "lowres": 2.1, "pruned": 2.1, "grid": 2.1})
     assert extra_stages(BuildRequest("smooth.l0", Path("x"), budget_minutes=20), plain) == {
-        "lowres": None, "pruned": None, "grid": None}  # fmt: skip
+        "lowres": None,
+        "pruned": None,
+        "grid": None,
+    }
     assert extra_stages(BuildRequest("smooth.l0", Path("x"), extras="none", budget_minutes=60), plain) == {}
     chosen = training_minutes(BuildRequest("smooth.l0", Path("x"), extras="grid,lowres", budget_minutes=10))
     assert chosen == pytest.approx({"train": 4.9, "lowres": 1.05, "grid": 1.05})  # named: whatever the budget

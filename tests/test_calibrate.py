@@ -43,7 +43,9 @@ def test_auto_times_a_class_without_timings_once_and_reads_the_cache_after(timed
     plan = make_plan(Model(card), "auto", (1080, 1920), "cpu")
     assert timed_here == ["test/rof-small"] and plan.timings_class == "cpu-bf16"
     assert "on cpu-bf16" in plan.reason and {pick.timed_size for pick in plan.choices} == {"80x48"}
-    assert "timing test/rof-small on this machine once (class cpu-bf16, which its card has no timings for)" in caplog.text
+    assert (
+        "timing test/rof-small on this machine once (class cpu-bf16, which its card has no timings for)" in caplog.text
+    )
     cached = json.loads(calibrate.cache_path(card, "cpu-bf16").read_text())
     assert set(cached["seconds"]) == {"reference-lowres", "reference-halfres"} and cached["reference"] > 0
     assert cached["key"]["fip"] == fip.__version__ and cached["key"]["device_class"] == "cpu-bf16"
@@ -91,13 +93,14 @@ def test_fip_models_calibrate_times_up_front_and_auto_uses_it(timed_here, tmp_pa
 
 def test_measuring_a_cards_timings_times_nothing_before_them(timed_here, tmp_path):
     """fip build times its approximators through the bench: a calibration first would time them twice."""
+    from conftest import smooth_image
+
     from fip.imaging import encode_png
     from fip.measure import speed
 
-    from conftest import smooth_image
-
     (tmp_path / "photo.png").write_bytes(encode_png(smooth_image(48, 80), bits=8))
-    timings, reference = speed(Model(_small_card()), tmp_path / "photo.png", ["reference-lowres"], "cpu", runs=1,
-                               size=(48, 80))  # fmt: skip
+    timings, reference = speed(
+        Model(_small_card()), tmp_path / "photo.png", ["reference-lowres"], "cpu", runs=1, size=(48, 80)
+    )
     assert set(timings) == {"reference-lowres"} and reference.seconds > 0
     assert timed_here == []

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_distribution, smooth_image
 
 from fip.cli import main
 from fip.errors import DISTRIBUTION, FipError
@@ -29,8 +30,6 @@ from fip.models.storage import NetworkFile, net_config, save_network
 from fip.pipeline import run_approximation
 from fip.registry import list_operators
 
-from conftest import make_distribution, smooth_image
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -39,9 +38,17 @@ def _model_folder(folder: Path, name: str, operator: str = "smooth.rof") -> Path
     folder.mkdir(parents=True, exist_ok=True)
     net = ContextAggregationNet(width=8, depth=4).eval()
     path = save_network(NetworkFile(net, name, operator), folder / "net.pt")
-    card = ModelCard(name, operator, {}, {"net": NetworkEntry("net.pt", "fip", sha256_file(path), net_config(net))},
-                     {a.name: a for a in network_approximators(net)}, {"validation": PhotoSet("choose")},
-                     description="a test model", licence="MIT", provenance={"data": "none"})  # fmt: skip
+    card = ModelCard(
+        name,
+        operator,
+        {},
+        {"net": NetworkEntry("net.pt", "fip", sha256_file(path), net_config(net))},
+        {a.name: a for a in network_approximators(net)},
+        {"validation": PhotoSet("choose")},
+        description="a test model",
+        licence="MIT",
+        provenance={"data": "none"},
+    )
     write_card(card, folder)
     return folder
 
@@ -58,18 +65,30 @@ def test_cards_round_trip_and_name_what_is_wrong(tmp_path):
         ({**data, "colour": "blue"}, "unknown fields \\['colour'\\]"),
         ({k: v for k, v in data.items() if k != "name"}, "lacks the field 'name'"),
         ({**data, "approximators": {}}, "lists no approximators"),
-        ({**data, "approximators": {"fast": {**data["approximators"]["fast"], "network": "other"}}},
-         "runs network 'other', which the card does not list"),
+        (
+            {**data, "approximators": {"fast": {**data["approximators"]["fast"], "network": "other"}}},
+            "runs network 'other', which the card does not list",
+        ),
         ({**data, "approximators": {"fast": {**data["approximators"]["fast"], "precision": "fp8"}}}, "precision 'fp8'"),
-        ({**data, "approximators": {"fast": {**data["approximators"]["fast"], "quality": {"elsewhere": {"psnr": 1}}}}},
-         "photo set 'elsewhere', which the card does not describe"),
+        (
+            {
+                **data,
+                "approximators": {"fast": {**data["approximators"]["fast"], "quality": {"elsewhere": {"psnr": 1}}}},
+            },
+            "photo set 'elsewhere', which the card does not describe",
+        ),
         ({**data, "photo_sets": {"a": {"role": "choose"}, "b": {"role": "choose"}}}, "more than one photo set"),
-    ]  # fmt: skip
+    ]
     for bad, message in broken:
         with pytest.raises(CardError, match=message):
             ModelCard.from_json(bad, folder)
-    for bad in ({**data, "approximators": {"fast": [1, 2]}},
-                {**data, "approximators": {"fast": {**data["approximators"]["fast"], "quality": {"validation": {"psnr": "high"}}}}}):
+    for bad in (
+        {**data, "approximators": {"fast": [1, 2]}},
+        {
+            **data,
+            "approximators": {"fast": {**data["approximators"]["fast"], "quality": {"validation": {"psnr": "high"}}}},
+        },
+    ):
         with pytest.raises(CardError):  # malformed plugin cards are CardErrors, which discovery skips with a warning
             ModelCard.from_json(bad, folder)
     (folder / "card.json").write_text("{not json")
@@ -162,8 +181,9 @@ def test_models_on_fip_model_path_run_their_operator_before_installed_ones(tmp_p
     twin = _model_folder(tmp_path / "two" / "twin", "built/rof")  # nor an earlier folder's
     (tmp_path / "models" / ".rof.partial").mkdir()  # a copy fip package has not finished: never read
     (tmp_path / "models" / ".rof.partial" / "card.json").write_text("{}")
-    monkeypatch.setenv("FIP_MODEL_PATH", __import__("os").pathsep.join(
-        map(str, [taken, tmp_path / "models", built, twin])))  # a model folder itself works too; each once
+    monkeypatch.setenv(
+        "FIP_MODEL_PATH", __import__("os").pathsep.join(map(str, [taken, tmp_path / "models", built, twin]))
+    )  # a model folder itself works too; each once
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         catalogue = Catalogue()
@@ -174,8 +194,11 @@ def test_models_on_fip_model_path_run_their_operator_before_installed_ones(tmp_p
     second = _model_folder(tmp_path / "three" / "rof2", "built/rof2")
     monkeypatch.setenv("FIP_MODEL_PATH", __import__("os").pathsep.join(map(str, [built, second])))
     catalogue = Catalogue()
-    with pytest.warns(ModelLoadWarning, match=f"FIP_MODEL_PATH holds 2 models for smooth.rof: built/rof \\({built}\\), "
-                      "built/rof2 .*fip runs the first, built/rof"):  # fmt: skip
+    with pytest.warns(
+        ModelLoadWarning,
+        match=f"FIP_MODEL_PATH holds 2 models for smooth.rof: built/rof \\({built}\\), "
+        "built/rof2 .*fip runs the first, built/rof",
+    ):
         assert catalogue.for_operator("smooth.rof").root == built
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -194,8 +217,20 @@ def test_a_damaged_network_is_a_model_that_cannot_be_used_before_any_photo(tmp_p
     captured = capsys.readouterr()
     assert code == EXIT_USAGE and "does not match the SHA-256 its card records" in captured.err
     assert "FAILED" not in captured.err and not list((tmp_path / "out").glob("*.png"))
-    code = main(["apply", "-o", "smooth.rof", "-p", "weight=0.1", "-p", "weight=0.2", str(photo), "--out",
-                 str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        [
+            "apply",
+            "-o",
+            "smooth.rof",
+            "-p",
+            "weight=0.1",
+            "-p",
+            "weight=0.2",
+            str(photo),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == EXIT_USAGE and "-p weight is given twice (weight=0.1 and weight=0.2)" in capsys.readouterr().err
 
 
@@ -274,7 +309,7 @@ def test_the_library_has_no_import_cycles():
         if node in done:
             return
         if node in visiting:
-            cycles.append(trail[trail.index(node):])
+            cycles.append(trail[trail.index(node) :])
             return
         visiting.add(node)
         for nxt in sorted(graph[node]):

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import smooth_image
 
 from fip.cli import main
 from fip.compress import equalize, multiply_adds, prune
@@ -19,8 +20,6 @@ from fip.models.catalogue import model_for_operator
 from fip.models.storage import NetworkFile, save_network
 from fip.pipeline import run_approximation
 from fip.runtime.devices import int8_unavailable
-
-from conftest import smooth_image
 
 
 def _busy_net(norm: str, seed: int = 0, conv_bias: bool = False) -> ContextAggregationNet:
@@ -113,7 +112,8 @@ def test_equalization_keeps_the_function_and_evens_the_activation_ranges():
 
 needs_faithful_int8 = pytest.mark.skipif(
     int8_unavailable(torch.device("cpu")) is not None,
-    reason=f"ONNX Runtime's int8 on this CPU: {int8_unavailable(torch.device('cpu'))}")
+    reason=f"ONNX Runtime's int8 on this CPU: {int8_unavailable(torch.device('cpu'))}",
+)
 
 
 def test_onnx_export_fp32_and_int8_match_pytorch(tmp_path):
@@ -254,6 +254,7 @@ def test_bench_marks_what_each_preset_runs_and_runs_auto_as_preferred(tmp_path, 
     assert "auto: prefer speed." in text and "| row | runs | chosen by |" in text
     assert "| reference-halfres |  | quality, balanced |" in text
     assert main(["bench", "--prefer", "fastest"]) == 2
-    assert capsys.readouterr().err.strip() == ("fip: error: prefer 'fastest' is not a preset: choose quality, balanced "
-                                               "or speed (default balanced)")  # fmt: skip
+    assert capsys.readouterr().err.strip() == (
+        "fip: error: prefer 'fastest' is not a preset: choose quality, balanced or speed (default balanced)"
+    )
     assert main(["bench", "--min-psnr", "abc"]) == 2 and "min PSNR 'abc' is not a PSNR" in capsys.readouterr().err

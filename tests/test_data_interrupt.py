@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import smooth_image
 
 from fip.imaging import encode_png
-
-from conftest import smooth_image
 
 pytestmark = [
     pytest.mark.slow,
@@ -65,8 +64,21 @@ def started(tmp_path):
         """Start `fip data` (or `fip apply`) and wait until its two workers have started (``working``: and finished
         a pair, or a photo); return it, its child processes and its stderr file."""
         stderr = tmp_path / f"stderr{len(runs)}.txt"
-        command = [sys.executable, "-m", "fip", "data", "-o", "smooth.l0", "--source", str(photos), "--out", str(out),
-                   "--workers", "2", "--no-progress"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "fip",
+            "data",
+            "-o",
+            "smooth.l0",
+            "--source",
+            str(photos),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--no-progress",
+        ]
         if apply:
             command[3:8] = ["apply", "-o", "smooth.l0", str(photos)]
         done = "*.png" if apply else "records/*.json"
@@ -74,8 +86,13 @@ def started(tmp_path):
         with open(tmp_path / f"stdout{len(runs)}.txt", "w") as out_file, open(stderr, "w") as err_file:
             # Ctrl-C handled as in a terminal's foreground job even when pytest itself runs as a background job
             # of a non-interactive shell, which starts it with SIGINT ignored (inherited through exec).
-            process = subprocess.Popen(command, stdout=out_file, stderr=err_file, start_new_session=True,
-                                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+            process = subprocess.Popen(
+                command,
+                stdout=out_file,
+                stderr=err_file,
+                start_new_session=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
         children: list[int] = []
         runs.append((process, children))
         deadline = time.monotonic() + 120
@@ -131,10 +148,26 @@ def test_killed_fip_data_leaves_no_worker_and_a_rerun_resumes(photos, tmp_path, 
     assert 0 < done < PHOTOS
 
     rerun = subprocess.run(
-        [sys.executable, "-m", "fip", "data", "-o", "smooth.l0", "--source", str(photos), "--out", str(out),
-         "--workers", "2", "--no-progress"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fip",
+            "data",
+            "-o",
+            "smooth.l0",
+            "--source",
+            str(photos),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"{PHOTOS} pairs ({PHOTOS - done} made, {done} reused)" in rerun.stdout
 
@@ -150,6 +183,11 @@ def test_sigterm_stops_fip_apply_with_a_summary_and_a_rerun_resumes(photos, tmp_
     assert _wait_gone(children, 5) == []
     done = len(list(out.glob("*.png")))
     assert 0 < done < PHOTOS and not list(out.glob(".*.tmp"))
-    rerun = subprocess.run([sys.executable, "-m", "fip", "apply", "-o", "smooth.l0", str(photos), "--out", str(out)],
-                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    rerun = subprocess.run(
+        [sys.executable, "-m", "fip", "apply", "-o", "smooth.l0", str(photos), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert rerun.returncode == 0 and f"{PHOTOS - done} written, {done} kept" in rerun.stderr, rerun.stderr

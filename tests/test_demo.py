@@ -8,13 +8,12 @@ import os
 import gradio as gr
 import numpy as np
 import pytest
+from conftest import declared_png, smooth_image, write_synthetic_dng
 
 from fip.imaging import encode_png, read_image_file
 from fip.models.catalogue import model_for_operator
 from fip.registry import get_operator, list_operators
 from fip_demo.app import PARAM_SLOTS, Editor, _slider_step, build_app, collect_params
-
-from conftest import declared_png, smooth_image, write_synthetic_dng
 
 
 def default_values(editor: Editor, operator: str) -> list:
@@ -35,8 +34,22 @@ def test_app_offers_every_registered_operator_and_variant(photo):
     app = build_app(examples={"example": photo})
     assert isinstance(app, gr.Blocks)
     by_id = {block.elem_id: block for block in app.blocks.values() if getattr(block, "elem_id", None)}
-    for elem_id in ("upload", "example", "operator", "variant", "compare", "run", "full", "status", "policy",
-                    "input-image", "compare-slider", "result", "reference", "download"):  # fmt: skip
+    for elem_id in (
+        "upload",
+        "example",
+        "operator",
+        "variant",
+        "compare",
+        "run",
+        "full",
+        "status",
+        "policy",
+        "input-image",
+        "compare-slider",
+        "result",
+        "reference",
+        "download",
+    ):
         assert elem_id in by_id, elem_id
     offered = [value for _, value in by_id["operator"].choices]
     assert offered == [spec.name for spec in list_operators()]
@@ -80,14 +93,21 @@ def test_editor_runs_the_approximation_the_reference_and_a_full_resolution_rende
     assert preview.dtype == np.uint8 and preview.shape[0] * preview.shape[1] <= 1000
     values = default_values(editor, "smooth.rof")
 
-    pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "fast", "balanced", None, False, *values)
+    pair, approx, reference, status = editor.run(
+        path, "smooth.rof", "smooth.rof", "fast", "balanced", None, False, *values
+    )
     assert reference is None and approx.shape == preview.shape and "Approximation** (fast)" in status
     assert np.array_equal(pair[0], preview) and np.array_equal(pair[1], approx)  # before = the input
-    assert "Approximation** (auto → " in editor.run(path, "smooth.rof", "smooth.rof", "auto", "balanced", None, False, *values)[3]
+    assert (
+        "Approximation** (auto → "
+        in editor.run(path, "smooth.rof", "smooth.rof", "auto", "balanced", None, False, *values)[3]
+    )
     status = editor.run(path, "smooth.rof", "smooth.rof", "int8", "balanced", None, False, *values)[3]
     assert "has no approximator 'int8'" in status and "Error" in status  # only some operators ship a pruned model
 
-    pair, approx, reference, status = editor.run(path, "smooth.rof", "smooth.rof", "full", "balanced", None, True, *values)
+    pair, approx, reference, status = editor.run(
+        path, "smooth.rof", "smooth.rof", "full", "balanced", None, True, *values
+    )
     assert reference.shape == approx.shape and np.array_equal(pair[0], reference)
     assert "**Reference**" in status and "speed-up" in status and "dB PSNR" in status
 
@@ -117,13 +137,19 @@ def test_auto_runs_as_preferred_and_says_in_words_why_it_runs_the_reference(phot
     assert "(auto → reference-lowres, prefer speed)" in speed  # the untrained reference at a third: 35.9 dB
     choices = next(line for line in speed.splitlines() if line.startswith("Auto's choices: "))
     assert "quality → reference-halfres (" in choices and " dB) · balanced → " in choices
-    assert "speed → reference-lowres (" in choices and "(seconds at 1920x1080 on cpu; dB on validation photos)" in choices
+    assert (
+        "speed → reference-lowres (" in choices and "(seconds at 1920x1080 on cpu; dB on validation photos)" in choices
+    )
     exact = status("quality", 99, compare=True)  # nothing reaches 99 dB: the reference itself, said in words
     assert "(auto → reference, prefer quality, at least 99 dB)" in exact
     assert "Auto runs the reference itself: no approximator reaches 99 dB (the best, reference-halfres, " in exact
-    assert "the approximation is the reference itself: exact" in exact and "inf" not in exact and "speed-up" not in exact
+    assert (
+        "the approximation is the reference itself: exact" in exact and "inf" not in exact and "speed-up" not in exact
+    )
     assert "prefer 'fastest' is not a preset" in status("fastest") and "**Error:**" in status("fastest")
-    assert "min PSNR -3.0 is not a PSNR" in status("speed", -3.0) and "(auto → reference-lowres, prefer speed)" in status("speed", 0)  # 0: none
+    assert "min PSNR -3.0 is not a PSNR" in status(
+        "speed", -3.0
+    ) and "(auto → reference-lowres, prefer speed)" in status("speed", 0)  # 0: none
     assert "(fast)" in editor.run(path, "smooth.l0", "smooth.l0", "fast", "speed", None, False, *values)[3]  # by name
     assert "(reference-lowres)" in editor.render_full(path, "smooth.l0", "smooth.l0", "auto", "speed", None, *values)[1]
 
@@ -133,8 +159,16 @@ def test_raw_uploads_open_through_rawpy(tmp_path):
     editor = Editor(scratch=tmp_path / "scratch")
     preview, path, status = editor.load(str(tmp_path / "shot.dng"))
     assert preview.shape == (40, 60, 3) and "raw file" in status
-    _, approx, reference, status = editor.run(path, "raw.demosaic_denoise", "raw.demosaic_denoise", "fast", "balanced", None, True,
-                                              *default_values(editor, "raw.demosaic_denoise"))  # fmt: skip
+    _, approx, reference, status = editor.run(
+        path,
+        "raw.demosaic_denoise",
+        "raw.demosaic_denoise",
+        "fast",
+        "balanced",
+        None,
+        True,
+        *default_values(editor, "raw.demosaic_denoise"),
+    )
     assert approx is not None, status
     assert approx.shape == reference.shape == (40, 60, 3)
 
@@ -144,14 +178,19 @@ def test_portrait_raw_files_are_shown_and_rendered_upright(tmp_path):
     from fip.dng import write_dng
 
     settings = CaptureSettings(cfa="RGGB")
-    write_dng(tmp_path / "portrait.dng", unprocess(smooth_image(40, 60), settings, None), settings.metadata(),
-              orientation=8)  # fmt: skip
+    write_dng(
+        tmp_path / "portrait.dng", unprocess(smooth_image(40, 60), settings, None), settings.metadata(), orientation=8
+    )
     editor = Editor(scratch=tmp_path / "scratch")
     preview, path, status = editor.load(str(tmp_path / "portrait.dng"))
     assert preview.shape == (60, 40, 3) and "40×60" in status
-    pair, approx, _, status = editor.run(path, "smooth.l0", "smooth.l0", "fast", "balanced", None, False, *default_values(editor, "smooth.l0"))
+    pair, approx, _, status = editor.run(
+        path, "smooth.l0", "smooth.l0", "fast", "balanced", None, False, *default_values(editor, "smooth.l0")
+    )
     assert approx.shape == pair[0].shape == (60, 40, 3), status
-    output, status = editor.render_full(path, "smooth.l0", "smooth.l0", "fast", "balanced", None, *default_values(editor, "smooth.l0"))
+    output, status = editor.render_full(
+        path, "smooth.l0", "smooth.l0", "fast", "balanced", None, *default_values(editor, "smooth.l0")
+    )
     assert read_image_file(output).shape == (60, 40, 3) and "Full resolution 40×60" in status
 
 
@@ -219,8 +258,10 @@ def test_huge_files_are_refused_before_decoding(photo, tmp_path, monkeypatch):
     assert "fip opens files up to 0.001 MB" in status
     monkeypatch.undo()
     # A small file whose header declares a huge image (a decompression bomb) is refused from its header.
-    for width, height, message in ((13_000, 12_000, "has 156 MP (13000x12000); fip opens photos up to 150 MP"),
-                                   (30_000, 30_000, "declares 900 MP; fip opens photos up to 150 MP")):  # fmt: skip
+    for width, height, message in (
+        (13_000, 12_000, "has 156 MP (13000x12000); fip opens photos up to 150 MP"),
+        (30_000, 30_000, "declares 900 MP; fip opens photos up to 150 MP"),
+    ):
         bomb = declared_png(tmp_path / f"bomb{width}.png", width, height)
         assert bomb.stat().st_size < 1000
         _, _, status = Editor().load(str(bomb))
@@ -235,15 +276,17 @@ def test_tiny_photos_are_refused_with_a_message(tmp_path):
 
 
 def test_models_you_built_run_in_the_demo(tmp_path, monkeypatch):
+    from test_cards import _model_folder
+
     import fip_demo.app as app
     from fip.models.catalogue import default_catalogue
-
-    from test_cards import _model_folder
 
     folder = _model_folder(tmp_path / "models" / "rof", "built/rof")
     monkeypatch.setenv("FIP_MODEL_PATH", "")  # restored after the test, whatever main() sets
     launched = {}
-    monkeypatch.setattr(app, "build_app", lambda **kwargs: type("App", (), {"launch": lambda self, **kw: launched.update(kw)})())
+    monkeypatch.setattr(
+        app, "build_app", lambda **kwargs: type("App", (), {"launch": lambda self, **kw: launched.update(kw)})()
+    )
     try:
         app.main(["--models", str(tmp_path / "models"), "--port", "7999"])
         assert launched["server_port"] == 7999

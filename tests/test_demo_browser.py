@@ -13,11 +13,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from conftest import smooth_image
 
 from fip.imaging import encode_png, read_image_file
 from fip.registry import get_operator
-
-from conftest import smooth_image
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +97,9 @@ def test_upload_run_compare_and_a_bad_upload_in_chromium(served_demo, tmp_path):
             page.locator("#run").click()
             status = _status_contains(page, "Reference:")
             assert "Approximation (auto → " in status and "inf dB" not in status
-            assert ("speed-up" in status and "dB PSNR" in status) or "the approximation is the reference itself" in status
+            assert (
+                "speed-up" in status and "dB PSNR" in status
+            ) or "the approximation is the reference itself" in status
             page.locator("#result img").wait_for(state="visible")
             page.locator("#reference img").wait_for(state="visible")
             assert page.locator("#result img").get_attribute("src")

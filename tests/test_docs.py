@@ -22,8 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Each reference page and names its rendered HTML must show.
 REFERENCE_PAGES = {
-    "fip": ["load", "apply", "FastOperator", "list_operators", "get_operator", "register_operator", "OperatorSpec",
-            "Param", "list_models"],  # fmt: skip
+    "fip": [
+        "load",
+        "apply",
+        "FastOperator",
+        "list_operators",
+        "get_operator",
+        "register_operator",
+        "OperatorSpec",
+        "Param",
+        "list_models",
+    ],
     "pipeline": ["run_approximation", "open_photo", "SizePolicy", "MAX_MEGAPIXELS"],
     "batch": ["plan_batch", "run_batch", "OutputOptions"],
     "build": ["BuildRequest", "split_photos"],
@@ -41,8 +50,13 @@ def site(tmp_path_factory) -> Path:
     if importlib.util.find_spec("mkdocs") is None and os.environ.get("FIP_REQUIRE_DOCS") != "1":
         pytest.skip('mkdocs is not installed (pip install -e ".[docs]"); FIP_REQUIRE_DOCS=1 makes this a failure')
     out = tmp_path_factory.mktemp("site")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     log = done.stdout + done.stderr
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{log[-4000:]}"
     assert "WARNING" not in log, log[-4000:]
@@ -61,7 +75,7 @@ def test_reference_page_documents_its_api(site, page):
 
 def test_reference_renders_docstring_sections(site):
     html = (site / "reference" / "pipeline" / "index.html").read_text(encoding="utf-8")
-    run_approximation = html[html.index('id="fip.pipeline.run_approximation"'):]
+    run_approximation = html[html.index('id="fip.pipeline.run_approximation"') :]
     run_approximation = run_approximation[: run_approximation.index('id="fip.pipeline.run_reference"')]
     # The Args section became a parameter table naming the documented arguments.
     assert "Parameters:" in run_approximation

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import run_net, smooth_image
 
 from fip.errors import FipError, InputError
 from fip.metrics import psnr
@@ -28,8 +29,6 @@ from fip.runtime.plan import (
     make_plan,
     preset_picks,
 )
-
-from conftest import run_net, smooth_image
 
 pytestmark = pytest.mark.device_class  # bf16 paths and auto follow the CPU class: CI runs these as both
 
@@ -100,7 +99,9 @@ def test_concurrent_requests_on_one_model_do_not_mix():
     image = smooth_image(60, 80)
     expected = {r: run_approximation(model, image, request=r).image for r in ("full", "fast")}
     with ThreadPoolExecutor(4) as pool:
-        jobs = [(r, pool.submit(lambda r=r: run_approximation(model, image, request=r).image)) for r in ("full", "fast") * 4]
+        jobs = [
+            (r, pool.submit(lambda r=r: run_approximation(model, image, request=r).image)) for r in ("full", "fast") * 4
+        ]
         for request, job in jobs:
             assert np.array_equal(job.result(), expected[request]), request
 
@@ -111,13 +112,24 @@ def _card(**quality_and_seconds: tuple[float, float | None]) -> ModelCard:
     for name, (score, seconds) in quality_and_seconds.items():
         network = None if name.startswith("reference") else "net"
         approximators[name] = Approximator(
-            name, network, scale=1 / 3 if network is None else None,
-            upsampler=None if network else replace(model_for_operator("smooth.l0").card.approximators["reference-lowres"]).upsampler,
+            name,
+            network,
+            scale=1 / 3 if network is None else None,
+            upsampler=None
+            if network
+            else replace(model_for_operator("smooth.l0").card.approximators["reference-lowres"]).upsampler,
             statistics=("image" if name == "full" else "preview") if network else None,
             quality={"validation": Quality(score, 0.9, 7), "fivek": Quality(score + 5, 0.9, 4)},
-            seconds={"cpu": Timing(seconds)} if seconds is not None else {})  # fmt: skip
-    return ModelCard("test/m", "smooth.l0", {}, {"net": NetworkEntry("net.pt")}, approximators,
-                     {"validation": PhotoSet("choose"), "fivek": PhotoSet("report")})  # fmt: skip
+            seconds={"cpu": Timing(seconds)} if seconds is not None else {},
+        )
+    return ModelCard(
+        "test/m",
+        "smooth.l0",
+        {},
+        {"net": NetworkEntry("net.pt")},
+        approximators,
+        {"validation": PhotoSet("choose"), "fivek": PhotoSet("report")},
+    )
 
 
 def test_auto_is_the_fastest_within_half_a_db_of_the_best_or_at_least_40_db_on_validation_photos():
@@ -133,20 +145,30 @@ def test_auto_is_the_fastest_within_half_a_db_of_the_best_or_at_least_40_db_on_v
     card = card.with_approximator(replace(card.approximators["fast"], quality={"fivek": Quality(40.0)}))
     assert pick(card) == "full"  # measured on validation photos only counts
     # Unmeasured: the default, fast; an approximator without timings on this class ranks by the other CPU class's.
-    assert choose(_card(full=(30.0, 5.0)), "cpu-bf16")[1].startswith("prefer balanced: fastest on cpu (none measured on cpu-bf16)")
-    bare = replace(_card(full=(30.0, None)), approximators={
-        n: replace(a, quality={}) for n, a in _card(full=(30.0, None), fast=(30.0, None)).approximators.items()})
+    assert choose(_card(full=(30.0, 5.0)), "cpu-bf16")[1].startswith(
+        "prefer balanced: fastest on cpu (none measured on cpu-bf16)"
+    )
+    bare = replace(
+        _card(full=(30.0, None)),
+        approximators={
+            n: replace(a, quality={}) for n, a in _card(full=(30.0, None), fast=(30.0, None)).approximators.items()
+        },
+    )
     assert choose(bare, "cpu")[0].name == "fast" and "no approximator" in choose(bare, "cpu")[1]
     assert AUTO_GOOD_ENOUGH_DB == 40.0
     # The reference itself, where it was measured faster than every approximator within the bar: exact and quicker.
-    slow = replace(_card(full=(30.0, 5.0), fast=(30.2, 1.5), lowres=(25.0, 0.2)), reference_seconds={"cpu": Timing(1.0)})
+    slow = replace(
+        _card(full=(30.0, 5.0), fast=(30.2, 1.5), lowres=(25.0, 0.2)), reference_seconds={"cpu": Timing(1.0)}
+    )
     chosen, reason = choose(slow, "cpu")
     assert chosen.name == "reference" and reason.startswith("prefer balanced: the reference itself: 1.000 s on cpu")
     assert pick(replace(slow, reference_seconds={"cpu": Timing(2.0)})) == "fast"
     # A GPU class without timings: the network approximator of fewest multiply-adds, never the CPU's reference.
     on_gpu = _card(full=(30.0, 5.0), fast=(30.2, 1.5), reference_halfres=(30.4, 0.1))
     chosen, reason = choose(on_gpu, "cuda")
-    assert chosen.name == "fast" and reason.startswith("prefer balanced: no timings on cuda: the network approximator of fewest")
+    assert chosen.name == "fast" and reason.startswith(
+        "prefer balanced: no timings on cuda: the network approximator of fewest"
+    )
 
 
 def test_each_preset_is_the_fastest_over_its_own_bar_and_never_slower_than_the_reference():
@@ -161,10 +183,13 @@ def test_each_preset_is_the_fastest_over_its_own_bar_and_never_slower_than_the_r
     assert pick(card, "quality", 33.0) == "fast" and pick(card, "balanced", 33.96) == "full"  # a floor leaves out
     assert pick(card, "quality", 35.0) == "reference"  # nothing reaches the floor: the reference itself, exact
     reason = choose(card, "cpu", preference=Preference("quality", 35.0))[1]
-    assert reason == ("prefer quality, at least 35 dB: the reference itself, exact: no approximator reaches 35 dB "
-                      "(the best, full, 34.00 dB) on validation photos")
+    assert reason == (
+        "prefer quality, at least 35 dB: the reference itself, exact: no approximator reaches 35 dB "
+        "(the best, full, 34.00 dB) on validation photos"
+    )
     assert choose(card, "cpu", preference=Preference("speed"))[1].startswith(
-        "prefer speed: fastest on cpu: 0.300 s at 1920x1080, among approximators scoring at least 32 dB")
+        "prefer speed: fastest on cpu: 0.300 s at 1920x1080, among approximators scoring at least 32 dB"
+    )
     low = _card(full=(28.0, 5.0), fast=(27.5, 1.5), lowres=(25.0, 0.3))
     assert pick(low, "speed") == "full"  # none reaches 32 dB: the best
     # Never slower than the reference, whatever the preset.
@@ -172,9 +197,13 @@ def test_each_preset_is_the_fastest_over_its_own_bar_and_never_slower_than_the_r
     assert [pick(quick, p) for p in ("quality", "balanced", "speed")] == ["reference", "reference", "lowres"]
     picks = preset_picks(quick, "cpu")
     assert [(p.prefer, p.approximator, p.seconds, p.psnr) for p in picks] == [
-        ("quality", "reference", 1.0, None), ("balanced", "reference", 1.0, None), ("speed", "lowres", 0.3, 33.2)]
-    assert picks[0].text() == ("quality: reference (1.000 s on cpu, exact): no approximator within quality's quality "
-                               "bar is faster")  # fmt: skip
+        ("quality", "reference", 1.0, None),
+        ("balanced", "reference", 1.0, None),
+        ("speed", "lowres", 0.3, 33.2),
+    ]
+    assert picks[0].text() == (
+        "quality: reference (1.000 s on cpu, exact): no approximator within quality's quality bar is faster"
+    )
     assert picks[2].text() == "speed: lowres (0.300 s on cpu, 33.20 dB)"
     # Unmeasured approximators cannot be shown to reach a floor.
     bare = replace(card, approximators={n: replace(a, quality={}) for n, a in card.approximators.items()})
@@ -192,7 +221,11 @@ def test_a_preference_names_what_is_wrong_with_it():
     with pytest.raises(PlanError, match="a preference \\(speed\\) steers auto; 'fast' is asked for by name"):
         make_plan(model, "fast", (1080, 1920), "cpu", preference=Preference("speed"))
     plan = make_plan(model, "auto", (1080, 1920), "cpu", preference=Preference("speed", 36))
-    assert plan.preference == "speed, at least 36 dB" and [c.prefer for c in plan.choices] == ["quality", "balanced", "speed"]
+    assert plan.preference == "speed, at least 36 dB" and [c.prefer for c in plan.choices] == [
+        "quality",
+        "balanced",
+        "speed",
+    ]
     assert "request:      auto (prefer speed, at least 36 dB)" in plan.explain()
     assert "choices:      quality: " in plan.explain() and plan.to_json()["choices"][2]["prefer"] == "speed"
 
@@ -295,7 +328,9 @@ def test_memory_decides_the_tiles_and_says_when_nothing_fits():
     assert roomy.tile is None and tight.tile is not None and tight.estimated_megabytes < roomy.estimated_megabytes
     image = smooth_image(800, 1000)
     views = Views.of_array(image)
-    np.testing.assert_allclose(to_image(run_plan(tight, model, views)), to_image(run_plan(roomy, model, views)), atol=1e-5)
+    np.testing.assert_allclose(
+        to_image(run_plan(tight, model, views)), to_image(run_plan(roomy, model, views)), atol=1e-5
+    )
     with pytest.raises(PlanError, match=r"needs about .* GB for 'full'.*--max-megapixels"):
         make_plan(model, "full", (8000, 12000), "cpu", memory_budget=8 << 30)
     assert make_plan(model, "fast", (8000, 12000), "cpu", memory_budget=4 << 30).tile is not None  # 96 MP: tiled
@@ -422,6 +457,7 @@ def test_the_reference_at_low_resolution_resizes_only_the_views_it_needs(operato
     monkeypatch.setattr(execute, "photo_from_srgb", lambda *a, **k: made.append(1) or photo_from_srgb(*a, **k))
     fast = execute.reference_lowres(operator, params, Views.of_array(image), upsampler, size, None, cpu)
     assert made == ([1] if operator == "raw.demosaic_denoise" else [])  # only the mosaic needs the whole Photo
-    full = execute.reference_lowres(operator, params, Views(execute.to_batch(image), lambda: photo_from_srgb(image)),
-                                    upsampler, size, None, cpu)  # fmt: skip
+    full = execute.reference_lowres(
+        operator, params, Views(execute.to_batch(image), lambda: photo_from_srgb(image)), upsampler, size, None, cpu
+    )
     assert torch.equal(fast, full)

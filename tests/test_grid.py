@@ -25,8 +25,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "train" / "configs"
 def _busy_grid(seed: int = 0, in_channels: int = 3) -> BilateralGridNet:
     """A small grid network whose grid and guide are far from their identity start."""
     torch.manual_seed(seed)
-    net = BilateralGridNet(in_channels=in_channels, lowres=32, grid_size=8, depth=4, width=16, guide_hidden=6,
-                           histogram_bins=4)  # fmt: skip
+    net = BilateralGridNet(
+        in_channels=in_channels, lowres=32, grid_size=8, depth=4, width=16, guide_hidden=6, histogram_bins=4
+    )
     with torch.no_grad():
         net.fuse.weight.normal_(0, 0.2)
         net.fuse.bias.normal_(0, 0.3)
@@ -46,7 +47,9 @@ def _independent_slice(net: BilateralGridNet, x: torch.Tensor) -> torch.Tensor:
     coords = torch.stack([gx.expand(batch, -1, -1), gy.expand(batch, -1, -1), guide * 2 - 1], dim=-1)[:, None]
     coefficients = F.grid_sample(grid, coords, mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0]
     rgb = x[:, :3]
-    return torch.stack([(coefficients[:, 3 * c : 3 * c + 3] * rgb).sum(1) + coefficients[:, 9 + c] for c in range(3)], 1)
+    return torch.stack(
+        [(coefficients[:, 3 * c : 3 * c + 3] * rgb).sum(1) + coefficients[:, 9 + c] for c in range(3)], 1
+    )
 
 
 @pytest.mark.parametrize("size", [(37, 53), (8, 5), (2, 2)])
@@ -97,12 +100,16 @@ def test_conditioning_maps_reach_the_low_resolution_network_only():
 
 def test_a_grid_model_file_runs_as_the_grid_approximator_with_its_plan(tmp_path):
     net = _busy_grid()
-    assert net_config(net) == {"in_channels": 3, "grid": {"lowres": 32, "grid_size": 8, "depth": 4, "width": 16,
-                                                          "guide_hidden": 6, "histogram_bins": 4}}  # fmt: skip
+    assert net_config(net) == {
+        "in_channels": 3,
+        "grid": {"lowres": 32, "grid_size": 8, "depth": 4, "width": 16, "guide_hidden": 6, "histogram_bins": 4},
+    }
     path = save_network(NetworkFile(net, "g", "smooth.l0"), tmp_path / "grid.pt")
     model = open_model(path)
     assert isinstance(model.network("net"), BilateralGridNet) and list(model.card.approximators) == [
-        "grid", "reference-lowres"]  # fmt: skip
+        "grid",
+        "reference-lowres",
+    ]
     plan = make_plan(model, "grid", (2160, 3840), "cpu")
     assert plan.working_size == (32, 32) and plan.band_rows and plan.tile is None
     assert "bilateral grid (8x8x4 cells" in plan.explain() and plan.estimated_megabytes < 400  # bands: no full map
@@ -155,9 +162,20 @@ def test_grid_overlay_trains_a_grid_network_through_lightning_on_rows_of_whole_p
 
     from fip.training import run_training
 
-    cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "overlays" / "grid.yaml"),
-                        "--model.net.init_args.lowres", "32", "--model.net.init_args.grid_size", "8",
-                        "--trainer.max_epochs", "2"])  # fmt: skip
+    cli = run_training(
+        [
+            "-c",
+            _config(tmp_path, photo_folder),
+            "-c",
+            str(CONFIGS / "overlays" / "grid.yaml"),
+            "--model.net.init_args.lowres",
+            "32",
+            "--model.net.init_args.grid_size",
+            "8",
+            "--trainer.max_epochs",
+            "2",
+        ]
+    )
     net = cli.model.net
     assert isinstance(net, BilateralGridNet) and (net.width, net.depth) == (64, 8)  # the overlay's, not the CAN's
     assert cli.datamodule.recipe == "paper" and cli.datamodule.context_scale is None

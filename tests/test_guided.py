@@ -78,12 +78,16 @@ def test_model_files_keep_the_guided_network_and_it_runs_as_lowres(tmp_path):
     assert net_config(net)["guided"] == {"factor": 3.0, "radius": 1, "fit_hidden": 0, "guide_hidden": 6}
     path = save_network(NetworkFile(net, "g", "smooth.l0"), tmp_path / "lowres.pt")
     model = open_model(path)
-    assert isinstance(model.network("net"), GuidedCAN) and list(model.card.approximators) == ["lowres", "reference-lowres"]
+    assert isinstance(model.network("net"), GuidedCAN) and list(model.card.approximators) == [
+        "lowres",
+        "reference-lowres",
+    ]
     image = smooth_image(60, 90, seed=2)
     auto = run_approximation(model, image)
     assert auto.plan.approximator == "lowres" and auto.plan.working_size == (20, 30)
-    direct = forward_approximator(model.card.approximators["lowres"], net, torch.from_numpy(image).permute(2, 0, 1)[None],
-                                  working_size=(20, 30))  # fmt: skip
+    direct = forward_approximator(
+        model.card.approximators["lowres"], net, torch.from_numpy(image).permute(2, 0, 1)[None], working_size=(20, 30)
+    )
     assert torch.allclose(torch.from_numpy(auto.image), direct[0].clamp(0, 1).permute(1, 2, 0), atol=1e-6)
     with pytest.raises(FipError, match="has no approximator 'fast'; it has: lowres, reference-lowres"):
         run_approximation(model, image, request="fast")
@@ -109,12 +113,34 @@ def test_lowres_config_trains_a_guided_network_through_lightning(photo_folder, t
     with torch.no_grad():
         start.output.weight.normal_(0, 0.3)
     path = save_network(NetworkFile(start, "start", "smooth.l0"), tmp_path / "start.pt")
-    cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
-                        "--model.warm_start", str(path), "--trainer.max_epochs", "0"])  # fmt: skip
+    cli = run_training(
+        [
+            "-c",
+            _config(tmp_path, photo_folder),
+            "-c",
+            str(CONFIGS / "overlays" / "lowres.yaml"),
+            "--model.warm_start",
+            str(path),
+            "--trainer.max_epochs",
+            "0",
+        ]
+    )
     assert isinstance(cli.model.net, GuidedCAN) and (cli.model.net.width, cli.model.net.depth) == (8, 4)
     assert torch.equal(cli.model.net.can.output.weight, start.output.weight)
-    cli = run_training(["-c", _config(tmp_path, photo_folder), "-c", str(CONFIGS / "overlays" / "lowres.yaml"),
-                        "--model.warm_start", str(path), "--trainer.max_epochs", "2", "--data.crop_size", "48"])  # fmt: skip
+    cli = run_training(
+        [
+            "-c",
+            _config(tmp_path, photo_folder),
+            "-c",
+            str(CONFIGS / "overlays" / "lowres.yaml"),
+            "--model.warm_start",
+            str(path),
+            "--trainer.max_epochs",
+            "2",
+            "--data.crop_size",
+            "48",
+        ]
+    )
     trained = load_network(cli.trainer.checkpoint_callback.last_model_path)
     assert isinstance(trained.net, GuidedCAN) and trained.net.factor == 3.0 and trained.operator == "smooth.l0"
     assert trained.net.guide.body[2].weight.any()  # the guidance map left its zero start
@@ -171,8 +197,9 @@ def test_guided_network_under_tiling_with_maps_and_batches_matches_the_plain_pas
 def test_the_fixed_guided_filter_computes_in_bands_with_the_same_result():
     guide_low, target_low, guide_high = torch.rand(1, 3, 20, 27), torch.rand(1, 3, 20, 27), torch.rand(1, 3, 61, 83)
     plain = FastGuidedFilter(radius=1)
-    assert torch.allclose(plain(guide_low, target_low, guide_high, band=16), plain(guide_low, target_low, guide_high),
-                          atol=1e-5)  # fmt: skip
+    assert torch.allclose(
+        plain(guide_low, target_low, guide_high, band=16), plain(guide_low, target_low, guide_high), atol=1e-5
+    )
 
 
 def _colour_guided_by_solving(guide: torch.Tensor, target: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
@@ -186,10 +213,14 @@ def _colour_guided_by_solving(guide: torch.Tensor, target: torch.Tensor, radius:
     cov = torch.empty_like(sigma)
     for i in range(3):
         for j in range(3):
-            sigma[..., i, j] = (box_mean(guide[:, i : i + 1] * guide[:, j : j + 1], radius)
-                                - mean_i[:, i : i + 1] * mean_i[:, j : j + 1])[:, 0] + (eps if i == j else 0.0)  # fmt: skip
-            cov[..., i, j] = (box_mean(guide[:, i : i + 1] * target[:, j : j + 1], radius)
-                              - mean_i[:, i : i + 1] * mean_p[:, j : j + 1])[:, 0]  # fmt: skip
+            sigma[..., i, j] = (
+                box_mean(guide[:, i : i + 1] * guide[:, j : j + 1], radius)
+                - mean_i[:, i : i + 1] * mean_i[:, j : j + 1]
+            )[:, 0] + (eps if i == j else 0.0)
+            cov[..., i, j] = (
+                box_mean(guide[:, i : i + 1] * target[:, j : j + 1], radius)
+                - mean_i[:, i : i + 1] * mean_p[:, j : j + 1]
+            )[:, 0]
     a = torch.linalg.solve(sigma, cov).permute(0, 4, 3, 1, 2)  # (B, output, guide, h, w)
     b = mean_p - (a * mean_i[:, None]).sum(dim=2)
     return box_mean(torch.cat([a.reshape(batch, 9, height, width), b], dim=1), radius)
@@ -205,7 +236,7 @@ def test_colour_guided_filter_matches_a_plain_solve_and_carries_colour_edges(eps
         fast = colour_guided_coefficients(g, target, 1, eps)
         assert fast.shape == (1, 12, 24, 31) and fast.dtype == torch.float32
         high = F.interpolate(g, size=(48, 62), mode="bilinear", align_corners=False)
-        rows = lambda top, bottom: high[:, :, top:bottom].double()  # noqa: E731
+        rows = lambda top, bottom, high=high: high[:, :, top:bottom].double()  # noqa: E731
         out = apply_linear_model(fast.double(), 48, 62, rows, colour=True)
         plain = apply_linear_model(_colour_guided_by_solving(g, target, 1, eps), 48, 62, rows, colour=True)
         assert (out - plain).abs().max() < 1e-3  # a quarter of an 8-bit level, on near-singular boxes too

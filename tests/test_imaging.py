@@ -11,13 +11,22 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from conftest import smooth_image
 from PIL import Image, ImageCms, ImageOps
 
 from fip.errors import InputError, UnreadablePhotoError
-from fip.imaging import (OUTPUT_FORMATS, PhotoMetadata, apply_orientation, encode_image, encode_png, output_suffix,
-                         read_image_file, read_metadata, to_float, undo_orientation)  # fmt: skip
-
-from conftest import smooth_image
+from fip.imaging import (
+    OUTPUT_FORMATS,
+    PhotoMetadata,
+    apply_orientation,
+    encode_image,
+    encode_png,
+    output_suffix,
+    read_image_file,
+    read_metadata,
+    to_float,
+    undo_orientation,
+)
 
 ORIENTATIONS = range(1, 9)
 # (PIL format, suffix, save options): lossless where the format allows, so pixels compare exactly.
@@ -105,8 +114,12 @@ def test_16_bit_files_keep_their_precision_when_turned(tmp_path, kind, orientati
     stored = np.random.default_rng(1).integers(0, 65536, (6, 10, 3), dtype=np.uint16)
     path = tmp_path / f"x.{kind}"
     if kind == "png":  # PIL cannot write 16-bit RGB PNG
-        ok, buffer = cv2.imencodeWithMetadata(".png", stored[..., ::-1].copy(), [cv2.IMAGE_METADATA_EXIF],
-                                              [np.frombuffer(exif_block(orientation)[6:], np.uint8)])  # fmt: skip
+        ok, buffer = cv2.imencodeWithMetadata(
+            ".png",
+            stored[..., ::-1].copy(),
+            [cv2.IMAGE_METADATA_EXIF],
+            [np.frombuffer(exif_block(orientation)[6:], np.uint8)],
+        )
         assert ok
         path.write_bytes(buffer.tobytes())
     else:
@@ -147,8 +160,9 @@ def test_metadata_is_read_with_orientation_reset(tmp_path, kind):
     pil_format, suffix, options = FORMATS[kind]
     profile = srgb_profile()
     block = exif_block(6, tag_36867="2024:05:01 10:00:00")  # DateTimeOriginal in the Exif IFD
-    Image.fromarray(asymmetric_image()).save(tmp_path / f"x{suffix}", pil_format, exif=block, icc_profile=profile,
-                                             **options)  # fmt: skip
+    Image.fromarray(asymmetric_image()).save(
+        tmp_path / f"x{suffix}", pil_format, exif=block, icc_profile=profile, **options
+    )
     metadata = read_metadata(tmp_path / f"x{suffix}")
     assert metadata.icc_profile == profile
     exif = Image.Exif()
@@ -171,8 +185,11 @@ def test_tiff_metadata_leaves_the_pixel_layout_behind(tmp_path):
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "bad offset"])
 def test_a_damaged_exif_block_is_dropped_with_a_warning(tmp_path, caplog, damage):
     good = exif_block(6, tag_36867="2024:05:01 10:00:00")
-    block = {"garbage": b"Exif\x00\x00not a TIFF header at all", "truncated": good[:30],
-             "bad offset": good[:10] + b"\xff\xff\xff\x00" + good[14:]}[damage]  # fmt: skip
+    block = {
+        "garbage": b"Exif\x00\x00not a TIFF header at all",
+        "truncated": good[:30],
+        "bad offset": good[:10] + b"\xff\xff\xff\x00" + good[14:],
+    }[damage]
     Image.fromarray(asymmetric_image()).save(tmp_path / "x.jpg", exif=block, icc_profile=srgb_profile())
     with caplog.at_level(logging.WARNING, logger="fip.imaging"):
         metadata = read_metadata(tmp_path / "x.jpg")

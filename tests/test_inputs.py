@@ -3,20 +3,18 @@ inference and model files."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
+from conftest import run_net, smooth_image
+from test_training import _config
 
 from fip.data.module import PairDataset
 from fip.errors import InputError
-from fip.models.storage import NetworkFile, load_network, save_network
-from fip.models import ContextAggregationNet
 from fip.imaging import srgb_decode, srgb_encode
+from fip.models import ContextAggregationNet
 from fip.models.inputs import AIRLIGHT_FLOOR, EXPOSURE_FLOOR, airlight, exposure, input_scale, normalize_input
-
-from conftest import run_net, smooth_image
-from test_training import _config
+from fip.models.storage import NetworkFile, load_network, save_network
 
 
 def _hazy(seed: int, height: int = 60, width: int = 80) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +53,7 @@ def test_airlight_works_on_photos_smaller_than_its_window_and_floors_dark_channe
 
 
 def test_normalize_input_divides_each_photos_rgb_by_its_own_airlight_and_keeps_the_maps():
-    (first, haze_1), (second, haze_2) = _hazy(0), _hazy(1)
+    (first, _), (second, _) = _hazy(0), _hazy(1)
     x = torch.cat([_batch(first), _batch(second)])
     x = torch.cat([x, torch.full((2, 2, *x.shape[2:]), 0.25)], dim=1)  # two constant maps
     normalized = normalize_input("airlight", x)

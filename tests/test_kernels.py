@@ -41,8 +41,9 @@ def test_the_fused_colour_fit_is_the_torch_fit_on_busy_and_near_grey_boxes(radiu
 
 
 @pytest.mark.parametrize("colour", [True, False])
-@pytest.mark.parametrize("low, high", [((11, 17), (48, 62)), ((16, 21), (16, 21)), ((5, 6), (97, 131)),
-                                       ((1, 1), (4, 3))])  # fmt: skip
+@pytest.mark.parametrize(
+    "low, high", [((11, 17), (48, 62)), ((16, 21), (16, 21)), ((5, 6), (97, 131)), ((1, 1), (4, 3))]
+)
 def test_the_fused_apply_is_bilinear_upsampling_then_the_linear_model(colour, low, high):
     torch.manual_seed(0)
     coefficients = torch.randn(1, 12 if colour else 6, *low)
@@ -67,8 +68,11 @@ def test_the_kernels_refuse_what_they_cannot_take():
 
 def test_the_engine_gives_the_same_photo_with_and_without_the_kernels(monkeypatch):
     image = smooth_image(121, 163, seed=5)
-    for operator, approximator in (("tone.mapping", "reference-lowres"), ("smooth.l0", "reference-halfres"),
-                                   ("smooth.l0", "network-lowres")):  # fmt: skip
+    for operator, approximator in (
+        ("tone.mapping", "reference-lowres"),
+        ("smooth.l0", "reference-halfres"),
+        ("smooth.l0", "network-lowres"),
+    ):
         model = model_for_operator(operator)
         fused = run_approximation(model, image, request=approximator).image
         monkeypatch.setenv("FIP_FUSED_KERNELS", "0")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reference import require_reference
 
 from fip.imaging import read_image_file
 from fip.models import AdaptiveNorm, ContextAggregationNet, NormMode, can24, can32, load_paper_model
 from fip.models.paper import paper_model_names
-
-from reference import require_reference
 
 
 def test_presets_match_the_paper():
@@ -210,7 +209,10 @@ def test_conditioning_maps_and_their_errors():
         (lambda: Sweep("tone.mapping", "global_operator", ("a", "b")), "only numeric parameters"),
         (lambda: Sweep("smooth.l0", "lambda_", (0.02, 0.02)), "two or more distinct values"),
         (lambda: Sweep("smooth.l0", "lambda_", (0.02, 5.0)), "outside its range"),
-        (lambda: make_conditioning(["smooth.l0", "smooth.rof"], {"param": "lambda_", "values": [0.01, 0.1]}), "one operator"),
+        (
+            lambda: make_conditioning(["smooth.l0", "smooth.rof"], {"param": "lambda_", "values": [0.01, 0.1]}),
+            "one operator",
+        ),
         (lambda: make_conditioning("smooth.l0", {"values": [0.01, 0.1]}), "sweep must be"),
         (lambda: linear.maps("style.stylize", {"sigma_r": 0.9}), r"covers sigma_r in \[0.1, 0.5\]"),
     ):
@@ -243,7 +245,9 @@ def test_a_combined_networks_map_bakes_into_first_layer_biases():
     with torch.no_grad():
         want, got = combined(torch.cat([x, onehot], 1)), baked(x)
     radius = 1 + 1 + 2 + 4 + 1  # the border pixels cut the map's kernel; their effect spreads this far
-    assert torch.allclose(got[..., radius:-radius, radius:-radius], want[..., radius:-radius, radius:-radius], atol=1e-5)
+    assert torch.allclose(
+        got[..., radius:-radius, radius:-radius], want[..., radius:-radius, radius:-radius], atol=1e-5
+    )
     assert not torch.allclose(got, want, atol=1e-3)  # the docstring's caveat: the border differs
     with pytest.raises(ValueError, match="13 input channels"):
         bake_onehot(ContextAggregationNet(in_channels=3, width=8, depth=4), "Pencil_drawing")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import smooth_image
 
 import fip
 from fip import InputKind
@@ -16,13 +17,21 @@ from fip.errors import InputError
 from fip.imaging import srgb_decode, srgb_encode
 from fip.raw import Mosaic, mosaic_samples
 
-from conftest import smooth_image
-
 BUILTINS = {
-    "smooth.rof", "smooth.tv_l1", "smooth.l0", "smooth.rtv", "tone.multiscale", "detail.multiscale",
-    "style.photographic", "style.pencil", "dehaze.dark_channel", "dehaze.nonlocal", "tone.mapping",
-    "raw.demosaic_denoise", "style.stylize",
-}  # fmt: skip
+    "smooth.rof",
+    "smooth.tv_l1",
+    "smooth.l0",
+    "smooth.rtv",
+    "tone.multiscale",
+    "detail.multiscale",
+    "style.photographic",
+    "style.pencil",
+    "dehaze.dark_channel",
+    "dehaze.nonlocal",
+    "tone.mapping",
+    "raw.demosaic_denoise",
+    "style.stylize",
+}
 OPERATORS = [spec.name for spec in fip.list_operators()]
 
 
@@ -49,7 +58,7 @@ def test_all_thirteen_builtins_are_registered():
     assert BUILTINS <= set(OPERATORS)
     for name in BUILTINS:
         spec = fip.get_operator(name)
-        assert spec.description and spec.citation or name == "style.stylize"
+        assert (spec.description and spec.citation) or name == "style.stylize"
         assert all(p.description for p in spec.params), name
 
 
@@ -70,7 +79,10 @@ def test_shape_dtype_range_and_determinism(name):
 def test_bad_input_is_rejected_clearly(name):
     spec = fip.get_operator(name)
     good = view_for(spec, textured(32, 32))
-    bad_inputs = [np.zeros((32, 32), np.float32), (good * 255).astype(np.uint8) if isinstance(good, np.ndarray) else good.data]
+    bad_inputs = [
+        np.zeros((32, 32), np.float32),
+        (good * 255).astype(np.uint8) if isinstance(good, np.ndarray) else good.data,
+    ]
     for bad in bad_inputs:
         with pytest.raises(InputError) as info:
             spec.apply(bad)
@@ -115,7 +127,7 @@ def piecewise_noisy(seed: int = 0) -> np.ndarray:
 
 
 def test_l0_makes_most_gradients_exactly_zero():
-    """"Exactly" at the solver's float32 precision: below a quarter of one 8-bit level."""
+    """ "Exactly" at the solver's float32 precision: below a quarter of one 8-bit level."""
     image = piecewise_noisy()
     out = fip.get_operator("smooth.l0").apply(image)
     zero = lambda a: (np.abs(np.diff(a, axis=1)).max(axis=2) < 1e-3).mean()  # noqa: E731
@@ -180,7 +192,10 @@ def test_tone_mapping_compresses_a_high_dynamic_range():
     assert out[:, :32].mean() > 2 * plain[:, :32].mean()  # the shadow is lifted
     assert out[:, 32:].mean() > 0.8  # the highlight stays bright
     for method in ("drago", "mantiuk", "none"):
-        assert fip.get_operator("tone.mapping").apply(linear, {"global_operator": method})[:, :32].mean() > plain[:, :32].mean()
+        assert (
+            fip.get_operator("tone.mapping").apply(linear, {"global_operator": method})[:, :32].mean()
+            > plain[:, :32].mean()
+        )
 
 
 def test_demosaic_denoise_beats_bilinear_on_a_noisy_mosaic():

@@ -13,18 +13,32 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from fip.errors import (DISTRIBUTION, EXTRA_MODULES, EXTRA_USERS, ConfigNotFoundError, FipError, MissingExtraError,
-                        require_extra)  # fmt: skip
-from fip.imaging import encode_png
-
 from conftest import smooth_image
+
+from fip.errors import (
+    DISTRIBUTION,
+    EXTRA_MODULES,
+    EXTRA_USERS,
+    ConfigNotFoundError,
+    FipError,
+    MissingExtraError,
+    require_extra,
+)
+from fip.imaging import encode_png
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("fip", "operators", "demo", "train", "pyproject.toml", "README.md", "LICENSE", "NOTICE")
 # The packages of every extra, by import name: the core must run with none of them.
-OPTIONAL = ("pytorch_lightning", "lightning", "gradio", "distributed", "dask", "tensorboard", "matplotlib",
-            "jsonargparse")  # fmt: skip
+OPTIONAL = (
+    "pytorch_lightning",
+    "lightning",
+    "gradio",
+    "distributed",
+    "dask",
+    "tensorboard",
+    "matplotlib",
+    "jsonargparse",
+)
 
 
 def _pyproject() -> dict:
@@ -81,8 +95,9 @@ def test_require_extra_names_the_extra_and_the_pip_command(tmp_path, monkeypatch
     with pytest.raises(MissingExtraError) as info:
         require_extra("demo", "fip_test_no_such_module")
     message = str(info.value)
-    assert message == ("fip demo needs the demo extra (fip_test_no_such_module is not installed): "
-                       "pip install 'fip-photo[demo]'")  # fmt: skip
+    assert message == (
+        "fip demo needs the demo extra (fip_test_no_such_module is not installed): pip install 'fip-photo[demo]'"
+    )
     assert isinstance(info.value, ImportError) and isinstance(info.value, FipError)
 
     # Installed but broken (its own dependency is missing): the message says so, on one line.
@@ -127,12 +142,30 @@ def test_config_options_are_resolved_and_everything_else_passes_through():
     training = pytest.importorskip("fip.training")
     configs = training.config_dir()
     inline = "{trainer: {max_epochs: 2}}"
-    args = ["fit", "-c", "smooth.l0", "--config=overlays/lowres", "--trainer.max_epochs", "1", "--config", inline,
-            "--data.source", "smooth.l0"]  # fmt: skip
+    args = [
+        "fit",
+        "-c",
+        "smooth.l0",
+        "--config=overlays/lowres",
+        "--trainer.max_epochs",
+        "1",
+        "--config",
+        inline,
+        "--data.source",
+        "smooth.l0",
+    ]
     assert training.resolve_config_args(args) == [
-        "fit", "-c", str(configs / "smooth.l0.yaml"), f"--config={configs / 'overlays' / 'lowres.yaml'}",
-        "--trainer.max_epochs", "1", "--config", inline, "--data.source", "smooth.l0",
-    ]  # fmt: skip
+        "fit",
+        "-c",
+        str(configs / "smooth.l0.yaml"),
+        f"--config={configs / 'overlays' / 'lowres.yaml'}",
+        "--trainer.max_epochs",
+        "1",
+        "--config",
+        inline,
+        "--data.source",
+        "smooth.l0",
+    ]
     with pytest.raises(ConfigNotFoundError):
         training.resolve_config_args(["-c", "runs/missing/config.yaml"])
 
@@ -177,8 +210,15 @@ def without_extras(tmp_path_factory):
     environment = {**os.environ, "FIP_CACHE": str(folder / "cache")}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(runner), *args], check=False, capture_output=True, text=True,
-                              cwd=folder, env=environment, timeout=300)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, str(runner), *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            env=environment,
+            timeout=300,
+        )
 
     run.folder = folder
     return run
@@ -201,9 +241,24 @@ def test_the_core_commands_run_without_the_extras(without_extras):
 
 
 # Every module a core command imports (fip/cli.py imports them on demand): none may need an extra to import.
-CORE_MODULES = ("fip.api", "fip.batch", "fip.bench", "fip.compress", "fip.data.pairs", "fip.data.sample",
-                "fip.data.sources", "fip.evaluate", "fip.export", "fip.models.catalogue", "fip.ort", "fip.pipeline",
-                "fip.quickstart", "fip.registry", "fip.runtime.devices", "fip.runtime.plan")  # fmt: skip
+CORE_MODULES = (
+    "fip.api",
+    "fip.batch",
+    "fip.bench",
+    "fip.compress",
+    "fip.data.pairs",
+    "fip.data.sample",
+    "fip.data.sources",
+    "fip.evaluate",
+    "fip.export",
+    "fip.models.catalogue",
+    "fip.ort",
+    "fip.pipeline",
+    "fip.quickstart",
+    "fip.registry",
+    "fip.runtime.devices",
+    "fip.runtime.plan",
+)
 
 
 def test_the_python_api_runs_without_the_extras(without_extras):
@@ -259,8 +314,12 @@ def test_the_wheel_holds_the_data_and_runs_outside_the_checkout(tmp_path):
             shutil.copy2(path, source / name)
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)], check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = wheels.glob("*.whl")
 
     with zipfile.ZipFile(wheel) as archive:
@@ -282,8 +341,12 @@ def test_the_wheel_holds_the_data_and_runs_outside_the_checkout(tmp_path):
                 assert f"fip/models/zoo/{card.parent.name}/{network.name}" in names
 
     target = tmp_path / "installed"
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)], check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     environment = {**os.environ, "PYTHONPATH": str(target), "FIP_CACHE": str(tmp_path / "cache")}
@@ -292,15 +355,29 @@ def test_the_wheel_holds_the_data_and_runs_outside_the_checkout(tmp_path):
         from fip.training import resolve_config_args
         print(fip.__file__, fip_operators.smooth.__file__, *resolve_config_args(["-c", "smooth.l0", "-c", "lowres"]))
     """)
-    found = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                           cwd=elsewhere, env=environment, timeout=300)  # fmt: skip
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env=environment,
+        timeout=300,
+    )
     assert found.returncode == 0, found.stderr
     module, operators, _, config, _, overlay = found.stdout.split()
     for path in (module, operators, config, overlay):
         assert Path(path).is_relative_to(target), path
     assert Path(config).name == "smooth.l0.yaml" and Path(overlay).parent.name == "overlays"
 
-    listed = subprocess.run([sys.executable, "-m", "fip", "operators"], check=False, capture_output=True,
-                            text=True, cwd=elsewhere, env=environment, timeout=300)  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-m", "fip", "operators"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env=environment,
+        timeout=300,
+    )
     assert listed.returncode == 0, listed.stderr
     assert "smooth.l0" in listed.stdout

@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import smooth_image, write_synthetic_dng
 
 import fip.cache
 import fip.data.pairs as pairs_module
@@ -20,8 +21,6 @@ from fip.errors import FipError, UnreadablePhotoError
 from fip.files import sha256_file
 from fip.imaging import encode_png, read_image_file
 from fip.raw import Mosaic, load_photo
-
-from conftest import smooth_image, write_synthetic_dng
 
 # In-process test operators (workers=1): they record what they were given and can simulate a Ctrl-C.
 SEEN: dict[str, list] = {"linear": [], "bayer": []}
@@ -61,7 +60,7 @@ def test_pairs_are_written_with_a_manifest(photo_folder, tmp_path):
     assert manifest["fip_version"] == pairs_module.fip_version()
     for name, entry in manifest["pairs"].items():
         assert entry["source_sha256"] == sha256_file(photo_folder / entry["source"].split("/")[-1])
-        photo = load_photo(entry["source"], lambda h, w: Resolution(480).size_for(name, h, w))
+        photo = load_photo(entry["source"], lambda h, w, name=name: Resolution(480).size_for(name, h, w))
         stored_input = read_image_file(tmp_path / "out" / "input" / f"{name}.png")
         stored_target = read_image_file(tmp_path / "out" / "target" / f"{name}.png")
         assert list(stored_input.shape[:2]) == entry["size"]
@@ -101,7 +100,9 @@ def test_exposures_make_exact_pairs_of_each_exposure(photo_folder, tmp_path):
     again = generate_pairs("testing.invert", source, out_dir=plain, workers=1, progress=False, exposures=[0, -2])
     assert sorted(again.reused) == ["first", "second", "third"] and len(again.made) == 3
     # Default folders differ, so a set with exposures never mixes into one without.
-    folders = {pairs_module.default_out_dir(source, "smooth.l0", Resolution(), exposures=e).name for e in ([0], [0, -1])}
+    folders = {
+        pairs_module.default_out_dir(source, "smooth.l0", Resolution(), exposures=e).name for e in ([0], [0, -1])
+    }
     assert folders == {"480p", "480p-ev+0_-1"}
     with pytest.raises(ValueError, match=r"distinct stops between -8 and 8, e\.g\. \[0, -1, -2\]"):
         generate_pairs("testing.invert", source, out_dir=out, workers=1, progress=False, exposures=[0, 0])
@@ -110,8 +111,15 @@ def test_exposures_make_exact_pairs_of_each_exposure(photo_folder, tmp_path):
 def test_data_module_adds_exposures_to_training_only(photo_folder, tmp_path):
     from fip.data.module import PairDataModule
 
-    data = PairDataModule("testing.invert", source=str(photo_folder), resolution="480p", val_resolution="480p",
-                          exposures=[0, -1], root=str(tmp_path / "pairs"), pair_workers=1)  # fmt: skip
+    data = PairDataModule(
+        "testing.invert",
+        source=str(photo_folder),
+        resolution="480p",
+        val_resolution="480p",
+        exposures=[0, -1],
+        root=str(tmp_path / "pairs"),
+        pair_workers=1,
+    )
     data.prepare_data()
     data.setup()
     train, val = data.datasets["train"].names, data.datasets["val"].names
@@ -158,8 +166,18 @@ def test_stale_pairs_are_regenerated(photo_folder, tmp_path, monkeypatch):
 
 def test_damaged_pairs_are_regenerated_and_named(photo_folder, tmp_path, capsys):
     out = tmp_path / "out"
-    command = ["data", "-o", "smooth.l0", "--source", str(photo_folder), "--out", str(out), "--workers", "1",
-               "--no-progress"]  # fmt: skip
+    command = [
+        "data",
+        "-o",
+        "smooth.l0",
+        "--source",
+        str(photo_folder),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     assert main(command) == 0
     made = {kind: _files(out, kind) for kind in ("input", "target")}
     for kind in ("input", "target"):

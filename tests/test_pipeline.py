@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import declared_png, smooth_image, write_synthetic_dng
 
 from fip.cli import main
 from fip.imaging import encode_png, read_image_file
@@ -17,23 +18,32 @@ from fip.models.catalogue import open_model
 from fip.models.storage import NetworkFile, save_network
 from fip.pipeline import check_file, open_views, run_approximation
 
-from conftest import declared_png, smooth_image, write_synthetic_dng
-
 
 def test_apply_writes_results_for_photos_and_raw_files(tmp_path, capsys):
     (tmp_path / "odd.png").write_bytes(encode_png(smooth_image(37, 53), bits=8))
     write_synthetic_dng(tmp_path / "raw.dng", smooth_image(40, 60))
     (tmp_path / "notes.txt").write_text("not a photo")
     out = tmp_path / "out"
-    args = ["apply", "-m", "paper/L0_smoothing", "--variant", "full", str(tmp_path / "odd.png"), str(tmp_path / "raw.dng"),
-            "--out", str(out)]  # fmt: skip
+    args = [
+        "apply",
+        "-m",
+        "paper/L0_smoothing",
+        "--variant",
+        "full",
+        str(tmp_path / "odd.png"),
+        str(tmp_path / "raw.dng"),
+        "--out",
+        str(out),
+    ]
     assert main(args[:7] + [str(tmp_path / "notes.txt")] + args[7:]) == 1
     captured = capsys.readouterr()
     assert "FAILED" in captured.err and "notes.txt" in captured.err and "unsupported file type '.txt'" in captured.err
     assert "odd.png ->" in captured.out and "full on cpu" in captured.out  # the others went on
     odd = read_image_file(out / "odd.png")
     assert odd.shape == (37, 53, 3)  # odd sizes are kept
-    expected = run_approximation(open_model("paper/L0_smoothing"), read_image_file(tmp_path / "odd.png"), request="full")
+    expected = run_approximation(
+        open_model("paper/L0_smoothing"), read_image_file(tmp_path / "odd.png"), request="full"
+    )
     assert np.abs(odd - expected.image).max() <= 0.5 / 255 + 1e-6
     assert read_image_file(out / "raw.png").shape == (40, 60, 3)
     # Nothing is overwritten silently (a rerun keeps what exists, so it resumes); --overwrite replaces.
@@ -90,7 +100,9 @@ def test_the_front_door_checks_files_before_decoding(tmp_path, monkeypatch):
         check_file(tmp_path / "missing.png")
     with pytest.raises(UnreadablePhotoError, match="not a file"):
         check_file(tmp_path)
-    with pytest.raises(InputError, match="declares 900 MP; fip opens photos up to 150 MP: downscale it with another program first"):
+    with pytest.raises(
+        InputError, match="declares 900 MP; fip opens photos up to 150 MP: downscale it with another program first"
+    ):
         check_file(declared_png(tmp_path / "bomb.png", 30_000, 30_000))  # 109 bytes, 900 MP: refused unread
     tiny = tmp_path / "tiny.png"
     tiny.write_bytes(encode_png(smooth_image(1, 1), bits=8))
@@ -115,14 +127,36 @@ def test_apply_refuses_bombs_and_tiny_photos_without_a_traceback(tmp_path, capsy
 def test_budget_downscales_large_photos(tmp_path):
     (tmp_path / "big.png").write_bytes(encode_png(smooth_image(200, 300), bits=8))
     out = tmp_path / "out"
-    assert main(["apply", "-m", "paper/TV_L1", str(tmp_path / "big.png"), "--out", str(out), "--max-megapixels", "0.015"]) == 0
+    assert (
+        main(["apply", "-m", "paper/TV_L1", str(tmp_path / "big.png"), "--out", str(out), "--max-megapixels", "0.015"])
+        == 0
+    )
     height, width = read_image_file(out / "big.png").shape[:2]
     assert height * width <= 15_000 and abs(width / height - 1.5) < 0.05
 
 
 def test_eval_records_the_plan_of_every_photo(photo_folder, capsys):
-    assert main(["eval", "-m", "paper/L0_smoothing", "--source", str(photo_folder), "--split", "all", "--json",
-                 "--workers", "1", "--resolution", "native", "--variant", "fast"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "-m",
+                "paper/L0_smoothing",
+                "--source",
+                str(photo_folder),
+                "--split",
+                "all",
+                "--json",
+                "--workers",
+                "1",
+                "--resolution",
+                "native",
+                "--variant",
+                "fast",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["request"] == "fast" and report["approximators"] == ["fast"]
     assert all(i["plan"]["approximator"] == "fast" and i["plan"]["device"] == "cpu" for i in report["images"])

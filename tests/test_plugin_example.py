@@ -68,8 +68,21 @@ def test_plugin_operators_generate_pairs(plugin_site, photo_folder, tmp_path):
 
 
 def _install(source: Path, site: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(source)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+    )
     return site
 
 
@@ -81,17 +94,35 @@ def _models_used(folder: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_fip_build_makes_a_model_the_plugin_ships_and_apply_runs(plugin_site, tmp_path):
-    from fip.imaging import encode_png
-
     from conftest import smooth_image
+
+    from fip.imaging import encode_png
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for index in range(4):
         (photos / f"p{index}.png").write_bytes(encode_png(smooth_image(48, 64, seed=index), bits=8))
     out, cache = tmp_path / "model", str(tmp_path / "cache")
-    built = _fip(["build", "example.posterize", "--source", str(photos), "--budget", "0.1", "--out", str(out),
-                  "--resolution", "native", "--timing-height", "96", "--device", "cpu"], plugin_site, FIP_CACHE=cache)  # fmt: skip
+    built = _fip(
+        [
+            "build",
+            "example.posterize",
+            "--source",
+            str(photos),
+            "--budget",
+            "0.1",
+            "--out",
+            str(out),
+            "--resolution",
+            "native",
+            "--timing-height",
+            "96",
+            "--device",
+            "cpu",
+        ],
+        plugin_site,
+        FIP_CACHE=cache,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     assert "build/any config" in built.stdout  # no config of its own: the generic one
     card = json.loads((out / "card.json").read_text())
@@ -101,8 +132,12 @@ def test_fip_build_makes_a_model_the_plugin_ships_and_apply_runs(plugin_site, tm
     assert applied.returncode == 0 and (tmp_path / "o" / "p0.png").is_file(), applied.stderr[-3000:]
 
     # Before packaging: the folder on FIP_MODEL_PATH runs the operator.
-    listed = _fip(["apply", "-o", "example.posterize", photo, "--out", str(tmp_path / "path")], plugin_site,
-                  FIP_CACHE=cache, FIP_MODEL_PATH=str(out))  # fmt: skip
+    listed = _fip(
+        ["apply", "-o", "example.posterize", photo, "--out", str(tmp_path / "path")],
+        plugin_site,
+        FIP_CACHE=cache,
+        FIP_MODEL_PATH=str(out),
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert _models_used(tmp_path / "path") == {"built/model"}
 
@@ -111,8 +146,13 @@ def test_fip_build_makes_a_model_the_plugin_ships_and_apply_runs(plugin_site, tm
     packaged = _fip(["package", str(out), "--into", str(source / "fip_example_plugin" / "models")], plugin_site)
     assert packaged.returncode == 0, packaged.stderr
     shipped = source / "fip_example_plugin" / "models" / "example.posterize"
-    assert sorted(p.name for p in shipped.iterdir()) == ["before-after.png", "card.json", "net.pt", "report.md",
-                                                         "split.json"]  # not the training runs  # fmt: skip
+    assert sorted(p.name for p in shipped.iterdir()) == [
+        "before-after.png",
+        "card.json",
+        "net.pt",
+        "report.md",
+        "split.json",
+    ]  # not the training runs
     again = _fip(["package", str(out), "--into", str(source / "fip_example_plugin" / "models")], plugin_site)
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
     site = _install(source, tmp_path / "site")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import smooth_image
 
 from fip.errors import InputError
 from fip.metrics import psnr
@@ -12,8 +13,6 @@ from fip.models import ContextAggregationNet
 from fip.models.can import AdaptiveNorm, fold
 from fip.quantize import CALIBRATION_METHODS, Int8Template, calibrate, folded_for
 from fip.runtime.devices import int8_saturates, int8_unavailable
-
-from conftest import smooth_image
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -97,10 +96,14 @@ def test_onnx_runtime_int8_matches_its_simulation_on_this_cpu():
     assert psnr(OrtNet(model, 0)(x), simulated) > 50  # what a VNNI CPU computes, on every CPU
     if int8_saturates(torch.device("cpu")):  # the fast products overflow here: the precise mode is what fixes it
         options = ort.SessionOptions()
-        fast = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+        fast = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[
+            0
+        ]
         assert psnr(torch.from_numpy(fast), simulated) < 40
         options.add_session_config_entry(PRECISE_PRODUCTS, "1")
-        precise = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})
+        precise = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(
+            None, {"image": x.numpy()}
+        )
         assert psnr(torch.from_numpy(precise[0]), simulated) > 50
 
 
@@ -133,11 +136,22 @@ def test_a_per_image_statistics_network_runs_in_int8_per_photo_through_the_engin
     save_network(NetworkFile(net, "busy", "smooth.l0"), tmp_path / "net.pt")
     template = Int8Template(tuple(calibrate(net, _photos(), ["entropy"])["entropy"]), "entropy")
     atomic_write_bytes(tmp_path / "net.int8.onnx", template.model(folded_for(net, _photos(1)[0])))
-    networks = {"net": NetworkEntry("net.pt", "fip", None, net_config(net)),
-                "net-int8": NetworkEntry("net.int8.onnx", "onnx", sha256_file(tmp_path / "net.int8.onnx"),
-                                         net_config(net), net.receptive_radius, "net", {"method": "entropy"})}
-    approximators = {"fast": Approximator("fast", "net", "fp32", "preview", 0.1),
-                     "full-int8": Approximator("full-int8", "net-int8", "int8", "preview", 0.1)}
+    networks = {
+        "net": NetworkEntry("net.pt", "fip", None, net_config(net)),
+        "net-int8": NetworkEntry(
+            "net.int8.onnx",
+            "onnx",
+            sha256_file(tmp_path / "net.int8.onnx"),
+            net_config(net),
+            net.receptive_radius,
+            "net",
+            {"method": "entropy"},
+        ),
+    }
+    approximators = {
+        "fast": Approximator("fast", "net", "fp32", "preview", 0.1),
+        "full-int8": Approximator("full-int8", "net-int8", "int8", "preview", 0.1),
+    }
     card = ModelCard("test/busy", "smooth.l0", {}, networks, approximators, root=tmp_path)
     model = Model(ModelCard.from_json(card.to_json(), tmp_path))  # the card's new fields survive JSON
     assert model.card.networks["net-int8"].quantized_from == "net"
@@ -148,8 +162,13 @@ def test_a_per_image_statistics_network_runs_in_int8_per_photo_through_the_engin
         assert int8.image.shape == image.shape and int8.plan.statistics == "preview"
         assert 25 < psnr(int8.image, fast) < 80
     wide = smooth_image(90, 120, seed=3)  # wider than the tile with its 15 px halo: tiles are crops, same result
-    assert psnr(run_approximation(model, wide, request="full-int8", tile=32).image,
-                run_approximation(model, wide, request="full-int8").image) > 60
+    assert (
+        psnr(
+            run_approximation(model, wide, request="full-int8", tile=32).image,
+            run_approximation(model, wide, request="full-int8").image,
+        )
+        > 60
+    )
     frozen = replace(card, networks={**networks, "net-int8": replace(networks["net-int8"], quantized_from=None)})
     static = run_approximation(Model(frozen), smooth_image(40, 56, seed=2) * 0.5, request="full-int8").image
     assert psnr(static, run_approximation(model, smooth_image(40, 56, seed=2) * 0.5, request="full-int8").image) < 60

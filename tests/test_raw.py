@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rawpy
+from conftest import smooth_image, write_synthetic_dng
 
 from fip.data.unprocess import CaptureSettings, camera_from_srgb_matrix, unprocess
 from fip.dng import encode_dng, write_dng
 from fip.errors import InputError, UnreadablePhotoError
 from fip.imaging import apply_orientation, encode_png, read_metadata, resize_area, srgb_encode
 from fip.raw import Mosaic, load_photo, orientation_from_flip, postprocess_settings
-
-from conftest import smooth_image, write_synthetic_dng
 
 
 @pytest.mark.parametrize("cfa", ["RGGB", "BGGR", "GRBG", "GBRG"])

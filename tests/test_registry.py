@@ -10,13 +10,12 @@ import uuid
 
 import numpy as np
 import pytest
+from conftest import make_distribution, smooth_image
 
 import fip
 from fip.errors import DISTRIBUTION, DuplicateOperatorError, ParameterError, UnknownOperatorError
 from fip.imaging import encode_png
 from fip.registry import InputKind, OperatorRegistry, OperatorSpec, Param, PluginLoadWarning
-
-from conftest import make_distribution, smooth_image
 
 BUILTINS = {"smooth.l0", "smooth.rof", "style.stylize"}
 
@@ -191,7 +190,9 @@ def test_broken_plugin_warns_and_fip_keeps_working(tmp_path, monkeypatch):
         tmp_path,
         monkeypatch,
         {
-            "broken-plugin": {broken: PLUGIN_SOURCE.format(name=f"{family}.half") + "\nraise ImportError('no libfoo')\n"},
+            "broken-plugin": {
+                broken: PLUGIN_SOURCE.format(name=f"{family}.half") + "\nraise ImportError('no libfoo')\n"
+            },
             "fine-plugin": {good: PLUGIN_SOURCE.format(name=f"{family}.ok")},
         },
     )
@@ -206,10 +207,19 @@ def test_a_plugin_that_exits_while_imported_is_skipped_like_any_broken_plugin(tm
 
     module, good, family = _unique("exits"), _unique("fine"), _unique("fam")
     argparse_at_import = "import argparse\nargparse.ArgumentParser().parse_args(['--no-such-option'])\n"
-    registry = _fresh_registry(tmp_path, monkeypatch, {"exiting-plugin": {module: argparse_at_import},
-                                                       "fine-plugin": {good: PLUGIN_SOURCE.format(name=f"{family}.ok")}})  # fmt: skip
-    with pytest.warns(PluginLoadWarning, match=r"exiting-plugin .*it called sys.exit\(2\) while being imported.*"
-                      "FIP_DISABLE_PLUGINS=1"):  # fmt: skip
+    registry = _fresh_registry(
+        tmp_path,
+        monkeypatch,
+        {
+            "exiting-plugin": {module: argparse_at_import},
+            "fine-plugin": {good: PLUGIN_SOURCE.format(name=f"{family}.ok")},
+        },
+    )
+    with pytest.warns(
+        PluginLoadWarning,
+        match=r"exiting-plugin .*it called sys.exit\(2\) while being imported.*"
+        "FIP_DISABLE_PLUGINS=1",
+    ):
         names = registry.names()
     assert f"{family}.ok" in names and BUILTINS <= set(names)
     # A models plugin that exits: the same, and fip's own models stay.
@@ -222,7 +232,9 @@ def test_a_plugin_that_exits_while_imported_is_skipped_like_any_broken_plugin(tm
 
 def test_disable_plugins_keeps_only_builtins(tmp_path, monkeypatch):
     module, family = _unique("plugin_off"), _unique("fam")
-    registry = _fresh_registry(tmp_path, monkeypatch, {"off-plugin": {module: PLUGIN_SOURCE.format(name=f"{family}.x")}})
+    registry = _fresh_registry(
+        tmp_path, monkeypatch, {"off-plugin": {module: PLUGIN_SOURCE.format(name=f"{family}.x")}}
+    )
     monkeypatch.setenv("FIP_DISABLE_PLUGINS", "1")
     names = registry.names()
     assert BUILTINS <= set(names) and f"{family}.x" not in names
@@ -268,8 +280,9 @@ def test_cli_lists_what_works_warns_once_and_refuses_a_disabled_name(tmp_path):
     photo.write_bytes(encode_png(smooth_image(8, 8), bits=8))
 
     def fip_cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "fip", *args], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": path})  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "fip", *args], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}
+        )
 
     listed = fip_cli("operators")
     assert listed.returncode == 0, listed.stderr
@@ -284,8 +297,11 @@ def test_cli_lists_what_works_warns_once_and_refuses_a_disabled_name(tmp_path):
     assert any("shadow-plugin" in line and "'smooth.rof'" in line for line in warned)
 
     out = str(tmp_path / "out")
-    for args in (["data", "-o", name], ["apply", "-o", name, str(photo), "--out", out],
-                 ["apply", "-m", name, str(photo), "--out", out]):  # fmt: skip
+    for args in (
+        ["data", "-o", name],
+        ["apply", "-o", name, str(photo), "--out", out],
+        ["apply", "-m", name, str(photo), "--out", out],
+    ):
         used = fip_cli(*args)
         errors = [line for line in used.stderr.splitlines() if line.startswith("fip: error:")]
         assert used.returncode == 2 and len(errors) == 1 and "Traceback" not in used.stderr, (args, used.stderr)

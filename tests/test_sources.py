@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import smooth_image, write_synthetic_dng
 
 from fip.data.sources import PhotoSkipped, Resolution, _hashed_split, fivek_source, open_source
 from fip.errors import SourceError
 
-from conftest import smooth_image, write_synthetic_dng
-
 
 def _fivek(tmp_path, numbers):
     for number in numbers:
-        folder = tmp_path / "fivek" / "raw_photos" / f"HQa{(number - 1) // 700 * 700 + 1}to{(number - 1) // 700 * 700 + 700}" / "photos"
+        folder = (
+            tmp_path
+            / "fivek"
+            / "raw_photos"
+            / f"HQa{(number - 1) // 700 * 700 + 1}to{(number - 1) // 700 * 700 + 700}"
+            / "photos"
+        )
         folder.mkdir(parents=True, exist_ok=True)
         write_synthetic_dng(folder / f"a{number:04d}-photo{number}.dng", smooth_image(8, 8), noise=False)
     return tmp_path / "fivek"
@@ -108,8 +113,11 @@ def test_exposure_bracketing_keeps_each_copy_in_its_photos_split(tmp_path):
     out = tmp_path / "bracketed"
 
     def run(source: Path = photos, target: Path = out) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), str(source), str(target), "--stops", "0", "-2"],
-                              capture_output=True, text=True)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, str(script), str(source), str(target), "--stops", "0", "-2"],
+            capture_output=True,
+            text=True,
+        )
 
     assert "is inside" in run(target=photos / "bracketed").stderr  # the copies would join their own source
     raw = tmp_path / "raw"

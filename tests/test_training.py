@@ -14,12 +14,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from conftest import run_net
 
 from fip.cli import main
 from fip.data.module import PairDataModule, PairDataset
 from fip.models.storage import NetworkFile, load_network, save_network
-
-from conftest import run_net
 
 
 def _config(tmp_path, photo_folder, **overrides) -> str:
@@ -32,13 +31,19 @@ def _config(tmp_path, photo_folder, **overrides) -> str:
             "max_epochs": 6,
             "default_root_dir": str(tmp_path / "runs"),
             "logger": [
-                {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"}},
+                {
+                    "class_path": "pytorch_lightning.loggers.CSVLogger",
+                    "init_args": {"save_dir": str(tmp_path / "runs"), "name": "tiny"},
+                },
             ],
             "enable_progress_bar": False,
             "log_every_n_steps": 1,
         },
         "model": {
-            "net": {"class_path": "fip.models.ContextAggregationNet", "init_args": {"in_channels": 3, "width": 8, "depth": 4}},
+            "net": {
+                "class_path": "fip.models.ContextAggregationNet",
+                "init_args": {"in_channels": 3, "width": 8, "depth": 4},
+            },
             "lr": 0.01,
         },
         "data": {
@@ -84,7 +89,7 @@ def test_pair_dataset_returns_the_whole_photo_as_the_crops_context(photo_folder,
     assert x.shape == y.shape == (3, 16, 16) and preview.shape == (3, 24, 32)
     # The preview is the whole photo (flipped with the crop), not the crop: its mean is the photo's.
     assert abs(preview.mean() - whole.mean()) < 1e-3 and abs(preview.mean() - x.mean()) > 1e-3
-    inputs, targets, contexts = collate_crops([(x, y, preview), (x, y, preview[:, :10])])
+    inputs, _, contexts = collate_crops([(x, y, preview), (x, y, preview[:, :10])])
     assert inputs.shape == (2, 3, 16, 16) and [c.shape[1:] for c in contexts] == [(24, 32), (10, 32)]
     # Flipped with the crop: with a crop the size of the photo and a full-size context, the preview is the crop.
     flipped = 0
@@ -108,8 +113,9 @@ def test_pair_dataset_draws_several_crops_of_one_photo_that_share_its_preview(ph
     assert not torch.equal(x[0], x[1])  # three places in the photo
     # Flipped alike: with crops the size of the photo and a full-size context, every crop is the preview.
     for seed in range(4):
-        x, _, preview = PairDataset(tmp_path / "p", "all", crop=64, flips=True, context=1.0, seed=seed,
-                                    crops_per_photo=2)[0]  # fmt: skip
+        x, _, preview = PairDataset(
+            tmp_path / "p", "all", crop=64, flips=True, context=1.0, seed=seed, crops_per_photo=2
+        )[0]
         assert torch.equal(x[0], preview) and torch.equal(x[1], preview)
     dataset = PairDataset(tmp_path / "p", "all", crop=16, context=0.5, crops_per_photo=2)
     inputs, targets, contexts = collate_crops([dataset[0], dataset[1]])
@@ -146,8 +152,18 @@ def test_training_in_bf16_on_the_cpu_stays_finite(photo_folder, tmp_path):
     from fip.training import run_training
 
     config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 2, "data.context_scale": 0.5})
-    cli = run_training(["-c", config, "--trainer.precision", "bf16-mixed", "--data.crops_per_photo", "2",
-                        "--model.net.init_args.width", "24"])  # at width 8 the NaN did not appear
+    cli = run_training(
+        [
+            "-c",
+            config,
+            "--trainer.precision",
+            "bf16-mixed",
+            "--data.crops_per_photo",
+            "2",
+            "--model.net.init_args.width",
+            "24",
+        ]
+    )  # at width 8 the NaN did not appear
     assert cli.trainer.global_step == 4 and np.isfinite(cli.trainer.callback_metrics["train_loss"].item())
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
     # What fixed it: crops come in the standard (contiguous) layout, whatever view of the photo they were cut from.
@@ -161,6 +177,7 @@ def test_training_crops_in_context(photo_folder, tmp_path, monkeypatch):
 
     seen = []
     original = ContextAggregationNet.forward_in_context
+
     def recording(net, x, contexts):
         seen.append([c.shape for c in contexts])
         return original(net, x, contexts)
@@ -194,14 +211,22 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(photo_folder,
     from fip.training import run_training
 
     # An operator far from the identity (the untrained network is the identity map); ~40 optimizer steps.
-    overrides = {"data.operator": "style.stylize", "trainer.max_epochs": 20, "data.batch_size": 1,
-                 "data.crop_size": 48, "trainer.check_val_every_n_epoch": 10}  # fmt: skip
+    overrides = {
+        "data.operator": "style.stylize",
+        "trainer.max_epochs": 20,
+        "data.batch_size": 1,
+        "data.crop_size": 48,
+        "trainer.check_val_every_n_epoch": 10,
+    }
     cli = run_training(["-c", _config(tmp_path, photo_folder, **overrides)])
     metrics = (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").read_text().splitlines()
     header = metrics[0].split(",")
     assert sum(1 for row in metrics[1:] if row.split(",")[header.index("val_psnr")]) == 2  # validation ran
-    hours = [float(row.split(",")[header.index("train_hours")]) for row in metrics[1:]
-             if row.split(",")[header.index("val_psnr")]]  # fmt: skip
+    hours = [
+        float(row.split(",")[header.index("train_hours")])
+        for row in metrics[1:]
+        if row.split(",")[header.index("val_psnr")]
+    ]
     assert 0 < hours[0] < hours[1] < 1  # the clock beside each validation: PSNR against hours of training
     checkpoint = cli.trainer.checkpoint_callback.last_model_path
     model = load_network(checkpoint)
@@ -220,7 +245,10 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(photo_folder,
     exported = save_network(model, tmp_path / "model.pt", {"val_psnr": 1.0})
     assert np.array_equal(run_net(load_network(exported), image), out)
     capsys.readouterr()  # drop what training printed
-    assert main(["eval", "-m", str(exported), "--source", str(photo_folder), "--split", "all", "--json", "--workers", "1"]) == 0
+    assert (
+        main(["eval", "-m", str(exported), "--source", str(photo_folder), "--split", "all", "--json", "--workers", "1"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert {"mean_psnr", "mean_ssim", "images"} <= set(report) and len(report["images"]) == 3
     assert all(np.isfinite(i["psnr"]) and 0 < i["ssim"] <= 1 for i in report["images"])
@@ -237,8 +265,9 @@ def test_eval_reports_what_the_input_itself_scores(photo_folder):
     from fip.models.catalogue import Model
 
     identity = Model.of_network(NetworkFile(can24().eval(), "identity", operator="smooth.rof"))
-    report = evaluate(identity, folder_source(photo_folder), split="all", resolution=Resolution(96), workers=1,
-                      request="full")  # fmt: skip
+    report = evaluate(
+        identity, folder_source(photo_folder), split="all", resolution=Resolution(96), workers=1, request="full"
+    )
     assert [i["psnr"] for i in report.images] == pytest.approx([i["input_psnr"] for i in report.images], abs=1e-3)
     for image in report.images:  # the input PNG of the pair against its target
         pair = [read_image_file(report.pairs_dir / kind / f"{image['name']}.png") for kind in ("input", "target")]
@@ -395,7 +424,9 @@ def test_loading_errors_name_the_problem(tmp_path):
 
     with pytest.raises(FipError, match="no model, operator or file named .*missing.pt"):
         open_model(tmp_path / "missing.pt")
-    with pytest.raises(FipError, match="no model, operator or file named 'fip/smooth.nothing'. Installed models: .*fip/smooth.rtv"):
+    with pytest.raises(
+        FipError, match="no model, operator or file named 'fip/smooth.nothing'. Installed models: .*fip/smooth.rtv"
+    ):
         open_model("fip/smooth.nothing")
     with pytest.raises(FipError, match="no installed model 'fip/smooth.rtv.pruned' to start from; installed: "):
         open_warm_start("fip/smooth.rtv.pruned")  # a sibling file is no model
@@ -421,7 +452,12 @@ def _output_and_target(model, folder, name, maps):
 
 
 # About 200 optimizer steps on 48-pixel crops, no validation: seconds on a CPU.
-_SHORT_RUN = {"trainer.max_epochs": 100, "trainer.check_val_every_n_epoch": 1000, "data.batch_size": 1, "data.crop_size": 48}
+_SHORT_RUN = {
+    "trainer.max_epochs": 100,
+    "trainer.check_val_every_n_epoch": 1000,
+    "data.batch_size": 1,
+    "data.crop_size": 48,
+}
 
 
 @pytest.mark.slow
@@ -432,8 +468,9 @@ def test_one_network_learns_two_operators_from_one_hot_maps(photo_folder, tmp_pa
 
     operators = ["smooth.rof", "style.stylize"]
     config = _config(tmp_path, photo_folder, **_SHORT_RUN)
-    cli = run_training(["-c", config, "--data.operator", json.dumps(operators),
-                        "--model.net.init_args.in_channels", "5"])  # fmt: skip
+    cli = run_training(
+        ["-c", config, "--data.operator", json.dumps(operators), "--model.net.init_args.in_channels", "5"]
+    )
     from fip.models.catalogue import Model, open_model
 
     model = Model.of_network(load_network(cli.trainer.checkpoint_callback.last_model_path))
@@ -465,13 +502,17 @@ def test_one_network_covers_a_parameter_range_from_a_parameter_map(photo_folder,
     network = load_network(cli.trainer.checkpoint_callback.last_model_path)
     model = Model.of_network(network)
     assert model.conditioning.to_json() == {"kind": "sweep", "operator": "tone.multiscale", **sweep}
-    assert model.maps("tone.multiscale", {"exposure": 0.5}) == (0.0,) and model.maps("tone.multiscale", {"exposure": 1.25}) == (0.5,)
+    assert model.maps("tone.multiscale", {"exposure": 0.5}) == (0.0,) and model.maps(
+        "tone.multiscale", {"exposure": 1.25}
+    ) == (0.5,)
     sets = sorted((tmp_path / "pairs").glob("tone.multiscale@*"))  # one pair set per swept value, never mixed
     assert len(sets) == 2
     exposure = lambda folder: json.loads((folder / "manifest.json").read_text())["params"]["exposure"]  # noqa: E731
     dark, bright = sorted((folder / "native" for folder in sets), key=exposure)
     out_dark, target_dark = _output_and_target(model, dark, "second", model.maps("tone.multiscale", {"exposure": 0.5}))
-    out_bright, target_bright = _output_and_target(model, bright, "second", model.maps("tone.multiscale", {"exposure": 2.0}))
+    out_bright, target_bright = _output_and_target(
+        model, bright, "second", model.maps("tone.multiscale", {"exposure": 2.0})
+    )
     # The map steers the network: each setting lands far closer to its own target than to the other's.
     assert psnr(out_dark, target_dark) > psnr(out_bright, target_dark) + 5.0
     assert psnr(out_bright, target_bright) > psnr(out_dark, target_bright) + 5.0
@@ -500,8 +541,11 @@ def test_ddp_on_cpu_with_two_processes(photo_folder, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "fip", "-v", "train", "-c", config, *overrides],  # -v: Lightning's notices too
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr and "distributed_backend=gloo" in result.stderr
     assert list((tmp_path / "runs" / "tiny").rglob("last.ckpt"))
@@ -526,7 +570,9 @@ def test_training_configs_are_valid(config, capsys):
         run_training(["-c", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["data"]["operator"] == config.stem and printed["model"]["net"]["class_path"].endswith("ContextAggregationNet")
+    assert printed["data"]["operator"] == config.stem and printed["model"]["net"]["class_path"].endswith(
+        "ContextAggregationNet"
+    )
     warm = printed["model"].get("warm_start")
     if warm and warm.startswith("paper/"):
         from fip.models.paper import FIP_OPERATOR
@@ -561,8 +607,10 @@ def test_extension_configs_feed_their_networks_the_right_channels(config, capsys
 
 
 def test_the_verbose_flag_goes_before_train_and_demo():
-    for args, printed in ((["-v", "train", "--print_config", "-c", "smooth.l0"], "operator: smooth.l0"),
-                          (["-v", "demo", "--help"], "--port")):  # fmt: skip
+    for args, printed in (
+        (["-v", "train", "--print_config", "-c", "smooth.l0"], "operator: smooth.l0"),
+        (["-v", "demo", "--help"], "--port"),
+    ):
         done = subprocess.run([sys.executable, "-m", "fip", *args], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr[-2000:])
         assert printed in done.stdout, done.stdout[-2000:]
@@ -570,8 +618,13 @@ def test_the_verbose_flag_goes_before_train_and_demo():
 
 def test_training_prints_fips_output_not_lightnings_notices(photo_folder, tmp_path):
     config = _config(tmp_path, photo_folder, **{"trainer.max_epochs": 1, "data.operator": "smooth.rof"})
-    done = subprocess.run([sys.executable, "-m", "fip", "train", "-c", config], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "FIP_CACHE": str(tmp_path / "cache")})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "fip", "train", "-c", config],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "FIP_CACHE": str(tmp_path / "cache")},
+    )
     printed = done.stdout + done.stderr
     assert done.returncode == 0, printed[-2000:]
     assert (tmp_path / "runs" / "tiny" / "version_0" / "metrics.csv").is_file()  # it trained
@@ -580,8 +633,9 @@ def test_training_prints_fips_output_not_lightnings_notices(photo_folder, tmp_pa
 
 
 def test_the_verbose_flag_shows_fips_debugging_not_every_librarys(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "fip", "-v", "operators"], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "fip", "-v", "operators"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "smooth.l0" in done.stdout, done.stderr[-2000:]
-    foreign = [line for line in done.stderr.splitlines() if line.split(":")[0].split(".")[0] not in ("fip", "fip_operators")]
+    foreign = [
+        line for line in done.stderr.splitlines() if line.split(":")[0].split(".")[0] not in ("fip", "fip_operators")
+    ]
     assert not foreign, foreign[:5]

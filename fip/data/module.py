@@ -152,9 +152,9 @@ class PairDataset(Dataset):
             height, width = source.shape[:2]
             size_y, size_x = min(self.crop, height), min(self.crop, width)
             corners = [(rng.integers(height - size_y + 1), rng.integers(width - size_x + 1))
-                       for _ in range(self.crops_per_photo)]  # fmt: skip
+                       for _ in range(self.crops_per_photo)]
             source, target = (np.stack([image[y : y + size_y, x : x + size_x] for y, x in corners])
-                              for image in (source, target))  # fmt: skip
+                              for image in (source, target))
             if self.crops_per_photo == 1:
                 source, target = source[0], target[0]
         if self.flips:
@@ -347,7 +347,7 @@ class PairDataModule(pl.LightningDataModule):
                     generate_pairs(
                         task.operator, source, params=task.params, split=split, resolution=self.resolutions[key],
                         out_dir=self.folder(key, task), workers=self.pair_workers, exposures=self._exposures(key),
-                    )  # fmt: skip
+                    )
 
     def setup(self, stage: str | None = None) -> None:
         crop = self.crop_size if self.recipe == "crops" else None
@@ -361,7 +361,7 @@ class PairDataModule(pl.LightningDataModule):
                             crops_per_photo=self.crops_per_photo if training else 1,
                             input_norm=self.input_norm,
                             pairs=[pair_name(photo.name, stops) for photo in self._source().select(split)
-                                   for stops in self._exposures(key)])  # fmt: skip
+                                   for stops in self._exposures(key)])
                 for task in self.tasks
             ]
             self.datasets[key] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
@@ -373,7 +373,7 @@ class PairDataModule(pl.LightningDataModule):
         dataset = self.datasets["finetune" if finetuning else "train"]
         batch = self.batch_size // self.crops_per_photo if self.recipe == "crops" else 1
         return DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=self.num_workers, drop_last=False,
-                          collate_fn=collate_crops)  # fmt: skip
+                          collate_fn=collate_crops)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["val"], batch_size=1, shuffle=False, num_workers=self.num_workers)

@@ -425,7 +425,7 @@ def generate_pairs(
     workers = max(1, min(workers, len(jobs)))
     unit = "photo" if exposures == (0.0,) else "pair"
     bar = tqdm(total=len(photos) * len(exposures), initial=len(report.reused), desc=spec.name, unit=unit,
-               disable=not progress)  # fmt: skip
+               disable=not progress)
     try:
         with bar, executor(workers, scheduler if jobs else None) as pool:
             if pool is None:

@@ -6,5 +6,14 @@ from fip.models.grid import BilateralGridNet
 from fip.models.guided import GuidedCAN
 from fip.models.paper import PAPER_OPERATORS, load_paper_model
 
-__all__ = ["AdaptiveNorm", "BilateralGridNet", "ContextAggregationNet", "GuidedCAN", "NormMode", "PAPER_OPERATORS", "can24", "can32",
-           "load_paper_model"]  # fmt: skip
+__all__ = [
+    "PAPER_OPERATORS",
+    "AdaptiveNorm",
+    "BilateralGridNet",
+    "ContextAggregationNet",
+    "GuidedCAN",
+    "NormMode",
+    "can24",
+    "can32",
+    "load_paper_model",
+]

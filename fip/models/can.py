@@ -112,8 +112,15 @@ class ContextAggregationNet(nn.Module):
     Input ``(B, in_channels, H, W)`` float in [0, 1] (RGB first); output ``(B, 3, H, W)``, not clipped.
     """
 
-    def __init__(self, in_channels: int = 3, width: int = 24, depth: int = 9, norm: NormMode | str = NormMode.IMAGE,
-                 conv_bias: bool = False, input_norm: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int = 3,
+        width: int = 24,
+        depth: int = 9,
+        norm: NormMode | str = NormMode.IMAGE,
+        conv_bias: bool = False,
+        input_norm: str | None = None,
+    ):
         super().__init__()
         self.input_norm = check_input_norm(input_norm)
         if depth < 3:
@@ -175,8 +182,10 @@ class ContextAggregationNet(nn.Module):
         if NormMode.IMAGE not in modes:
             return self(x)
         if modes != {NormMode.IMAGE}:
-            raise InputError("forward_in_context needs every normalization in norm='image' mode; this network mixes "
-                             "modes: train it without data.context_scale")  # fmt: skip
+            raise InputError(
+                "forward_in_context needs every normalization in norm='image' mode; this network mixes "
+                "modes: train it without data.context_scale"
+            )
         # Crops of one photo share its context (the same tensor): one pass per photo, not per crop.
         photo_of: dict[int, int] = {}
         rows = [photo_of.setdefault(id(c), len(photo_of)) for c in contexts]
@@ -195,8 +204,13 @@ class ContextAggregationNet(nn.Module):
 def conv_biases(net: nn.Module) -> list[nn.Parameter]:
     """The 3x3 convolution biases of every :class:`ContextAggregationNet` in ``net`` built with ``conv_bias`` (not
     the output layer's, which every CAN has, nor the biases that :func:`fold` writes)."""
-    return [m.bias for can in net.modules() if isinstance(can, ContextAggregationNet) and can.conv_bias
-            for m in can.features if isinstance(m, nn.Conv2d)]  # fmt: skip
+    return [
+        m.bias
+        for can in net.modules()
+        if isinstance(can, ContextAggregationNet) and can.conv_bias
+        for m in can.features
+        if isinstance(m, nn.Conv2d)
+    ]
 
 
 def can24(in_channels: int = 3, norm: NormMode | str = NormMode.IMAGE) -> ContextAggregationNet:
@@ -294,8 +308,14 @@ def fold(net: ContextAggregationNet, statistics: Statistics | None = None) -> Fo
             mean, var = statistics[index // 3]
             inv_std = torch.rsqrt(var.to(conv.weight.dtype) + BN_EPSILON)
             scale = norm.lam + norm.mu * inv_std
-            folded = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=conv.padding,
-                               dilation=conv.dilation, dtype=conv.weight.dtype)  # fmt: skip
+            folded = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                3,
+                padding=conv.padding,
+                dilation=conv.dilation,
+                dtype=conv.weight.dtype,
+            )
             folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
             shift = norm.mu * (norm.beta - mean.to(conv.weight.dtype) * inv_std)
             folded.bias.copy_(shift if conv.bias is None else shift + scale * conv.bias)

@@ -164,8 +164,10 @@ class Approximator:
         if self.scale is not None and self.upsampler is None:
             raise CardError(f"approximator {self.name!r} runs at a scale of {self.scale:g} but names no upsampler")
         if self.network is None and self.scale is None and self.name != REFERENCE:
-            raise CardError(f"approximator {self.name!r} runs no network and no reduced resolution: that is the "
-                            f"reference itself, which every model offers as {REFERENCE!r}")  # fmt: skip
+            raise CardError(
+                f"approximator {self.name!r} runs no network and no reduced resolution: that is the "
+                f"reference itself, which every model offers as {REFERENCE!r}"
+            )
 
     @property
     def runs_reference(self) -> bool:
@@ -191,10 +193,17 @@ class Approximator:
         _known(data, {f.name for f in fields(cls)} - {"name"}, f"approximator {name!r}")
         upsampler = data.pop("upsampler", None)
         quality = {k: _build(Quality, v, f"quality {k!r} of {name!r}") for k, v in data.pop("quality", {}).items()}
-        seconds = {k: _build(Timing, {**v, "size": tuple(v.get("size", (1080, 1920)))}, f"seconds {k!r} of {name!r}")
-                   for k, v in data.pop("seconds", {}).items()}  # fmt: skip
-        return cls(name=name, upsampler=_build(Upsampler, upsampler, f"upsampler of {name!r}") if upsampler else None,
-                   quality=quality, seconds=seconds, **data)  # fmt: skip
+        seconds = {
+            k: _build(Timing, {**v, "size": tuple(v.get("size", (1080, 1920)))}, f"seconds {k!r} of {name!r}")
+            for k, v in data.pop("seconds", {}).items()
+        }
+        return cls(
+            name=name,
+            upsampler=_build(Upsampler, upsampler, f"upsampler of {name!r}") if upsampler else None,
+            quality=quality,
+            seconds=seconds,
+            **data,
+        )
 
 
 @dataclass(frozen=True)
@@ -249,12 +258,16 @@ class ModelCard:
             raise CardError(f"{where} lists no approximators")
         for approximator in self.approximators.values():
             if approximator.network is not None and approximator.network not in self.networks:
-                raise CardError(f"{where}: approximator {approximator.name!r} runs network {approximator.network!r}, "
-                                f"which the card does not list (it lists: {', '.join(self.networks) or 'none'})")  # fmt: skip
+                raise CardError(
+                    f"{where}: approximator {approximator.name!r} runs network {approximator.network!r}, "
+                    f"which the card does not list (it lists: {', '.join(self.networks) or 'none'})"
+                )
             for photo_set in approximator.quality:
                 if photo_set not in self.photo_sets:
-                    raise CardError(f"{where}: approximator {approximator.name!r} was measured on photo set "
-                                    f"{photo_set!r}, which the card does not describe")  # fmt: skip
+                    raise CardError(
+                        f"{where}: approximator {approximator.name!r} was measured on photo set "
+                        f"{photo_set!r}, which the card does not describe"
+                    )
         if sum(s.role == "choose" for s in self.photo_sets.values()) > 1:
             raise CardError(f"{where}: more than one photo set has the role 'choose'; auto reads one")
 
@@ -270,8 +283,9 @@ class ModelCard:
         try:
             return self.approximators[name]
         except KeyError:
-            raise CardError(f"model {self.name} has no approximator {name!r}; it has: "
-                            f"{', '.join(self.approximators)} (and 'auto')") from None  # fmt: skip
+            raise CardError(
+                f"model {self.name} has no approximator {name!r}; it has: {', '.join(self.approximators)} (and 'auto')"
+            ) from None
 
     def path_of(self, key: str) -> Path | str:
         """Where network ``key``'s file is: a path (or, for ``paper`` networks, the ``paper/<Operator>`` name)."""
@@ -315,8 +329,10 @@ class ModelCard:
         if not isinstance(data, dict):
             raise CardError(f"{where} is not a JSON object")
         if data.get("format") != CARD_FORMAT:
-            raise CardError(f"{where} has format {data.get('format')!r}; this fip reads {CARD_FORMAT!r} (upgrade fip, "
-                            "or rebuild the model with this version)")  # fmt: skip
+            raise CardError(
+                f"{where} has format {data.get('format')!r}; this fip reads {CARD_FORMAT!r} (upgrade fip, "
+                "or rebuild the model with this version)"
+            )
         data = {k: v for k, v in data.items() if k != "format"}
         _known(data, {f.name for f in fields(cls)} - {"root"}, where)
         try:
@@ -324,18 +340,23 @@ class ModelCard:
                 name=data["name"],
                 operator=data.get("operator"),
                 params=dict(data.get("params") or {}),
-                networks={k: _build(NetworkEntry, v, f"network {k!r}") for k, v in (data.get("networks") or {}).items()},
+                networks={
+                    k: _build(NetworkEntry, v, f"network {k!r}") for k, v in (data.get("networks") or {}).items()
+                },
                 approximators={k: Approximator.from_json(k, v) for k, v in data["approximators"].items()},
-                photo_sets={k: _build(PhotoSet, v, f"photo set {k!r}") for k, v in (data.get("photo_sets") or {}).items()},
+                photo_sets={
+                    k: _build(PhotoSet, v, f"photo set {k!r}") for k, v in (data.get("photo_sets") or {}).items()
+                },
                 conditioning=data.get("conditioning"),
                 description=data.get("description", ""),
                 licence=data.get("licence", ""),
                 provenance=dict(data.get("provenance") or {}),
-                reference_seconds={k: _build(Timing, {**v, "size": tuple(v.get("size", (1080, 1920)))},
-                                             f"reference seconds {k!r}")
-                                   for k, v in (data.get("reference_seconds") or {}).items()},
+                reference_seconds={
+                    k: _build(Timing, {**v, "size": tuple(v.get("size", (1080, 1920)))}, f"reference seconds {k!r}")
+                    for k, v in (data.get("reference_seconds") or {}).items()
+                },
                 root=root,
-            )  # fmt: skip
+            )
         except CardError as exc:
             raise CardError(f"{where}: {exc}") from None
         except KeyError as exc:
@@ -395,5 +416,19 @@ def _build(kind: type, data: Any, where: str) -> Any:
         raise CardError(f"{where} is malformed ({exc})") from None
 
 
-__all__ = ["CARD_FILE", "CARD_FORMAT", "Approximator", "CardError", "ModelCard", "NetworkEntry", "PhotoSet", "Quality",
-           "REFERENCE", "REFERENCE_LOWRES", "Timing", "Upsampler", "read_card", "write_card"]  # fmt: skip
+__all__ = [
+    "CARD_FILE",
+    "CARD_FORMAT",
+    "REFERENCE",
+    "REFERENCE_LOWRES",
+    "Approximator",
+    "CardError",
+    "ModelCard",
+    "NetworkEntry",
+    "PhotoSet",
+    "Quality",
+    "Timing",
+    "Upsampler",
+    "read_card",
+    "write_card",
+]

@@ -79,10 +79,12 @@ REFERENCE_HALFRES_APPROXIMATOR = Approximator(
 )
 PREVIEW_MEGAPIXELS = 0.1  # the statistics preview of a network run at full resolution
 GRID_APPROXIMATOR = Approximator(
-    "grid", "net", "fp32",
+    "grid",
+    "net",
+    "fp32",
     description="bilateral grid (HDRNet-style): a network on a small fixed-size copy predicts a grid of colour "
     "transforms; per pixel a learned guide, a grid lookup and a 3x4 transform",
-)  # fmt: skip
+)
 GUIDED_PREVIEW_MEGAPIXELS = 0.05  # the statistics preview of a guided network's low-resolution pass
 
 
@@ -138,8 +140,9 @@ class Model:
             return None
         operator = operator or self.operator
         if operator is None:
-            raise FipError(f"{self.name} serves several operators ({', '.join(conditioning.operators)}): "
-                           "name one (--operator)")  # fmt: skip
+            raise FipError(
+                f"{self.name} serves several operators ({', '.join(conditioning.operators)}): name one (--operator)"
+            )
         return conditioning.maps(operator, params if params is not None else self.params)
 
     def network(self, key: str) -> Any:
@@ -169,8 +172,10 @@ class Model:
         if not path.is_file():
             raise FipError(f"model {self.name}: its {key!r} file {path} is missing; reinstall the model")
         if entry.sha256 is not None and sha256_file(path) != entry.sha256:
-            raise FipError(f"model {self.name}: {path} does not match the SHA-256 its card records (damaged or "
-                           "replaced); reinstall the model")  # fmt: skip
+            raise FipError(
+                f"model {self.name}: {path} does not match the SHA-256 its card records (damaged or "
+                "replaced); reinstall the model"
+            )
         if entry.kind == "onnx":
             return path
         network = load_network(path)
@@ -213,8 +218,11 @@ class Catalogue:
             if len(yours) > 1 and operator not in self._warned:
                 self._warned.add(operator)
                 listed = ", ".join(f"{c.name} ({c.root})" for c in yours)
-                _warn(f"{MODEL_PATH_ENV} holds {len(yours)} models for {operator}: {listed}; fip runs the first, "
-                      f"{yours[0].name} (pass -m with another's name or folder to run it)", user=True)  # fmt: skip
+                _warn(
+                    f"{MODEL_PATH_ENV} holds {len(yours)} models for {operator}: {listed}; fip runs the first, "
+                    f"{yours[0].name} (pass -m with another's name or folder to run it)",
+                    user=True,
+                )
         return next(iter(yours), None) or next(iter(cards), None)
 
     def refresh(self) -> None:
@@ -247,8 +255,10 @@ class Catalogue:
                     clashes[card.name].append(origin)
                 elif card.name in cards and origins[card.name][1]:
                     # fip's own model keeps its name: a plugin cannot change what `fip/...` runs.
-                    _warn(f"skipping the model {card.name!r} in {folder} from {source}: that name is already "
-                          f"installed from {cards[card.name].root}")  # fmt: skip
+                    _warn(
+                        f"skipping the model {card.name!r} in {folder} from {source}: that name is already "
+                        f"installed from {cards[card.name].root}"
+                    )
                 elif card.name in cards:
                     del cards[card.name]
                     clashes[card.name] = [origins.pop(card.name)[0], origin]
@@ -263,7 +273,7 @@ class Catalogue:
                 source = f"{_distribution_name(ep) or 'unknown distribution'} (entry point {ep.name} = {ep.value})"
                 try:
                     folders = _folders_of(ep.load())
-                except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not take fip down
+                except (Exception, SystemExit) as exc:
                     _warn(f"model plugin {source} failed to load and is skipped: {load_failure(exc)}")
                     continue
                 for folder in folders:
@@ -295,8 +305,11 @@ class Catalogue:
                     continue
                 if card.name in cards or card.name in disabled:
                     where = cards[card.name].root if card.name in cards else "two plugins"
-                    _warn(f"skipping the model in {folder} (from {MODEL_PATH_ENV}): the name {card.name!r} is "
-                          f"already taken by {where}; rename it (fip package --name) or list only one", user=True)  # fmt: skip
+                    _warn(
+                        f"skipping the model in {folder} (from {MODEL_PATH_ENV}): the name {card.name!r} is "
+                        f"already taken by {where}; rename it (fip package --name) or list only one",
+                        user=True,
+                    )
                     continue
                 cards[card.name] = card
                 user.add(card.name)
@@ -306,8 +319,10 @@ class Catalogue:
         origins = self._clashes[name]
         listed = f"{', '.join(origins[:-1])} and {origins[-1]}"
         who = f"{listed} {'both' if len(origins) == 2 else 'all'} install it"
-        return (f"model {name!r} is disabled: {who}, and fip cannot tell which one you mean. Uninstall one of "
-                "them (pip uninstall DISTRIBUTION) or ask its author to rename the model")  # fmt: skip
+        return (
+            f"model {name!r} is disabled: {who}, and fip cannot tell which one you mean. Uninstall one of "
+            "them (pip uninstall DISTRIBUTION) or ask its author to rename the model"
+        )
 
 
 def _warn(message: str, user: bool = False) -> None:
@@ -329,8 +344,10 @@ def _folders_of(loaded: Any) -> list[Path]:
         return _model_folders(folder)
     if isinstance(loaded, (list, tuple)):
         return [Path(p) for p in loaded]
-    raise TypeError(f"entry point value is a {type(loaded).__name__}; it must name a package of model folders, "
-                    "a list of folders, or a function returning one")  # fmt: skip
+    raise TypeError(
+        f"entry point value is a {type(loaded).__name__}; it must name a package of model folders, "
+        "a list of folders, or a function returning one"
+    )
 
 
 def _model_folders(folder: Path) -> list[Path]:
@@ -374,20 +391,43 @@ def network_approximators(net: Any, *, guided: bool = False, running: bool = Fal
     if isinstance(net, BilateralGridNet):
         return [GRID_APPROXIMATOR]
     if guided:
-        return [Approximator("lowres", "net", "bf16", "preview", GUIDED_PREVIEW_MEGAPIXELS,
-                             description="the network's own low-resolution pass and learned guided filter, bf16")]  # fmt: skip
+        return [
+            Approximator(
+                "lowres",
+                "net",
+                "bf16",
+                "preview",
+                GUIDED_PREVIEW_MEGAPIXELS,
+                description="the network's own low-resolution pass and learned guided filter, bf16",
+            )
+        ]
     if running:
-        return [Approximator("full", "net", "fp32", "running", description="running statistics, folded, fp32"),
-                Approximator("bf16", "net", "bf16", "running", description="running statistics, folded, bf16")]  # fmt: skip
+        return [
+            Approximator("full", "net", "fp32", "running", description="running statistics, folded, fp32"),
+            Approximator("bf16", "net", "bf16", "running", description="running statistics, folded, bf16"),
+        ]
     return [
         Approximator("full", "net", "fp32", "image", description="paper-exact: the photo's statistics at every layer"),
-        Approximator("fast", "net", "fp32", "preview", PREVIEW_MEGAPIXELS,
-                     description=f"statistics from a {PREVIEW_MEGAPIXELS:g} MP preview, folded into the convolutions"),
+        Approximator(
+            "fast",
+            "net",
+            "fp32",
+            "preview",
+            PREVIEW_MEGAPIXELS,
+            description=f"statistics from a {PREVIEW_MEGAPIXELS:g} MP preview, folded into the convolutions",
+        ),
         Approximator("bf16", "net", "bf16", "preview", PREVIEW_MEGAPIXELS, description="fast, in bfloat16"),
-        Approximator("network-lowres", "net", "bf16", "preview", PREVIEW_MEGAPIXELS, scale=1 / 3,
-                     upsampler=Upsampler("guided", radius=1, eps=1e-4),
-                     description="the network at a third of the size in bf16, guided-filter upsampling"),
-    ]  # fmt: skip
+        Approximator(
+            "network-lowres",
+            "net",
+            "bf16",
+            "preview",
+            PREVIEW_MEGAPIXELS,
+            scale=1 / 3,
+            upsampler=Upsampler("guided", radius=1, eps=1e-4),
+            description="the network at a third of the size in bf16, guided-filter upsampling",
+        ),
+    ]
 
 
 def card_for_network(network: NetworkFile, kind: str = "fip") -> ModelCard:
@@ -399,16 +439,21 @@ def card_for_network(network: NetworkFile, kind: str = "fip") -> ModelCard:
     net = network.net
     running = getattr(net, "folds_exactly", False)
     path = Path(network.name) if kind == "fip" else None
-    entry = NetworkEntry(path.name if path else network.name, "paper" if kind == "paper" else "fip",
-                         architecture=net_config(net))  # fmt: skip
+    entry = NetworkEntry(
+        path.name if path else network.name, "paper" if kind == "paper" else "fip", architecture=net_config(net)
+    )
     approximators = network_approximators(net, guided=isinstance(net, GuidedCAN), running=running)
     approximators.append(REFERENCE_LOWRES_APPROXIMATOR)
     return ModelCard(
-        name=network.name, operator=network.operator, params=network.params, networks={"net": entry},
+        name=network.name,
+        operator=network.operator,
+        params=network.params,
+        networks={"net": entry},
         approximators={a.name: a for a in approximators},
         conditioning=network.conditioning.to_json() if network.conditioning else None,
-        description="a single network file, not measured", root=path.parent if path else None,
-    )  # fmt: skip
+        description="a single network file, not measured",
+        root=path.parent if path else None,
+    )
 
 
 def reference_card(operator: str) -> ModelCard:
@@ -416,9 +461,13 @@ def reference_card(operator: str) -> ModelCard:
     from fip.registry import get_operator
 
     spec = get_operator(operator)  # an unknown name fails here, naming the registered ones
-    return ModelCard(name=f"reference/{spec.name}", operator=spec.name, params=spec.resolve_params(),
-                     approximators={REFERENCE_LOWRES: REFERENCE_LOWRES_APPROXIMATOR},
-                     description="no trained model: the reference operator at low resolution")  # fmt: skip
+    return ModelCard(
+        name=f"reference/{spec.name}",
+        operator=spec.name,
+        params=spec.resolve_params(),
+        approximators={REFERENCE_LOWRES: REFERENCE_LOWRES_APPROXIMATOR},
+        description="no trained model: the reference operator at low resolution",
+    )
 
 
 def open_model(name_or_path: str | os.PathLike[str] | ModelCard) -> Model:
@@ -450,9 +499,11 @@ def open_model(name_or_path: str | os.PathLike[str] | ModelCard) -> Model:
     if path.is_file():
         return Model(card_for_network(load_network(path)))
     installed = ", ".join(c.name for c in _catalogue.cards()) or "none"
-    raise FipError(f"no model, operator or file named {text!r}. Installed models: {installed}; also "
-                   "'paper/<Operator>', any registered operator's name (`fip operators`), a model folder, "
-                   "or a .pt/.ckpt file")  # fmt: skip
+    raise FipError(
+        f"no model, operator or file named {text!r}. Installed models: {installed}; also "
+        "'paper/<Operator>', any registered operator's name (`fip operators`), a model folder, "
+        "or a .pt/.ckpt file"
+    )
 
 
 def model_for_operator(operator: str) -> Model:
@@ -502,6 +553,22 @@ def open_warm_start(name_or_path: str | os.PathLike[str]) -> NetworkFile:
     return load_network(text)
 
 
-__all__ = ["Catalogue", "ENTRY_POINT_GROUP", "MODEL_PATH_ENV", "GUIDED_PREVIEW_MEGAPIXELS", "Model", "PREVIEW_MEGAPIXELS",
-           "REFERENCE_HALFRES_APPROXIMATOR", "REFERENCE_LOWRES_APPROXIMATOR", "ModelLoadWarning", "card_for_network", "default_catalogue",
-           "list_models", "model_for_operator", "network_approximators", "open_model", "open_warm_start", "reference_card"]  # fmt: skip
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "GUIDED_PREVIEW_MEGAPIXELS",
+    "MODEL_PATH_ENV",
+    "PREVIEW_MEGAPIXELS",
+    "REFERENCE_HALFRES_APPROXIMATOR",
+    "REFERENCE_LOWRES_APPROXIMATOR",
+    "Catalogue",
+    "Model",
+    "ModelLoadWarning",
+    "card_for_network",
+    "default_catalogue",
+    "list_models",
+    "model_for_operator",
+    "network_approximators",
+    "open_model",
+    "open_warm_start",
+    "reference_card",
+]

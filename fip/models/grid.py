@@ -75,8 +75,16 @@ class BilateralGridNet(nn.Module):
     Untrained, it is the identity (every cell holds the identity transform).
     """
 
-    def __init__(self, in_channels: int = 3, lowres: int = 256, grid_size: int = 16, depth: int = 8,
-                 width: int = 64, guide_hidden: int = 8, histogram_bins: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int = 3,
+        lowres: int = 256,
+        grid_size: int = 16,
+        depth: int = 8,
+        width: int = 64,
+        guide_hidden: int = 8,
+        histogram_bins: int = 0,
+    ):
         super().__init__()
         steps = (lowres // grid_size).bit_length() - 1
         if lowres % grid_size or 2**steps != lowres // grid_size or steps < 2:
@@ -86,17 +94,32 @@ class BilateralGridNet(nn.Module):
         self.in_channels, self.lowres, self.grid_size, self.depth = in_channels, lowres, grid_size, depth
         self.width, self.guide_hidden, self.histogram_bins = width, guide_hidden, histogram_bins
         channels = [in_channels] + [max(8, width >> (steps - 1 - i)) for i in range(steps)]
-        self.splat = nn.Sequential(*[layer for i in range(steps) for layer in (
-            nn.Conv2d(channels[i], channels[i + 1], 3, stride=2, padding=1), nn.ReLU())])  # fmt: skip
-        self.local = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                                   nn.Conv2d(width, width, 3, padding=1, bias=False))  # fmt: skip
+        self.splat = nn.Sequential(
+            *[
+                layer
+                for i in range(steps)
+                for layer in (nn.Conv2d(channels[i], channels[i + 1], 3, stride=2, padding=1), nn.ReLU())
+            ]
+        )
+        self.local = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1, bias=False)
+        )
         # The global branch: two more halvings, then fully connected layers over the whole (grid_size / 4)^2 map.
-        self.global_conv = nn.Sequential(nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
-                                         nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())  # fmt: skip
+        self.global_conv = nn.Sequential(
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
         cells = max(1, grid_size // 4) ** 2
         statistics = 3 * histogram_bins + 6 if histogram_bins else 0
-        self.global_fc = nn.Sequential(nn.Linear(width * cells + statistics, 4 * width), nn.ReLU(),
-                                       nn.Linear(4 * width, 2 * width), nn.ReLU(), nn.Linear(2 * width, width))  # fmt: skip
+        self.global_fc = nn.Sequential(
+            nn.Linear(width * cells + statistics, 4 * width),
+            nn.ReLU(),
+            nn.Linear(4 * width, 2 * width),
+            nn.ReLU(),
+            nn.Linear(2 * width, width),
+        )
         self.fuse = nn.Conv2d(width, COEFFICIENTS * depth, 1)
         nn.init.zeros_(self.fuse.weight)
         with torch.no_grad():  # every cell starts as the identity: A = I, b = 0
@@ -178,8 +201,9 @@ class BilateralGridNet(nn.Module):
         for top in range(0, height, band):
             bottom = min(height, top + band)
             rows = torch.arange(top, bottom, device=rgb.device)
-            out[:, :, top:bottom] = slice_rows(table, self.guide(rgb[:, :, top:bottom]), rgb[:, :, top:bottom], height,
-                                               rows, columns)  # fmt: skip
+            out[:, :, top:bottom] = slice_rows(
+                table, self.guide(rgb[:, :, top:bottom]), rgb[:, :, top:bottom], height, rows, columns
+            )
         return out
 
 
@@ -203,8 +227,15 @@ def _axis(size: int, cells: int, device: torch.device) -> tuple[torch.Tensor, to
     return lower.long(), position - lower
 
 
-def slice_rows(table: torch.Tensor, guide: torch.Tensor, rgb: torch.Tensor, height: int, rows: torch.Tensor,
-               columns: tuple[torch.Tensor, torch.Tensor], portable: bool | None = None) -> torch.Tensor:  # fmt: skip
+def slice_rows(
+    table: torch.Tensor,
+    guide: torch.Tensor,
+    rgb: torch.Tensor,
+    height: int,
+    rows: torch.Tensor,
+    columns: tuple[torch.Tensor, torch.Tensor],
+    portable: bool | None = None,
+) -> torch.Tensor:
     """Rows ``rows`` of a photo of ``height`` rows through the grid.
 
     Args:
@@ -230,12 +261,22 @@ def slice_rows(table: torch.Tensor, guide: torch.Tensor, rgb: torch.Tensor, heig
     position = (guide * depth - 0.5).clamp(0, depth - 1)
     level = position.detach().floor().clamp(max=depth - 2)
     level_weight = (position - level).unsqueeze(-1)  # (B, R, W, 1)
-    base = (torch.arange(batch * rows, device=guide.device).view(batch, rows, 1) * (cells_x * depth)
-            + (column * depth).view(1, 1, width) + level.long())  # fmt: skip
+    base = (
+        torch.arange(batch * rows, device=guide.device).view(batch, rows, 1) * (cells_x * depth)
+        + (column * depth).view(1, 1, width)
+        + level.long()
+    )
     index = base.unsqueeze(-1) + torch.tensor([0, 1, depth, depth + 1], device=guide.device)
     right = column_weight.to(table.dtype).view(1, 1, width, 1)
-    weights = torch.cat([(1 - right) * (1 - level_weight), (1 - right) * level_weight,
-                         right * (1 - level_weight), right * level_weight], dim=-1)  # fmt: skip
+    weights = torch.cat(
+        [
+            (1 - right) * (1 - level_weight),
+            (1 - right) * level_weight,
+            right * (1 - level_weight),
+            right * level_weight,
+        ],
+        dim=-1,
+    )
     if portable is None:
         portable = torch.onnx.is_in_onnx_export()
     if portable:

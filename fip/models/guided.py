@@ -48,9 +48,13 @@ class FastGuidedFilter(nn.Module):
         self.log_eps = nn.Parameter(torch.tensor(float(eps)).log())
         self.fit = None
         if fit_hidden > 0:
-            self.fit = nn.Sequential(nn.Conv2d(2 * channels, fit_hidden, 1), nn.LeakyReLU(0.2),
-                                     nn.Conv2d(fit_hidden, fit_hidden, 1), nn.LeakyReLU(0.2),
-                                     nn.Conv2d(fit_hidden, channels, 1))  # fmt: skip
+            self.fit = nn.Sequential(
+                nn.Conv2d(2 * channels, fit_hidden, 1),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(fit_hidden, fit_hidden, 1),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(fit_hidden, channels, 1),
+            )
             nn.init.zeros_(self.fit[4].weight)
             nn.init.zeros_(self.fit[4].bias)
 
@@ -70,16 +74,26 @@ class FastGuidedFilter(nn.Module):
         b = mean_p - a * mean_i
         return self._box(torch.cat([a, b], dim=1))
 
-    def forward(self, guide_low: torch.Tensor, target_low: torch.Tensor, guide_high: torch.Tensor,
-                band: int | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, guide_low: torch.Tensor, target_low: torch.Tensor, guide_high: torch.Tensor, band: int | None = None
+    ) -> torch.Tensor:
         """``band``: compute the full-resolution output that many rows at a time (:func:`apply_linear_model`)."""
-        return apply_linear_model(self.coefficients(guide_low, target_low), *guide_high.shape[2:],
-                                  lambda top, bottom: guide_high[:, :, top:bottom], band)  # fmt: skip
+        return apply_linear_model(
+            self.coefficients(guide_low, target_low),
+            *guide_high.shape[2:],
+            lambda top, bottom: guide_high[:, :, top:bottom],
+            band,
+        )
 
 
-def apply_linear_model(coefficients: torch.Tensor, height: int, width: int,
-                       guide_rows: Callable[[int, int], torch.Tensor], band: int | None = None,
-                       colour: bool = False) -> torch.Tensor:  # fmt: skip
+def apply_linear_model(
+    coefficients: torch.Tensor,
+    height: int,
+    width: int,
+    guide_rows: Callable[[int, int], torch.Tensor],
+    band: int | None = None,
+    colour: bool = False,
+) -> torch.Tensor:
     """``A * guide + b`` at ``height x width`` from the low-resolution ``coefficients``, bilinearly upsampled:
     per channel (``A`` channels then ``b``, :meth:`FastGuidedFilter.coefficients`), or with ``colour`` a 3x3 matrix
     ``A`` per pixel (:func:`colour_guided_coefficients`). ``guide_rows(top, bottom)`` gives those rows of the
@@ -95,7 +109,9 @@ def apply_linear_model(coefficients: torch.Tensor, height: int, width: int,
     out = coefficients.new_empty(coefficients.shape[0], channels, height, width)
     for top in range(0, height, band):
         bottom = min(height, top + band)
-        out[:, :, top:bottom] = combine(upsample_rows(coefficients, height, width, top, bottom), guide_rows(top, bottom))
+        out[:, :, top:bottom] = combine(
+            upsample_rows(coefficients, height, width, top, bottom), guide_rows(top, bottom)
+        )
     return out
 
 
@@ -114,8 +130,9 @@ def _combine_colour(coefficients: torch.Tensor, guide: torch.Tensor) -> torch.Te
 COLOUR_COEFFICIENTS = 12  # a 3x3 matrix and a 3-vector per pixel
 
 
-def colour_guided_coefficients(guide_low: torch.Tensor, target_low: torch.Tensor, radius: int = 1,
-                               eps: float = 1e-4) -> torch.Tensor:  # fmt: skip
+def colour_guided_coefficients(
+    guide_low: torch.Tensor, target_low: torch.Tensor, radius: int = 1, eps: float = 1e-4
+) -> torch.Tensor:
     """He et al.'s colour guided filter, fitted at low resolution: in every ``(2 * radius + 1)``-pixel box, each
     output channel as an affine function of the three guide channels, ``q = A @ I + b``, with ``A`` regularized
     by ``eps`` (larger: smoother). Unlike the per-channel filter, a colour edge in the guide can carry an edge of
@@ -130,8 +147,10 @@ def colour_guided_coefficients(guide_low: torch.Tensor, target_low: torch.Tensor
         ``b``; :func:`apply_linear_model` applies them to the full-size guide.
     """
     if guide_low.shape[1] != 3 or target_low.shape[1] != 3 or guide_low.shape[2:] != target_low.shape[2:]:
-        raise InputError(f"the colour guided filter takes a 3-channel guide and target of one size; got "
-                         f"{tuple(guide_low.shape)} and {tuple(target_low.shape)}")  # fmt: skip
+        raise InputError(
+            f"the colour guided filter takes a 3-channel guide and target of one size; got "
+            f"{tuple(guide_low.shape)} and {tuple(target_low.shape)}"
+        )
     dtype = guide_low.dtype
     guide, target = guide_low.float(), target_low.float()
     products = [guide[:, i : i + 1] * guide[:, j : j + 1] for i, j in _UPPER]
@@ -149,7 +168,9 @@ def colour_guided_coefficients(guide_low: torch.Tensor, target_low: torch.Tensor
     a_rows, b_rows = [], []
     for c in range(3):
         cov = [means[:, 12 + 3 * c + i] - mean_i[:, i] * mean_p[:, c] for i in range(3)]
-        row = [(inverse[i][0] * cov[0] + inverse[i][1] * cov[1] + inverse[i][2] * cov[2]) / determinant for i in range(3)]
+        row = [
+            (inverse[i][0] * cov[0] + inverse[i][1] * cov[1] + inverse[i][2] * cov[2]) / determinant for i in range(3)
+        ]
         a_rows += row
         b_rows.append(mean_p[:, c] - row[0] * mean_i[:, 0] - row[1] * mean_i[:, 1] - row[2] * mean_i[:, 2])
     coefficients = torch.stack(a_rows + b_rows, dim=1).float()
@@ -197,7 +218,9 @@ class GuideMap(nn.Module):
         first, last = self.body[0], self.body[2]
         batch = rgb.shape[0]
         flat = rgb.reshape(batch, 3, -1)
-        hidden = torch.baddbmm(first.bias.view(1, -1, 1), first.weight.view(1, self.hidden, 3).expand(batch, -1, -1), flat)
+        hidden = torch.baddbmm(
+            first.bias.view(1, -1, 1), first.weight.view(1, self.hidden, 3).expand(batch, -1, -1), flat
+        )
         hidden = F.leaky_relu(hidden, 0.2)
         out = torch.baddbmm(last.bias.view(1, -1, 1), last.weight.view(1, 3, self.hidden).expand(batch, -1, -1), hidden)
         return rgb + out.view_as(rgb)
@@ -250,12 +273,16 @@ class GuidedCAN(nn.Module):
         size = (max(least, round(height / self.factor)), max(least, round(width / self.factor)))
         return F.interpolate(x, size=size, mode="area")
 
-    def upsample(self, small: torch.Tensor, low: torch.Tensor, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
+    def upsample(
+        self, small: torch.Tensor, low: torch.Tensor, x: torch.Tensor, band: int | None = None
+    ) -> torch.Tensor:
         """The full-resolution output from ``low``, the CAN's output on ``small = downscale(x)``. ``band``: compute
         it that many rows at a time (the same result), so the full-resolution guidance map, whose hidden layer
         has ``guide_hidden`` channels, never exists for the whole photo at once."""
         coefficients = self.filter.coefficients(self.guide(small[:, :3]), low.to(small.dtype))
-        return apply_linear_model(coefficients, *x.shape[2:], lambda top, bottom: self.guide(x[:, :3, top:bottom]), band)
+        return apply_linear_model(
+            coefficients, *x.shape[2:], lambda top, bottom: self.guide(x[:, :3, top:bottom]), band
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels)

@@ -94,10 +94,13 @@ def bake_onehot(combined: ContextAggregationNet, paper_name: str) -> ContextAggr
     A constant map convolved is that constant sum except within the first layer's dilation (one pixel) of the
     border, where the "same" zero padding cuts the kernel; there the two differ slightly."""
     if combined.in_channels != 3 + len(COMBINED_ORDER):
-        raise ValueError(f"bake_onehot needs the combined network's {3 + len(COMBINED_ORDER)} input channels (RGB and "
-                         f"a map per operator of COMBINED_ORDER), got {combined.in_channels}")  # fmt: skip
-    baked = ContextAggregationNet(3, width=combined.width, depth=combined.depth, norm=combined.features[1].mode,
-                                  conv_bias=True)  # fmt: skip
+        raise ValueError(
+            f"bake_onehot needs the combined network's {3 + len(COMBINED_ORDER)} input channels (RGB and "
+            f"a map per operator of COMBINED_ORDER), got {combined.in_channels}"
+        )
+    baked = ContextAggregationNet(
+        3, width=combined.width, depth=combined.depth, norm=combined.features[1].mode, conv_bias=True
+    )
     state = combined.state_dict()  # detached; load_state_dict copies it into baked's own parameters
     first = state["features.0.weight"]
     state["features.0.weight"] = first[:, :3]
@@ -110,7 +113,7 @@ def bake_onehot(combined: ContextAggregationNet, paper_name: str) -> ContextAggr
 
 def convert_tf_arrays(arrays: dict[str, np.ndarray], in_channels: int) -> dict[str, np.ndarray]:
     """The authors' TF variables (``g_convK/weights`` ...) -> a ContextAggregationNet state dict (RGB order)."""
-    layer_ids = sorted(int(k.split("/")[0][len("g_conv"):]) for k in arrays if k.endswith("/w0"))
+    layer_ids = sorted(int(k.split("/")[0][len("g_conv") :]) for k in arrays if k.endswith("/w0"))
     state: dict[str, np.ndarray] = {}
     for index, layer in enumerate(layer_ids):
         prefix, conv, norm = f"g_conv{layer}", f"features.{3 * index}", f"features.{3 * index + 1}"

@@ -60,8 +60,14 @@ def net_config(net: ContextAggregationNet | GuidedCAN | BilateralGridNet) -> dic
     """The constructor arguments that rebuild ``net`` (a ``guided`` entry for a :class:`GuidedCAN`, a ``grid`` entry
     for a :class:`BilateralGridNet`)."""
     if isinstance(net, BilateralGridNet):
-        grid = {"lowres": net.lowres, "grid_size": net.grid_size, "depth": net.depth, "width": net.width,
-                "guide_hidden": net.guide_hidden, "histogram_bins": net.histogram_bins}  # fmt: skip
+        grid = {
+            "lowres": net.lowres,
+            "grid_size": net.grid_size,
+            "depth": net.depth,
+            "width": net.width,
+            "guide_hidden": net.guide_hidden,
+            "histogram_bins": net.histogram_bins,
+        }
         return {"in_channels": net.in_channels, "grid": grid}
     norm = next((m.mode.value for m in net.modules() if hasattr(m, "mode")), NormMode.IMAGE.value)
     config = {"in_channels": net.in_channels, "width": net.width, "depth": net.depth, "norm": norm}
@@ -70,8 +76,12 @@ def net_config(net: ContextAggregationNet | GuidedCAN | BilateralGridNet) -> dic
     if getattr(net, "input_norm", None):  # likewise: files without it load as networks of the plain input
         config["input_norm"] = net.input_norm
     if isinstance(net, GuidedCAN):
-        config["guided"] = {"factor": net.factor, "radius": net.filter.radius, "fit_hidden": net.filter.fit_hidden,
-                            "guide_hidden": net.guide.hidden}  # fmt: skip
+        config["guided"] = {
+            "factor": net.factor,
+            "radius": net.filter.radius,
+            "fit_hidden": net.filter.fit_hidden,
+            "guide_hidden": net.guide.hidden,
+        }
     return config
 
 
@@ -114,24 +124,38 @@ def load_network(name_or_path: str | os.PathLike[str]) -> NetworkFile:
         raise FipError(f"network file {text!r} does not exist (expected 'paper/<Operator>', a .pt or a .ckpt file)")
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable content means the same to the user
-        raise FipError(f"{path} is not a fip network file or Lightning checkpoint: torch could not read it as one "
-                       f"({type(exc).__name__})") from None  # fmt: skip
+    except Exception as exc:
+        raise FipError(
+            f"{path} is not a fip network file or Lightning checkpoint: torch could not read it as one "
+            f"({type(exc).__name__})"
+        ) from None
     if not isinstance(stored, dict):
-        raise FipError(f"{path} is not a fip network file: it holds a {type(stored).__name__}, not fip's record. Give "
-                       "a model fip made (fip train's .ckpt or .pt, a model folder) or an installed model's name "
-                       "(fip models)")  # fmt: skip
+        raise FipError(
+            f"{path} is not a fip network file: it holds a {type(stored).__name__}, not fip's record. Give "
+            "a model fip made (fip train's .ckpt or .pt, a model folder) or an installed model's name "
+            "(fip models)"
+        )
     if stored.get("format") == NETWORK_FORMAT:
         return NetworkFile(
-            build_network(stored["net"], stored["state_dict"]), str(path), stored.get("operator"),
-            stored.get("params", {}), from_json(stored.get("conditioning")), stored.get("metrics", {}),
+            build_network(stored["net"], stored["state_dict"]),
+            str(path),
+            stored.get("operator"),
+            stored.get("params", {}),
+            from_json(stored.get("conditioning")),
+            stored.get("metrics", {}),
             stored.get("warm_start_sha256"),
-        )  # fmt: skip
+        )
     if isinstance(stored.get("fip"), dict) and "state_dict" in stored:  # a checkpoint of fip.lit.Approximator
         state = {k.removeprefix("net."): v for k, v in stored["state_dict"].items() if k.startswith("net.")}
         meta = stored["fip"]
-        return NetworkFile(build_network(meta["net"], state), str(path), meta.get("operator"), meta.get("params", {}),
-                           from_json(meta.get("conditioning")), warm_start_sha256=meta.get("warm_start_sha256"))  # fmt: skip
+        return NetworkFile(
+            build_network(meta["net"], state),
+            str(path),
+            meta.get("operator"),
+            meta.get("params", {}),
+            from_json(meta.get("conditioning")),
+            warm_start_sha256=meta.get("warm_start_sha256"),
+        )
     raise FipError(f"{path} holds no fip network: expected a file from `fip train` or fip.models.save_network")
 
 

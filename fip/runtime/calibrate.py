@@ -68,8 +68,11 @@ def has_timings(card: ModelCard, dclass: str) -> bool:
 def candidates(card: ModelCard, device: torch.device) -> list[str]:
     """The approximators ``auto`` may rank on ``device``: measured on the validation photos, runnable there."""
     photo_set = card.choice_set
-    return [a.name for a in card.approximators.values()
-            if photo_set in a.quality and _unavailable(a, card, device, []) is None]  # fmt: skip
+    return [
+        a.name
+        for a in card.approximators.values()
+        if photo_set in a.quality and _unavailable(a, card, device, []) is None
+    ]
 
 
 def cache_path(card: ModelCard, dclass: str) -> Path:
@@ -82,9 +85,16 @@ def calibration_key(card: ModelCard, device: torch.device) -> dict[str, Any]:
     """What the cached timings depend on: a change of any of it times again."""
     import fip
 
-    return {"format": CALIBRATION_FORMAT, "model": card.name, "card": sha256_json(card.to_json()),
-            "fip": fip.__version__, "torch": torch.__version__, "device_class": device_class(device),
-            "machine": _machine(device), "size": list(CALIBRATION_SIZE)}  # fmt: skip
+    return {
+        "format": CALIBRATION_FORMAT,
+        "model": card.name,
+        "card": sha256_json(card.to_json()),
+        "fip": fip.__version__,
+        "torch": torch.__version__,
+        "device_class": device_class(device),
+        "machine": _machine(device),
+        "size": list(CALIBRATION_SIZE),
+    }
 
 
 def timed_card(model: Model, device: torch.device, *, calibrate: bool | None = None) -> ModelCard:
@@ -109,7 +119,9 @@ def timed_card(model: Model, device: torch.device, *, calibrate: bool | None = N
         return timed
 
 
-def calibrate_model(model: Model, device: torch.device, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def calibrate_model(
+    model: Model, device: torch.device, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Time ``model``'s candidate approximators and the reference on ``device`` (see the module docstring), cache
     the timings and return them: ``{"seconds": {name: s}, "reference": s or None, "size": [h, w], ...}``."""
     card = model.card
@@ -117,8 +129,10 @@ def calibrate_model(model: Model, device: torch.device, progress: Callable[[str]
     names = candidates(card, device)
     say = progress or logger.info
     path = cache_path(card, dclass)
-    say(f"timing {card.name} on this machine once (class {dclass}{'' if has_timings(card, dclass) else ', which its card has no timings for'}): "
-        f"{len(names)} approximators and the reference on a {CALIBRATION_SIZE[1]}x{CALIBRATION_SIZE[0]} frame")  # fmt: skip
+    say(
+        f"timing {card.name} on this machine once (class {dclass}{'' if has_timings(card, dclass) else ', which its card has no timings for'}): "
+        f"{len(names)} approximators and the reference on a {CALIBRATION_SIZE[1]}x{CALIBRATION_SIZE[0]} frame"
+    )
     views = Views.of_array(synthetic_frame(*CALIBRATION_SIZE))
     started = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -130,7 +144,9 @@ def calibrate_model(model: Model, device: torch.device, progress: Callable[[str]
             runs = 1 if name == REFERENCE else CALIBRATION_RUNS
             if name != REFERENCE:
                 run_plan(plan, model, views, maps)  # warm-up: network loading, kernel selection
-            best = min(_timed(lambda: run_plan(plan, model, views, maps), device) for _ in range(runs))
+            best = min(
+                _timed(lambda plan=plan, maps=maps: run_plan(plan, model, views, maps), device) for _ in range(runs)
+            )
         except FipError as exc:  # one that cannot run here is left out of the ranking, not fatal
             say(f"  {name}: cannot run here ({exc})")
             continue
@@ -139,8 +155,13 @@ def calibrate_model(model: Model, device: torch.device, progress: Callable[[str]
         else:
             seconds[name] = best
         say(f"  [{index}/{len(names) + 1}] {name}: {best:.3f} s")
-    timings = {"key": calibration_key(card, device), "seconds": seconds, "reference": reference,
-               "size": list(CALIBRATION_SIZE), "date": date.today().isoformat()}  # fmt: skip
+    timings = {
+        "key": calibration_key(card, device),
+        "seconds": seconds,
+        "reference": reference,
+        "size": list(CALIBRATION_SIZE),
+        "date": date.today().isoformat(),
+    }
     atomic_write_json(path, timings)
     say(f"timed {card.name} on class {dclass} in {time.perf_counter() - started:.1f} s; kept in {path}")
     with _lock:
@@ -169,8 +190,12 @@ def with_timings(card: ModelCard, dclass: str, timings: dict[str, Any]) -> Model
     def timing(seconds: float) -> Timing:
         return Timing(float(seconds), size, MACHINE_NOTE, when)  # type: ignore[arg-type]
 
-    approximators = {name: replace(a, seconds={**a.seconds, dclass: timing(timings["seconds"][name])})
-                     if name in timings["seconds"] else a for name, a in card.approximators.items()}  # fmt: skip
+    approximators = {
+        name: replace(a, seconds={**a.seconds, dclass: timing(timings["seconds"][name])})
+        if name in timings["seconds"]
+        else a
+        for name, a in card.approximators.items()
+    }
     reference = dict(card.reference_seconds)
     if timings.get("reference"):
         reference[dclass] = timing(timings["reference"])
@@ -204,5 +229,15 @@ def _machine(device: torch.device) -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores" if device.type == "cpu" else device.type
 
 
-__all__ = ["CALIBRATE_ENV", "CALIBRATION_SIZE", "cache_path", "calibrate_model", "calibration_enabled",
-           "calibration_key", "candidates", "has_timings", "timed_card", "with_timings"]  # fmt: skip
+__all__ = [
+    "CALIBRATE_ENV",
+    "CALIBRATION_SIZE",
+    "cache_path",
+    "calibrate_model",
+    "calibration_enabled",
+    "calibration_key",
+    "candidates",
+    "has_timings",
+    "timed_card",
+    "with_timings",
+]

@@ -50,8 +50,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     except (RuntimeError, TypeError):
         raise DeviceError(f"{device!r} is not a device; use cpu, cuda, cuda:N or mps") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r}: CUDA is not available here (this PyTorch {torch.__version__} sees no "
-                          "GPU); use --device cpu")  # fmt: skip
+        raise DeviceError(
+            f"device {device!r}: CUDA is not available here (this PyTorch {torch.__version__} sees no "
+            "GPU); use --device cpu"
+        )
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         raise DeviceError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices here")
     if resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
@@ -91,8 +93,10 @@ def forced_cpu_class() -> str | None:
     if not text:
         return None
     if text not in CPU_CLASSES:
-        raise DeviceError(f"{DEVICE_CLASS_ENV}={text!r} is not a CPU class; set it to {' or '.join(CPU_CLASSES)}, "
-                          "or unset it to detect the class from the CPU")  # fmt: skip
+        raise DeviceError(
+            f"{DEVICE_CLASS_ENV}={text!r} is not a CPU class; set it to {' or '.join(CPU_CLASSES)}, "
+            "or unset it to detect the class from the CPU"
+        )
     return text
 
 
@@ -133,8 +137,11 @@ def int8_saturates(device: torch.device) -> bool:
     into a saturating 16-bit integer (``2 * 255 * 127`` does not fit), and a network's output comes out wrong
     (measured here: 38 to 41 dB PSNR against the exact int8 result on an AVX2 CPU, against 57+ dB when it does not
     saturate)."""
-    return (device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64", "i686")
-            and not {"avx512_vnni", "avx_vnni"} & cpu_flags())  # fmt: skip
+    return (
+        device.type == "cpu"
+        and platform.machine().lower() in ("x86_64", "amd64", "i686")
+        and not {"avx512_vnni", "avx_vnni"} & cpu_flags()
+    )
 
 
 def int8_unavailable(device: torch.device) -> str | None:
@@ -208,9 +215,10 @@ def _meminfo_available() -> int | None:
 
 
 def _cgroup_room() -> int | None:
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):  # fmt: skip
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             text = Path(limit_file).read_text().strip()
             if text == "max" or int(text) >= 1 << 60:
@@ -244,6 +252,21 @@ def _env_limit() -> int | None:
         raise DeviceError(f"{MEMORY_LIMIT_ENV}={text!r} is not a size; write bytes or e.g. 8G, 512M") from None
 
 
-__all__ = ["CPU_CLASSES", "DEVICE_CLASSES", "DEVICE_CLASS_ENV", "DEVICE_TYPES", "DeviceError", "available_memory",
-           "cpu_flags", "describe", "device_class", "dtype_for", "forced_cpu_class", "int8_saturates", "int8_unavailable", "native_bf16",
-           "resolve_device", "synchronize"]  # fmt: skip
+__all__ = [
+    "CPU_CLASSES",
+    "DEVICE_CLASSES",
+    "DEVICE_CLASS_ENV",
+    "DEVICE_TYPES",
+    "DeviceError",
+    "available_memory",
+    "cpu_flags",
+    "describe",
+    "device_class",
+    "dtype_for",
+    "forced_cpu_class",
+    "int8_saturates",
+    "int8_unavailable",
+    "native_bf16",
+    "resolve_device",
+    "synchronize",
+]

@@ -15,8 +15,15 @@ from fip.runtime.plan import AUTO, Plan
 from fip.runtime.plan import make_plan as plan_for
 
 
-def make_plan(model: Model, request: str, size: tuple[int, int], device: Any = None, *,
-              calibrate: bool | None = None, **options: Any) -> Plan:  # fmt: skip
+def make_plan(
+    model: Model,
+    request: str,
+    size: tuple[int, int],
+    device: Any = None,
+    *,
+    calibrate: bool | None = None,
+    **options: Any,
+) -> Plan:
     """:func:`fip.runtime.plan.make_plan` (same arguments and errors), ``auto`` ranked by this machine's timings
     where the card has none for the device's class.
 

@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from fip.errors import FipError, InputError
+from fip.imaging import resize_area, srgb_decode
 from fip.models.can import ContextAggregationNet, FoldedCAN, downscaled, fold, image_statistics
 from fip.models.cards import Approximator, Upsampler
 from fip.models.catalogue import Model
 from fip.models.grid import BilateralGridNet
 from fip.models.guided import FastGuidedFilter, GuidedCAN, apply_linear_model, colour_guided_coefficients
 from fip.models.inputs import input_scale, normalize_input, scales_output
-from fip.imaging import resize_area, srgb_decode
 from fip.raw import Photo, photo_from_srgb
 from fip.registry import InputKind, get_operator
 from fip.runtime import kernels
@@ -92,8 +92,13 @@ def to_image(batch: torch.Tensor) -> np.ndarray:
     return batch[0].detach().float().clamp(0.0, 1.0).permute(1, 2, 0).cpu().contiguous().numpy()
 
 
-def run_plan(plan: Plan, model: Model, views: Views, maps: tuple[float, ...] | None = None,
-             network: torch.nn.Module | None = None) -> torch.Tensor:  # fmt: skip
+def run_plan(
+    plan: Plan,
+    model: Model,
+    views: Views,
+    maps: tuple[float, ...] | None = None,
+    network: torch.nn.Module | None = None,
+) -> torch.Tensor:
     """Run ``plan`` for ``model`` on one photo; returns ``(1, 3, H, W)`` float32 in [0, 1] on the plan's device.
 
     Args:
@@ -108,8 +113,10 @@ def run_plan(plan: Plan, model: Model, views: Views, maps: tuple[float, ...] | N
         FipError: the photo does not match the plan, or the device ran out of memory (the message says what to do).
     """
     if views.size != tuple(plan.size):
-        raise InputError(f"the plan is for a {plan.size[1]}x{plan.size[0]} photo; this one is "
-                         f"{views.size[1]}x{views.size[0]}: make a plan for it")  # fmt: skip
+        raise InputError(
+            f"the plan is for a {plan.size[1]}x{plan.size[0]} photo; this one is "
+            f"{views.size[1]}x{views.size[0]}: make a plan for it"
+        )
     device = torch.device(plan.device)
     approximator = model.card.approximator(plan.approximator)
     if maps is None:
@@ -117,19 +124,31 @@ def run_plan(plan: Plan, model: Model, views: Views, maps: tuple[float, ...] | N
     try:
         with torch.inference_mode():
             if approximator.runs_reference:
-                out = reference_lowres(plan.operator, plan.params, views, approximator.upsampler, plan.working_size,
-                                       plan.band_rows, device)  # fmt: skip
+                out = reference_lowres(
+                    plan.operator, plan.params, views, approximator.upsampler, plan.working_size, plan.band_rows, device
+                )
             else:
                 if network is None:
                     entry = model.card.networks[approximator.network]
                     if entry.kind == "onnx" and entry.quantized_from is not None:
                         network = _per_photo_int8(model, approximator.network, device)
                     elif entry.kind == "onnx":
-                        network = _onnx_session(str(model.network(approximator.network)), entry.receptive_radius or 0, device)
+                        network = _onnx_session(
+                            str(model.network(approximator.network)), entry.receptive_radius or 0, device
+                        )
                     else:
                         network = prepared(model, approximator.network, device)
-                out = forward_approximator(approximator, network, views.srgb.to(device), maps, plan.working_size,
-                                           plan.tile, plan.band_rows, plan.compile, plan_dtype(plan))  # fmt: skip
+                out = forward_approximator(
+                    approximator,
+                    network,
+                    views.srgb.to(device),
+                    maps,
+                    plan.working_size,
+                    plan.tile,
+                    plan.band_rows,
+                    plan.compile,
+                    plan_dtype(plan),
+                )
             return out.float().clamp_(0.0, 1.0)
     except (MemoryError, torch.OutOfMemoryError) as exc:
         raise FipError(_out_of_memory(plan)) from exc
@@ -146,17 +165,27 @@ def plan_dtype(plan: Plan) -> torch.dtype | None:
 
 def _out_of_memory(plan: Plan) -> str:
     height, width = plan.size
-    return (f"ran out of memory running {plan.approximator!r} on a {width}x{height} photo on {plan.device}: pass "
-            "--tile 512 (or a smaller tile), --max-megapixels to downscale first, or choose a low-resolution "
-            "approximator")  # fmt: skip
+    return (
+        f"ran out of memory running {plan.approximator!r} on a {width}x{height} photo on {plan.device}: pass "
+        "--tile 512 (or a smaller tile), --max-megapixels to downscale first, or choose a low-resolution "
+        "approximator"
+    )
 
 
 # -- networks -----------------------------------------------------------------------------------------------------
 
-def forward_approximator(approximator: Approximator, network: torch.nn.Module | OrtNet, x: torch.Tensor,
-                         maps: tuple[float, ...] | None = None, working_size: tuple[int, int] | None = None,
-                         tile: int | None = None, band_rows: int | None = None, compile: bool = False,
-                         dtype: torch.dtype | None = None) -> torch.Tensor:  # fmt: skip
+
+def forward_approximator(
+    approximator: Approximator,
+    network: torch.nn.Module | OrtNet,
+    x: torch.Tensor,
+    maps: tuple[float, ...] | None = None,
+    working_size: tuple[int, int] | None = None,
+    tile: int | None = None,
+    band_rows: int | None = None,
+    compile: bool = False,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """A network approximator on one photo ``x`` (``(1, 3, H, W)`` float32 sRGB on ``network``'s device).
 
     Args:
@@ -228,8 +257,12 @@ def prepared(model: Model, key: str, device: torch.device) -> torch.nn.Module:
 
 def _per_photo_int8(model: Model, key: str, device: torch.device) -> PerPhotoInt8:
     entry = model.card.networks[key]
-    return PerPhotoInt8(model.network(key), prepared(model, entry.quantized_from, torch.device("cpu")),
-                        entry.receptive_radius or 0, device)  # fmt: skip
+    return PerPhotoInt8(
+        model.network(key),
+        prepared(model, entry.quantized_from, torch.device("cpu")),
+        entry.receptive_radius or 0,
+        device,
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -237,8 +270,15 @@ def _onnx_session(path: str, receptive_radius: int, device: torch.device) -> Ort
     return OrtNet(path, receptive_radius, device)
 
 
-def run_can(net: ContextAggregationNet, x: torch.Tensor, statistics: str | None, dtype: torch.dtype = torch.float32,
-            preview_megapixels: float | None = None, tile: int | None = None, compile: bool = False) -> torch.Tensor:  # fmt: skip
+def run_can(
+    net: ContextAggregationNet,
+    x: torch.Tensor,
+    statistics: str | None,
+    dtype: torch.dtype = torch.float32,
+    preview_megapixels: float | None = None,
+    tile: int | None = None,
+    compile: bool = False,
+) -> torch.Tensor:
     """``net(x)`` for one photo, with the normalization statistics ``statistics`` names (see
     :class:`~fip.models.cards.Approximator`), in ``dtype``; ``tile``: bound memory, same result. ``net`` is left
     unchanged (folded or converted copies are made)."""
@@ -263,12 +303,23 @@ def run_can(net: ContextAggregationNet, x: torch.Tensor, statistics: str | None,
 
 def _folded_parameters(folded: FoldedCAN) -> tuple[Any, ...]:
     convs = [m for m in folded.features if isinstance(m, torch.nn.Conv2d)]
-    return ([c.weight for c in convs], [c.bias for c in convs], tuple(c.dilation[0] for c in convs),
-            folded.output.weight, folded.output.bias)  # fmt: skip
+    return (
+        [c.weight for c in convs],
+        [c.bias for c in convs],
+        tuple(c.dilation[0] for c in convs),
+        folded.output.weight,
+        folded.output.bias,
+    )
 
 
-def _folded_forward(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor],
-                    dilations: tuple[int, ...], out_weight: torch.Tensor, out_bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
+def _folded_forward(
+    x: torch.Tensor,
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor],
+    dilations: tuple[int, ...],
+    out_weight: torch.Tensor,
+    out_bias: torch.Tensor,
+) -> torch.Tensor:
     """A folded CAN as a function of its weights, so one compiled graph serves every photo's folded weights."""
     for weight, bias, dilation in zip(weights, biases, dilations):
         x = F.leaky_relu(F.conv2d(x, weight, bias, padding=dilation, dilation=dilation), 0.2)
@@ -330,8 +381,10 @@ def forward_tiles(net: FoldedCAN | OrtNet, x: torch.Tensor, tile: int) -> torch.
 
 # -- upsampling and the reference at low resolution ------------------------------------------------------------------
 
-def guided_upsample(network: GuidedCAN, small: torch.Tensor, low: torch.Tensor, x: torch.Tensor,
-                    band: int | None) -> torch.Tensor:  # fmt: skip
+
+def guided_upsample(
+    network: GuidedCAN, small: torch.Tensor, low: torch.Tensor, x: torch.Tensor, band: int | None
+) -> torch.Tensor:
     """``network.upsample(small, low, x, band)``; on the CPU, its linear model applied by the fused kernel (the
     guidance map still computed ``band`` rows at a time)."""
     if not kernels.usable(x):
@@ -343,8 +396,9 @@ def guided_upsample(network: GuidedCAN, small: torch.Tensor, low: torch.Tensor, 
     return kernels.apply_linear_model(coefficients, guide, colour=False)
 
 
-def upsample(guide_small: torch.Tensor, result_small: torch.Tensor, guide: torch.Tensor, upsampler: Upsampler,
-             band: int | None) -> torch.Tensor:  # fmt: skip
+def upsample(
+    guide_small: torch.Tensor, result_small: torch.Tensor, guide: torch.Tensor, upsampler: Upsampler, band: int | None
+) -> torch.Tensor:
     """``result_small`` at ``guide``'s size: a guided filter fitted between ``guide_small`` (``guide`` downscaled)
     and ``result_small``, applied to ``guide`` (all ``(1, 3, ., .)`` float32) in bands of ``band`` rows."""
     height, width = guide.shape[2:]
@@ -361,8 +415,15 @@ def upsample(guide_small: torch.Tensor, result_small: torch.Tensor, guide: torch
     return apply_linear_model(coefficients, height, width, lambda top, bottom: guide[:, :, top:bottom], band, colour)
 
 
-def reference_lowres(operator: str, params: dict[str, Any], views: Views, upsampler: Upsampler | None,
-                     working_size: tuple[int, int] | None, band_rows: int | None, device: torch.device) -> torch.Tensor:  # fmt: skip
+def reference_lowres(
+    operator: str,
+    params: dict[str, Any],
+    views: Views,
+    upsampler: Upsampler | None,
+    working_size: tuple[int, int] | None,
+    band_rows: int | None,
+    device: torch.device,
+) -> torch.Tensor:
     """The reference operator on the photo at ``working_size``, brought back to full size by ``upsampler`` on
     ``device``; for a photo too small to downscale (no working size), the reference itself at full size."""
     spec = get_operator(operator)
@@ -402,5 +463,19 @@ def _fit(batch: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return batch
 
 
-__all__ = ["Views", "downscaled", "forward_approximator", "forward_tiled", "forward_tiles", "plan_dtype", "prepared",
-           "reference_lowres", "run_can", "run_plan", "to_batch", "to_image", "upsample", "with_maps"]  # fmt: skip
+__all__ = [
+    "Views",
+    "downscaled",
+    "forward_approximator",
+    "forward_tiled",
+    "forward_tiles",
+    "plan_dtype",
+    "prepared",
+    "reference_lowres",
+    "run_can",
+    "run_plan",
+    "to_batch",
+    "to_image",
+    "upsample",
+    "with_maps",
+]

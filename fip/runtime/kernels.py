@@ -38,8 +38,10 @@ def colour_guided_fit(guide_low: torch.Tensor, target_low: torch.Tensor, radius:
     guide and target: :func:`fip.models.guided.colour_guided_coefficients` (same inputs, same layout), fused."""
     guide, target = _planes(guide_low), _planes(target_low)
     if guide.shape != target.shape or guide.shape[0] != 3 or min(guide.shape[1:]) <= radius:
-        raise ValueError(f"the colour guided fit takes a 3-channel guide and target of one size, each side larger "
-                         f"than the radius {radius}; got {guide.shape} and {target.shape}")  # fmt: skip
+        raise ValueError(
+            f"the colour guided fit takes a 3-channel guide and target of one size, each side larger "
+            f"than the radius {radius}; got {guide.shape} and {target.shape}"
+        )
     kernels = _kernels()
     with _threads():
         raw = kernels["fit"](np.concatenate([guide, target]), _FIRST, _SECOND, radius, float(eps))
@@ -53,8 +55,9 @@ def apply_linear_model(coefficients: torch.Tensor, guide: torch.Tensor, colour: 
     maps, planes = _planes(coefficients), _planes(guide)
     expected = 12 if colour else 2 * planes.shape[0]
     if maps.shape[0] != expected:
-        raise ValueError(f"expected {expected} coefficient maps for a {planes.shape[0]}-channel guide; "
-                         f"got {maps.shape[0]}")  # fmt: skip
+        raise ValueError(
+            f"expected {expected} coefficient maps for a {planes.shape[0]}-channel guide; got {maps.shape[0]}"
+        )
     height, width = planes.shape[1:]
     rows = _source_positions(maps.shape[1], height)
     cols = _source_positions(maps.shape[2], width)
@@ -110,19 +113,24 @@ def _enabled() -> bool:
         return False
     try:
         _kernels()
-    except Exception as exc:  # noqa: BLE001 - numba missing or unable to compile here: the torch code runs
+    except Exception as exc:
         _BROKEN.append(exc)
-        warnings.warn(f"fip's fused CPU kernels are unavailable ({type(exc).__name__}: {exc}); the low-resolution "
-                      "approximators run their slower torch code. Reinstall numba (pip install numba) to restore "
-                      "them.", RuntimeWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"fip's fused CPU kernels are unavailable ({type(exc).__name__}: {exc}); the low-resolution "
+            "approximators run their slower torch code. Reinstall numba (pip install numba) to restore "
+            "them.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return False
     return True
 
 
 def _planes(batch: torch.Tensor) -> np.ndarray:
     if batch.dim() != 4 or batch.shape[0] != 1 or batch.device.type != "cpu":
-        raise ValueError(f"the fused kernels take one CPU image (1, C, H, W); got {tuple(batch.shape)} "
-                         f"on {batch.device}")  # fmt: skip
+        raise ValueError(
+            f"the fused kernels take one CPU image (1, C, H, W); got {tuple(batch.shape)} on {batch.device}"
+        )
     return np.ascontiguousarray(batch[0].detach().float().numpy())
 
 
@@ -171,8 +179,9 @@ COMPILE_NOTICE_SECONDS = 3.0
 def _say_compiling(said: threading.Event) -> None:
     if not said.is_set():
         said.set()
-        print("fip: compiling its CPU kernels (once after installing; ~10 s on 2 cores)...", file=sys.stderr,
-              flush=True)  # fmt: skip
+        print(
+            "fip: compiling its CPU kernels (once after installing; ~10 s on 2 cores)...", file=sys.stderr, flush=True
+        )
 
 
 # The 21 box statistics of the fit, from the planes guide 0-2 and target 3-5: the means, the guide's products

@@ -28,8 +28,13 @@ class OrtNet:
         threads: CPU threads (default: PyTorch's).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | bytes, receptive_radius: int, device: torch.device | None = None,
-                 threads: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | bytes,
+        receptive_radius: int,
+        device: torch.device | None = None,
+        threads: int | None = None,
+    ):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -46,9 +51,10 @@ class OrtNet:
         if device is not None and device.type == "cuda":
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
         try:
-            self.session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
-                                                providers=providers)  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for bad files
+            self.session = ort.InferenceSession(
+                path if isinstance(path, bytes) else str(path), options, providers=providers
+            )
+        except Exception as exc:
             where = "the model" if isinstance(path, bytes) else str(path)
             raise FipError(f"{where} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
         self.in_channels = self.session.get_inputs()[0].shape[1]
@@ -75,8 +81,13 @@ class PerPhotoInt8:
         device: where ONNX Runtime runs it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], net: ContextAggregationNet, receptive_radius: int,
-                 device: torch.device | None = None):  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        net: ContextAggregationNet,
+        receptive_radius: int,
+        device: torch.device | None = None,
+    ):
         self.template = Int8Template.of_model(Path(path).read_bytes())
         self.net, self.receptive_radius, self.device = net, receptive_radius, device
         self.input_norm = getattr(net, "input_norm", None)

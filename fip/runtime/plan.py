@@ -96,8 +96,10 @@ class Preference:
 
     def __post_init__(self) -> None:
         if self.prefer not in PRESETS:
-            raise PreferenceError(f"prefer {self.prefer!r} is not a preset: choose {', '.join(PRESETS[:-1])} or "
-                                  f"{PRESETS[-1]} (default {BALANCED})")  # fmt: skip
+            raise PreferenceError(
+                f"prefer {self.prefer!r} is not a preset: choose {', '.join(PRESETS[:-1])} or "
+                f"{PRESETS[-1]} (default {BALANCED})"
+            )
         if self.min_psnr is not None:
             text = self.min_psnr
             try:
@@ -141,13 +143,18 @@ class PresetPick:
 
     def text(self) -> str:
         """``quality: full, 5.869 s, 32.41 dB`` in words."""
-        measured = [f"{self.seconds:.3f} s" + (f" on {self.timings_class}" if self.timings_class else "")
-                    if self.seconds is not None else None,
-                    "exact" if self.approximator == REFERENCE else
-                    f"{self.psnr:.2f} dB" if self.psnr is not None else None]  # fmt: skip
+        measured = [
+            f"{self.seconds:.3f} s" + (f" on {self.timings_class}" if self.timings_class else "")
+            if self.seconds is not None
+            else None,
+            "exact" if self.approximator == REFERENCE else f"{self.psnr:.2f} dB" if self.psnr is not None else None,
+        ]
         detail = ", ".join(m for m in measured if m)
-        return f"{self.prefer}: {self.approximator}" + (f" ({detail})" if detail else "") + (
-            f": {self.why}" if self.approximator == REFERENCE else "")  # fmt: skip
+        return (
+            f"{self.prefer}: {self.approximator}"
+            + (f" ({detail})" if detail else "")
+            + (f": {self.why}" if self.approximator == REFERENCE else "")
+        )
 
 
 @dataclass(frozen=True)
@@ -187,28 +194,33 @@ class Plan:
     def explain(self) -> str:
         """The plan in words, one fact a line."""
         height, width = self.size
-        lines = [f"model:        {self.model} ({self.operator}{_params_text(self.params)})",
-                 f"request:      {self.request}" + (f" (prefer {self.preference})" if self.preference else ""),
-                 f"approximator: {self.approximator}",
-                 f"why:          {self.reason}",
-                 f"device:       {self.device} ({self._class_text()})",
-                 f"precision:    {self.precision}"]  # fmt: skip
+        lines = [
+            f"model:        {self.model} ({self.operator}{_params_text(self.params)})",
+            f"request:      {self.request}" + (f" (prefer {self.preference})" if self.preference else ""),
+            f"approximator: {self.approximator}",
+            f"why:          {self.reason}",
+            f"device:       {self.device} ({self._class_text()})",
+            f"precision:    {self.precision}",
+        ]
         if self.statistics:
             preview = f", from a {self.preview_megapixels:g} MP preview" if self.preview_megapixels else ""
             lines.append(f"statistics:   {self.statistics}{preview}")
         if self.working_size:
-            lines.append(f"resolution:   works at {self.working_size[1]}x{self.working_size[0]}, then {self.upsampler} "
-                         f"to {width}x{height}" + (f" in bands of {self.band_rows} rows" if self.band_rows else ""))  # fmt: skip
+            lines.append(
+                f"resolution:   works at {self.working_size[1]}x{self.working_size[0]}, then {self.upsampler} "
+                f"to {width}x{height}" + (f" in bands of {self.band_rows} rows" if self.band_rows else "")
+            )
         else:
             lines.append(f"resolution:   {width}x{height} (full)")
-        lines.append(f"tiling:       {f'tiles of {self.tile} pixels' if self.tile else 'whole photo'}; "
-                     f"about {self.estimated_megabytes:.0f} MB of working memory")  # fmt: skip
+        lines.append(
+            f"tiling:       {f'tiles of {self.tile} pixels' if self.tile else 'whole photo'}; "
+            f"about {self.estimated_megabytes:.0f} MB of working memory"
+        )
         if self.compile:
             lines.append("compiled:     torch.compile")
         lines += [f"note:         {note}" for note in self.notes]
         lines += [f"{'choices:' if i == 0 else '':<14}{pick.text()}" for i, pick in enumerate(self.choices)]
         return "\n".join(lines)
-
 
     def _class_text(self) -> str:
         """The device's class, and the class whose timings ranked ``auto``'s pick where that is another."""
@@ -267,7 +279,9 @@ def make_plan(
     spec = get_operator(operator)
     wanted, differing = _parameters(model, spec, params)
     dclass = device_class(torch_device)
-    excluded = {a.name: why for a in card.approximators.values() if (why := _unavailable(a, card, torch_device, differing))}
+    excluded = {
+        a.name: why for a in card.approximators.values() if (why := _unavailable(a, card, torch_device, differing))
+    }
     notes: list[str] = []
     timings_class, choices, why = None, (), ""
     if request == AUTO:
@@ -276,8 +290,10 @@ def make_plan(
         choices = preset_picks(card, dclass, excluded, preference.min_psnr)
         timings_class = _timed_class(card, chosen, dclass)
         if (radius := _context_radius(chosen, card)) is not None and max(height, width) <= radius:
-            reason = (f"the photo ({width}x{height}) is within the context of {chosen.name}'s network ({radius} "
-                      "pixels each way), which would see mostly padding: the reference itself, exact, at little cost")  # fmt: skip
+            reason = (
+                f"the photo ({width}x{height}) is within the context of {chosen.name}'s network ({radius} "
+                "pixels each way), which would see mostly padding: the reference itself, exact, at little cost"
+            )
             chosen, timings_class = card.approximator(REFERENCE), None
             why = "the photo is no larger than the network's context: the reference costs next to nothing"
     else:
@@ -286,8 +302,10 @@ def make_plan(
             raise PlanError(f"{card.name}'s {request!r} cannot serve this request: {excluded[request]}")
         reason = "asked for by name"
     if differing and chosen.runs_reference:
-        notes.append(f"{PARAMS_NOTE} {', '.join(differing)}; {chosen.name} runs the operator itself, which follows "
-                     "the values asked")  # fmt: skip
+        notes.append(
+            f"{PARAMS_NOTE} {', '.join(differing)}; {chosen.name} runs the operator itself, which follows "
+            "the values asked"
+        )
     grid = _grid(chosen, card)
     working = (grid["lowres"],) * 2 if grid else _working_size(chosen, card, size)
     if working is None and (chosen.scale is not None or _guided_factor(chosen, card)):
@@ -295,33 +313,62 @@ def make_plan(
     budget = memory_budget if memory_budget is not None else int(available_memory(torch_device) * MEMORY_HEADROOM)
     tile, estimate = _tiling(chosen, card, size, working, tile, budget, torch_device)
     dtype = dtype_for(chosen.precision, torch_device) if chosen.precision != "int8" else None
-    if chosen.precision == "bf16" and dtype == torch.bfloat16 and timings_class in CPU_CLASSES and timings_class != dclass:
+    if (
+        chosen.precision == "bf16"
+        and dtype == torch.bfloat16
+        and timings_class in CPU_CLASSES
+        and timings_class != dclass
+    ):
         dtype = torch.float32  # as measured: the other class ran it in float32, which its timings and PSNR describe
-        notes.append(f"declared bf16; auto ranked it by timings of class {timings_class}, where it ran in float32, so "
-                     f"it runs in float32 here too (ask for {chosen.name} by name for bfloat16, or measure this "
-                     f"class with fip build)")  # fmt: skip
+        notes.append(
+            f"declared bf16; auto ranked it by timings of class {timings_class}, where it ran in float32, so "
+            f"it runs in float32 here too (ask for {chosen.name} by name for bfloat16, or measure this "
+            f"class with fip build)"
+        )
     elif chosen.precision == "bf16" and dtype != torch.bfloat16:
-        notes.append(f"declared bf16; {torch_device.type} has no native bfloat16 here, so it runs in "
-                     f"{str(dtype).removeprefix('torch.')}")  # fmt: skip
+        notes.append(
+            f"declared bf16; {torch_device.type} has no native bfloat16 here, so it runs in "
+            f"{str(dtype).removeprefix('torch.')}"
+        )
     if chosen.precision == "int8" and int8_saturates(torch_device):
-        notes.append("this CPU lacks VNNI: ONNX Runtime multiplies int8 as unsigned 8-bit numbers widened to 16 bits "
-                     "(the same results as with VNNI, about half as fast)")  # fmt: skip
+        notes.append(
+            "this CPU lacks VNNI: ONNX Runtime multiplies int8 as unsigned 8-bit numbers widened to 16 bits "
+            "(the same results as with VNNI, about half as fast)"
+        )
     upsampler = None
     if grid:
         upsampler = f"bilateral grid ({grid['grid_size']}x{grid['grid_size']}x{grid['depth']} cells, learned guide)"
     elif working is not None:
-        upsampler = "learned guided filter" if chosen.upsampler is None else (
-            f"{chosen.upsampler.kind} filter (radius {chosen.upsampler.radius}, eps {chosen.upsampler.eps:g})")  # fmt: skip
+        upsampler = (
+            "learned guided filter"
+            if chosen.upsampler is None
+            else (f"{chosen.upsampler.kind} filter (radius {chosen.upsampler.radius}, eps {chosen.upsampler.eps:g})")
+        )
     return Plan(
-        model=card.name, operator=spec.name, params=wanted, request=request, approximator=chosen.name, reason=reason,
-        device=str(torch_device), device_class=dclass,
+        model=card.name,
+        operator=spec.name,
+        params=wanted,
+        request=request,
+        approximator=chosen.name,
+        reason=reason,
+        device=str(torch_device),
+        device_class=dclass,
         precision="int8" if dtype is None else str(dtype).removeprefix("torch."),
-        statistics=chosen.statistics, preview_megapixels=chosen.preview_megapixels if chosen.statistics == "preview" else None,
-        size=(height, width), working_size=working, upsampler=upsampler, tile=tile,
-        band_rows=BAND_ROWS if working is not None else None, compile=compile,
-        estimated_megabytes=round(estimate / 2**20, 1), notes=tuple(notes), timings_class=timings_class,
-        preference=str(preference) if request == AUTO else None, choices=choices, why=why,
-    )  # fmt: skip
+        statistics=chosen.statistics,
+        preview_megapixels=chosen.preview_megapixels if chosen.statistics == "preview" else None,
+        size=(height, width),
+        working_size=working,
+        upsampler=upsampler,
+        tile=tile,
+        band_rows=BAND_ROWS if working is not None else None,
+        compile=compile,
+        estimated_megabytes=round(estimate / 2**20, 1),
+        notes=tuple(notes),
+        timings_class=timings_class,
+        preference=str(preference) if request == AUTO else None,
+        choices=choices,
+        why=why,
+    )
 
 
 def _parameters(model: Model, spec: OperatorSpec, params: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
@@ -350,8 +397,10 @@ def _same(a: Any, b: Any) -> bool:
 def _unavailable(approximator: Approximator, card: ModelCard, device: torch.device, differing: list[str]) -> str | None:
     """Why ``approximator`` cannot serve this request on ``device`` (``None``: it can)."""
     if approximator.network is not None and differing:
-        return (f"its network serves {', '.join(differing)} only, the values it was trained for (auto, or a "
-                "reference-* approximator, follows others)")  # fmt: skip
+        return (
+            f"its network serves {', '.join(differing)} only, the values it was trained for (auto, or a "
+            "reference-* approximator, follows others)"
+        )
     if approximator.network is not None and card.networks[approximator.network].kind == "onnx":
         return int8_unavailable(device)
     if approximator.precision == "fp16" and device.type == "cpu":
@@ -368,8 +417,9 @@ class _Choice:
     psnr: float | None = None
 
 
-def choose(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None,
-           preference: Preference | None = None) -> tuple[Approximator, str]:  # fmt: skip
+def choose(
+    card: ModelCard, dclass: str, excluded: dict[str, str] | None = None, preference: Preference | None = None
+) -> tuple[Approximator, str]:
     """``auto``'s pick among ``card``'s approximators for a device of class ``dclass`` under ``preference``
     (default ``balanced``; see the module docstring), and the reason in words, naming the preset and its rule.
     Without validation measurements, ``fast`` (else the first network approximator, else ``reference-lowres``); with
@@ -378,8 +428,9 @@ def choose(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None,
     return choice.approximator, choice.reason
 
 
-def preset_picks(card: ModelCard, dclass: str, excluded: dict[str, str] | None = None,
-                 min_psnr: float | None = None) -> tuple[PresetPick, ...]:  # fmt: skip
+def preset_picks(
+    card: ModelCard, dclass: str, excluded: dict[str, str] | None = None, min_psnr: float | None = None
+) -> tuple[PresetPick, ...]:
     """What each preset (:data:`PRESETS`) runs on ``dclass``, with its measured seconds and PSNR."""
     picks = []
     for prefer in PRESETS:
@@ -389,9 +440,17 @@ def preset_picks(card: ModelCard, dclass: str, excluded: dict[str, str] | None =
             klass = next((k for k in (dclass, *FALLBACK_CLASSES.get(dclass, ())) if k in card.reference_seconds), None)
             reference = card.reference_seconds.get(klass) if klass else None
             timing = (reference.seconds, klass, f"{reference.size[1]}x{reference.size[0]}") if reference else None
-        picks.append(PresetPick(prefer, choice.approximator.name, timing[0] if timing else None,
-                                timing[1] if timing else None, timing[2] if timing else None, choice.psnr,
-                                choice.why))  # fmt: skip
+        picks.append(
+            PresetPick(
+                prefer,
+                choice.approximator.name,
+                timing[0] if timing else None,
+                timing[1] if timing else None,
+                timing[2] if timing else None,
+                choice.psnr,
+                choice.why,
+            )
+        )
     return tuple(picks)
 
 
@@ -402,20 +461,37 @@ def _bar(preference: Preference, scored: dict[str, float], best: str, photo_set:
     also = f" and at least {floor:g} dB" if floor is not None else ""
     if preference.prefer == "quality":
         names = {n for n, v in scored.items() if v >= top - QUALITY_TIE_DB}
-        return names, (f"as good as the best on {photo_set} photos ({best} {top:.2f} dB) or within "
-                       f"{QUALITY_TIE_DB:g} dB of it{also}"), f"the fastest of the best quality (within {QUALITY_TIE_DB:g} dB){also}"  # fmt: skip
+        return (
+            names,
+            (
+                f"as good as the best on {photo_set} photos ({best} {top:.2f} dB) or within "
+                f"{QUALITY_TIE_DB:g} dB of it{also}"
+            ),
+            f"the fastest of the best quality (within {QUALITY_TIE_DB:g} dB){also}",
+        )
     if preference.prefer == "speed":
         floor = SPEED_FLOOR_DB if floor is None else floor
         names = {n for n, v in scored.items() if v >= floor}
         if not names:
-            return ({best}, f"as good as the best on {photo_set} photos ({best} {top:.2f} dB), as none scores "
-                    f"{floor:g} dB", f"none reaches {floor:g} dB: the best")  # fmt: skip
-        return (names, f"scoring at least {floor:g} dB on {photo_set} photos (the best: {best} {top:.2f} dB)",
-                f"the fastest at {floor:g} dB or more")  # fmt: skip
+            return (
+                {best},
+                f"as good as the best on {photo_set} photos ({best} {top:.2f} dB), as none scores {floor:g} dB",
+                f"none reaches {floor:g} dB: the best",
+            )
+        return (
+            names,
+            f"scoring at least {floor:g} dB on {photo_set} photos (the best: {best} {top:.2f} dB)",
+            f"the fastest at {floor:g} dB or more",
+        )
     names = {n for n, v in scored.items() if v >= top - AUTO_MAX_LOSS_DB or v >= AUTO_GOOD_ENOUGH_DB}
-    return names, (f"within {AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos ({best} {top:.2f} dB) or at "
-                   f"least {AUTO_GOOD_ENOUGH_DB:g} dB{also}"), (
-        f"the fastest within {AUTO_MAX_LOSS_DB} dB of the best or at {AUTO_GOOD_ENOUGH_DB:g} dB{also}")  # fmt: skip
+    return (
+        names,
+        (
+            f"within {AUTO_MAX_LOSS_DB} dB of the best on {photo_set} photos ({best} {top:.2f} dB) or at "
+            f"least {AUTO_GOOD_ENOUGH_DB:g} dB{also}"
+        ),
+        (f"the fastest within {AUTO_MAX_LOSS_DB} dB of the best or at {AUTO_GOOD_ENOUGH_DB:g} dB{also}"),
+    )
 
 
 def _choose(card: ModelCard, dclass: str, excluded: dict[str, str], preference: Preference) -> _Choice:
@@ -429,19 +505,26 @@ def _choose(card: ModelCard, dclass: str, excluded: dict[str, str], preference: 
     scored = {a.name: a.quality[photo_set].psnr for a in candidates if photo_set and photo_set in a.quality}
     if not scored and preference.min_psnr is not None:
         why = f"no approximator is measured, so none is known to reach {preference.min_psnr:g} dB"
-        return _Choice(REFERENCE_ITSELF, f"{prefer}: the reference itself, exact: {why} on validation photos{skipped}", why)
+        return _Choice(
+            REFERENCE_ITSELF, f"{prefer}: the reference itself, exact: {why} on validation photos{skipped}", why
+        )
     if not scored:
         fallback = next((a for a in candidates if a.name == "fast"), None) or next(
-            (a for a in candidates if a.network is not None), candidates[0])  # fmt: skip
-        return _Choice(fallback, f"no approximator of {card.name} is measured on validation photos: the default{skipped}",
-                       "no approximator is measured: the default")  # fmt: skip
+            (a for a in candidates if a.network is not None), candidates[0]
+        )
+        return _Choice(
+            fallback,
+            f"no approximator of {card.name} is measured on validation photos: the default{skipped}",
+            "no approximator is measured: the default",
+        )
     if preference.min_psnr is not None:
         kept = {n: v for n, v in scored.items() if v >= preference.min_psnr}
         if not kept:
             best = max(scored, key=scored.get)
             why = f"no approximator reaches {preference.min_psnr:g} dB (the best, {best}, {scored[best]:.2f} dB)"
-            return _Choice(REFERENCE_ITSELF, f"{prefer}: the reference itself, exact: {why} on {photo_set} "
-                           f"photos{skipped}", why)  # fmt: skip
+            return _Choice(
+                REFERENCE_ITSELF, f"{prefer}: the reference itself, exact: {why} on {photo_set} photos{skipped}", why
+            )
         scored = kept
     best_name = max(scored, key=scored.get)
     names, bar, short = _bar(preference, scored, best_name, photo_set)
@@ -455,13 +538,20 @@ def _choose(card: ModelCard, dclass: str, excluded: dict[str, str], preference: 
         reference = _reference_seconds(card, timing[1])
         if reference is not None and reference < timing[0]:
             why = f"no approximator within {preference.prefer}'s quality bar is faster"
-            return _Choice(REFERENCE_ITSELF, (
-                f"{prefer}: the reference itself: {reference:.3f} s on {timing[1]}, faster than every approximator "
-                f"{bar} (the fastest, {pick.name}: {timing[0]:.3f} s){skipped}"), why)  # fmt: skip
+            return _Choice(
+                REFERENCE_ITSELF,
+                (
+                    f"{prefer}: the reference itself: {reference:.3f} s on {timing[1]}, faster than every approximator "
+                    f"{bar} (the fastest, {pick.name}: {timing[0]:.3f} s){skipped}"
+                ),
+                why,
+            )
     elif networks := [a for a in eligible if not a.runs_reference]:
         pick = min(networks, key=lambda a: _relative_cost(a, card))
-        speed = (f"no timings on {dclass}: the network approximator of fewest multiply-adds per pixel (the "
-                 "reference runs on the CPU)")  # fmt: skip
+        speed = (
+            f"no timings on {dclass}: the network approximator of fewest multiply-adds per pixel (the "
+            "reference runs on the CPU)"
+        )
     else:
         pick = min(eligible, key=lambda a: a.scale or 1.0)
         speed = f"no timings on {dclass}: the reference at the smallest working size"
@@ -549,8 +639,15 @@ def _working_size(approximator: Approximator, card: ModelCard, size: tuple[int, 
     return small
 
 
-def _tiling(approximator: Approximator, card: ModelCard, size: tuple[int, int], working: tuple[int, int] | None,
-            tile: int | None, budget: int, device: torch.device) -> tuple[int | None, int]:  # fmt: skip
+def _tiling(
+    approximator: Approximator,
+    card: ModelCard,
+    size: tuple[int, int],
+    working: tuple[int, int] | None,
+    tile: int | None,
+    budget: int,
+    device: torch.device,
+) -> tuple[int | None, int]:
     """The tile size (``None``: the whole photo at once) and the estimated working bytes."""
     if tile is not None and tile < 16:
         raise InputError(f"--tile {tile}: tiles need at least 16 pixels a side")
@@ -577,6 +674,7 @@ def _tiling(approximator: Approximator, card: ModelCard, size: tuple[int, int], 
             raise PlanError(_too_large(approximator, size, layered, budget, device))
         return tile or 1024, layered
     radius = _receptive_radius(entry) if entry else 2 ** (int(architecture.get("depth", 9)) - 2)
+
     def tiled(side: int) -> int:  # a tile's crop with its halo, at most the photo
         return output + 3 * width * item * min(size[0], side + 2 * radius) * min(size[1], side + 2 * radius)
 
@@ -589,17 +687,38 @@ def _tiling(approximator: Approximator, card: ModelCard, size: tuple[int, int], 
     return tile, estimate
 
 
-def _too_large(approximator: Approximator, size: tuple[int, int], needed: int, budget: int, device: torch.device) -> str:
+def _too_large(
+    approximator: Approximator, size: tuple[int, int], needed: int, budget: int, device: torch.device
+) -> str:
     megapixels = size[0] * size[1] / 1e6
     if 3 * 4 * 2 * size[0] * size[1] > budget:
-        return (f"the {megapixels:.0f} MP photo alone needs about {24 * size[0] * size[1] / 2**30:.1f} GB as input "
-                f"and output, and about {budget / 2**30:.1f} GB is available on {describe(device)}: pass "
-                "--max-megapixels to downscale it first")  # fmt: skip
-    return (f"the {megapixels:.0f} MP photo needs about {needed / 2**30:.1f} GB for {approximator.name!r} on "
-            f"{describe(device)}, and about {budget / 2**30:.1f} GB is available: choose a tiled approximator "
-            "(fast, bf16), a smaller --tile, or --max-megapixels to downscale first")  # fmt: skip
+        return (
+            f"the {megapixels:.0f} MP photo alone needs about {24 * size[0] * size[1] / 2**30:.1f} GB as input "
+            f"and output, and about {budget / 2**30:.1f} GB is available on {describe(device)}: pass "
+            "--max-megapixels to downscale it first"
+        )
+    return (
+        f"the {megapixels:.0f} MP photo needs about {needed / 2**30:.1f} GB for {approximator.name!r} on "
+        f"{describe(device)}, and about {budget / 2**30:.1f} GB is available: choose a tiled approximator "
+        "(fast, bf16), a smaller --tile, or --max-megapixels to downscale first"
+    )
 
 
-__all__ = ["AUTO", "AUTO_GOOD_ENOUGH_DB", "AUTO_MAX_LOSS_DB", "BALANCED", "PRESETS", "QUALITY_TIE_DB", "SPEED_FLOOR_DB",
-           "DeviceError", "Plan", "PlanError", "Preference", "PreferenceError", "PresetPick", "choose", "make_plan",
-           "preset_picks"]
+__all__ = [
+    "AUTO",
+    "AUTO_GOOD_ENOUGH_DB",
+    "AUTO_MAX_LOSS_DB",
+    "BALANCED",
+    "PRESETS",
+    "QUALITY_TIE_DB",
+    "SPEED_FLOOR_DB",
+    "DeviceError",
+    "Plan",
+    "PlanError",
+    "Preference",
+    "PreferenceError",
+    "PresetPick",
+    "choose",
+    "make_plan",
+    "preset_picks",
+]
