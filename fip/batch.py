@@ -31,7 +31,7 @@ import torch
 
 from fip.errors import FipError, InputError
 from fip.files import atomic_write_bytes, sha256_file
-from fip.imaging import encode_image, output_format, output_suffix
+from fip.imaging import output_format, output_suffix
 from fip.models.cards import ModelCard
 from fip.models.catalogue import Model
 from fip.raw import PHOTO_EXTENSIONS
@@ -426,23 +426,22 @@ class _Job:
 
 def _run_job(job: _Job, model: Model | None = None) -> tuple[FileResult, bytes | None]:
     """Open, approximate and encode one photo; errors a user can fix become a failed result."""
-    from fip.pipeline import open_input, run_approximation
+    from fip.pipeline import render
 
     try:
-        model = model if model is not None else _worker_model(job.card)
-        photo = open_input(job.source, job.max_megapixels)
-        result = run_approximation(
-            model,
-            photo.views,
+        data, result = render(
+            model if model is not None else _worker_model(job.card),
+            job.source,
             job.params,
             job.request,
             operator=job.operator,
             device=job.device,
             tile=job.tile,
+            max_megapixels=job.max_megapixels,
             preference=job.preference,
+            format=job.output.format,
+            quality=job.output.quality,
         )
-        image = photo.upright(result.image)
-        data = encode_image(image, job.output.format, quality=job.output.quality, metadata=photo.metadata)
     except FipError as exc:
         return FileResult(job.source, None, "failed", error=str(exc)), None
     except torch.cuda.OutOfMemoryError:
@@ -457,7 +456,9 @@ def _run_job(job: _Job, model: Model | None = None) -> tuple[FileResult, bytes |
         first = (str(exc).strip().splitlines() or [""])[0]
         return FileResult(job.source, None, "failed", error=f"{type(exc).__name__}: {first}"), None
     notes = [result.note] if result.note else []
-    return FileResult(job.source, None, "written", result.seconds, image.shape[:2], result.plan, notes=notes), data
+    return FileResult(
+        job.source, None, "written", result.seconds, result.image.shape[:2], result.plan, notes=notes
+    ), data
 
 
 _worker_models: dict[tuple[str, str], Model] = {}

@@ -276,6 +276,32 @@ def run_reference(operator: str, photo: Photo, params: Mapping[str, Any] | None 
     return Result(image, time.perf_counter() - start)
 
 
+def render(
+    model: Model | str,
+    path: str | os.PathLike[str],
+    params: Mapping[str, Any] | None = None,
+    request: str = AUTO,
+    *,
+    operator: str | None = None,
+    device: str | torch.device | None = None,
+    tile: int | None = None,
+    max_megapixels: float | None = None,
+    preference: Preference | None = None,
+    format: str = "png",
+    quality: int = 95,
+) -> tuple[bytes, Result]:
+    """What ``fip apply`` makes of one file: the approximation of the photo at ``path`` (downscaled to
+    ``max_megapixels`` if larger), upright and encoded as ``format`` (one of :data:`fip.imaging.OUTPUT_FORMATS`)
+    with the file's ICC profile and EXIF. Returns the encoded bytes and the upright result."""
+    photo = open_input(path, max_megapixels)
+    result = run_approximation(
+        model, photo.views, params, request, operator=operator, device=device, tile=tile, preference=preference
+    )
+    image = photo.upright(result.image)
+    data = encode_image(image, format, quality=quality, metadata=photo.metadata)
+    return data, Result(image, result.seconds, result.plan, result.note)
+
+
 def render_to_file(
     model: Model | str,
     path: str | os.PathLike[str],
@@ -288,20 +314,18 @@ def render_to_file(
     format: str = "png",
     preference: Preference | None = None,
 ) -> tuple[Path, Result]:
-    """The approximation on the photo at ``path`` at its native resolution, upright and with the file's ICC profile
-    and EXIF, written atomically as ``out_dir/<stem>-<operator><suffix>`` (an existing file of that name is
-    replaced: ``out_dir`` is the caller's scratch folder). ``format`` is one of :data:`fip.imaging.OUTPUT_FORMATS`."""
+    """:func:`render` at the photo's native resolution, written atomically as
+    ``out_dir/<stem>-<operator><suffix>`` (an existing file of that name is replaced: ``out_dir`` is the caller's
+    scratch folder)."""
     from fip.files import atomic_write_bytes
     from fip.imaging import output_suffix
 
-    photo = open_input(path)
-    result = run_approximation(
-        model, photo.views, params, request, operator=operator, device=device, preference=preference
+    data, result = render(
+        model, path, params, request, operator=operator, device=device, preference=preference, format=format
     )
-    image = photo.upright(result.image)
     output = Path(out_dir) / f"{Path(path).stem}-{result.plan.operator}{output_suffix(format)}"
-    atomic_write_bytes(output, encode_image(image, format, metadata=photo.metadata))
-    return output, Result(image, result.seconds, result.plan, result.note)
+    atomic_write_bytes(output, data)
+    return output, result
 
 
 __all__ = [
@@ -315,6 +339,7 @@ __all__ = [
     "open_input",
     "open_photo",
     "open_views",
+    "render",
     "render_to_file",
     "resolve",
     "run_approximation",
