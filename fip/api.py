@@ -14,6 +14,8 @@ Both run through the engine (:mod:`fip.runtime`): the same plans, and the same `
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -27,7 +29,7 @@ from fip.imaging import shape_hint
 from fip.models.catalogue import Model, open_model
 from fip.runtime.devices import resolve_device
 from fip.runtime.engine import make_plan
-from fip.runtime.execute import Views, forward_approximator, plan_dtype, reference_lowres
+from fip.runtime.execute import Views, run_plan
 from fip.runtime.plan import AUTO, Plan, Preference
 
 TYPICAL_SIZE = (1080, 1920)  # the photo size ``load`` resolves ``auto`` for; cards are timed at this size
@@ -55,18 +57,12 @@ class FastOperator(nn.Module):
         self.operator, self.params = plan.operator, plan.params
         self._maps = model.maps(plan.operator, plan.params)
         spec = model.card.approximator(plan.approximator)
-        self._spec = spec
-        self._onnx = None
         self.net: nn.Module | None = None
         if spec.network is not None:
-            network = model.network(spec.network)
-            if isinstance(network, nn.Module):
-                self.net = _copy(network)
-            else:
-                from fip.runtime.execute import _onnx_session
-
-                entry = model.card.networks[spec.network]
-                self._onnx = _onnx_session(str(network), entry.receptive_radius or 0, torch.device(plan.device))
+            network = model.network(spec.network)  # a damaged file fails here, at load
+            if isinstance(network, nn.Module):  # the module's own copy: it moves and trains with the module
+                self.net = copy.deepcopy(network).eval()
+        self._plans: dict[tuple[int, int, str], Plan] = {}
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # follows .to(device)
 
     def extra_repr(self) -> str:
@@ -78,16 +74,18 @@ class FastOperator(nn.Module):
 
     @torch.compiler.disable  # planning reads the device and the card: Python, kept out of compiled graphs
     def plan_for(self, height: int, width: int) -> Plan:
-        """The plan this module runs for an image of ``height x width`` on its device."""
-        return make_plan(
-            self.model,
-            self.approximator,
-            (height, width),
-            self.device,
-            operator=self.operator,
-            params=self.params,
-            memory_budget=1 << 62,
-        )
+        """The plan this module runs for an image of ``height x width`` on its device: tiled or in bands where the
+        device's memory requires, as ``fip apply`` plans; made once per size and device."""
+        key = (height, width, str(self.device))
+        if key not in self._plans:
+            plan = make_plan(
+                self.model, self.approximator, (height, width), self.device, operator=self.operator, params=self.params
+            )
+            if torch.device(self.plan.device).type == self.device.type:
+                # The precision load resolved: auto's pick runs as its timings measured it.
+                plan = dataclasses.replace(plan, precision=self.plan.precision)
+            self._plans[key] = plan
+        return self._plans[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
@@ -108,42 +106,15 @@ class FastOperator(nn.Module):
             raise InputError(f"expected a float tensor in [0, 1]; got {x.dtype}: divide by 255 (or 65535) first")
         batch = x if x.ndim == 4 else x[None]
         plan = self.plan_for(*batch.shape[2:])
-        # The precision load resolved (auto's pick runs as measured), unless the module moved to another kind of device.
-        precision = plan_dtype(self.plan) if torch.device(self.plan.device).type == self.device.type else None
-        outputs = []
         with torch.no_grad():
-            for image in batch.float():
-                image = image[None].to(self.device)
-                if self._spec.runs_reference:
-                    out = reference_lowres(
-                        self.operator,
-                        self.params,
-                        Views(image),
-                        self._spec.upsampler,
-                        plan.working_size,
-                        plan.band_rows,
-                        self.device,
-                    )
-                else:
-                    out = forward_approximator(
-                        self._spec,
-                        self.net if self._onnx is None else self._onnx,
-                        image,
-                        self._maps,
-                        plan.working_size,
-                        None,
-                        plan.band_rows,
-                        dtype=precision,
-                    )
-                outputs.append(out.float().clamp(0.0, 1.0))
-        out = torch.cat(outputs).to(dtype=x.dtype)
+            out = torch.cat(
+                [
+                    run_plan(plan, self.model, Views(image[None].float().to(self.device)), self._maps, self.net)
+                    for image in batch
+                ]
+            )
+        out = out.to(dtype=x.dtype)
         return out if x.ndim == 4 else out[0]
-
-
-def _copy(net: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(net).eval()
 
 
 def load(
@@ -224,8 +195,6 @@ def apply(
         InputError: an image of another shape, type, dtype or range, or an empty batch (the message says how to
             convert it).
     """
-    from fip.pipeline import run_approximation
-
     preference = _preference(prefer, min_psnr)
     if isinstance(operator_or_model, FastOperator):
         if params is not None or variant != AUTO or preference is not None:
@@ -233,26 +202,24 @@ def apply(
                 "a module from fip.load runs the approximator and parameters it was loaded with; pass "
                 "the model's name to fip.apply to choose others (or load it with prefer=)"
             )
-        return _as_kind(image, lambda rgb: operator_or_model(rgb.to(operator_or_model.device)).cpu())
+        return _as_kind(image, lambda rgb: operator_or_model(rgb.to(operator_or_model.device)))
     model = operator_or_model if isinstance(operator_or_model, Model) else open_model(operator_or_model)
     if isinstance(image, torch.Tensor) and device is None:
         device = image.device
     torch_device = resolve_device(device)
+    options = {"operator": operator, "params": dict(params) if params else None, "preference": preference}
+    plans: dict[tuple[int, int], tuple[Plan, tuple[float, ...]]] = {}
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        results = [
-            run_approximation(
-                model,
-                Views(item[None].float()),
-                params,
-                variant,
-                operator=operator,
-                device=torch_device,
-                preference=preference,
-            ).image
-            for item in batch
-        ]
-        return torch.from_numpy(np.stack(results)).permute(0, 3, 1, 2)
+        outputs = []
+        for item in batch:
+            views = Views(item[None])
+            if views.size not in plans:  # one plan per photo size
+                plan = make_plan(model, variant, views.size, torch_device, **options)
+                plans[views.size] = plan, model.maps(plan.operator, plan.params)
+            plan, maps = plans[views.size]
+            outputs.append(run_plan(plan, model, views, maps))
+        return torch.cat(outputs)
 
     return _as_kind(image, run)
 
@@ -280,7 +247,7 @@ def _as_kind(image: Any, run: Any) -> Any:
     if Image is not None and isinstance(image, Image.Image):
         array = _pil_rgb(image)
         _check_range(_to_batch(array))
-        out = run(_to_batch(array))[0].permute(1, 2, 0).numpy()
+        out = run(_to_batch(array))[0].permute(1, 2, 0).cpu().numpy()
         return Image.fromarray(np.round(out * 255.0).astype(np.uint8), mode="RGB")
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3:
@@ -296,7 +263,7 @@ def _as_kind(image: Any, run: Any) -> Any:
         array = image.astype(np.float32) / scale if scale else image.astype(np.float32)
         batch = _to_batch(array)
         _check_range(batch)
-        out = run(batch)[0].permute(1, 2, 0).numpy()
+        out = run(batch)[0].permute(1, 2, 0).cpu().numpy()
         if scale:
             return np.round(out * scale).astype(image.dtype)
         return out.astype(image.dtype)

@@ -48,6 +48,39 @@ def test_load_resolves_auto_for_the_device_and_accepts_every_kind_of_name(tmp_pa
         fip.load("smooth.l0", variant="int4")
 
 
+def test_a_loaded_module_plans_like_fip_apply_and_tiles_where_memory_requires(monkeypatch):
+    from fip.runtime import engine
+
+    monkeypatch.setenv("FIP_MEMORY_LIMIT", "200M")  # too little for a 900x1200 full-size network in one piece
+    module = fip.load("smooth.l0", device="cpu", variant="fast")
+    plan = module.plan_for(900, 1200)
+    assert plan.tile is not None and plan == engine.make_plan(module.model, "fast", (900, 1200), "cpu")
+    assert module.plan_for(900, 1200) is plan  # one plan per size
+    image = smooth_image(900, 1200)
+    x = torch.from_numpy(image).permute(2, 0, 1)
+    tiled = module(x)
+    monkeypatch.delenv("FIP_MEMORY_LIMIT")
+    whole = fip.load("smooth.l0", device="cpu", variant="fast")
+    assert whole.plan_for(900, 1200).tile is None
+    np.testing.assert_allclose(tiled.numpy(), whole(x).numpy(), atol=2e-3)  # tiles agree with the whole photo
+    np.testing.assert_allclose(fip.apply(module, image), tiled.permute(1, 2, 0).numpy(), atol=1e-6)
+
+
+def test_apply_makes_one_plan_per_photo_size(monkeypatch):
+    from fip import api
+
+    sizes = []
+    make_plan = api.make_plan
+    monkeypatch.setattr(
+        api,
+        "make_plan",
+        lambda model, request, size, *a, **k: sizes.append(size) or make_plan(model, request, size, *a, **k),
+    )
+    batch = torch.from_numpy(np.stack([smooth_image(32, 48, seed=s) for s in range(3)])).permute(0, 3, 1, 2)
+    out = fip.apply("smooth.l0", batch, variant="fast")
+    assert out.shape == batch.shape and sizes == [(32, 48)]
+
+
 def test_a_loaded_module_goes_through_torch_compile():
     module = fip.load("paper/L0_smoothing", device="cpu", variant="full")
     compiled = torch.compile(module, backend="eager")  # dynamo traces it; the eager backend keeps the test quick
