@@ -292,10 +292,6 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if preference is not None and not preference.is_default:  # (absent when default: earlier outputs are kept)
         recipe["prefer"] = str(preference)
     batch = plan_batch(args.inputs, args.out, recursive=args.recursive, output=output, recipe=recipe)
-    if args.explain:
-        for item in batch.items:
-            if item.error is None and item.action != "keep":
-                print(f"{item.source}:\n{_explain(model, item.source, args, params, preference)}\n", flush=True)
     results = []
     start = time.perf_counter()
     bar = _progress(len(batch.items), "photos", disable=args.no_progress)
@@ -316,6 +312,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
             results.append(r)
             bar.update()
             bar.write(_result_line(r), file=sys.stderr if r.status == "failed" else sys.stdout)
+            if args.explain and r.plan is not None and r.status == "written":
+                bar.write(r.plan.explain() + "\n")  # the plan that ran, for the photo's own size
     except (KeyboardInterrupt, BrokenPipeError) as exc:
         bar.close()
         why = "" if isinstance(exc, KeyboardInterrupt) else " (the output pipe closed)"
@@ -331,27 +329,6 @@ def _resolved(operator: str | None, params: dict | None) -> dict | None:
     from fip.registry import get_operator
 
     return get_operator(operator).resolve_params(params) if operator else params
-
-
-def _explain(model, source: Path, args: argparse.Namespace, params, preference=None) -> str:
-    """The plan ``fip apply`` will run for ``source`` (its size read from the file), or why it cannot open."""
-    from fip.pipeline import open_views
-    from fip.runtime.engine import make_plan
-
-    try:
-        views = open_views(source, args.max_megapixels)
-        return make_plan(
-            model,
-            args.variant,
-            views.size,
-            args.device,
-            operator=args.operator,
-            params=params,
-            tile=args.tile,
-            preference=preference,
-        ).explain()
-    except FipError as exc:
-        return f"  cannot run: {exc}"
 
 
 def _result_line(r) -> str:
@@ -732,7 +709,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786); its workers must see the inputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--explain", action="store_true", help="print each photo's plan (what runs, where and why) first")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="print the plan each photo ran (what, where and why) after its result line",
+    )
     _add_engine_arguments(p)
     p.set_defaults(run=_cmd_apply)
 
