@@ -35,7 +35,6 @@ import enum
 import importlib.metadata
 import logging
 import math
-import os
 import threading
 import types
 import warnings
@@ -45,14 +44,22 @@ from typing import Any
 
 import numpy as np
 
-from fip.errors import DISTRIBUTION, DuplicateOperatorError, InputError, ParameterError, UnknownOperatorError
+from fip.errors import DuplicateOperatorError, InputError, ParameterError, UnknownOperatorError
 from fip.imaging import check_image
+from fip.plugins import (
+    DISABLE_PLUGINS_ENV,
+    Claim,
+    NameClaims,
+    Plugin,
+    discover,
+    group_entry_points,
+    load_failure,
+    plugins_disabled,
+)
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fip.operators"
-DISABLE_PLUGINS_ENV = "FIP_DISABLE_PLUGINS"
-BUILTIN_DISTRIBUTION = DISTRIBUTION  # fip's own entry points come from this distribution
 
 
 class PluginLoadWarning(UserWarning):
@@ -290,11 +297,8 @@ class OperatorRegistry:
     """Holds registered operators and discovers them from entry points on first use."""
 
     def __init__(self, entry_points: Callable[[], Iterable[importlib.metadata.EntryPoint]] | None = None):
-        self._entry_points = entry_points or (lambda: importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
-        self._specs: dict[str, OperatorSpec] = {}
-        self._builtin: set[str] = set()  # names registered by fip's own entry points
-        self._clashes: dict[str, list[OperatorSpec]] = {}  # disabled names: every spec registered under each
-        self._shadowed: dict[str, list[OperatorSpec]] = {}  # other sources' specs ignored for a built-in's name
+        self._entry_points = entry_points or group_entry_points(ENTRY_POINT_GROUP)
+        self._claims: NameClaims[OperatorSpec] = NameClaims("operator", "register", _same_function)
         self._discovered = False
         self._lock = threading.RLock()
 
@@ -318,47 +322,23 @@ class OperatorRegistry:
         if spec.source != source:
             spec = OperatorSpec(**{**spec.__dict__, "source": source})
         with self._lock:
-            existing = self._specs.get(spec.name)
-            clashing = self._clashes.get(spec.name)
-            if clashing is None and (existing is None or existing.function is spec.function):
-                self._specs[spec.name] = spec
-                if builtin:
-                    self._builtin.add(spec.name)
-                return spec
-            if clashing is not None:
-                if not discovering:
-                    raise DuplicateOperatorError(self._clash_text(spec.name))
-                _append_new(clashing, spec)  # a third source, or a module's spec seen again after its import
-            elif not discovering or (builtin and spec.name in self._builtin):
-                raise DuplicateOperatorError(
-                    f"operator {spec.name!r} is registered twice: by {existing.source} and by {spec.source}. "
-                    "Rename one of them, or uninstall one of the plugins (pip uninstall DISTRIBUTION)."
-                )
-            elif spec.name in self._builtin:
-                _append_new(self._shadowed.setdefault(spec.name, []), spec)
-            elif builtin:  # registered before discovery by something else: fip's own takes the name back
-                _append_new(self._shadowed.setdefault(spec.name, []), existing)
-                self._specs[spec.name] = spec
-                self._builtin.add(spec.name)
-            else:
-                self._clashes[spec.name] = [self._specs.pop(spec.name), spec]
+            claims = self._claims
+            holder = claims.kept.get(spec.name)
+            if spec.name in claims.clashes and not discovering:
+                raise DuplicateOperatorError(claims.clash_text(spec.name))
+            if holder is not None and not _same_function(holder.item, spec):
+                if not discovering or (builtin and holder.builtin):
+                    raise DuplicateOperatorError(
+                        f"operator {spec.name!r} is registered twice: by {holder.source} and by {spec.source}. "
+                        "Rename one of them, or uninstall one of the plugins (pip uninstall DISTRIBUTION)."
+                    )
+            claims.claim(spec.name, Claim(spec, source, builtin))
         return spec
 
     def disabled(self) -> dict[str, tuple[str, ...]]:
         """The names disabled because several sources register them, each with those sources."""
         self._discover()
-        return {name: tuple(_sources(specs)) for name, specs in sorted(self._clashes.items())}
-
-    def _clash_text(self, name: str) -> str:
-        sources = _sources(self._clashes[name])
-        if len(sources) == 1:
-            who = f"{sources[0]} registers it twice"
-        else:
-            who = f"{', '.join(sources[:-1])} and {sources[-1]} {'both' if len(sources) == 2 else 'all'} register it"
-        return (
-            f"operator {name!r} is disabled: {who}, and fip cannot tell which one you mean. "
-            "Uninstall one of them (pip uninstall DISTRIBUTION) or ask its author to rename the operator"
-        )
+        return {name: tuple(self._claims.sources(name)) for name in sorted(self._claims.clashes)}
 
     # -- discovery ----------------------------------------------------------------------------------------------
     def _discover(self) -> None:
@@ -366,50 +346,49 @@ class OperatorRegistry:
             if self._discovered:
                 return
             self._discovered = True  # set first: a plugin that calls list_operators() must not recurse
-            plugins_disabled = os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower() in {"1", "true", "yes"}
-            found = sorted(self._entry_points(), key=_entry_point_order)
-            if not any(_distribution_name(ep) == BUILTIN_DISTRIBUTION for ep in found):
+            entry_points = list(self._entry_points())
+            found = discover(entry_points)
+            if not any(plugin.builtin for plugin in found):
                 warnings.warn(
                     "fip's built-in operators were not found through the 'fip.operators' entry points: "
                     "install fip (for a source checkout: pip install -e .) so its metadata exists",
                     PluginLoadWarning,
                     stacklevel=3,
                 )
-            for ep in found:
-                builtin = _distribution_name(ep) == BUILTIN_DISTRIBUTION
-                if plugins_disabled and not builtin:
-                    logger.info("skipping plugin %s (%s=1)", ep.value, DISABLE_PLUGINS_ENV)
-                    continue
-                self._load(ep, builtin)
+            if plugins_disabled():
+                for skipped in set(entry_points) - {plugin.entry_point for plugin in found}:
+                    logger.info("skipping plugin %s (%s=1)", skipped.value, DISABLE_PLUGINS_ENV)
+            for plugin in found:
+                self._load(plugin)
             # Reported once discovery is over, so each name is named once with all its sources.
-            for name in sorted(self._clashes):
+            for name in sorted(self._claims.clashes):
                 warnings.warn(
-                    f"fip: {self._clash_text(name)}; every other operator keeps working. "
+                    f"fip: {self._claims.clash_text(name)}; every other operator keeps working. "
                     f"Set {DISABLE_PLUGINS_ENV}=1 to skip third-party plugins.",
                     PluginLoadWarning,
                     stacklevel=3,
                 )
-            for name, ignored in sorted(self._shadowed.items()):
-                for spec in ignored:
+            for name, ignored in sorted(self._claims.shadowed.items()):
+                for claim in ignored:
                     warnings.warn(
-                        f"fip: operator plugin {spec.source} registers {name!r}, the name of fip's own operator "
-                        f"(from {self._specs[name].source}); fip keeps its own and ignores that one. "
+                        f"fip: operator plugin {claim.source} registers {name!r}, the name of fip's own operator "
+                        f"(from {self._claims.kept[name].source}); fip keeps its own and ignores that one. "
                         "Uninstall the plugin or ask its author to rename the operator.",
                         PluginLoadWarning,
                         stacklevel=3,
                     )
 
-    def _load(self, ep: importlib.metadata.EntryPoint, builtin: bool) -> None:
-        source = f"{_distribution_name(ep) or 'unknown distribution'} (entry point {ep.name} = {ep.value})"
-        before = (dict(self._specs), set(self._builtin), _copy(self._clashes), _copy(self._shadowed))
-        token = _loading.set((self, source, builtin))
+    def _load(self, plugin: Plugin) -> None:
+        source = plugin.source
+        before = self._claims.snapshot()
+        token = _loading.set((self, source, plugin.builtin))
         try:
-            for spec in _specs_in(ep.load()):
+            for spec in _specs_in(plugin.load()):
                 self.add(spec)
         except (Exception, SystemExit) as exc:  # a broken plugin must not take fip down (nor a sys.exit in it)
             # Undo what it registered before failing, clashes included: a plugin that is skipped clashes with none.
-            self._specs, self._builtin, self._clashes, self._shadowed = before
-            if builtin:
+            self._claims = before
+            if plugin.builtin:
                 raise
             warnings.warn(
                 f"fip: operator plugin {source} failed to load and is skipped: {load_failure(exc)}. "
@@ -423,11 +402,12 @@ class OperatorRegistry:
     # -- queries ------------------------------------------------------------------------------------------------
     def names(self) -> list[str]:
         self._discover()
-        return sorted(self._specs)
+        return sorted(self._claims.kept)
 
     def list(self, family: str | None = None) -> list[OperatorSpec]:
         self._discover()
-        return [self._specs[n] for n in sorted(self._specs) if family is None or self._specs[n].family == family]
+        specs = [self._claims.kept[name].item for name in sorted(self._claims.kept)]
+        return [spec for spec in specs if family is None or spec.family == family]
 
     def get(self, name: str) -> OperatorSpec:
         """The operator registered as ``name``.
@@ -437,53 +417,24 @@ class OperatorRegistry:
             UnknownOperatorError: nothing registers ``name``; lists the available names.
         """
         self._discover()
-        if name in self._clashes:
+        if name in self._claims.clashes:
             raise DuplicateOperatorError(
-                f"{self._clash_text(name)}; {DISABLE_PLUGINS_ENV}=1 runs fip with its built-in operators only"
+                f"{self._claims.clash_text(name)}; {DISABLE_PLUGINS_ENV}=1 runs fip with its built-in operators only"
             )
         try:
-            return self._specs[name]
+            return self._claims.kept[name].item
         except KeyError:
-            available = ", ".join(sorted(self._specs)) or "none (is fip installed?)"
+            available = ", ".join(sorted(self._claims.kept)) or "none (is fip installed?)"
             raise UnknownOperatorError(
                 f"unknown operator {name!r}; available operators: {available}. "
                 f"`fip operators` lists them with their parameters."
             ) from None
 
 
-def _distribution_name(ep: importlib.metadata.EntryPoint) -> str | None:
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return None
-    return dist.metadata["Name"]
-
-
-def load_failure(exc: BaseException) -> str:
-    """Why a plugin failed to import, in words: its exception, or the exit it asked for (a module-level argparse
-    exits with status 2)."""
-    if isinstance(exc, SystemExit):
-        return f"it called sys.exit({exc.code!r}) while being imported"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _entry_point_order(ep: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
-    dist = _distribution_name(ep) or ""
-    return (0 if dist == BUILTIN_DISTRIBUTION else 1, dist.lower(), ep.name)
-
-
-def _append_new(specs: list[OperatorSpec], spec: OperatorSpec) -> None:
-    """Add ``spec`` unless its function is already there (an entry point's module is seen at import and again
-    when :func:`_specs_in` collects it)."""
-    if all(known.function is not spec.function for known in specs):
-        specs.append(spec)
-
-
-def _sources(specs: Iterable[OperatorSpec]) -> list[str]:
-    return list(dict.fromkeys(spec.source for spec in specs))
-
-
-def _copy(table: dict[str, list[OperatorSpec]]) -> dict[str, list[OperatorSpec]]:
-    return {name: list(specs) for name, specs in table.items()}
+def _same_function(a: OperatorSpec, b: OperatorSpec) -> bool:
+    """Whether two specs register one function (a module's spec seen at its import and again when its entry point
+    is loaded)."""
+    return a.function is b.function
 
 
 def _specs_in(loaded: Any) -> Sequence[OperatorSpec]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from fip.conditioning import Conditioning, from_json
-from fip.errors import DISTRIBUTION, FipError
+from fip.errors import FipError
 from fip.files import sha256_file
 from fip.models.cards import (
     CARD_FILE,
@@ -51,14 +51,12 @@ from fip.models.cards import (
     read_card,
 )
 from fip.models.storage import NetworkFile, load_network, net_config
-from fip.registry import load_failure
+from fip.plugins import DISABLE_PLUGINS_ENV, Claim, NameClaims, discover, group_entry_points, load_failure
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fip.models"
-DISABLE_PLUGINS_ENV = "FIP_DISABLE_PLUGINS"
 MODEL_PATH_ENV = "FIP_MODEL_PATH"  # model folders (fip build's), or folders of them, separated like PATH
-BUILTIN_DISTRIBUTION = DISTRIBUTION  # fip's own models come from this distribution
 
 # The untrained approximation every operator has: the reference on the photo at a third of its size, brought back
 # with a colour guided filter fitted between the small photo and the small result.
@@ -187,9 +185,9 @@ class Catalogue:
     """The models installed through entry points; see the module docstring."""
 
     def __init__(self, entry_points: Callable[[], Iterable[importlib.metadata.EntryPoint]] | None = None):
-        self._entry_points = entry_points or (lambda: importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        self._entry_points = entry_points or group_entry_points(ENTRY_POINT_GROUP)
         self._cards: dict[str, ModelCard] | None = None
-        self._clashes: dict[str, list[str]] = {}  # disabled names: where each card of that name came from
+        self._claims: NameClaims[ModelCard] = NameClaims("model", "install")
         self._user: set[str] = set()  # names of the models found through MODEL_PATH_ENV
         self._warned: set[str] = set()  # operators with several of those, each warned about once
         self._lock = threading.RLock()
@@ -205,8 +203,10 @@ class Catalogue:
             FipError: ``name`` is disabled because two plugins install a model of that name; names both.
         """
         cards = self._discover()
-        if name in self._clashes:
-            raise FipError(f"{self._clash_text(name)}; {DISABLE_PLUGINS_ENV}=1 runs fip with its own models only")
+        if name in self._claims.clashes:
+            raise FipError(
+                f"{self._claims.clash_text(name)}; {DISABLE_PLUGINS_ENV}=1 runs fip with its own models only"
+            )
         return cards.get(name)
 
     def for_operator(self, operator: str) -> ModelCard | None:
@@ -229,7 +229,7 @@ class Catalogue:
         """Forget what was discovered (after installing a model into a running process)."""
         with self._lock:
             self._cards = None
-            self._clashes = {}
+            self._claims = NameClaims("model", "install")
             self._warned = set()
         with _kept_lock:
             _kept_models.clear()
@@ -238,50 +238,32 @@ class Catalogue:
         with self._lock:
             if self._cards is not None:
                 return self._cards
-            cards: dict[str, ModelCard] = {}
-            origins: dict[str, tuple[str, bool]] = {}  # each kept card's source, and whether it is fip's own
-            clashes: dict[str, list[str]] = {}
-            disabled = os.environ.get(DISABLE_PLUGINS_ENV, "").strip().lower() in {"1", "true", "yes"}
-
-            def add(folder: Path, source: str, builtin: bool) -> None:
-                """Keep the card in ``folder``, unless its name is fip's own or disabled by a clash."""
+            claims: NameClaims[ModelCard] = NameClaims("model", "install")
+            for plugin in discover(self._entry_points()):
                 try:
-                    card = read_card(folder)
-                except CardError as exc:
-                    _warn(f"skipping the model in {folder} from {source}: {exc}")
-                    return
-                origin = f"{source} in {folder}"
-                if card.name in clashes:
-                    clashes[card.name].append(origin)
-                elif card.name in cards and origins[card.name][1]:
-                    # fip's own model keeps its name: a plugin cannot change what `fip/...` runs.
-                    _warn(
-                        f"skipping the model {card.name!r} in {folder} from {source}: that name is already "
-                        f"installed from {cards[card.name].root}"
-                    )
-                elif card.name in cards:
-                    del cards[card.name]
-                    clashes[card.name] = [origins.pop(card.name)[0], origin]
-                else:
-                    cards[card.name] = card
-                    origins[card.name] = (origin, builtin)
-
-            for ep in sorted(self._entry_points(), key=_entry_point_order):
-                builtin = _distribution_name(ep) == BUILTIN_DISTRIBUTION
-                if disabled and not builtin:
-                    continue
-                source = f"{_distribution_name(ep) or 'unknown distribution'} (entry point {ep.name} = {ep.value})"
-                try:
-                    folders = _folders_of(ep.load())
+                    folders = _folders_of(plugin.load())
                 except (Exception, SystemExit) as exc:
-                    _warn(f"model plugin {source} failed to load and is skipped: {load_failure(exc)}")
+                    _warn(f"model plugin {plugin.source} failed to load and is skipped: {load_failure(exc)}")
                     continue
                 for folder in folders:
-                    add(folder, source, builtin)
-            user = self._user_models(cards, set(clashes))
-            self._cards, self._clashes, self._user = cards, clashes, user
-            for name in sorted(clashes):
-                _warn(f"{self._clash_text(name)}; every other model keeps working")
+                    try:
+                        card = read_card(folder)
+                    except CardError as exc:
+                        _warn(f"skipping the model in {folder} from {plugin.source}: {exc}")
+                        continue
+                    held = claims.kept.get(card.name)
+                    outcome = claims.claim(card.name, Claim(card, f"{plugin.source} in {folder}", plugin.builtin))
+                    if outcome == "shadowed":
+                        # fip's own model keeps its name: a plugin cannot change what `fip/...` runs.
+                        _warn(
+                            f"skipping the model {card.name!r} in {folder} from {plugin.source}: that name is "
+                            f"already installed from {held.item.root}"
+                        )
+            cards = {name: claim.item for name, claim in claims.kept.items()}
+            user = self._user_models(cards, set(claims.clashes))
+            self._cards, self._claims, self._user = cards, claims, user
+            for name in sorted(claims.clashes):
+                _warn(f"{claims.clash_text(name)}; every other model keeps working")
             return cards
 
     @staticmethod
@@ -315,15 +297,6 @@ class Catalogue:
                 user.add(card.name)
         return user
 
-    def _clash_text(self, name: str) -> str:
-        origins = self._clashes[name]
-        listed = f"{', '.join(origins[:-1])} and {origins[-1]}"
-        who = f"{listed} {'both' if len(origins) == 2 else 'all'} install it"
-        return (
-            f"model {name!r} is disabled: {who}, and fip cannot tell which one you mean. Uninstall one of "
-            "them (pip uninstall DISTRIBUTION) or ask its author to rename the model"
-        )
-
 
 def _warn(message: str, user: bool = False) -> None:
     """Warn about a model skipped: a plugin's (``FIP_DISABLE_PLUGINS`` skips those) or, with ``user``, one of
@@ -356,16 +329,6 @@ def _model_folders(folder: Path) -> list[Path]:
     if (folder / CARD_FILE).is_file():
         return [folder]
     return sorted(p.parent for p in folder.glob(f"*/{CARD_FILE}") if not p.parent.name.startswith("."))
-
-
-def _distribution_name(ep: importlib.metadata.EntryPoint) -> str | None:
-    dist = getattr(ep, "dist", None)
-    return None if dist is None else dist.metadata["Name"]
-
-
-def _entry_point_order(ep: importlib.metadata.EntryPoint) -> tuple[int, str, str]:
-    dist = _distribution_name(ep) or ""
-    return (0 if dist == BUILTIN_DISTRIBUTION else 1, dist.lower(), ep.name)
 
 
 _catalogue = Catalogue()
