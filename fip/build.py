@@ -476,6 +476,21 @@ def _fit(
     return best
 
 
+def training_record(checkpoint: Path) -> dict[str, Any]:
+    """How far the training of a Lightning ``checkpoint`` had gone when it was saved: ``steps`` (optimizer steps),
+    ``epochs``, and ``hours`` and ``cpu_hours`` trained, summed over every resumed part (``None`` for a
+    checkpoint written without :class:`fip.training.TrainingClock`)."""
+    import torch
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    clock = (saved.get("callbacks") or {}).get("TrainingClock") or {}
+    hours = {
+        key: round(clock[name] / 3600, 3) if name in clock else None
+        for key, name in (("hours", "seconds"), ("cpu_hours", "cpu_seconds"))
+    }
+    return {"steps": saved.get("global_step"), "epochs": saved.get("epoch", -1) + 1, **hours}
+
+
 def training_minutes(request: BuildRequest) -> dict[str, float]:
     """Minutes of training for each stage of ``request``: ``train`` (the CAN) and, when ``request.extras`` names
     them (:func:`requested_extras`) or the budget gives each at least :data:`MIN_EXTRA_MINUTES`, the
@@ -705,6 +720,7 @@ def _measure(
             "checkpoint": str(checkpoint.name),
             "warm_start": (state.done("train") or {}).get("warm_start"),
             "kept": (state.done("keep") or {}).get("kept", "trained"),
+            "training": {"photos": len(split["train"]), **training_record(checkpoint)},
             "stages": {
                 stage: round(state.seconds(stage) / 60, 2)
                 for stage in ("train", *EXTRA_STAGES)

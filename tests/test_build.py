@@ -158,6 +158,9 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
         assert device_class(torch.device("cpu")) in approximator["seconds"]  # cpu or cpu-bf16, as detected
     split = json.loads((out / "split.json").read_text())
     assert card["approximators"]["full"]["quality"]["test"]["photos"] == len(split["test"])
+    trained = card["provenance"]["training"]  # the card says on what and for how long its network trained
+    assert trained["photos"] == len(split["train"]) and trained["steps"] >= 1 and trained["epochs"] >= 1
+    assert 0 < trained["hours"] < 1 and trained["cpu_hours"] > 0
     assert "| approximator | validation PSNR | test PSNR" in printed and "**auto**" in printed
     assert read_image_file(out / "before-after.png").shape[1] > 3 * 40
     assert list((out / "training").rglob("*.ckpt"))  # a real Lightning run
