@@ -747,10 +747,11 @@ def _with_stage_networks(card: Any, out: Path) -> Any:
     before the references'."""
     from fip.files import sha256_file
     from fip.models.cards import Approximator, NetworkEntry
-    from fip.models.catalogue import GRID_APPROXIMATOR, GUIDED_PREVIEW_MEGAPIXELS
+    from fip.models.families import GRID_APPROXIMATOR, GUIDED_PREVIEW_MEGAPIXELS
     from fip.models.storage import load_network, net_config
 
-    networks, added = {}, []
+    # The main network's digest too: a damaged net.pt is then refused when opened, like the others.
+    networks, added = {"net": replace(card.networks["net"], sha256=sha256_file(out / "net.pt"))}, []
 
     def add(key: str, file: str, net: Any, approximator: Approximator) -> None:
         onnx = file.endswith(".onnx")

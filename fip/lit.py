@@ -130,12 +130,12 @@ class Approximator(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store what rebuilds the network and names its operator, so a checkpoint loads without the config
-        (CANs, guided CANs and bilateral-grid networks; other networks, such as
+        (the networks of :mod:`fip.models.families`; other networks, such as
         :class:`fip.compress.QuantizationAwareCAN`, are read from the module that trained them)."""
-        from fip.models import BilateralGridNet, ContextAggregationNet, GuidedCAN
+        from fip.models.families import families
         from fip.models.storage import net_config
 
-        if not isinstance(self.net, (ContextAggregationNet, GuidedCAN, BilateralGridNet)):
+        if not any(isinstance(self.net, family.module) for family in families()):
             return
 
         datamodule = getattr(self.trainer, "datamodule", None)

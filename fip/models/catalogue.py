@@ -50,6 +50,7 @@ from fip.models.cards import (
     Upsampler,
     read_card,
 )
+from fip.models.families import family_of
 from fip.models.storage import NetworkFile, load_network, net_config
 from fip.plugins import DISABLE_PLUGINS_ENV, Claim, NameClaims, discover, group_entry_points, load_failure
 
@@ -75,15 +76,6 @@ REFERENCE_HALFRES_APPROXIMATOR = Approximator(
     upsampler=Upsampler("colour-guided", radius=1, eps=1e-4),
     description="the reference operator at half the size, colour-guided upsampling (no training)",
 )
-PREVIEW_MEGAPIXELS = 0.1  # the statistics preview of a network run at full resolution
-GRID_APPROXIMATOR = Approximator(
-    "grid",
-    "net",
-    "fp32",
-    description="bilateral grid (HDRNet-style): a network on a small fixed-size copy predicts a grid of colour "
-    "transforms; per pixel a learned guide, a grid lookup and a 3x4 transform",
-)
-GUIDED_PREVIEW_MEGAPIXELS = 0.05  # the statistics preview of a guided network's low-resolution pass
 
 
 class ModelLoadWarning(UserWarning):
@@ -343,69 +335,25 @@ def list_models(operator: str | None = None) -> list[ModelCard]:
     return [c for c in _catalogue.cards() if operator is None or c.operator == operator]
 
 
-def network_approximators(net: Any, *, guided: bool = False, running: bool = False) -> list[Approximator]:
-    """The approximators fip offers for one network without measurements: at full resolution ``full`` (the
-    statistics of the photo at every layer), ``fast`` (statistics from a preview, folded) and ``bf16``, and
-    ``network-lowres`` (the network at a third of the size, guided-filter upsampling); for a guided (Deep Guided
-    Filter) network, ``lowres``; for a bilateral-grid network, ``grid``; for a network with running statistics,
-    ``full`` and ``bf16`` with those."""
-    from fip.models.grid import BilateralGridNet
-
-    if isinstance(net, BilateralGridNet):
-        return [GRID_APPROXIMATOR]
-    if guided:
-        return [
-            Approximator(
-                "lowres",
-                "net",
-                "bf16",
-                "preview",
-                GUIDED_PREVIEW_MEGAPIXELS,
-                description="the network's own low-resolution pass and learned guided filter, bf16",
-            )
-        ]
-    if running:
-        return [
-            Approximator("full", "net", "fp32", "running", description="running statistics, folded, fp32"),
-            Approximator("bf16", "net", "bf16", "running", description="running statistics, folded, bf16"),
-        ]
-    return [
-        Approximator("full", "net", "fp32", "image", description="paper-exact: the photo's statistics at every layer"),
-        Approximator(
-            "fast",
-            "net",
-            "fp32",
-            "preview",
-            PREVIEW_MEGAPIXELS,
-            description=f"statistics from a {PREVIEW_MEGAPIXELS:g} MP preview, folded into the convolutions",
-        ),
-        Approximator("bf16", "net", "bf16", "preview", PREVIEW_MEGAPIXELS, description="fast, in bfloat16"),
-        Approximator(
-            "network-lowres",
-            "net",
-            "bf16",
-            "preview",
-            PREVIEW_MEGAPIXELS,
-            scale=1 / 3,
-            upsampler=Upsampler("guided", radius=1, eps=1e-4),
-            description="the network at a third of the size in bf16, guided-filter upsampling",
-        ),
-    ]
+def network_approximators(net: Any) -> list[Approximator]:
+    """The approximators fip offers for one network without measurements (its family's:
+    :mod:`fip.models.families`): for a context aggregation network ``full``, ``fast``, ``bf16`` and
+    ``network-lowres`` (``full`` and ``bf16`` with running statistics); for a guided network ``lowres``; for a
+    bilateral-grid network ``grid``."""
+    return family_of(net).approximators(net)
 
 
 def card_for_network(network: NetworkFile, kind: str = "fip") -> ModelCard:
     """A card made on the fly for one network (``kind``: ``fip`` for a file, ``paper`` for ``paper/<Operator>``,
     ``memory`` for one only in memory): its approximators are :func:`network_approximators` and
     ``reference-lowres``; nothing is measured, so ``auto`` runs the default (``fast`` for a plain network)."""
-    from fip.models.guided import GuidedCAN
 
     net = network.net
-    running = getattr(net, "folds_exactly", False)
     path = Path(network.name) if kind == "fip" else None
     entry = NetworkEntry(
         path.name if path else network.name, "paper" if kind == "paper" else "fip", architecture=net_config(net)
     )
-    approximators = network_approximators(net, guided=isinstance(net, GuidedCAN), running=running)
+    approximators = network_approximators(net)
     approximators.append(REFERENCE_LOWRES_APPROXIMATOR)
     return ModelCard(
         name=network.name,
@@ -518,9 +466,7 @@ def open_warm_start(name_or_path: str | os.PathLike[str]) -> NetworkFile:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "GUIDED_PREVIEW_MEGAPIXELS",
     "MODEL_PATH_ENV",
-    "PREVIEW_MEGAPIXELS",
     "REFERENCE_HALFRES_APPROXIMATOR",
     "REFERENCE_LOWRES_APPROXIMATOR",
     "Catalogue",

@@ -26,7 +26,8 @@ from torch import nn
 from fip.conditioning import Conditioning, from_json
 from fip.errors import FipError
 from fip.files import atomic_write_bytes
-from fip.models.can import ContextAggregationNet, NormMode
+from fip.models.can import ContextAggregationNet
+from fip.models.families import family_for, family_of
 from fip.models.grid import BilateralGridNet
 from fip.models.guided import GuidedCAN
 
@@ -57,48 +58,14 @@ class NetworkFile:
 
 
 def net_config(net: ContextAggregationNet | GuidedCAN | BilateralGridNet) -> dict[str, Any]:
-    """The constructor arguments that rebuild ``net`` (a ``guided`` entry for a :class:`GuidedCAN`, a ``grid`` entry
-    for a :class:`BilateralGridNet`)."""
-    if isinstance(net, BilateralGridNet):
-        grid = {
-            "lowres": net.lowres,
-            "grid_size": net.grid_size,
-            "depth": net.depth,
-            "width": net.width,
-            "guide_hidden": net.guide_hidden,
-            "histogram_bins": net.histogram_bins,
-        }
-        return {"in_channels": net.in_channels, "grid": grid}
-    norm = next((m.mode.value for m in net.modules() if hasattr(m, "mode")), NormMode.IMAGE.value)
-    config = {"in_channels": net.in_channels, "width": net.width, "depth": net.depth, "norm": norm}
-    if net.conv_bias:  # only then: files without the key load as the paper's bias-free network
-        config["conv_bias"] = True
-    if getattr(net, "input_norm", None):  # likewise: files without it load as networks of the plain input
-        config["input_norm"] = net.input_norm
-    if isinstance(net, GuidedCAN):
-        config["guided"] = {
-            "factor": net.factor,
-            "radius": net.filter.radius,
-            "fit_hidden": net.filter.fit_hidden,
-            "guide_hidden": net.guide.hidden,
-        }
-    return config
+    """The constructor arguments that rebuild ``net`` (:mod:`fip.models.families`: a ``guided`` entry for a
+    :class:`GuidedCAN`, a ``grid`` entry for a :class:`BilateralGridNet`)."""
+    return family_of(net).config(net)
 
 
 def build_network(config: dict[str, Any], state: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """The network :func:`net_config` describes, with ``state`` loaded when given, in eval mode."""
-    config = dict(config)
-    guided, grid = config.pop("guided", None), config.pop("grid", None)
-    try:
-        if grid is not None:
-            net = BilateralGridNet(**config, **grid)
-        else:
-            net = GuidedCAN(**config, **guided) if guided is not None else ContextAggregationNet(**config)
-        if state is not None:
-            net.load_state_dict(state)
-    except (TypeError, RuntimeError) as exc:
-        raise FipError(f"the stored network does not match its configuration {config} ({exc})") from exc
-    return net.eval()
+    return family_for(config).build(config, state)
 
 
 def _paper_network(name: str) -> NetworkFile:

@@ -39,6 +39,7 @@ import torch
 from fip.errors import FipError, InputError
 from fip.models.cards import REFERENCE, REFERENCE_ITSELF, Approximator, ModelCard
 from fip.models.catalogue import Model
+from fip.models.families import NetworkFamily, family_for
 from fip.registry import OperatorSpec, get_operator
 from fip.runtime.devices import (
     CPU_CLASSES,
@@ -306,8 +307,8 @@ def make_plan(
             f"{PARAMS_NOTE} {', '.join(differing)}; {chosen.name} runs the operator itself, which follows "
             "the values asked"
         )
-    grid = _grid(chosen, card)
-    working = (grid["lowres"],) * 2 if grid else _working_size(chosen, card, size)
+    fixed = _family(chosen, card).working_size(_architecture(chosen, card))
+    working = fixed or _working_size(chosen, card, size)
     if working is None and (chosen.scale is not None or _guided_factor(chosen, card)):
         notes.append("the photo is too small for a low-resolution pass: it runs at full size")
     budget = memory_budget if memory_budget is not None else int(available_memory(torch_device) * MEMORY_HEADROOM)
@@ -335,10 +336,8 @@ def make_plan(
             "this CPU lacks VNNI: ONNX Runtime multiplies int8 as unsigned 8-bit numbers widened to 16 bits "
             "(the same results as with VNNI, about half as fast)"
         )
-    upsampler = None
-    if grid:
-        upsampler = f"bilateral grid ({grid['grid_size']}x{grid['grid_size']}x{grid['depth']} cells, learned guide)"
-    elif working is not None:
+    upsampler = _family(chosen, card).upsampler(_architecture(chosen, card))
+    if upsampler is None and working is not None:
         upsampler = (
             "learned guided filter"
             if chosen.upsampler is None
@@ -560,17 +559,18 @@ def _choose(card: ModelCard, dclass: str, excluded: dict[str, str], preference: 
 
 
 def _relative_cost(approximator: Approximator, card: ModelCard) -> float:
-    """Multiply-adds per output pixel of a network approximator, relative, from its card alone: width squared
-    times depth, times the share of pixels it works on, halved per halving of the number width, tripled for
-    statistics taken at every layer."""
-    architecture = card.networks[approximator.network].architecture
-    if grid := architecture.get("grid"):  # a guide, a lookup and a transform per pixel: ~100 multiply-adds
-        return (4 * grid.get("guide_hidden", 8) + 60) / 9  # on the scale below (a CAN24: 5,184)
-    factor = _guided_factor(approximator, card)
-    area = approximator.scale**2 if approximator.scale else (1 / factor**2 if factor else 1.0)
-    width = {"fp32": 1.0, "bf16": 0.5, "fp16": 0.5, "int8": 0.25}[approximator.precision]
-    exact = 3.0 if approximator.statistics == "image" else 1.0
-    return architecture.get("width", 24) ** 2 * architecture.get("depth", 9) * area * width * exact
+    """Multiply-adds per output pixel of a network approximator, relative, from its card alone (its network
+    family's cost model, :mod:`fip.models.families`)."""
+    return _family(approximator, card).relative_cost(approximator, _architecture(approximator, card))
+
+
+def _architecture(approximator: Approximator, card: ModelCard) -> dict[str, Any]:
+    """The architecture entry of ``approximator``'s network (empty for one that runs the reference)."""
+    return card.networks[approximator.network].architecture if approximator.network else {}
+
+
+def _family(approximator: Approximator, card: ModelCard) -> NetworkFamily:
+    return family_for(_architecture(approximator, card))
 
 
 def _reference_seconds(card: ModelCard, dclass: str) -> float | None:
@@ -588,7 +588,7 @@ def _timed_class(card: ModelCard, chosen: Approximator, dclass: str) -> str | No
 
 def _context_radius(approximator: Approximator, card: ModelCard) -> int | None:
     """How far (pixels) an output pixel of ``approximator``'s full-size network sees (``None``: no such network)."""
-    if approximator.network is None or _grid(approximator, card):
+    if approximator.network is None or _family(approximator, card).banded:
         return None
     return _receptive_radius(card.networks[approximator.network])
 
@@ -607,17 +607,10 @@ def _seconds(approximator: Approximator, dclass: str) -> tuple[float, str, str] 
 
 
 def _guided_factor(approximator: Approximator, card: ModelCard) -> float | None:
+    """The factor ``approximator``'s network downscales the photo by in its own low-resolution pass, if it has one."""
     if approximator.network is None:
         return None
-    guided = card.networks[approximator.network].architecture.get("guided")
-    return float(guided["factor"]) if guided else None
-
-
-def _grid(approximator: Approximator, card: ModelCard) -> dict[str, Any] | None:
-    """The bilateral-grid settings of ``approximator``'s network (:class:`~fip.models.BilateralGridNet`), if it is one."""
-    if approximator.network is None:
-        return None
-    return card.networks[approximator.network].architecture.get("grid")
+    return _family(approximator, card).downscale_factor(_architecture(approximator, card))
 
 
 def _working_size(approximator: Approximator, card: ModelCard, size: tuple[int, int]) -> tuple[int, int] | None:
@@ -655,14 +648,15 @@ def _tiling(
     output = 3 * 4 * pixels * 2  # the output and the input as float32 on the device
     entry = card.networks.get(approximator.network) if approximator.network else None
     architecture = entry.architecture if entry else {}
-    if "grid" in architecture:  # per band: indices, weights and coefficients, ~130 bytes a pixel
+    family = family_for(architecture)
+    if family.banded:  # per band: indices, weights and coefficients, ~130 bytes a pixel
         return None, output + 130 * BAND_ROWS * size[1]
     width = int(architecture.get("width", 24))
     item = 4 if approximator.precision in ("fp32", "int8") else 2
     if working is not None or approximator.network is None:
         small = working[0] * working[1] if working else pixels
         per_pixel = 2 * width * item if approximator.network else 400  # a reference: ~100 floats a pixel, generous
-        guide_map = 3 * 4 * pixels if "guided" in architecture else 0  # the Deep Guided Filter's, at full size
+        guide_map = family.guide_bytes_per_pixel * pixels  # a learned guide's, at full size
         return None, output + guide_map + per_pixel * small + 2 * 12 * 4 * BAND_ROWS * size[1]
     exact = approximator.statistics == "image"
     whole = output + (4 if exact else 2) * width * item * pixels
