@@ -24,7 +24,7 @@ from _common import machine, median_seconds
 
 from fip.compress import multiply_adds
 from fip.models.can import ContextAggregationNet, fold
-from fip.ort import write_onnx
+from fip.onnx_export import write_onnx
 from fip.runtime.onnx import OrtNet
 
 

@@ -685,7 +685,7 @@ def _pruned(
     if not (importlib.util.find_spec("onnx") and importlib.util.find_spec("onnxscript")):
         progress("pruned: no int8 file (ONNX export needs the compress extra: pip install 'fip-photo[compress]')")
     else:
-        from fip.ort import write_onnx
+        from fip.onnx_export import write_onnx
 
         write_onnx(tuned.net, out / "pruned.int8.onnx", [p.numpy() for p in photos])
         found["int8"] = True

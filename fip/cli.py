@@ -440,7 +440,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.out.suffix == ".onnx":
         require_extra("compress", "onnx", "onnxscript")
         from fip.compress import calibration_photos
-        from fip.ort import write_onnx
+        from fip.onnx_export import write_onnx
 
         calibration = [p.numpy() for p in calibration_photos()] if args.int8 else None
         print(f"{model.name} ({args.variant}) -> {write_onnx(network.net, args.out, calibration)}")

@@ -181,11 +181,11 @@ def _int8_weights(weight: torch.Tensor) -> torch.Tensor:
 class QuantizationAwareCAN(nn.Module):
     """A pruned model's folded, equalized network computing as its ONNX Runtime int8 model will: weights on the
     per-channel int8 grid, and the input, every convolution's output and every LeakyReLU's output on uint8 grids
-    calibrated on the sample photos (the points :func:`fip.ort.write_onnx` quantizes), with straight-through
+    calibrated on the sample photos (the points :func:`fip.onnx_export.write_onnx` quantizes), with straight-through
     gradients, so Lightning can fine-tune the weights for the grid (quantization-aware training).
     Train it with the operator's config (``fip train -c OPERATOR --model.net fip.compress.QuantizationAwareCAN
     --model.net.init_args.model PRUNED.pt --model.warm_start null``) and write :meth:`folded` as the int8 file with
-    :func:`fip.ort.write_onnx` and ``equalized=True``, since re-balancing would move the weights off the grid they
+    :func:`fip.onnx_export.write_onnx` and ``equalized=True``, since re-balancing would move the weights off the grid they
     learned.
 
     Args:
@@ -237,7 +237,7 @@ class QuantizationAwareCAN(nn.Module):
         return x
 
     def folded(self) -> FoldedCAN:
-        """The trained float network (an independent copy, eval mode) for :func:`fip.ort.write_onnx`."""
+        """The trained float network (an independent copy, eval mode) for :func:`fip.onnx_export.write_onnx`."""
         return copy.deepcopy(self.net).eval()
 
 

@@ -149,6 +149,7 @@ def test_a_build_trains_measures_and_writes_a_model_auto_can_use(tmp_path, monke
     ]
     assert card["networks"]["grid"]["architecture"]["grid"]["grid_size"] == 32  # overlays/grid.yaml
     assert card["networks"]["pruned"]["architecture"]["width"] == 16 and card["networks"]["int8"]["kind"] == "onnx"
+    assert all(len(entry["sha256"]) == 64 for entry in card["networks"].values())  # every file checked when opened
     assert card["provenance"]["warm_start"] == "fip/smooth.rof"  # the installed model of the operator
     assert {card["photo_sets"][name]["role"] for name in ("validation", "test")} == {"choose", "report"}
     for name, approximator in card["approximators"].items():

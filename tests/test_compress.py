@@ -117,7 +117,7 @@ needs_faithful_int8 = pytest.mark.skipif(
 
 
 def test_onnx_export_fp32_and_int8_match_pytorch(tmp_path):
-    from fip.ort import write_onnx
+    from fip.onnx_export import write_onnx
     from fip.runtime.onnx import OrtNet
 
     net = ContextAggregationNet(width=8, depth=5, norm="running").eval()  # identity start: output = input
@@ -146,7 +146,7 @@ def test_onnx_export_fp32_and_int8_match_pytorch(tmp_path):
 def test_quantization_aware_network_computes_as_onnx_runtime_int8_and_learns(tmp_path, monkeypatch):
     import fip.compress
     from fip.compress import QuantizationAwareCAN
-    from fip.ort import write_onnx
+    from fip.onnx_export import write_onnx
     from fip.runtime.onnx import OrtNet
 
     images = [torch.from_numpy(smooth_image(40, 56, seed=i)).permute(2, 0, 1)[None] for i in range(3)]

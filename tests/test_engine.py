@@ -19,7 +19,7 @@ from fip.models.storage import NetworkFile, load_network
 from fip.pipeline import run_approximation
 from fip.registry import get_operator
 from fip.runtime.devices import DeviceError, available_memory, device_class, dtype_for, resolve_device
-from fip.runtime.execute import Views, forward_tiled, forward_tiles, run_plan, to_image
+from fip.runtime.execute import Views, forward_halo_tiles, forward_layer_tiles, run_plan, to_image
 from fip.runtime.plan import (
     AUTO_GOOD_ENOUGH_DB,
     PlanError,
@@ -51,9 +51,9 @@ def test_tiled_forward_equals_the_whole_image_pass(conv_bias):
     x = torch.rand(1, 3, 45, 71)
     with torch.no_grad():
         whole = net(x)
-        assert torch.allclose(forward_tiled(net, x, tile=16), whole, atol=1e-5)
+        assert torch.allclose(forward_layer_tiles(net, x, tile=16), whole, atol=1e-5)
     with pytest.raises(FipError, match="one image at a time"):
-        forward_tiled(net, torch.rand(2, 3, 8, 8))
+        forward_layer_tiles(net, torch.rand(2, 3, 8, 8))
 
 
 def test_folded_tiles_with_a_receptive_halo_equal_the_whole_image_pass():
@@ -61,7 +61,7 @@ def test_folded_tiles_with_a_receptive_halo_equal_the_whole_image_pass():
     assert folded.receptive_radius == 1 + 2 + 4 + 8 + 1
     x = torch.rand(1, 3, 70, 95)
     with torch.no_grad():
-        assert torch.allclose(forward_tiles(folded, x, tile=24), folded(x), atol=1e-5)
+        assert torch.allclose(forward_halo_tiles(folded, x, tile=24), folded(x), atol=1e-5)
     image = smooth_image(70, 95)  # running statistics fold exactly: every precision-free approximator agrees
     assert np.abs(run_net(_busy("running"), image, "bf16") - run_net(_busy("running"), image, "full")).max() < 1e-5
 

@@ -263,7 +263,7 @@ def image_statistics(net: ContextAggregationNet, x: torch.Tensor) -> Statistics:
 class FoldedCAN(nn.Module):
     """A :class:`ContextAggregationNet` whose normalizations are folded into its convolutions: each 3x3 layer is
     one convolution with bias and a LeakyReLU. Same ``features`` / ``output`` layout, so
-    :func:`fip.runtime.execute.forward_tiled` runs it too. Built by :func:`fold`."""
+    :func:`fip.runtime.execute.forward_layer_tiles` runs it too. Built by :func:`fold`."""
 
     def __init__(self, features: nn.Sequential, output: nn.Conv2d, in_channels: int):
         super().__init__()

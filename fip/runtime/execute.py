@@ -202,12 +202,12 @@ def forward_approximator(
     """
     if isinstance(network, OrtNet):
         x = with_maps(x, maps)
-        return forward_tiles(network, x, tile) if tile else network(x)
+        return forward_halo_tiles(network, x, tile) if tile else network(x)
     if isinstance(network, PerPhotoInt8):
         scale = input_scale(network.input_norm, x)
         x = with_maps(normalize_input(network.input_norm, x, scale), maps)
         photo_net = network.for_photo(x, approximator.preview_megapixels or 0.1)
-        out = forward_tiles(photo_net, x, tile) if tile else photo_net(x)
+        out = forward_halo_tiles(photo_net, x, tile) if tile else photo_net(x)
         return out * scale if scales_output(network.input_norm) else out
     if isinstance(network, BilateralGridNet):  # constant work per pixel, in bands; float32 (it is memory-bound)
         return network(with_maps(x, maps), band=band_rows)
@@ -284,7 +284,7 @@ def run_can(
     unchanged (folded or converted copies are made)."""
     if statistics == "image" and dtype == torch.float32:
         if tile is not None:
-            return forward_tiled(net, x, tile)
+            return forward_layer_tiles(net, x, tile)
         run = _compiled(net) if compile else net
         return run(x.contiguous(memory_format=torch.channels_last))
     if statistics == "running" or net.folds_exactly:
@@ -295,7 +295,7 @@ def run_can(
     folded = folded.to(device=x.device, dtype=dtype, memory_format=torch.channels_last)
     x = x.to(dtype)
     if tile is not None:
-        return forward_tiles(folded, x, tile)
+        return forward_halo_tiles(folded, x, tile)
     if compile:
         return _compiled_folded()(x.contiguous(memory_format=torch.channels_last), *_folded_parameters(folded))
     return folded(x.contiguous(memory_format=torch.channels_last))
@@ -336,7 +336,7 @@ def _compiled(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return torch.compile(net, dynamic=True)
 
 
-def forward_tiled(net: ContextAggregationNet, x: torch.Tensor, tile: int = 512) -> torch.Tensor:
+def forward_layer_tiles(net: ContextAggregationNet, x: torch.Tensor, tile: int = 512) -> torch.Tensor:
     """Exactly ``net(x)`` for a batch of one, computed layer by layer with each convolution run tile by tile.
 
     The per-image statistics of :class:`~fip.models.AdaptiveNorm` are taken over the whole feature map, never per
@@ -344,7 +344,7 @@ def forward_tiled(net: ContextAggregationNet, x: torch.Tensor, tile: int = 512) 
     bounded by the tile size. Memory is two full feature maps (``width`` channels each) plus one tile.
     """
     if x.shape[0] != 1:
-        raise InputError(f"forward_tiled takes one image at a time; got a batch of {x.shape[0]}")
+        raise InputError(f"forward_layer_tiles takes one image at a time; got a batch of {x.shape[0]}")
     features = x
     for layer in [*net.features, net.output]:
         if isinstance(layer, torch.nn.Conv2d):
@@ -363,7 +363,7 @@ def forward_tiled(net: ContextAggregationNet, x: torch.Tensor, tile: int = 512) 
     return features
 
 
-def forward_tiles(net: FoldedCAN | OrtNet, x: torch.Tensor, tile: int) -> torch.Tensor:
+def forward_halo_tiles(net: FoldedCAN | OrtNet, x: torch.Tensor, tile: int) -> torch.Tensor:
     """Exactly ``net(x)`` for a network without whole-image statistics, run tile by tile end to end: each tile is
     computed from its crop plus a halo of the network's receptive radius, so memory is bounded by the tile size."""
     halo = net.receptive_radius
@@ -467,8 +467,8 @@ __all__ = [
     "Views",
     "downscaled",
     "forward_approximator",
-    "forward_tiled",
-    "forward_tiles",
+    "forward_halo_tiles",
+    "forward_layer_tiles",
     "plan_dtype",
     "prepared",
     "reference_lowres",

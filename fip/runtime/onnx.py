@@ -10,16 +10,16 @@ import torch
 
 from fip.errors import FipError, InputError
 from fip.models.can import ContextAggregationNet
-from fip.ort import INPUT, OUTPUT
+from fip.onnx_export import INPUT, OUTPUT
 from fip.quantize import Int8Template, folded_for
 
 PRECISE_PRODUCTS = "session.x64quantprecision"  # ONNX Runtime's U8U8 mode for x86 CPUs without VNNI
 
 
 class OrtNet:
-    """An ONNX model with input ``image`` and output ``output`` (as :mod:`fip.ort` writes them): ``(1, C, H, W)``
+    """An ONNX model with input ``image`` and output ``output`` (as :mod:`fip.onnx_export` writes them): ``(1, C, H, W)``
     float tensor in, ``(1, 3, H, W)`` float tensor out on the input's device, plus ``receptive_radius`` and ``in_channels`` so
-    :func:`fip.runtime.execute.forward_tiles` can run it tile by tile.
+    :func:`fip.runtime.execute.forward_halo_tiles` can run it tile by tile.
 
     Args:
         path: the ONNX file, or the model itself (bytes).
