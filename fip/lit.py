@@ -23,7 +23,7 @@ from fip.models.inputs import scales_output
 logger = logging.getLogger(__name__)
 
 
-class Approximator(pl.LightningModule):
+class LitApproximator(pl.LightningModule):
     """Train ``net`` to map inputs to an operator's targets.
 
     Args:
@@ -188,7 +188,7 @@ class Approximator(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
-def check_net_against_data(model: Approximator, datamodule: object) -> None:
+def check_net_against_data(model: LitApproximator, datamodule: object) -> None:
     """Raise, naming the fix, when the network cannot take what the data feed it: other input channels than RGB
     plus the conditioning maps, or crops with their photos' previews for a network other than the CAN. Called
     before any pair is generated."""

@@ -162,14 +162,14 @@ class Photo:
 
 
 # Maps a native (height, width) to the wanted (height, width) (even numbers), or raises to skip the photo.
-SizePolicy = Callable[[int, int], tuple[int, int]]
+Sizing = Callable[[int, int], tuple[int, int]]  # pipeline.SizePolicy is one
 
 
 def _even_crop(height: int, width: int) -> tuple[int, int]:
     return height - height % 2, width - width % 2
 
 
-def load_photo(path: str | os.PathLike[str], size_policy: SizePolicy | None = None) -> Photo:
+def load_photo(path: str | os.PathLike[str], size_policy: Sizing | None = None) -> Photo:
     """Load a raw file (any format LibRaw reads) or an image file as a :class:`Photo`.
 
     Args:
@@ -202,7 +202,7 @@ def load_srgb(path: str | os.PathLike[str]) -> np.ndarray:
     return load_photo(path).srgb  # raises the unsupported-type error
 
 
-def photo_from_srgb(srgb: np.ndarray, name: str = "image", size_policy: SizePolicy | None = None) -> Photo:
+def photo_from_srgb(srgb: np.ndarray, name: str = "image", size_policy: Sizing | None = None) -> Photo:
     """A :class:`Photo` of an sRGB image ``(H, W, 3)`` float32 in [0, 1], as image files are read: sized by
     ``size_policy`` (default: cropped to even sides), its linear view decoded from the sRGB, its mosaic sampled
     from that in an RGGB pattern."""
@@ -216,7 +216,7 @@ def photo_from_srgb(srgb: np.ndarray, name: str = "image", size_policy: SizePoli
     return Photo(name, srgb, linear, mosaic, is_raw=False, native_size=native)
 
 
-def _load_image(path: Path, size_policy: SizePolicy | None) -> Photo:
+def _load_image(path: Path, size_policy: Sizing | None) -> Photo:
     return photo_from_srgb(read_image_file(path), path.stem, size_policy)
 
 
@@ -237,7 +237,7 @@ def _libraw_reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {detail}"
 
 
-def _load_raw(path: Path, size_policy: SizePolicy | None) -> Photo:
+def _load_raw(path: Path, size_policy: Sizing | None) -> Photo:
     import rawpy
 
     try:

@@ -1,4 +1,4 @@
-"""``fip train``: LightningCLI over :class:`~fip.lit.Approximator` and :class:`~fip.data.module.PairDataModule`.
+"""``fip train``: LightningCLI over :class:`~fip.lit.LitApproximator` and :class:`~fip.data.module.PairDataModule`.
 
 Each operator has one YAML under ``train/configs/``, installed with fip as the data package ``fip_train``; a config
 is given as a file or by its name there (``smooth.l0``, ``extensions/combined``, ``overlays/lowres``).
@@ -32,7 +32,7 @@ from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelChec
 from pytorch_lightning.cli import LightningCLI
 
 from fip.data.module import PairDataModule
-from fip.lit import Approximator, check_net_against_data
+from fip.lit import LitApproximator, check_net_against_data
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 CONFIG_PACKAGE = "fip_train"  # train/ of the source tree, installed under this name
@@ -223,7 +223,7 @@ def run_training(args: Sequence[str]) -> LightningCLI:
     defaults["callbacks"].append(interrupted)
     try:
         return FipCLI(
-            Approximator,
+            LitApproximator,
             PairDataModule,
             args=args,
             trainer_defaults=defaults,

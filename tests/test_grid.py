@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import smooth_image
 
-from fip.lit import Approximator
+from fip.lit import LitApproximator
 from fip.models import BilateralGridNet, ContextAggregationNet
 from fip.models.catalogue import open_model
 from fip.models.storage import NetworkFile, load_network, net_config, save_network
@@ -150,9 +150,9 @@ def test_a_grid_model_exports_to_torch_export_and_onnx_with_the_same_output(tmp_
 def test_a_grid_network_starts_only_from_a_grid_network(tmp_path):
     path = save_network(NetworkFile(ContextAggregationNet(width=8, depth=4), "can", "smooth.l0"), tmp_path / "can.pt")
     with pytest.raises(ValueError, match="bilateral-grid network starts only from another one"):
-        Approximator(BilateralGridNet(lowres=32, grid_size=8), warm_start=str(path))
+        LitApproximator(BilateralGridNet(lowres=32, grid_size=8), warm_start=str(path))
     with pytest.raises(ValueError, match="row_fraction"):
-        Approximator(BilateralGridNet(lowres=32, grid_size=8), row_fraction=0)
+        LitApproximator(BilateralGridNet(lowres=32, grid_size=8), row_fraction=0)
 
 
 def test_grid_overlay_trains_a_grid_network_through_lightning_on_rows_of_whole_photos(photo_folder, tmp_path):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import smooth_image
 
 from fip.errors import FipError
-from fip.lit import Approximator
+from fip.lit import LitApproximator
 from fip.models import ContextAggregationNet, GuidedCAN
 from fip.models.catalogue import Model, model_for_operator, open_model
 from fip.models.guided import FastGuidedFilter, apply_linear_model, colour_guided_coefficients, upsample_rows
@@ -96,7 +96,7 @@ def test_model_files_keep_the_guided_network_and_it_runs_as_lowres(tmp_path):
 
 
 def test_warm_start_from_a_plain_model_fills_the_guided_networks_can():
-    approximator = Approximator(GuidedCAN(), warm_start="paper/L0_smoothing")
+    approximator = LitApproximator(GuidedCAN(), warm_start="paper/L0_smoothing")
     paper = load_network("paper/L0_smoothing").net.state_dict()
     assert all(torch.equal(v, paper[k]) for k, v in approximator.net.can.state_dict().items())
     assert not approximator.net.guide.body[2].weight.any()  # the rest starts as the plain guided filter

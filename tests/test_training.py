@@ -308,10 +308,10 @@ def test_last_checkpoint_is_the_last_epoch_even_when_validation_stops_improving(
 
 
 def test_warm_start_from_the_authors_network():
-    from fip.lit import Approximator
+    from fip.lit import LitApproximator
     from fip.models import can24, load_paper_model
 
-    module = Approximator(can24(), warm_start="paper/L0_smoothing")
+    module = LitApproximator(can24(), warm_start="paper/L0_smoothing")
     reference = load_paper_model("paper/L0_smoothing")
     x = torch.rand(1, 3, 20, 24)
     assert torch.allclose(module.net.eval()(x), reference(x))
@@ -320,25 +320,25 @@ def test_warm_start_from_the_authors_network():
 def test_warm_start_from_another_operators_shipped_model_records_its_content():
     """``fip/<operator>`` starts from the model fip ships, any operator's (style.stylize's config starts from
     fip/smooth.rtv); the file's digest goes into checkpoints, as the shipped file may be replaced later."""
-    from fip.lit import Approximator
+    from fip.lit import LitApproximator
     from fip.models import ContextAggregationNet
     from fip.models.catalogue import open_model
 
-    module = Approximator(ContextAggregationNet(conv_bias=True), warm_start="fip/smooth.rtv")
+    module = LitApproximator(ContextAggregationNet(conv_bias=True), warm_start="fip/smooth.rtv")
     x = torch.rand(1, 3, 20, 24)
     shipped = open_model("fip/smooth.rtv")
     assert torch.allclose(module.net.eval()(x), shipped.network("net")(x), atol=1e-6)
     assert module.warm_start_sha256 == hashlib.sha256(shipped.card.path_of("net").read_bytes()).hexdigest()
     assert module.warm_start_sha256 == shipped.card.networks["net"].sha256  # the card records the same digest
-    assert Approximator(ContextAggregationNet(), warm_start="paper/L0_smoothing").warm_start_sha256 is None
+    assert LitApproximator(ContextAggregationNet(), warm_start="paper/L0_smoothing").warm_start_sha256 is None
 
 
 def test_a_network_with_convolution_biases_starts_from_one_without_and_keeps_them_when_saved(tmp_path):
-    from fip.lit import Approximator
+    from fip.lit import LitApproximator
     from fip.models import ContextAggregationNet
     from fip.models.storage import net_config
 
-    module = Approximator(ContextAggregationNet(conv_bias=True), warm_start="paper/L0_smoothing")
+    module = LitApproximator(ContextAggregationNet(conv_bias=True), warm_start="paper/L0_smoothing")
     x = torch.rand(1, 3, 20, 24)
     assert torch.allclose(module.net.eval()(x), load_network("paper/L0_smoothing").net(x), atol=1e-6)  # biases at 0
     with torch.no_grad():
@@ -347,18 +347,18 @@ def test_a_network_with_convolution_biases_starts_from_one_without_and_keeps_the
     loaded = load_network(path).net
     assert loaded.conv_bias and torch.allclose(loaded(x), module.net(x), atol=1e-6)
     with pytest.raises(ValueError, match="set model.net.init_args.conv_bias: true"):  # would drop what it learned
-        Approximator(ContextAggregationNet(), warm_start=str(path))
+        LitApproximator(ContextAggregationNet(), warm_start=str(path))
     assert "conv_bias" not in net_config(ContextAggregationNet())  # bias-free files stay readable by older fip
 
 
 def test_normalization_scalars_learn_at_their_own_rate():
     """``norm_lr_scale`` gives lambda and mu a larger step than the weights; every parameter is optimized once."""
-    from fip.lit import Approximator
+    from fip.lit import LitApproximator
     from fip.models import can24
 
     def train(scale: float) -> tuple[float, float]:
         torch.manual_seed(0)
-        module = Approximator(can24(), lr=1e-3, norm_lr_scale=scale)
+        module = LitApproximator(can24(), lr=1e-3, norm_lr_scale=scale)
         optimizer = module.configure_optimizers()
         x = torch.rand(2, 3, 24, 24)
         mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True)
@@ -371,12 +371,12 @@ def test_normalization_scalars_learn_at_their_own_rate():
             optimizer.step()
         return abs(first.mu.item()), (module.net.features[0].weight - before).abs().max().item()
 
-    params = Approximator(can24(), norm_lr_scale=50).configure_optimizers().param_groups
+    params = LitApproximator(can24(), norm_lr_scale=50).configure_optimizers().param_groups
     assert [g["lr"] for g in params] == [1e-4, pytest.approx(5e-3)]
     assert sum(len(g["params"]) for g in params) == len(list(can24().parameters()))
-    assert len(Approximator(can24()).configure_optimizers().param_groups) == 1  # the default: checkpoints resume
+    assert len(LitApproximator(can24()).configure_optimizers().param_groups) == 1  # the default: checkpoints resume
     # The cosine schedule takes each group to 1 % of its own rate.
-    module = Approximator(can24(), lr=1e-3, schedule="cosine", norm_lr_scale=50)
+    module = LitApproximator(can24(), lr=1e-3, schedule="cosine", norm_lr_scale=50)
     module.trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False)
     configured = module.configure_optimizers()
     for _ in range(4):
@@ -387,15 +387,15 @@ def test_normalization_scalars_learn_at_their_own_rate():
     assert mu_scaled > 20 * mu_plain and mu_scaled > 0.1
     assert weight_scaled < 2 * weight_plain + 1e-3  # the weights keep their step
     with pytest.raises(ValueError, match="norm_lr_scale"):
-        Approximator(can24(), norm_lr_scale=0)
+        LitApproximator(can24(), norm_lr_scale=0)
 
 
 def test_convolution_biases_learn_at_their_own_rate(caplog):
-    from fip.lit import Approximator
+    from fip.lit import LitApproximator
     from fip.models import ContextAggregationNet, can24
 
     net = ContextAggregationNet(conv_bias=True)
-    groups = Approximator(net, lr=1e-3, norm_lr_scale=50, bias_lr_scale=10).configure_optimizers().param_groups
+    groups = LitApproximator(net, lr=1e-3, norm_lr_scale=50, bias_lr_scale=10).configure_optimizers().param_groups
     assert [(g.get("name"), g["lr"]) for g in groups] == [(None, 1e-3), ("norm", 5e-2), ("bias", pytest.approx(1e-2))]
     biases = [m.bias for m in net.features if isinstance(m, torch.nn.Conv2d)]
     assert len(biases) == 8 and {id(p) for p in groups[2]["params"]} == {id(b) for b in biases}
@@ -407,10 +407,10 @@ def test_convolution_biases_learn_at_their_own_rate(caplog):
     optimizer.step()
     assert 5e-3 < biases[0].abs().max().item() <= 1.01e-2  # Adam's first step is the rate
     with caplog.at_level("WARNING"):
-        assert len(Approximator(can24(), bias_lr_scale=10).configure_optimizers().param_groups) == 1
+        assert len(LitApproximator(can24(), bias_lr_scale=10).configure_optimizers().param_groups) == 1
     assert "has no 3x3 convolution biases" in caplog.text
     with pytest.raises(ValueError, match="bias_lr_scale"):
-        Approximator(can24(), bias_lr_scale=-1)
+        LitApproximator(can24(), bias_lr_scale=-1)
 
 
 def test_data_module_rejects_unknown_recipes():
@@ -579,12 +579,12 @@ def test_training_configs_are_valid(config, capsys):
 
         assert FIP_OPERATOR[warm.removeprefix("paper/")] == config.stem  # the authors' network of the same operator
     elif warm:  # a model fip ships, perhaps another operator's: it must load into the config's network
-        from fip.lit import Approximator
+        from fip.lit import LitApproximator
         from fip.models import ContextAggregationNet
 
         assert warm.startswith("fip/"), f"{config.name}: warm start {warm!r} is neither paper/... nor fip/..."
         net = ContextAggregationNet(**printed["model"]["net"]["init_args"])
-        Approximator(net, warm_start=warm)  # raises on a shape the network cannot take
+        LitApproximator(net, warm_start=warm)  # raises on a shape the network cannot take
 
 
 EXTENSION_CONFIGS = sorted((CONFIGS[0].parent / "extensions").glob("*.yaml"))

@@ -112,7 +112,7 @@ def load_network(name_or_path: str | os.PathLike[str]) -> NetworkFile:
             stored.get("metrics", {}),
             stored.get("warm_start_sha256"),
         )
-    if isinstance(stored.get("fip"), dict) and "state_dict" in stored:  # a checkpoint of fip.lit.Approximator
+    if isinstance(stored.get("fip"), dict) and "state_dict" in stored:  # a checkpoint of fip.lit.LitApproximator
         state = {k.removeprefix("net."): v for k, v in stored["state_dict"].items() if k.startswith("net.")}
         meta = stored["fip"]
         return NetworkFile(
