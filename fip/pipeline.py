@@ -139,13 +139,6 @@ def open_photo(path: str | os.PathLike[str], policy: SizePolicy = SizePolicy()) 
     return load_photo(Path(path), policy)
 
 
-def open_views(path: str | os.PathLike[str], max_megapixels: float | None = None) -> Views:
-    """Open a photo at its native size for the engine (image files keep odd sides), after :func:`check_file`;
-    ``max_megapixels`` downscales larger photos first."""
-    check_file(path)
-    return _open_checked(Path(path), max_megapixels)[0]
-
-
 def _open_checked(path: Path, max_megapixels: float | None) -> tuple[Views, int]:
     """The views of a file :func:`check_file` passed, and the EXIF orientation its results need (raw files keep
     sensor order; image files are read upright)."""
@@ -179,7 +172,9 @@ class OpenedInput:
 
 
 def open_input(path: str | os.PathLike[str], max_megapixels: float | None = None) -> OpenedInput:
-    """:func:`open_views` with the orientation and metadata of the file."""
+    """Open a photo file for the engine, after :func:`check_file`: its views at the native size (image files keep
+    odd sides; ``max_megapixels`` downscales larger photos first), the orientation its results need, and the
+    metadata to carry to outputs."""
     check_file(path)
     views, orientation = _open_checked(Path(path), max_megapixels)
     return OpenedInput(views, orientation, read_metadata(path))
@@ -338,7 +333,6 @@ __all__ = [
     "check_size",
     "open_input",
     "open_photo",
-    "open_views",
     "render",
     "render_to_file",
     "resolve",

@@ -311,9 +311,9 @@ def test_reference_lowres_approximates_any_operator_a_plugins_too(photo_folder):
     assert result.plan.approximator == "reference-lowres" and result.plan.working_size == (60, 80)
     assert psnr(result.image, box.apply(image)) > 30
     # Raw and linear operators get their own view at low resolution (here a DNG's mosaic, binned).
-    from fip.pipeline import open_views
+    from fip.pipeline import open_input
 
-    views = open_views(photo_folder / "first.dng")
+    views = open_input(photo_folder / "first.dng").views
     plan = make_plan(model_for_operator("raw.demosaic_denoise"), "reference-lowres", views.size, "cpu")
     out = to_image(run_plan(plan, model_for_operator("raw.demosaic_denoise"), views))
     assert out.shape == (*views.size, 3) and psnr(out, to_image(views.srgb)) > 20

@@ -16,7 +16,7 @@ from fip.metrics import psnr
 from fip.models import ContextAggregationNet
 from fip.models.catalogue import open_model
 from fip.models.storage import NetworkFile, save_network
-from fip.pipeline import check_file, open_views, run_approximation
+from fip.pipeline import check_file, open_input, run_approximation
 
 
 def test_apply_writes_results_for_photos_and_raw_files(tmp_path, capsys):
@@ -107,7 +107,7 @@ def test_the_front_door_checks_files_before_decoding(tmp_path, monkeypatch):
     tiny = tmp_path / "tiny.png"
     tiny.write_bytes(encode_png(smooth_image(1, 1), bits=8))
     with pytest.raises(InputError, match="is 1x1 pixels; fip needs at least 2 pixels on each side"):
-        open_views(tiny)
+        open_input(tiny)
     monkeypatch.setattr("fip.pipeline.MAX_FILE_MEGABYTES", 0.00001)
     with pytest.raises(InputError, match="fip opens files up to"):
         check_file(tiny)
