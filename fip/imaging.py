@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -153,8 +154,9 @@ def undo_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     return apply_orientation(image, _INVERSE_ORIENTATION.get(code, code))
 
 
-def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read a PNG/JPEG/TIFF/BMP/WebP file upright as ``(H, W, 3)`` float32 sRGB in [0, 1].
+def read_image_file(path: str | os.PathLike[str], data: bytes | None = None) -> np.ndarray:
+    """Read a PNG/JPEG/TIFF/BMP/WebP file upright as ``(H, W, 3)`` float32 sRGB in [0, 1] (from ``data``, the
+    file's bytes, when the caller has read them already).
 
     The file's orientation is applied (EXIF in JPEG, PNG and WebP; the Orientation tag in TIFF); 16-bit files keep
     their 16 bits; grey is expanded to RGB and alpha dropped.
@@ -162,7 +164,7 @@ def read_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     Raises:
         UnreadablePhotoError: the file is not an image OpenCV can decode.
     """
-    data = np.fromfile(path, dtype=np.uint8)
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.fromfile(path, dtype=np.uint8)
     # IMREAD_UNCHANGED would skip the EXIF orientation; ANYCOLOR | ANYDEPTH keeps the bit depth and applies it.
     # OpenCV's TIFF decoder applies the TIFF Orientation tag whatever the flags. IMREAD_COLOR_RGB would spare the
     # BGR swap but decodes 16-bit RGB TIFF as zeros in OpenCV 5.0.
@@ -276,9 +278,19 @@ def _clean_exif(block: bytes, source: object, size: tuple[int, int] | None = Non
         return None
 
 
-def _png_chunk(path: Path, kind: bytes) -> bytes | None:
+@contextmanager
+def _binary(path: Path, data: bytes | None) -> Iterator[Any]:
+    """The file at ``path`` opened for reading, or its bytes ``data`` as a file when the caller has read them."""
+    if data is not None:
+        yield io.BytesIO(data)
+    else:
+        with open(path, "rb") as file:
+            yield file
+
+
+def _png_chunk(path: Path, kind: bytes, data: bytes | None = None) -> bytes | None:
     """The data of the first ``kind`` chunk of a PNG file, found by skipping from chunk header to chunk header."""
-    with open(path, "rb") as file:
+    with _binary(path, data) as file:
         file.seek(8)  # the PNG signature
         while len(header := file.read(8)) == 8:
             length, name = struct.unpack(">I4s", header)
@@ -290,12 +302,12 @@ def _png_chunk(path: Path, kind: bytes) -> bytes | None:
     return None
 
 
-def _tiff_metadata(path: Path) -> PhotoMetadata:
+def _tiff_metadata(path: Path, data: bytes | None = None) -> PhotoMetadata:
     """The ICC profile and EXIF of a file in a TIFF container (TIFF images and most raw formats), from its IFD0."""
     from PIL import Image
 
     try:
-        with open(path, "rb") as file, _warnings_as_damage():
+        with _binary(path, data) as file, _warnings_as_damage():
             found = Image.Exif()
             found.load_from_fp(file)  # IFD0 only; the sub-IFDs are read below while the file is open
             icc_profile = found.get(_ICC_TAG)
@@ -318,8 +330,9 @@ def _tiff_metadata(path: Path) -> PhotoMetadata:
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 
 
-def read_metadata(path: str | os.PathLike[str]) -> PhotoMetadata:
-    """The ICC profile and EXIF of an image file, read from the file's header (pixels are not decoded).
+def read_metadata(path: str | os.PathLike[str], data: bytes | None = None) -> PhotoMetadata:
+    """The ICC profile and EXIF of an image file, read from the file's header (pixels are not decoded), or from
+    ``data``, the file's bytes, when the caller has read them already.
 
     The EXIF's Orientation is reset to 1, since :func:`read_image_file` reads the pixels upright. A file without
     metadata gives ``PhotoMetadata(None, None)``; a damaged EXIF block is dropped with a logged warning, and so is
@@ -332,21 +345,21 @@ def read_metadata(path: str | os.PathLike[str]) -> PhotoMetadata:
     from PIL import Image
 
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise UnreadablePhotoError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    with open(path, "rb") as file:
+    with _binary(path, data) as file:
         if file.read(4) in _TIFF_MAGIC:
-            return _tiff_metadata(path)
+            return _tiff_metadata(path, data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is judged elsewhere
             # PIL warns about damaged EXIF while opening a JPEG; _clean_exif parses it again and logs the damage.
             warnings.simplefilter("ignore", UserWarning)
-            with Image.open(path) as image:
+            with _binary(path, data) as file, Image.open(file) as image:
                 icc_profile = image.info.get("icc_profile") or None
                 block = image.info.get("exif")
                 if block is None and image.format == "PNG":  # an eXIf chunk after the pixel data
-                    block = _png_chunk(path, b"eXIf")
+                    block = _png_chunk(path, b"eXIf", data)
                 exif = _clean_exif(block, path) if block else None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         level = logging.WARNING if path.suffix.lower() in IMAGE_EXTENSIONS else logging.DEBUG

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -75,15 +76,25 @@ def check_size(height: int, width: int, name: str = "the photo") -> None:
         )
 
 
-def check_file(path: str | os.PathLike[str]) -> None:
+def check_file(path: str | os.PathLike[str], data: bytes | None = None) -> None:
     """Refuse a missing or oversized file, and one whose header declares a size :func:`check_size` refuses, before
-    any pixel is decoded.
+    any pixel is decoded (with ``data``, the file's bytes the caller has read after checking the file itself: the
+    header from those).
 
     Raises:
         UnreadablePhotoError: no such file, or not a file.
         InputError: the file or the photo it declares is too large or too small (the message gives the limit).
     """
     path = Path(path)
+    if data is None:
+        _check_path(path)
+    size = _declared_size(path, data)
+    if size is not None:
+        check_size(*size, name=path.name)
+
+
+def _check_path(path: Path) -> None:
+    """Refuse a missing file, a folder or device, and a file over :data:`MAX_FILE_MEGABYTES`."""
     if not path.exists():
         raise UnreadablePhotoError(f"{path}: no such file")
     if not path.is_file():
@@ -91,12 +102,9 @@ def check_file(path: str | os.PathLike[str]) -> None:
     megabytes = path.stat().st_size / 2**20
     if megabytes > MAX_FILE_MEGABYTES:
         raise InputError(f"{path.name} is {megabytes:.0f} MB; fip opens files up to {MAX_FILE_MEGABYTES} MB")
-    size = _declared_size(path)
-    if size is not None:
-        check_size(*size, name=path.name)
 
 
-def _declared_size(path: Path) -> tuple[int, int] | None:
+def _declared_size(path: Path, data: bytes | None = None) -> tuple[int, int] | None:
     """(height, width) from the file's header, or ``None`` when the header cannot tell (the decoder reports)."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
@@ -105,7 +113,7 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # judged against fip's own limit
-                with Image.open(path) as header:  # reads the header only
+                with Image.open(io.BytesIO(data) if data is not None else path) as header:  # the header only
                     width, height = header.size
         except Image.DecompressionBombError as exc:  # PIL refuses past twice its own limit, which is above fip's
             declared = re.search(r"\((\d+) pixels\)", str(exc))  # "Image size (900000000 pixels) exceeds limit ..."
@@ -139,7 +147,7 @@ def open_photo(path: str | os.PathLike[str], policy: SizePolicy = SizePolicy()) 
     return load_photo(Path(path), policy)
 
 
-def _open_checked(path: Path, max_megapixels: float | None) -> tuple[Views, int]:
+def _open_checked(path: Path, max_megapixels: float | None, data: bytes | None = None) -> tuple[Views, int]:
     """The views of a file :func:`check_file` passed, and the EXIF orientation its results need (raw files keep
     sensor order; image files are read upright)."""
     if path.suffix.lower() in RAW_EXTENSIONS:
@@ -147,7 +155,7 @@ def _open_checked(path: Path, max_megapixels: float | None) -> tuple[Views, int]
         return Views.of_photo(photo), photo.orientation
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         load_photo(path)  # raises the unsupported-type error, naming the types fip reads
-    image = read_image_file(path)
+    image = read_image_file(path, data)
     check_size(*image.shape[:2], name=path.name)
     height, width = image.shape[:2]
     if max_megapixels is not None and height * width > max_megapixels * 1e6:
@@ -174,10 +182,19 @@ class OpenedInput:
 def open_input(path: str | os.PathLike[str], max_megapixels: float | None = None) -> OpenedInput:
     """Open a photo file for the engine, after :func:`check_file`: its views at the native size (image files keep
     odd sides; ``max_megapixels`` downscales larger photos first), the orientation its results need, and the
-    metadata to carry to outputs."""
-    check_file(path)
-    views, orientation = _open_checked(Path(path), max_megapixels)
-    return OpenedInput(views, orientation, read_metadata(path))
+    metadata to carry to outputs. An image file is read from disk once: its header, pixels and metadata come
+    from the same bytes."""
+    path = Path(path)
+    data = None
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        _check_path(path)  # the file's own size, before reading it; then its header, from the bytes read
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UnreadablePhotoError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    check_file(path, data)
+    views, orientation = _open_checked(path, max_megapixels, data)
+    return OpenedInput(views, orientation, read_metadata(path, data))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ shown with --explain, and exported programs that run without fip."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,30 @@ def test_apply_explains_its_plan_and_follows_parameters_and_devices(tmp_path, ca
     assert "serves several operators; name one (--operator" in capsys.readouterr().err
     assert main(["apply", "-o", "nosuch.op", str(photo), "--out", str(tmp_path / "q")]) == 2
     assert "unknown operator 'nosuch.op'" in capsys.readouterr().err
+
+
+def test_an_image_file_is_read_from_disk_once(tmp_path, monkeypatch):
+    import builtins
+    import io
+
+    from fip.imaging import PhotoMetadata, encode_image, read_metadata
+
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(encode_image(smooth_image(40, 48), "jpeg", metadata=PhotoMetadata(b"icc", None)))
+    expected = open_input(photo)
+    opened, real_open = [], builtins.open
+
+    def counted(file, *args, **kwargs):
+        opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counted)
+    monkeypatch.setattr(io, "open", counted)  # pathlib's
+    monkeypatch.setattr(np, "fromfile", lambda *a, **k: pytest.fail("decoded from the file a second time"))
+    again = open_input(photo)
+    assert [Path(f) for f in opened if isinstance(f, (str, Path))] == [photo]  # read_bytes, once
+    np.testing.assert_array_equal(again.views.srgb, expected.views.srgb)
+    assert again.metadata == expected.metadata == read_metadata(photo) and again.metadata.icc_profile == b"icc"
 
 
 def test_the_front_door_checks_files_before_decoding(tmp_path, monkeypatch):
