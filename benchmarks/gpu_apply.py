@@ -119,7 +119,7 @@ def table(session: dict) -> str:
         rows = found.get("rows", {})
         try:
             card = read_card(ZOO / operator)
-        except Exception:
+        except Exception:  # the table still shows what was timed
             card = None
         names = list(dict.fromkeys([*rows.get("1080p", {}), *rows.get("4K", {})]))
         order = list(card.approximators) if card else []

@@ -161,7 +161,7 @@ def time_networks(session: Session, operators: list[str], photo: Path, device: s
             began = time.time()
             try:
                 bench = run_bench(operator, size, runs, photo, tuple(names), 0, device, model=model, bounds=False)
-            except Exception as exc:
+            except Exception as exc:  # one model's failure must not cost the others their rows
                 session.skip(operator, size_name, names, f"{type(exc).__name__}: {exc}")
                 continue
             for name, found in bench_rows(bench, runs).items():
@@ -417,7 +417,7 @@ def time_references(
                 bench = run_bench(operator, sizes[size_name], 1, photo, rows, 1, device, model=model, bounds=False)
             else:
                 bench = run_bench(operator, sizes[size_name], 1, photo, rows, 0, device, model=model, bounds=False)
-        except Exception as exc:
+        except Exception as exc:  # e.g. an operator whose packages this machine lacks
             session.skip(operator, size_name, list(rows), f"{type(exc).__name__}: {str(exc)[:300]}")
             continue
         spent = time.time() - began

@@ -179,7 +179,7 @@ class Editor:
             return None, None, "Upload a photo or pick an example."
         try:
             photo = self._photo(path)
-        except Exception as exc:
+        except Exception as exc:  # every failure becomes a message; the app keeps running
             return None, None, _error_text(exc, Path(path).parent)
         height, width = photo.native_size
         kind = "raw file (rendered by LibRaw)" if photo.is_raw else "image"

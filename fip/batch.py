@@ -452,7 +452,7 @@ def _run_job(job: _Job, model: Model | None = None) -> tuple[FileResult, bytes |
         return FileResult(
             job.source, None, "failed", error="out of memory; pass --tile 512 (or smaller) or --max-megapixels"
         ), None
-    except Exception as exc:
+    except Exception as exc:  # a decoder's or operator's bug must not stop the other photos
         first = (str(exc).strip().splitlines() or [""])[0]
         return FileResult(job.source, None, "failed", error=f"{type(exc).__name__}: {first}"), None
     notes = [result.note] if result.note else []
@@ -561,7 +561,7 @@ def _outcome(future: cf.Future, item: BatchItem) -> tuple[FileResult, bytes | No
         return future.result()
     except cf.CancelledError:
         raise KeyboardInterrupt from None  # the pool was shut down under us
-    except Exception as exc:
+    except Exception as exc:  # BrokenProcessPool, a Dask worker lost, ...
         return FileResult(item.source, None, "failed", error=f"its worker failed: {type(exc).__name__}: {exc}"), None
 
 

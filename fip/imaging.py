@@ -273,7 +273,7 @@ def _clean_exif(block: bytes, source: object, size: tuple[int, int] | None = Non
             exif = Image.Exif()
             exif.load(block)
             return _serialise_exif(exif, size)
-    except Exception as exc:
+    except Exception as exc:  # PIL's EXIF parser fails on damage in many ways (struct, Syntax...)
         logger.warning("%s: the EXIF block is damaged (%s); it is left out of the outputs", source, exc)
         return None
 
@@ -322,7 +322,7 @@ def _tiff_metadata(path: Path, data: bytes | None = None) -> PhotoMetadata:
             return PhotoMetadata(
                 icc_profile if isinstance(icc_profile, bytes) and icc_profile else None, _serialise_exif(exif)
             )
-    except Exception as exc:
+    except Exception as exc:  # see _clean_exif
         logger.warning("%s: its TIFF tags are damaged (%s); no ICC profile or EXIF is carried", path, exc)
         return PhotoMetadata()
 

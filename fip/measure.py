@@ -159,7 +159,7 @@ def measure(
         for photos in photo_sets:
             try:
                 measured[photos.name] = quality(Model(card.with_approximator(approximator)), name, photos, torch_device)
-            except Exception as exc:
+            except Exception as exc:  # an approximator this machine cannot run stays unmeasured
                 progress(f"{card.name} {name}: not measured on {photos.name} ({type(exc).__name__}: {exc})")
                 continue
             progress(f"{card.name} {name} on {photos.name}: {measured[photos.name].psnr:.2f} dB")

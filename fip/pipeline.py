@@ -122,7 +122,7 @@ def _declared_size(path: Path, data: bytes | None = None) -> tuple[int, int] | N
                 f"{path.name} declares {size}; fip opens photos up to {MAX_MEGAPIXELS:g} MP: downscale "
                 "it with another program first"
             ) from None
-        except Exception:
+        except Exception:  # not an image PIL knows: the decoder gives the real message later
             return None
         return height, width
     if suffix in RAW_EXTENSIONS:
@@ -131,7 +131,7 @@ def _declared_size(path: Path, data: bytes | None = None) -> tuple[int, int] | N
         try:
             with rawpy.imread(str(path)) as raw:  # opens and parses the file; decodes nothing yet
                 return raw.sizes.raw_height, raw.sizes.raw_width
-        except Exception:
+        except Exception:  # LibRaw's errors are reported by the reader with context
             return None
     return None
 

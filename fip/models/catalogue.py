@@ -234,7 +234,7 @@ class Catalogue:
             for plugin in discover(self._entry_points()):
                 try:
                     folders = _folders_of(plugin.load())
-                except (Exception, SystemExit) as exc:
+                except (Exception, SystemExit) as exc:  # a broken plugin must not take fip down
                     _warn(f"model plugin {plugin.source} failed to load and is skipped: {load_failure(exc)}")
                     continue
                 for folder in folders:

@@ -91,7 +91,7 @@ def load_network(name_or_path: str | os.PathLike[str]) -> NetworkFile:
         raise FipError(f"network file {text!r} does not exist (expected 'paper/<Operator>', a .pt or a .ckpt file)")
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # any unreadable content means the same to the user
         raise FipError(
             f"{path} is not a fip network file or Lightning checkpoint: torch could not read it as one "
             f"({type(exc).__name__})"

@@ -113,7 +113,7 @@ def _enabled() -> bool:
         return False
     try:
         _kernels()
-    except Exception as exc:
+    except Exception as exc:  # numba missing or unable to compile here: the torch code runs
         _BROKEN.append(exc)
         warnings.warn(
             f"fip's fused CPU kernels are unavailable ({type(exc).__name__}: {exc}); the low-resolution "

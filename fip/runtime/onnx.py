@@ -54,7 +54,7 @@ class OrtNet:
             self.session = ort.InferenceSession(
                 path if isinstance(path, bytes) else str(path), options, providers=providers
             )
-        except Exception as exc:
+        except Exception as exc:  # ONNX Runtime raises its own types for bad files
             where = "the model" if isinstance(path, bytes) else str(path)
             raise FipError(f"{where} is not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
         self.in_channels = self.session.get_inputs()[0].shape[1]
