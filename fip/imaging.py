@@ -203,24 +203,9 @@ class PhotoMetadata:
 
 # The tags EXIF keeps in IFD0. A TIFF file's IFD0 is also its image directory; its other tags (strip offsets,
 # bit depth, compression) describe that file's pixel layout and would be wrong in any other file.
-_EXIF_IFD0_TAGS = frozenset(
-    {
-        270,
-        271,
-        272,
-        ORIENTATION_TAG,
-        282,
-        283,
-        296,
-        305,
-        306,
-        315,
-        33432,  # descriptions, resolution
-        0x8769,
-        0x8825,  # pointers to the Exif and GPS IFDs
-    }
-)
 _EXIF_POINTERS = (0x8769, 0x8825)  # Exif IFD, GPS IFD
+# IFD0's descriptions and resolution, and the pointers to the Exif and GPS IFDs.
+_EXIF_IFD0_TAGS = frozenset({270, 271, 272, ORIENTATION_TAG, 282, 283, 296, 305, 306, 315, 33432, *_EXIF_POINTERS})
 _INTEROP_POINTER = 0xA005  # inside the Exif IFD
 _ICC_TAG = 34675  # InterColorProfile, in a TIFF's IFD0
 _JPEG_MAX_EXIF = 65533  # one APP1 segment: 65535 bytes less its length field
