@@ -309,7 +309,7 @@ def make_plan(
         )
     fixed = _family(chosen, card).working_size(_architecture(chosen, card))
     working = fixed or _working_size(chosen, card, size)
-    if working is None and (chosen.scale is not None or _guided_factor(chosen, card)):
+    if working is None and (chosen.scale is not None or _downscale_factor(chosen, card)):
         notes.append("the photo is too small for a low-resolution pass: it runs at full size")
     budget = memory_budget if memory_budget is not None else int(available_memory(torch_device) * MEMORY_HEADROOM)
     tile, estimate = _tiling(chosen, card, size, working, tile, budget, torch_device)
@@ -606,7 +606,7 @@ def _seconds(approximator: Approximator, dclass: str) -> tuple[float, str, str] 
     return None
 
 
-def _guided_factor(approximator: Approximator, card: ModelCard) -> float | None:
+def _downscale_factor(approximator: Approximator, card: ModelCard) -> float | None:
     """The factor ``approximator``'s network downscales the photo by in its own low-resolution pass, if it has one."""
     if approximator.network is None:
         return None
@@ -617,7 +617,7 @@ def _working_size(approximator: Approximator, card: ModelCard, size: tuple[int, 
     """Where a low-resolution approximator works for a photo of ``size`` (``None``: at full size, also when the
     photo is too small for a low-resolution pass to pay). Even sizes, so raw mosaics keep their pattern."""
     height, width = size
-    factor = _guided_factor(approximator, card)
+    factor = _downscale_factor(approximator, card)
     if factor is not None:
         small = (max(4, round(height / factor)), max(4, round(width / factor)))  # GuidedCAN.downscale's sizes
     elif approximator.scale is not None:
