@@ -15,6 +15,7 @@ who owns a name that several entry points claim:
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from fip.errors import DISTRIBUTION
 
 DISABLE_PLUGINS_ENV = "FIP_DISABLE_PLUGINS"
 BUILTIN_DISTRIBUTION = DISTRIBUTION  # fip's own entry points come from this distribution
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -60,7 +63,11 @@ def discover(entry_points: Iterable[importlib.metadata.EntryPoint]) -> list[Plug
     third-party ones when :func:`plugins_disabled`."""
     plugins = [Plugin(ep, _distribution_name(ep)) for ep in entry_points]
     plugins.sort(key=lambda p: (not p.builtin, (p.distribution or "").lower(), p.entry_point.name))
-    return [p for p in plugins if p.builtin or not plugins_disabled()]
+    if plugins_disabled():
+        for skipped in (p for p in plugins if not p.builtin):
+            logger.info("skipping plugin %s (%s=1)", skipped.source, DISABLE_PLUGINS_ENV)
+        return [p for p in plugins if p.builtin]
+    return plugins
 
 
 def group_entry_points(group: str) -> Callable[[], Iterable[importlib.metadata.EntryPoint]]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextvars
 import enum
 import importlib.metadata
-import logging
 import math
 import threading
 import types
@@ -54,10 +53,7 @@ from fip.plugins import (
     discover,
     group_entry_points,
     load_failure,
-    plugins_disabled,
 )
-
-logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fip.operators"
 
@@ -346,8 +342,7 @@ class OperatorRegistry:
             if self._discovered:
                 return
             self._discovered = True  # set first: a plugin that calls list_operators() must not recurse
-            entry_points = list(self._entry_points())
-            found = discover(entry_points)
+            found = discover(self._entry_points())
             if not any(plugin.builtin for plugin in found):
                 warnings.warn(
                     "fip's built-in operators were not found through the 'fip.operators' entry points: "
@@ -355,9 +350,6 @@ class OperatorRegistry:
                     PluginLoadWarning,
                     stacklevel=3,
                 )
-            if plugins_disabled():
-                for skipped in set(entry_points) - {plugin.entry_point for plugin in found}:
-                    logger.info("skipping plugin %s (%s=1)", skipped.value, DISABLE_PLUGINS_ENV)
             for plugin in found:
                 self._load(plugin)
             # Reported once discovery is over, so each name is named once with all its sources.
