@@ -91,6 +91,9 @@ class Param:
         high: inclusive upper bound of a numeric parameter (``None``: unbounded above).
         choices: the allowed values of a string parameter.
         description: what the parameter means, with its unit.
+        length: the value is a length on the photo in pixels (a window, a radius, a spatial sigma). Where fip runs
+            the operator on a downscaled copy of the photo (``reference-lowres``, ``reference-halfres``), it scales
+            such a value with the copy (:meth:`at_scale`), so the operator covers the same part of the scene.
     """
 
     name: str
@@ -99,6 +102,7 @@ class Param:
     high: float | None = None
     choices: tuple[str, ...] | None = None
     description: str = ""
+    length: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -112,6 +116,8 @@ class Param:
         elif not isinstance(self.default, bool):
             # Validates that the default itself lies in the declared range.
             self.validate(self.default)
+        if self.length and (self.choices is not None or self.type not in (int, float)):
+            raise ParameterError(f"parameter {self.name!r}: only a number can be a length")
 
     @property
     def type(self) -> type:
@@ -150,6 +156,18 @@ class Param:
             raise ParameterError(f"parameter {self.name!r} = {value!r} is outside its range {self.range_text()}")
         return converted
 
+    def at_scale(self, value: ParamValue, scale: float) -> ParamValue:
+        """``value`` for the photo resized by ``scale`` (``1/3``: a third of the side): a :attr:`length` times
+        ``scale`` (an integer rounded), kept within the parameter's range; any other value as it is."""
+        if not self.length:
+            return value
+        scaled = value * scale
+        if self.low is not None:
+            scaled = max(scaled, self.low)
+        if self.high is not None:
+            scaled = min(scaled, self.high)
+        return round(scaled) if self.type is int else float(scaled)
+
     def range_text(self) -> str:
         if self.choices is not None:
             return "{" + ", ".join(self.choices) + "}"
@@ -165,6 +183,7 @@ class Param:
             "type": self.type.__name__,
             "range": list(self.choices) if self.choices is not None else [self.low, self.high],
             "description": self.description,
+            **({"length": True} if self.length else {}),
         }
 
 
@@ -222,6 +241,11 @@ class OperatorSpec:
         for name, value in (overrides or {}).items():
             resolved[name] = self.param(name).validate(value)
         return resolved
+
+    def params_at_scale(self, params: Mapping[str, Any] | None, scale: float) -> dict[str, ParamValue]:
+        """``params`` (defaults filled in, validated) for running the operator on the photo resized by ``scale``:
+        each length scaled with it (:meth:`Param.at_scale`)."""
+        return {name: self.param(name).at_scale(value, scale) for name, value in self.resolve_params(params).items()}
 
     def apply(self, view: Any, params: Mapping[str, Any] | None = None) -> np.ndarray:
         """Run the reference operator on one view and return its sRGB output ``(H, W, 3)`` float32 in [0, 1]."""

@@ -32,10 +32,10 @@ def estimate_airlight(image: np.ndarray, dark: np.ndarray, fraction: float = 0.0
     "dehaze.dark_channel",
     description="Dark channel prior dehazing with guided-filter refinement of the transmission.",
     params=[
-        Param("patch", 15, low=3, high=61, description="dark channel window, pixels"),
+        Param("patch", 15, low=3, high=61, description="dark channel window, pixels", length=True),
         Param("omega", 0.95, low=0.5, high=1.0, description="fraction of the haze removed"),
         Param("t_min", 0.1, low=0.01, high=0.5, description="lower bound of the transmission"),
-        Param("radius", 60, low=4, high=200, description="guided filter radius, pixels"),
+        Param("radius", 60, low=4, high=200, description="guided filter radius, pixels", length=True),
         Param("epsilon", 1e-4, low=1e-6, high=1e-1, description="guided filter regularization"),
     ],
     citation="He, Sun and Tang, Single Image Haze Removal Using Dark Channel Prior, CVPR 2009; "

@@ -28,7 +28,7 @@ from ._common import (
     "style.stylize",
     description="Edge-preserving stylization (watercolour look) by domain-transform filtering.",
     params=[
-        Param("sigma_s", 60.0, low=1.0, high=200.0, description="spatial extent of the smoothing, pixels"),
+        Param("sigma_s", 60.0, low=1.0, high=200.0, description="spatial extent of the smoothing, pixels", length=True),
         Param("sigma_r", 0.45, low=0.01, high=1.0, description="range sigma: how strong an edge must be to stay"),
     ],
     citation="Gastal and Oliveira, Domain Transform for Edge-Aware Image and Video Processing, SIGGRAPH 2011",
@@ -136,7 +136,7 @@ def _tone_target(size: int, weights: tuple[float, float, float]) -> np.ndarray:
         Param(
             "stroke_length", 1 / 30, low=1 / 200, high=1 / 10, description="stroke length, fraction of the short side"
         ),
-        Param("stroke_width", 0, low=0, high=3, description="extra stroke thickness, pixels"),
+        Param("stroke_width", 0, low=0, high=3, description="extra stroke thickness, pixels", length=True),
         Param("texture_strength", 0.02, low=0.0, high=0.3, description="contrast of the pencil hatching texture"),
         Param("texture_lambda", 0.2, low=0.01, high=2.0, description="smoothness of the texture exponent map beta"),
         Param("bright_weight", 52.0, low=0.0, high=100.0, description="weight of the bright tone layer"),

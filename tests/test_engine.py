@@ -321,6 +321,35 @@ def test_reference_lowres_approximates_any_operator_a_plugins_too(photo_folder):
         reference_card("blur.nothing")
 
 
+def test_the_reference_at_low_resolution_scales_the_operators_lengths_with_the_photo():
+    """A length in pixels (a blur radius) covers the same part of the scene at a third of the size, so the result
+    approximates the full-size one far better than the same number of small pixels would."""
+    from fip.registry import Param, register_operator
+
+    radii = []
+
+    def blur(image, *, radius):
+        import cv2
+
+        radii.append(radius)
+        return cv2.blur(image, (2 * radius + 1, 2 * radius + 1))
+
+    as_length = register_operator(
+        "blur.length_test", description="a box blur", params=[Param("radius", 9, low=1, high=30, length=True)]
+    )(blur)
+    as_number = register_operator(
+        "blur.number_test", description="the same blur", params=[Param("radius", 9, low=1, high=30)]
+    )(blur)
+    image = np.random.default_rng(0).random((360, 480, 3), dtype=np.float32)
+    image = as_length.apply(image, {"radius": 2})  # texture a few pixels wide, which the blur removes
+    scaled = run_approximation(model_for_operator(as_length.name), image).image
+    assert radii[-1] == 3  # 9 pixels at a third of the size
+    unscaled = run_approximation(model_for_operator(as_number.name), image).image
+    assert radii[-1] == 9
+    target = as_length.apply(image)
+    assert psnr(scaled, target) > psnr(unscaled, target) + 3
+
+
 def test_memory_decides_the_tiles_and_says_when_nothing_fits():
     model = model_for_operator("smooth.l0")
     roomy = make_plan(model, "fast", (800, 1000), "cpu", memory_budget=1 << 40)

@@ -75,6 +75,19 @@ def test_param_kinds():
         Param("bad", 10, low=0, high=5)  # a default outside its own range is a bug in the operator
 
 
+def test_a_length_scales_with_the_photo_within_its_range():
+    window = Param("window", 15, low=3, high=61, length=True)
+    assert [window.at_scale(15, s) for s in (1 / 2, 1 / 3, 1 / 8)] == [8, 5, 3]  # rounded, never under its low
+    sigma = Param("sigma", 3.0, low=0.5, high=10.0, length=True)
+    assert sigma.at_scale(3.0, 1 / 4) == 0.75 and sigma.at_scale(3.0, 1 / 10) == 0.5
+    assert Param("weight", 0.5, low=0.0, high=1.0).at_scale(0.5, 1 / 3) == 0.5  # not a length: as it is
+    with pytest.raises(ParameterError, match="only a number can be a length"):
+        Param("mode", "a", choices=("a", "b"), length=True)
+    spec = OperatorSpec("blur.at_scale", "test", _identity, (window, Param("gain", 1.0)))
+    assert spec.params_at_scale({"window": 21}, 1 / 3) == {"window": 7, "gain": 1.0}
+    assert window.to_json()["length"] is True and "length" not in Param("gain", 1.0).to_json()
+
+
 @pytest.mark.parametrize("name", ["nodot", "Upper.case", "a.b.c", ".x", "x."])
 def test_operator_names_must_be_family_dot_method(name):
     with pytest.raises(ParameterError, match="family.method|lower case"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import threading
 import weakref
 from collections.abc import Callable
@@ -424,8 +425,9 @@ def reference_lowres(
     band_rows: int | None,
     device: torch.device,
 ) -> torch.Tensor:
-    """The reference operator on the photo at ``working_size``, brought back to full size by ``upsampler`` on
-    ``device``; for a photo too small to downscale (no working size), the reference itself at full size."""
+    """The reference operator on the photo at ``working_size`` (its lengths scaled with the photo:
+    :meth:`~fip.registry.OperatorSpec.params_at_scale`), brought back to full size by ``upsampler`` on ``device``;
+    for a photo too small to downscale (no working size), the reference itself at full size."""
     spec = get_operator(operator)
     height, width = views.size
     if working_size is None:
@@ -433,7 +435,9 @@ def reference_lowres(
         image = spec.apply(view, params)
         return _fit(torch.from_numpy(image).permute(2, 0, 1)[None], height, width).to(device)
     small_srgb, view = _small_views(views, spec.input, working_size)
-    result = torch.from_numpy(spec.apply(view, params)).permute(2, 0, 1)[None].to(device)
+    scale = math.sqrt(working_size[0] * working_size[1] / (height * width))
+    result = torch.from_numpy(spec.apply(view, spec.params_at_scale(params, scale))).permute(2, 0, 1)[None]
+    result = result.to(device)
     guide_small = torch.from_numpy(small_srgb).permute(2, 0, 1)[None].to(device)
     return upsample(guide_small, result, views.srgb.to(device), upsampler, band_rows)
 
