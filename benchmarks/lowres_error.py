@@ -86,7 +86,7 @@ def measure(operator: str, images: list[tuple[str, np.ndarray]], factors: list[i
         target = spec.apply(image, params)
         for factor in factors:
             small = resize_area(image, height // factor, width // factor)
-            result = spec.apply(small, params)
+            result = spec.apply(small, spec.params_at_scale(params, 1 / factor))
             target_small = resize_area(target, height // factor, width // factor)
             rows[factor].append(
                 [

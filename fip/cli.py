@@ -270,7 +270,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         memory_budget=1 << 40,
         preference=preference,
     )
-    if (network := model.card.approximator(plan.approximator).network) is not None:
+    for network in model.card.approximator(plan.approximator).network_keys:
         model.network(network)  # checked against the card's SHA-256 once, not failed per photo
     if args.quality is not None and args.format != "jpeg":
         raise ParameterError(

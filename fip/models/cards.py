@@ -105,11 +105,14 @@ class Upsampler:
     """How a low-resolution result is brought back to full size: a guided filter fitted between the small input
     and the small output and applied to the full-size input (He and Sun's fast guided filter). ``guided`` fits each
     output channel from the same input channel; ``colour-guided`` fits each from all three (He et al.'s colour
-    guided filter). ``radius`` is in low-resolution pixels."""
+    guided filter). ``radius`` is in low-resolution pixels. ``guide`` names a learned guidance map in
+    :attr:`ModelCard.networks` (:class:`~fip.models.guided.GuideMap`, trained for this upsampling): the filter is
+    then fitted and applied to that map of the photo instead of the photo itself."""
 
     kind: str = "colour-guided"
     radius: int = 1
     eps: float = 1e-4
+    guide: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in UPSAMPLERS:
@@ -170,6 +173,12 @@ class Approximator:
             )
 
     @property
+    def network_keys(self) -> tuple[str, ...]:
+        """The keys of every network it runs: its own and its upsampler's learned guide."""
+        guide = self.upsampler.guide if self.upsampler else None
+        return tuple(key for key in (self.network, guide) if key is not None)
+
+    @property
     def runs_reference(self) -> bool:
         """Whether it runs the reference operator (at low resolution, or, for ``reference``, as it is)."""
         return self.network is None
@@ -181,6 +190,8 @@ class Approximator:
                 out[key] = getattr(self, key)
         if self.upsampler is not None:
             out["upsampler"] = {"kind": self.upsampler.kind, "radius": self.upsampler.radius, "eps": self.upsampler.eps}
+            if self.upsampler.guide is not None:
+                out["upsampler"]["guide"] = self.upsampler.guide
         if self.description:
             out["description"] = self.description
         out["quality"] = {k: _plain(v) for k, v in sorted(self.quality.items())}
@@ -260,6 +271,12 @@ class ModelCard:
             if approximator.network is not None and approximator.network not in self.networks:
                 raise CardError(
                     f"{where}: approximator {approximator.name!r} runs network {approximator.network!r}, "
+                    f"which the card does not list (it lists: {', '.join(self.networks) or 'none'})"
+                )
+            guide = approximator.upsampler.guide if approximator.upsampler else None
+            if guide is not None and guide not in self.networks:
+                raise CardError(
+                    f"{where}: approximator {approximator.name!r} upsamples with the guide network {guide!r}, "
                     f"which the card does not list (it lists: {', '.join(self.networks) or 'none'})"
                 )
             for photo_set in approximator.quality:

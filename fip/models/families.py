@@ -9,10 +9,11 @@ A :class:`NetworkFamily` ties together what the rest of fip needs to know of one
   (:meth:`~NetworkFamily.relative_cost`), the fixed size it works at or the factor it downscales by, whether it runs
   in bands of rows, and the full-size maps it keeps.
 
-fip's three families are ``can`` (:class:`~fip.models.can.ContextAggregationNet`), ``guided``
-(:class:`~fip.models.guided.GuidedCAN`, the Deep Guided Filter form) and ``grid``
-(:class:`~fip.models.grid.BilateralGridNet`). A card's architecture names its family by an entry of that name
-(``guided``, ``grid``); the plain CAN has none. :func:`register_family` adds a family.
+fip's families are ``can`` (:class:`~fip.models.can.ContextAggregationNet`), ``guided``
+(:class:`~fip.models.guided.GuidedCAN`, the Deep Guided Filter form), ``grid``
+(:class:`~fip.models.grid.BilateralGridNet`) and ``guide`` (:class:`~fip.models.guided.GuideMap`: the learned
+guidance map of an upsampler, which runs no approximator of its own). A card's architecture names its family by an
+entry of that name (``guided``, ``grid``, ``guide``); the plain CAN has none. :func:`register_family` adds a family.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fip.errors import FipError
 from fip.models.can import ContextAggregationNet, NormMode
 from fip.models.cards import Approximator, Upsampler
 from fip.models.grid import BilateralGridNet
-from fip.models.guided import GuidedCAN
+from fip.models.guided import GuidedCAN, GuideMap
 
 PREVIEW_MEGAPIXELS = 0.1  # the statistics preview of a network run at full resolution
 GUIDED_PREVIEW_MEGAPIXELS = 0.05  # the statistics preview of a guided network's low-resolution pass
@@ -266,10 +267,26 @@ GRID = register_family(
 )
 
 
+# -- a learned guidance map: the upsampler of the reference at low resolution ---------------------------------------
+
+
+GUIDE = register_family(
+    NetworkFamily(
+        "guide",
+        GuideMap,
+        lambda net: {"guide": {"hidden": net.hidden}},
+        lambda config: GuideMap(**config["guide"]),
+        lambda net: [],  # approximators name it in their upsampler (Upsampler.guide)
+        lambda approximator, architecture: 0.0,
+    )
+)
+
+
 __all__ = [
     "CAN",
     "GRID",
     "GRID_APPROXIMATOR",
+    "GUIDE",
     "GUIDED",
     "GUIDED_PREVIEW_MEGAPIXELS",
     "PREVIEW_MEGAPIXELS",

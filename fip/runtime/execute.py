@@ -125,8 +125,17 @@ def run_plan(
     try:
         with torch.inference_mode():
             if approximator.runs_reference:
+                upsampler = approximator.upsampler
+                guide = prepared(model, upsampler.guide, device) if upsampler and upsampler.guide else None
                 out = reference_lowres(
-                    plan.operator, plan.params, views, approximator.upsampler, plan.working_size, plan.band_rows, device
+                    plan.operator,
+                    plan.params,
+                    views,
+                    upsampler,
+                    plan.working_size,
+                    plan.band_rows,
+                    device,
+                    guide,
                 )
             else:
                 if network is None:
@@ -398,10 +407,21 @@ def guided_upsample(
 
 
 def upsample(
-    guide_small: torch.Tensor, result_small: torch.Tensor, guide: torch.Tensor, upsampler: Upsampler, band: int | None
+    guide_small: torch.Tensor,
+    result_small: torch.Tensor,
+    guide: torch.Tensor,
+    upsampler: Upsampler,
+    band: int | None,
+    guide_map: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     """``result_small`` at ``guide``'s size: a guided filter fitted between ``guide_small`` (``guide`` downscaled)
-    and ``result_small``, applied to ``guide`` (all ``(1, 3, ., .)`` float32) in bands of ``band`` rows."""
+    and ``result_small``, applied to ``guide`` (all ``(1, 3, ., .)`` float32) in bands of ``band`` rows. With
+    ``guide_map`` (the upsampler's learned :class:`~fip.models.guided.GuideMap`), the filter is fitted and applied
+    to that map of both guides (computed ``band`` rows at a time)."""
+    if guide_map is not None:
+        guide_small = guide_map(guide_small)
+        step = band or guide.shape[2]
+        guide = torch.cat([guide_map(guide[:, :, top : top + step]) for top in range(0, guide.shape[2], step)], dim=2)
     height, width = guide.shape[2:]
     colour, fused = upsampler.kind == "colour-guided", kernels.usable(guide)
     if colour and fused:
@@ -424,22 +444,34 @@ def reference_lowres(
     working_size: tuple[int, int] | None,
     band_rows: int | None,
     device: torch.device,
+    guide: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     """The reference operator on the photo at ``working_size`` (its lengths scaled with the photo:
-    :meth:`~fip.registry.OperatorSpec.params_at_scale`), brought back to full size by ``upsampler`` on ``device``;
-    for a photo too small to downscale (no working size), the reference itself at full size."""
+    :meth:`~fip.registry.OperatorSpec.params_at_scale`), brought back to full size by ``upsampler`` (with its
+    learned ``guide`` map, if it has one) on ``device``; for a photo too small to downscale (no working size), the
+    reference itself at full size."""
     spec = get_operator(operator)
     height, width = views.size
     if working_size is None:
         view = _numpy(views.srgb) if spec.input is InputKind.SRGB else views.photo().view(spec.input)
         image = spec.apply(view, params)
         return _fit(torch.from_numpy(image).permute(2, 0, 1)[None], height, width).to(device)
+    guide_small, result = reference_small(operator, params, views, working_size)
+    return upsample(guide_small.to(device), result.to(device), views.srgb.to(device), upsampler, band_rows, guide)
+
+
+def reference_small(
+    operator: str, params: dict[str, Any], views: Views, working_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The photo in sRGB at ``working_size`` and the reference operator's result on it (its lengths scaled with the
+    photo: :meth:`~fip.registry.OperatorSpec.params_at_scale`), both ``(1, 3, h, w)`` float32 on the CPU: what
+    :func:`upsample` brings back to full size."""
+    spec = get_operator(operator)
+    height, width = views.size
     small_srgb, view = _small_views(views, spec.input, working_size)
     scale = math.sqrt(working_size[0] * working_size[1] / (height * width))
-    result = torch.from_numpy(spec.apply(view, spec.params_at_scale(params, scale))).permute(2, 0, 1)[None]
-    result = result.to(device)
-    guide_small = torch.from_numpy(small_srgb).permute(2, 0, 1)[None].to(device)
-    return upsample(guide_small, result, views.srgb.to(device), upsampler, band_rows)
+    result = spec.apply(view, spec.params_at_scale(params, scale))
+    return to_batch(small_srgb), to_batch(result)
 
 
 def _small_views(views: Views, kind: InputKind, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | Any]:
@@ -476,6 +508,7 @@ __all__ = [
     "plan_dtype",
     "prepared",
     "reference_lowres",
+    "reference_small",
     "run_can",
     "run_plan",
     "to_batch",

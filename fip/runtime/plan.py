@@ -308,7 +308,7 @@ def make_plan(
             "the values asked"
         )
     fixed = _family(chosen, card).working_size(_architecture(chosen, card))
-    working = fixed or _working_size(chosen, card, size)
+    working = fixed or working_size(chosen, card, size)
     if working is None and (chosen.scale is not None or _downscale_factor(chosen, card)):
         notes.append("the photo is too small for a low-resolution pass: it runs at full size")
     budget = memory_budget if memory_budget is not None else int(available_memory(torch_device) * MEMORY_HEADROOM)
@@ -613,7 +613,7 @@ def _downscale_factor(approximator: Approximator, card: ModelCard) -> float | No
     return _family(approximator, card).downscale_factor(_architecture(approximator, card))
 
 
-def _working_size(approximator: Approximator, card: ModelCard, size: tuple[int, int]) -> tuple[int, int] | None:
+def working_size(approximator: Approximator, card: ModelCard, size: tuple[int, int]) -> tuple[int, int] | None:
     """Where a low-resolution approximator works for a photo of ``size`` (``None``: at full size, also when the
     photo is too small for a low-resolution pass to pay). Even sizes, so raw mosaics keep their pattern."""
     height, width = size
@@ -715,4 +715,5 @@ __all__ = [
     "choose",
     "make_plan",
     "preset_picks",
+    "working_size",
 ]
