@@ -17,7 +17,7 @@ so the map learns nothing of the operator and cannot drift from it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytorch_lightning as pl
@@ -47,6 +47,7 @@ class GuideExamples(Dataset):
         operator, params: the reference operator and its parameters.
         pairs: ``(photo, target)`` float32 ``(H, W, 3)`` sRGB images in [0, 1], ``target`` the operator's result.
         size_for: ``(height, width) -> working size or None``, the engine's (:func:`fip.runtime.plan.working_size`).
+        progress: show a progress bar (the reference runs once per photo).
     """
 
     def __init__(
@@ -55,9 +56,14 @@ class GuideExamples(Dataset):
         params: dict,
         pairs: Iterable[tuple[np.ndarray, np.ndarray]],
         size_for: Callable[[tuple[int, int]], tuple[int, int] | None],
+        progress: bool = False,
     ):
+        from tqdm.auto import tqdm
+
         self.items = []
-        for photo, target in pairs:
+        for photo, target in tqdm(
+            list(pairs), desc=f"{operator} at the working size", unit="photo", disable=not progress
+        ):
             working = size_for(photo.shape[:2])
             if working is None:
                 continue
@@ -117,6 +123,18 @@ def mean_psnr(module: LitGuide, examples: GuideExamples) -> float:
     return float(np.mean(scores))
 
 
+@dataclass(frozen=True)
+class TrainedGuide:
+    """What :func:`train_guide` made: the map (eval mode, CPU), the mean PSNR on the validation photos before (the
+    plain upsampler) and after training, and how many photos trained and validated it."""
+
+    guide: GuideMap
+    before: float
+    after: float
+    train_photos: int
+    validation_photos: int
+
+
 def train_guide(
     model: Model,
     approximator: str,
@@ -126,12 +144,9 @@ def train_guide(
     minutes: float | None = None,
     hidden: int = GUIDE_HIDDEN,
     progress: bool = True,
-) -> tuple[GuideMap, float, float]:
-    """Train a guide for ``model``'s reference approximator ``approximator`` (``reference-lowres``, ...).
-
-    Returns:
-        The trained map (eval mode, CPU) and the mean PSNR on the validation pairs before (the plain upsampler)
-        and after training.
+) -> TrainedGuide:
+    """Train a guide for ``model``'s reference approximator ``approximator`` (``reference-lowres``, ...) on the
+    pairs large enough for its working size.
 
     Raises:
         InputError: ``approximator`` runs no reference at low resolution, or no pair is large enough for it.
@@ -141,8 +156,8 @@ def train_guide(
         raise InputError(f"{approximator!r} does not run the reference at low resolution: it has no upsampler to guide")
     params = dict(model.card.params)
     size_for = lambda size: working_size(chosen, model.card, size)  # noqa: E731
-    train = GuideExamples(model.operator, params, train_pairs, size_for)
-    validation = GuideExamples(model.operator, params, validation_pairs, size_for)
+    train = GuideExamples(model.operator, params, train_pairs, size_for, progress)
+    validation = GuideExamples(model.operator, params, validation_pairs, size_for, progress)
     if not len(train) or not len(validation):
         raise InputError(f"no training or validation photo is large enough for {approximator}'s working size")
     module = LitGuide(replace(chosen.upsampler, guide=None), hidden)
@@ -160,7 +175,7 @@ def train_guide(
     )
     trainer.fit(module, DataLoader(train, batch_size=1, shuffle=True))
     module.eval()
-    return module.guide.eval(), before, mean_psnr(module, validation)
+    return TrainedGuide(module.guide.eval(), before, mean_psnr(module, validation), len(train), len(validation))
 
 
 def guided_approximator(approximator: Approximator, key: str) -> Approximator:
@@ -177,4 +192,12 @@ def guided_approximator(approximator: Approximator, key: str) -> Approximator:
     )
 
 
-__all__ = ["GUIDE_HIDDEN", "GuideExamples", "LitGuide", "guided_approximator", "mean_psnr", "train_guide"]
+__all__ = [
+    "GUIDE_HIDDEN",
+    "GuideExamples",
+    "LitGuide",
+    "TrainedGuide",
+    "guided_approximator",
+    "mean_psnr",
+    "train_guide",
+]

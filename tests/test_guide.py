@@ -33,10 +33,9 @@ def _pairs(seeds) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def test_a_trained_guide_upsamples_better_and_the_engine_runs_it_as_trained(tmp_path):
     model = model_for_operator(GAMMA.name)  # reference-lowres alone
-    guide, before, after = train_guide(
-        model, "reference-lowres", _pairs(range(3)), _pairs([7]), steps=60, progress=False
-    )
-    assert after > before + 1.0
+    trained = train_guide(model, "reference-lowres", _pairs(range(3)), _pairs([7]), steps=60, progress=False)
+    assert trained.after > trained.before + 1.0 and (trained.train_photos, trained.validation_photos) == (3, 1)
+    guide = trained.guide
     # Stored as a network of the model's card, the engine runs it like any approximator.
     path = save_network(NetworkFile(guide, "guide", GAMMA.name), tmp_path / "guide.pt")
     card = model.card.with_networks(
