@@ -53,6 +53,19 @@ def test_the_fused_apply_is_bilinear_upsampling_then_the_linear_model(colour, lo
     assert torch.allclose(out, expected, atol=1e-5)  # float32 rounding
 
 
+@pytest.mark.parametrize("hidden", [16, 5])
+def test_the_fused_guide_map_is_the_module(hidden):
+    from fip.models.guided import GuideMap
+
+    torch.manual_seed(0)
+    guide = GuideMap(hidden).eval()
+    with torch.no_grad():
+        for parameter in guide.parameters():  # every unit on both sides of its kink
+            parameter.normal_(0, 0.5)
+        image = torch.rand(1, 3, 37, 29)
+        assert torch.allclose(kernels.guide_map(guide, image), guide(image), atol=1e-5)
+
+
 def test_the_kernels_refuse_what_they_cannot_take():
     with pytest.raises(ValueError, match="expected 12 coefficient maps"):
         kernels.apply_linear_model(torch.rand(1, 6, 4, 4), torch.rand(1, 3, 8, 8), colour=True)

@@ -142,6 +142,30 @@ def apply(maps, guide, row0, row1, row_weight, col0, col1, col_weight, colour):
 
 
 @njit(**OPTIONS)
+def guide_map(planes, first_weight, first_bias, last_weight, last_bias, slope):
+    """``rgb + W2 @ leaky_relu(W1 @ rgb + b1) + b2`` per pixel (``planes`` ``(3, H, W)``): the hidden layer of each
+    row is made and used in a row buffer, never as a full-size map."""
+    channels, height, width = planes.shape
+    hidden = first_weight.shape[0]
+    out = np.empty((channels, height, width), np.float32)
+    for y in prange(height):
+        row = np.empty(width, np.float32)
+        for c in range(channels):
+            for x in range(width):
+                out[c, y, x] = planes[c, y, x] + last_bias[c]
+        for k in range(hidden):
+            w0, w1, w2, b = first_weight[k, 0], first_weight[k, 1], first_weight[k, 2], first_bias[k]
+            for x in range(width):
+                value = b + w0 * planes[0, y, x] + w1 * planes[1, y, x] + w2 * planes[2, y, x]
+                row[x] = value if value > 0 else slope * value
+            for c in range(channels):
+                weight = last_weight[c, k]
+                for x in range(width):
+                    out[c, y, x] += weight * row[x]
+    return out
+
+
+@njit(**OPTIONS)
 def decode(values, table):
     """``values`` clipped to [0, 1], looked up in ``table`` (samples at ``i / (len - 1)``) with linear
     interpolation."""

@@ -395,15 +395,12 @@ def forward_halo_tiles(net: FoldedCAN | OrtNet, x: torch.Tensor, tile: int) -> t
 def guided_upsample(
     network: GuidedCAN, small: torch.Tensor, low: torch.Tensor, x: torch.Tensor, band: int | None
 ) -> torch.Tensor:
-    """``network.upsample(small, low, x, band)``; on the CPU, its linear model applied by the fused kernel (the
-    guidance map still computed ``band`` rows at a time)."""
+    """``network.upsample(small, low, x, band)``; on the CPU, its guidance map and linear model by the fused
+    kernels."""
     if not kernels.usable(x):
         return network.upsample(small, low, x, band=band)
     coefficients = network.filter.coefficients(network.guide(small[:, :3]), low.to(small.dtype))
-    height = x.shape[2]
-    step = band or height
-    guide = torch.cat([network.guide(x[:, :3, top : top + step]) for top in range(0, height, step)], dim=2)
-    return kernels.apply_linear_model(coefficients, guide, colour=False)
+    return kernels.apply_linear_model(coefficients, kernels.guide_map(network.guide, x[:, :3]), colour=False)
 
 
 def upsample(
@@ -417,8 +414,10 @@ def upsample(
     """``result_small`` at ``guide``'s size: a guided filter fitted between ``guide_small`` (``guide`` downscaled)
     and ``result_small``, applied to ``guide`` (all ``(1, 3, ., .)`` float32) in bands of ``band`` rows. With
     ``guide_map`` (the upsampler's learned :class:`~fip.models.guided.GuideMap`), the filter is fitted and applied
-    to that map of both guides (computed ``band`` rows at a time)."""
-    if guide_map is not None:
+    to that map of both guides (on the CPU by the fused kernel, else ``band`` rows at a time)."""
+    if guide_map is not None and kernels.usable(guide):
+        guide_small, guide = kernels.guide_map(guide_map, guide_small), kernels.guide_map(guide_map, guide)
+    elif guide_map is not None:
         guide_small = guide_map(guide_small)
         step = band or guide.shape[2]
         guide = torch.cat([guide_map(guide[:, :, top : top + step]) for top in range(0, guide.shape[2], step)], dim=2)

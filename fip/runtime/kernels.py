@@ -9,6 +9,7 @@ in registers and a row buffer:
   coefficients; :func:`fip.models.guided.colour_guided_coefficients`'s result.
 * :func:`apply_linear_model`: the coefficients bilinearly upsampled (``align_corners=False``) and applied to the
   full-size guide, per channel or as a 3x3 matrix per pixel; :func:`fip.models.guided.apply_linear_model`'s result.
+* :func:`guide_map`: a learned guidance map (:class:`fip.models.guided.GuideMap`, two 1x1 layers) per pixel.
 * :func:`srgb_decode`: sRGB to linear light by a fine table (:func:`fip.imaging.srgb_decode` uses it).
 
 They take and return CPU float32 tensors without gradients (inference only); the engine uses them for CPU plans
@@ -66,6 +67,21 @@ def apply_linear_model(coefficients: torch.Tensor, guide: torch.Tensor, colour: 
     return torch.from_numpy(out)[None]
 
 
+def guide_map(guide: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """:class:`fip.models.guided.GuideMap` ``guide`` applied to ``image`` (``(1, 3, H, W)``), ``(1, 3, H, W)``
+    float32, its hidden layer one row at a time; the module's result for the same input, fused."""
+    first, last = guide.body[0], guide.body[2]
+    first_weight, first_bias, last_weight, last_bias = (
+        np.ascontiguousarray(t.detach().float().reshape(t.shape[0], -1).squeeze(1).numpy())
+        for t in (first.weight, first.bias[:, None], last.weight, last.bias[:, None])
+    )
+    with _threads():
+        out = _kernels()["guide_map"](
+            _planes(image), first_weight, first_bias, last_weight, last_bias, np.float32(guide.body[1].negative_slope)
+        )
+    return torch.from_numpy(out)[None]
+
+
 def warm() -> bool:
     """Compile (or load from numba's cache) every kernel on tiny inputs, so that the first photo does not wait;
     ``scripts/setup.sh`` and the tests call it. Whether the kernels are usable here."""
@@ -75,6 +91,9 @@ def warm() -> bool:
     coefficients = colour_guided_fit(tiny, tiny, 1, 1e-4)
     apply_linear_model(coefficients, tiny, colour=True)
     srgb_decode(tiny.numpy())
+    from fip.models.guided import GuideMap
+
+    guide_map(GuideMap(), tiny)
     return True
 
 
@@ -205,5 +224,7 @@ def _kernels() -> dict[str, object]:
             numba.config.reload_config()
             sys.modules.pop("fip.runtime._numba_kernels", None)
             module = importlib.import_module("fip.runtime._numba_kernels")
-        _COMPILED.update(fit=module.fit, box=module.box, apply=module.apply, decode=module.decode)
+        _COMPILED.update(
+            fit=module.fit, box=module.box, apply=module.apply, decode=module.decode, guide_map=module.guide_map
+        )
     return _COMPILED
