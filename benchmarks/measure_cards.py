@@ -5,13 +5,17 @@ Usage: python benchmarks/measure_cards.py OPERATOR [OPERATOR ...] [--approximato
        python benchmarks/measure_cards.py OPERATOR ... --timing-only --device cuda     # a GPU's timings, for auto there
        python benchmarks/measure_cards.py OPERATOR --add grid=CHECKPOINT --made-by "..."  # a new network, measured
 Needs the Debian photo set (bash scripts/debian_photos.sh data/debian-photos) and, for the FiveK column,
-../shared/reference (or $FIP_REFERENCE_DIR). Writes fip/models/zoo/OPERATOR/card.json.
+../shared/reference (or $FIP_REFERENCE_DIR). A model retrained on fip-v2 (benchmarks/retrain.py) is measured on
+its own validation and test photos of that set (python scripts/photo_set.py makes it). Writes
+fip/models/zoo/OPERATOR/card.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -25,6 +29,7 @@ from fip.models.cards import write_card
 from fip.models.catalogue import default_catalogue, model_for_operator
 
 DEBIAN = Path(__file__).resolve().parents[1] / "data" / "debian-photos"
+FIP_V2 = Path.home() / ".cache" / "fip" / "photo-sets" / "fip-v2"  # python scripts/photo_set.py
 VALIDATION = PhotoSetSource(
     "validation",
     "choose",
@@ -47,6 +52,24 @@ def fivek() -> PhotoSetSource | None:
     )
 
 
+def fip_v2_sets(card, folder: Path) -> list[PhotoSetSource]:
+    """The validation and test photo sets of a model trained on fip-v2 (``benchmarks/retrain.py``), as its card
+    describes them: the photos its ``split.json`` gives each role, from ``scripts/photo_set.py``'s folder. The split
+    files the sources read are written into ``folder``."""
+    if not (FIP_V2 / "split.json").is_file():
+        raise SystemExit(f"{card.name} was measured on fip-v2 photos: make the set with python scripts/photo_set.py")
+    split = json.loads((card.root / "split.json").read_text())
+    sets = []
+    for name in ("validation", "test"):
+        file = folder / f"{card.operator}-{name}.json"
+        file.write_text(json.dumps({"train": [], "test": split[name]}))
+        photo_set = card.photo_sets[name]
+        sets.append(
+            PhotoSetSource(name, photo_set.role, photo_set.description, ((str(FIP_V2), "test"),), split_file=str(file))
+        )
+    return sets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("operators", nargs="+")
@@ -67,12 +90,16 @@ def main() -> None:
     if not DEBIAN.is_dir():
         raise SystemExit(f"{DEBIAN} is missing: bash scripts/debian_photos.sh {DEBIAN}")
     torch.set_num_threads(2)
-    sets = [] if args.timing_only else [VALIDATION] + ([] if args.no_fivek or fivek() is None else [fivek()])
+    reported = [] if args.no_fivek or fivek() is None else [fivek()]
     timing_photo = next(p for p in sorted(DEBIAN.glob("*.jpg")) if p.stem == "Blinds")  # a validation photo
+    splits = tempfile.TemporaryDirectory()
     for operator in args.operators:
         model = model_for_operator(operator)
         if model.card.root is None or not model.name.startswith("fip/"):
             raise SystemExit(f"{operator}: no fip model folder to write into")
+        retrained = str(model.card.provenance.get("source", "")).startswith("fip-v2")
+        sets = fip_v2_sets(model.card, Path(splits.name)) if retrained else [VALIDATION]
+        sets = [] if args.timing_only else sets + reported
         names = args.approximators.split(",") if args.approximators else None
         if args.add:
             added = add_network(model, *args.add.split("=", 1), args.made_by)

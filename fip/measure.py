@@ -141,14 +141,15 @@ def measure(
 ) -> ModelCard:
     """``model``'s card with the quality of ``approximators`` (default: all that run here) on each photo set and,
     with ``timing_photo``, their seconds on this device's class at ``timing_size`` (height, width). The upsampler of
-    each reference at low resolution is chosen first, on the set whose role is ``choose``."""
+    each reference at low resolution is chosen first, on the set whose role is ``choose`` (not of one with a learned
+    guide: the guide was trained for its upsampler)."""
     card = replace(model.card, photo_sets={**model.card.photo_sets, **{s.name: s.photo_set for s in photo_sets}})
     torch_device = resolve_device(device)
     validation = next((s for s in photo_sets if s.role == "choose"), None)
     names = list(approximators or card.approximators)
     for name in names:
         approximator = card.approximators[name]
-        if approximator.runs_reference and validation is not None:
+        if approximator.runs_reference and validation is not None and not approximator.upsampler.guide:
             approximator, scores = choose_upsampler(Model(card), approximator, validation, torch_device)
             progress(
                 f"{card.name} {name}: upsampler {approximator.upsampler} (validation: "
