@@ -107,7 +107,9 @@ def _rtv_weights(image: np.ndarray, sigma: float, sharpness: float) -> tuple[np.
     description="Relative total variation: removes texture, keeps structure edges (windowed variations, sparse solve).",
     params=[
         Param("lambda_", 0.01, low=1e-4, high=0.1, description="smoothing weight"),
-        Param("sigma", 3.0, low=0.5, high=10.0, description="texture scale: Gaussian window sigma, pixels"),
+        Param(
+            "sigma", 3.0, low=0.5, high=10.0, description="texture scale: Gaussian window sigma, pixels", length=True
+        ),
         Param("sharpness", 0.02, low=1e-3, high=0.2, description="epsilon_s: smaller keeps sharper edges"),
         Param("iterations", 4, low=1, high=10, description="reweighting iterations (sigma halves each time)"),
     ],
