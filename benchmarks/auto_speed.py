@@ -14,6 +14,7 @@ Usage: python benchmarks/auto_speed.py [OPERATOR ...] [--device cpu] [--4k] [--b
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--4k", dest="uhd", action="store_true", help="also time auto on 3840x2160 frames")
     parser.add_argument("--table", type=Path, help="print the table of rows written earlier with --json, and stop")
+
     args = parser.parse_args()
     if args.table:
         _print_table(json.loads(args.table.read_text()))
@@ -72,6 +74,7 @@ def main() -> None:
             "best": best,
             "best_psnr": fivek.get(best),
             "before": before.get(operator),
+            "date": datetime.date.today().isoformat(),
         }
         if args.uhd:
             row["uhd_auto"], row["uhd_seconds"] = _uhd_seconds(model, operator, photos, device)
