@@ -278,6 +278,7 @@ GUIDE = register_family(
         lambda config: GuideMap(**config["guide"]),
         lambda net: [],  # approximators name it in their upsampler (Upsampler.guide)
         lambda approximator, architecture: 0.0,
+        guide_bytes_per_pixel=3 * 4,  # the map of the photo, float32 at full size
     )
 )
 

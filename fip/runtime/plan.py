@@ -657,6 +657,10 @@ def _tiling(
         small = working[0] * working[1] if working else pixels
         per_pixel = 2 * width * item if approximator.network else 400  # a reference: ~100 floats a pixel, generous
         guide_map = family.guide_bytes_per_pixel * pixels  # a learned guide's, at full size
+        if approximator.upsampler is not None and approximator.upsampler.guide is not None:  # the upsampler's
+            guide_map += (
+                family_for(card.networks[approximator.upsampler.guide].architecture).guide_bytes_per_pixel * pixels
+            )
         return None, output + guide_map + per_pixel * small + 2 * 12 * 4 * BAND_ROWS * size[1]
     exact = approximator.statistics == "image"
     whole = output + (4 if exact else 2) * width * item * pixels
