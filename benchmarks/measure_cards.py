@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import reference_dir
 
+from fip.build import write_role_splits
 from fip.measure import PhotoSetSource, measure
 from fip.models.cards import write_card
 from fip.models.catalogue import default_catalogue, model_for_operator
@@ -58,16 +59,17 @@ def fip_v2_sets(card, folder: Path) -> list[PhotoSetSource]:
     files the sources read are written into ``folder``."""
     if not (FIP_V2 / "split.json").is_file():
         raise SystemExit(f"{card.name} was measured on fip-v2 photos: make the set with python scripts/photo_set.py")
-    split = json.loads((card.root / "split.json").read_text())
-    sets = []
-    for name in ("validation", "test"):
-        file = folder / f"{card.operator}-{name}.json"
-        file.write_text(json.dumps({"train": [], "test": split[name]}))
-        photo_set = card.photo_sets[name]
-        sets.append(
-            PhotoSetSource(name, photo_set.role, photo_set.description, ((str(FIP_V2), "test"),), split_file=str(file))
+    files = write_role_splits(json.loads((card.root / "split.json").read_text()), folder / card.operator)
+    return [
+        PhotoSetSource(
+            role,
+            card.photo_sets[role].role,
+            card.photo_sets[role].description,
+            ((str(FIP_V2), "test"),),
+            split_file=str(files[role]),
         )
-    return sets
+        for role in ("validation", "test")
+    ]
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 For each operator whose ledger entry is done and kept the trained network, packages
 ``~/.cache/fip/retrain/OPERATOR`` into ``fip/models/zoo/OPERATOR`` (``fip package``: every network checked
 against its digest) with a card written for fip's own models: photo sets and provenance described without local
-paths, and ``provenance.training`` (photos, steps, epochs, hours) from the kept checkpoint. The cards' timings are
+paths, and ``provenance.training`` (photos, steps, epochs, hours): the build's, or for a build made before fip
+recorded it, read from the kept checkpoint. The cards' timings are
 the build's, taken beside the training: time them again with ``python benchmarks/measure_cards.py OPERATOR
 --timing-only`` on a quiet machine.
 
@@ -46,14 +47,17 @@ def ship(operator: str, runs: Path) -> Path:
         raise SystemExit(f"{operator}: the ledger has no kept, trained network ({ledger or 'not built'})")
     built = runs / operator
     card = read_card(built)
-    checkpoint = built / "training" / "logs" / "version_0" / "checkpoints" / card.provenance["checkpoint"]
-    split = json.loads((built / "split.json").read_text())
+    training = card.provenance.get("training")  # recorded by fip build since it kept a card's training
+    if training is None:
+        checkpoint = next(built.glob(f"training/**/checkpoints/{card.provenance['checkpoint']}"))
+        photos = len(json.loads((built / "split.json").read_text())["train"])
+        training = {"photos": photos, **training_record(checkpoint)}
     provenance = {
         **card.provenance,
         "source": "fip-v2 (python scripts/photo_set.py; docs/data.md)",
         "made_by": f"fip build {operator} --source fip-v2 --split-file (benchmarks/retrain.py): "
         f"{card.provenance.get('budget_minutes', 0):g}-min budget, warm start {card.provenance.get('warm_start')}",
-        "training": {"photos": len(split["train"]), **training_record(checkpoint)},
+        "training": training,
         "history": "docs/research-log.md",
     }
     card = replace(

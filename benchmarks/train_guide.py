@@ -21,6 +21,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from fip.build import write_role_splits
 from fip.data.pairs import generate_pairs
 from fip.data.sources import Resolution, open_source
 from fip.files import sha256_file
@@ -33,18 +34,16 @@ from fip.models.storage import NetworkFile, net_config, save_network
 PHOTO_SET = Path.home() / ".cache" / "fip" / "photo-sets" / "fip-v2"
 
 
-def pairs(operator: str, params: dict, photos: Path, split: str) -> list:
-    """``(photo, target)`` images of ``split`` (``train``, ``validation``) at 1080p, from the pair cache (generating
-    what is missing)."""
-    names = json.loads((photos / "split.json").read_text())[split]
+def pairs(operator: str, params: dict, photos: Path, role: str) -> list:
+    """``(photo, target)`` images of the photos ``photos/split.json`` gives ``role`` (``train``, ``validation``) at
+    1080p, from the pair cache (generating what is missing)."""
     with tempfile.TemporaryDirectory() as folder:
-        split_file = Path(folder) / "split.json"  # the pair generator's splits are train and test
-        split_file.write_text(json.dumps({"train": names, "test": []}))
+        split_file = write_role_splits(json.loads((photos / "split.json").read_text()), folder)[role]
         report = generate_pairs(
             operator,
             open_source(photos, split_file),
             params=params,
-            split="train",
+            split="train" if role == "train" else "test",  # the role files' two sets
             resolution=Resolution.parse("1080p"),
         )
     names = sorted(report.made + report.reused)

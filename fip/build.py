@@ -280,6 +280,21 @@ def build(request: BuildRequest, progress: Callable[[str], None] = logger.info) 
     return out
 
 
+def write_role_splits(split: dict[str, list[str]], folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """``split`` (``{"train": [...], "validation": [...], "test": [...]}``, a build's ``split.json``) as one file per
+    role in ``folder``, each in the two-set form a source's ``--split-file`` takes: ``train.json`` holds the training
+    photos as its train split and the validation photos as its test split; ``validation.json`` and ``test.json``
+    hold those photos as their test split. Returns the files by role."""
+    files = {}
+    for role, names in (
+        ("train", {"train": split["train"], "test": split["validation"]}),
+        ("validation", {"train": [], "test": split["validation"]}),
+        ("test", {"train": [], "test": split["test"]}),
+    ):
+        files[role] = atomic_write_json(Path(folder) / f"{role}.json", names)
+    return files
+
+
 def _split(
     state: _State, request: BuildRequest, out: Path, source: Any, progress: Callable[[str], None]
 ) -> dict[str, list[str]]:
@@ -287,12 +302,7 @@ def _split(
         return done["split"]
     split = split_photos(source) if request.split_file is None else read_split_file(request.split_file, source)
     atomic_write_json(out / "split.json", split)
-    for name, names in (
-        ("train", {"train": split["train"], "test": split["validation"]}),
-        ("validation", {"train": [], "test": split["validation"]}),
-        ("test", {"train": [], "test": split["test"]}),
-    ):
-        atomic_write_json(out / "splits" / f"{name}.json", names)  # the form --split-file takes
+    write_role_splits(split, out / "splits")
     progress(
         f"split: {len(split['train'])} training, {len(split['validation'])} validation and {len(split['test'])} "
         "test photos (split.json)"
@@ -1025,4 +1035,5 @@ __all__ = [
     "split_photos",
     "training_minutes",
     "warm_start_for",
+    "write_role_splits",
 ]
