@@ -29,7 +29,7 @@ from fip.errors import InputError
 from fip.metrics import psnr
 from fip.models.cards import Approximator, Upsampler
 from fip.models.catalogue import Model
-from fip.models.guided import FastGuidedFilter, GuideMap, apply_linear_model, colour_guided_coefficients
+from fip.models.guided import GuideMap, apply_linear_model, fit_coefficients
 from fip.runtime.execute import Views, reference_small, to_batch
 from fip.runtime.plan import working_size
 from fip.training import quiet_lightning
@@ -94,14 +94,10 @@ class LitGuide(pl.LightningModule):
 
     def forward(self, small: torch.Tensor, result: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
         """The upsampled result, ``(B, 3, H, W)``, as the engine computes it (in torch operations)."""
-        kind, radius, eps = self.upsampler.kind, self.upsampler.radius, self.upsampler.eps
-        guide_small = self.guide(small)
-        if kind == "colour-guided":
-            coefficients = colour_guided_coefficients(guide_small, result, radius, eps)
-        else:
-            coefficients = FastGuidedFilter(radius, eps).to(small.device).coefficients(guide_small, result)
+        colour = self.upsampler.kind == "colour-guided"
+        coefficients = fit_coefficients(self.guide(small), result, colour, self.upsampler.radius, self.upsampler.eps)
         rows = lambda top, bottom: self.guide(photo[:, :, top:bottom])  # noqa: E731 (the row callback)
-        return apply_linear_model(coefficients, *photo.shape[2:], rows, colour=kind == "colour-guided")
+        return apply_linear_model(coefficients, *photo.shape[2:], rows, colour=colour)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_index: int) -> torch.Tensor:
         small, result, photo, target = batch

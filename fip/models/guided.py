@@ -177,6 +177,17 @@ def colour_guided_coefficients(
     return box_mean(coefficients, radius).to(dtype)
 
 
+def fit_coefficients(
+    guide_low: torch.Tensor, target_low: torch.Tensor, colour: bool, radius: int = 1, eps: float = 1e-4
+) -> torch.Tensor:
+    """The guided filter's box-averaged linear model of ``target_low`` from ``guide_low`` (both ``(B, 3, h, w)``),
+    for :func:`apply_linear_model`: with ``colour`` He et al.'s colour filter (:func:`colour_guided_coefficients`,
+    12 maps), else the per-channel filter with this fixed ``eps`` (:meth:`FastGuidedFilter.coefficients`, 6 maps)."""
+    if colour:
+        return colour_guided_coefficients(guide_low, target_low, radius, eps)
+    return FastGuidedFilter(radius, eps).to(guide_low.device).coefficients(guide_low, target_low)
+
+
 _SOLVE_DTYPE = torch.float64  # float32 inverses of near-grey boxes reach NaN at eps 1e-5
 _UPPER = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the distinct entries of a symmetric 3x3 matrix
 

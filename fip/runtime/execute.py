@@ -28,7 +28,7 @@ from fip.models.can import ContextAggregationNet, FoldedCAN, downscaled, fold, i
 from fip.models.cards import Approximator, Upsampler
 from fip.models.catalogue import Model
 from fip.models.grid import BilateralGridNet
-from fip.models.guided import FastGuidedFilter, GuidedCAN, apply_linear_model, colour_guided_coefficients
+from fip.models.guided import GuidedCAN, apply_linear_model, fit_coefficients
 from fip.models.inputs import input_scale, normalize_input, scales_output
 from fip.raw import Photo, photo_from_srgb
 from fip.registry import InputKind, get_operator
@@ -425,11 +425,8 @@ def upsample(
     colour, fused = upsampler.kind == "colour-guided", kernels.usable(guide)
     if colour and fused:
         coefficients = kernels.colour_guided_fit(guide_small, result_small, upsampler.radius, upsampler.eps)
-    elif colour:
-        coefficients = colour_guided_coefficients(guide_small, result_small, upsampler.radius, upsampler.eps)
     else:
-        fixed = FastGuidedFilter(radius=upsampler.radius, eps=upsampler.eps).to(guide.device)
-        coefficients = fixed.coefficients(guide_small, result_small)
+        coefficients = fit_coefficients(guide_small, result_small, colour, upsampler.radius, upsampler.eps)
     if fused:
         return kernels.apply_linear_model(coefficients, guide, colour)
     return apply_linear_model(coefficients, height, width, lambda top, bottom: guide[:, :, top:bottom], band, colour)
