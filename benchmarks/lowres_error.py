@@ -34,8 +34,9 @@ from _common import machine
 
 from fip.imaging import read_image_file, resize_area
 from fip.metrics import psnr
-from fip.models.guided import apply_linear_model, colour_guided_coefficients
+from fip.models.cards import Upsampler
 from fip.registry import get_operator
+from fip.runtime.execute import to_batch, to_image, upsample
 
 PHOTO_SET = Path.home() / ".cache" / "fip" / "photo-sets" / "fip-v2"
 LONG_SIDE = 1920  # photos are area-downscaled to at most this long side (1080p)
@@ -63,16 +64,11 @@ def photos(source: Path, split_file: Path, split: str, min_side: int, limit: int
     return found
 
 
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-
-
 def upsampled(small: np.ndarray, result: np.ndarray, photo: np.ndarray) -> np.ndarray:
-    """``result`` (made on ``small``) at ``photo``'s size by the colour guided filter (radius 1, eps 1e-4)."""
-    coefficients = colour_guided_coefficients(_tensor(small), _tensor(result), 1, 1e-4)
-    guide = _tensor(photo)
-    out = apply_linear_model(coefficients, *photo.shape[:2], lambda top, bottom: guide[:, :, top:bottom], colour=True)
-    return out[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    """``result`` (made on ``small``) at ``photo``'s size by the engine's colour guided filter (radius 1, eps
+    1e-4)."""
+    with torch.inference_mode():
+        return to_image(upsample(to_batch(small), to_batch(result), to_batch(photo), Upsampler(), None))
 
 
 def measure(operator: str, images: list[tuple[str, np.ndarray]], factors: list[int]) -> dict[int, list[float]]:
