@@ -58,10 +58,10 @@ class FastOperator(nn.Module):
         self._maps = model.maps(plan.operator, plan.params)
         spec = model.card.approximator(plan.approximator)
         self.net: nn.Module | None = None
-        if spec.network is not None:
-            network = model.network(spec.network)  # a damaged file fails here, at load
-            if isinstance(network, nn.Module):  # the module's own copy: it moves and trains with the module
-                self.net = copy.deepcopy(network).eval()
+        for key in spec.network_keys:
+            network = model.network(key)  # a damaged file fails here, at load (a learned guide's too)
+            if key == spec.network and isinstance(network, nn.Module):  # the module's own copy: it moves and
+                self.net = copy.deepcopy(network).eval()  # trains with the module
         self._plans: dict[tuple[int, int, str], Plan] = {}
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # follows .to(device)
 
